@@ -1,0 +1,29 @@
+// One error type for everything a user can cause (bad reference, bad
+// credentials, corrupt input). The CLI prints its message and exits non-zero;
+// anything else is a bug and gets a stack trace.
+
+export type ClipErrorCode =
+  | 'BAD_REFERENCE'
+  | 'NOT_FOUND'
+  | 'UNAUTHORIZED'
+  | 'REGISTRY'
+  | 'DIGEST_MISMATCH'
+  | 'BAD_TAR'
+  | 'BAD_GZIP'
+  | 'UNSUPPORTED'
+  | 'BAD_INDEX'
+  | 'BAD_ARGUMENT'
+  | 'IO';
+
+export class ClipError extends Error {
+  readonly code: ClipErrorCode;
+  constructor(code: ClipErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ClipError';
+    this.code = code;
+  }
+}
+
+export function isClipError(e: unknown): e is ClipError {
+  return e instanceof ClipError;
+}

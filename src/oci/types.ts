@@ -1,0 +1,63 @@
+// The registry client's view of an image: what was resolved, and where its
+// blobs can be read from (whole or by range).
+
+import type { Readable } from 'node:stream';
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface Reference {
+  /** Registry host as docker names it ("docker.io", "localhost:5000"). */
+  registry: string;
+  /** Repository path ("library/alpine"). */
+  repository: string;
+  tag?: string;
+  /** "sha256:..." when pinned. */
+  digest?: string;
+}
+
+export interface LayerDescriptor {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** Uncompressed digest from the image config's rootfs.diff_ids. */
+  diffId: string;
+}
+
+export interface ResolvedImage {
+  /** Where the image came from, enough to open its blobs again later:
+   *  "docker://registry/repository" or "oci:/abs/dir". */
+  location: string;
+  /** The reference as given by the user, normalised ("docker.io/library/alpine:latest"). */
+  reference: string;
+  registry?: string;
+  repository?: string;
+  manifestDigest: string;
+  manifestMediaType: string;
+  configDigest: string;
+  /** The raw image config JSON (entrypoint, env, ...). */
+  config: Record<string, unknown>;
+  platform: Platform;
+  layers: LayerDescriptor[];
+}
+
+/** Reads blobs of one repository (or one OCI layout directory). */
+export interface BlobSource {
+  /** Streams a whole blob. Callers verify its digest. */
+  openBlob(digest: string): Promise<Readable>;
+  /** Reads bytes [start, end) of a blob. */
+  readRange(digest: string, start: number, end: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+export interface RegistryOptions {
+  /** Force plain HTTP (also automatic for localhost, 127.0.0.0/8 and ::1). */
+  plainHttp?: boolean;
+  username?: string;
+  password?: string;
+  /** Platform to pick from an index; default: linux and the host's architecture. */
+  platform?: Platform;
+}
