@@ -1,0 +1,198 @@
+// Streams a gzip layer once and builds its seek table: checkpoints at
+// byte-aligned deflate block boundaries at least `spanSize` output bytes
+// apart, each with its 32 KiB window, and the sha256 of every span.
+//
+// Native zlib does the inflating at full speed but cannot tell whether a block
+// boundary falls on a byte boundary (zlib's data_type is not exposed). So each
+// candidate boundary is proven instead: the compressed bytes after it are
+// inflated on their own, from that byte, with the window as dictionary, and
+// must reproduce the output native zlib produced. Misaligned candidates fail
+// that test and the next boundary is tried.
+
+import { createHash, type Hash } from 'node:crypto';
+import zlib from 'node:zlib';
+import { ClipError } from '../errors.js';
+import { parseMemberHeader } from './member-header.js';
+import { BlockInflater } from './native-inflate.js';
+import type { Checkpoint, SpanTable } from './types.js';
+import { OutputRing, WINDOW_SIZE } from './window-ring.js';
+
+const OUTPUT_BUFFER = 1 << 20;
+/** Output a candidate must reproduce before it is trusted. */
+const PROBE_BYTES = 16 * 1024;
+
+interface Candidate {
+  in: number;
+  out: number;
+  window: Buffer;
+  /** Compressed bytes from `in` onward, as consumed by the native inflater. */
+  compressed: Buffer[];
+  /** Output from `out` onward (copied), at least PROBE_BYTES before probing. */
+  output: Buffer[];
+  outputLength: number;
+}
+
+export class CheckpointBuilder {
+  private readonly inflater = new BlockInflater();
+  private readonly ring = new OutputRing(OUTPUT_BUFFER + WINDOW_SIZE);
+  private readonly checkpoints: Checkpoint[] = [];
+  private readonly digests: Buffer[] = [];
+  private spanHash: Hash = createHash('sha256');
+  private candidate: Candidate | undefined;
+  private inPos = 0;
+  private outPos = 0;
+  private ended = false;
+  /** The first compressed bytes, until the first gzip header is complete. */
+  private head = Buffer.alloc(0);
+
+  /**
+   * @param spanSize minimum uncompressed distance between checkpoints
+   * @param onData receives every uncompressed chunk, in order; the chunk is
+   *   only valid during the call
+   */
+  constructor(
+    private readonly spanSize: number,
+    private readonly onData: (chunk: Buffer) => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.ended) {
+        this.checkTrailing(chunk.subarray(off));
+        return;
+      }
+      this.ring.reserve(64 * 1024);
+      let step;
+      try {
+        step = this.inflater.step(chunk, off, chunk.length - off, this.ring.buf, this.ring.pos, this.ring.buf.length - this.ring.pos);
+      } catch (e) {
+        throw new ClipError('BAD_GZIP', `corrupt gzip data near compressed offset ${this.inPos}: ${(e as Error).message}`);
+      }
+      if (step.consumed === 0 && step.produced === 0) {
+        // The last member ended and what follows is not another member.
+        this.ended = true;
+        continue;
+      }
+      this.consumed(chunk.subarray(off, off + step.consumed));
+      off += step.consumed;
+      if (step.produced > 0) {
+        const data = this.ring.buf.subarray(this.ring.pos, this.ring.pos + step.produced);
+        this.ring.pos += step.produced;
+        this.produced(data);
+      }
+      if (step.boundary) this.atBoundary();
+    }
+  }
+
+  /** Ends the stream; throws if the gzip data was truncated. Returns the seek table. */
+  finish(): SpanTable {
+    if (!this.ended) {
+      // Z_FINISH with no input makes zlib report a stream that stopped early.
+      try {
+        this.inflater.step(Buffer.alloc(0), 0, 0, this.ring.buf, 0, 1, zlib.constants.Z_FINISH);
+      } catch {
+        throw new ClipError('BAD_GZIP', `gzip data is truncated (ended after ${this.inPos} compressed bytes)`);
+      }
+    }
+    this.inflater.close();
+    if (this.candidate) this.reject();
+    if (this.checkpoints.length === 0) {
+      throw new ClipError('BAD_GZIP', 'gzip data holds no deflate stream');
+    }
+    this.digests.push(this.spanHash.digest());
+    return {
+      compression: 'gzip',
+      compressedSize: this.inPos,
+      uncompressedSize: this.outPos,
+      checkpoints: this.checkpoints,
+      digests: this.digests,
+    };
+  }
+
+  private consumed(bytes: Buffer): void {
+    if (this.checkpoints.length === 0) this.firstCheckpoint(bytes);
+    this.inPos += bytes.length;
+    if (this.candidate) this.candidate.compressed.push(Buffer.from(bytes));
+    else this.spanHash.update(bytes);
+  }
+
+  private produced(data: Buffer): void {
+    this.outPos += data.length;
+    const c = this.candidate;
+    if (c && c.outputLength < PROBE_BYTES) {
+      c.output.push(Buffer.from(data));
+      c.outputLength += data.length;
+    }
+    this.onData(data);
+    if (c && c.outputLength >= PROBE_BYTES) this.probe(c);
+  }
+
+  private atBoundary(): void {
+    if (this.candidate || this.checkpoints.length === 0) return;
+    const last = this.checkpoints[this.checkpoints.length - 1]!;
+    if (this.outPos - last.out < this.spanSize) return;
+    this.candidate = {
+      in: this.inPos,
+      out: this.outPos,
+      window: Buffer.from(this.ring.window()),
+      compressed: [],
+      output: [],
+      outputLength: 0,
+    };
+  }
+
+  /** Checkpoint 0 sits right after the first gzip header. */
+  private firstCheckpoint(bytes: Buffer): void {
+    this.head = this.head.length === 0 ? Buffer.from(bytes) : Buffer.concat([this.head, bytes]);
+    const headerLength = parseMemberHeader(this.head, 0);
+    if (headerLength === undefined) return;
+    this.checkpoints.push({ in: headerLength, out: 0, window: Buffer.alloc(0) });
+    this.head = Buffer.alloc(0);
+  }
+
+  private probe(c: Candidate): void {
+    const compressed = Buffer.concat(c.compressed);
+    const expected = Buffer.concat(c.output);
+    let ok = false;
+    try {
+      const r = zlib.inflateRawSync(compressed, {
+        dictionary: c.window,
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        info: true,
+      }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      // The probe must not hit a stream end (that would be a member end or a
+      // misread final block) and must reproduce the output.
+      ok =
+        r.engine.bytesWritten === compressed.length &&
+        r.buffer.length >= PROBE_BYTES &&
+        r.buffer.subarray(0, PROBE_BYTES).equals(expected.subarray(0, PROBE_BYTES));
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      this.reject();
+      return;
+    }
+    this.digests.push(this.spanHash.digest());
+    this.spanHash = createHash('sha256');
+    for (const b of c.compressed) this.spanHash.update(b);
+    this.checkpoints.push({ in: c.in, out: c.out, window: zlib.deflateRawSync(c.window, { level: 9 }) });
+    this.candidate = undefined;
+  }
+
+  private reject(): void {
+    const c = this.candidate!;
+    for (const b of c.compressed) this.spanHash.update(b);
+    this.candidate = undefined;
+  }
+
+  private checkTrailing(rest: Buffer): void {
+    for (const b of rest) {
+      if (b !== 0) throw new ClipError('BAD_GZIP', `unexpected data after the end of the gzip stream at compressed offset ${this.inPos}`);
+    }
+    this.inPos += rest.length;
+    if (this.candidate) this.candidate.compressed.push(Buffer.from(rest));
+    else this.spanHash.update(rest);
+  }
+}

@@ -1,0 +1,28 @@
+// The seek table of one layer blob: where decompression can resume, and the
+// sha256 of every span of compressed bytes between two resume points.
+
+export type LayerCompression = 'gzip' | 'none';
+
+/** A place where inflate can resume: a byte-aligned deflate block boundary. */
+export interface Checkpoint {
+  /** Offset in the compressed blob where the next deflate block starts. */
+  in: number;
+  /** Offset in the uncompressed stream that block produces first. */
+  out: number;
+  /** The (up to) 32 KiB of output before `out`, deflated; empty at a stream start. */
+  window: Buffer;
+}
+
+/**
+ * Span i covers compressed [checkpoints[i].in, checkpoints[i+1].in) (the last
+ * one ends at compressedSize) and uncompressed [checkpoints[i].out, next.out).
+ * For uncompressed layers `in === out` and windows are empty.
+ */
+export interface SpanTable {
+  compression: LayerCompression;
+  compressedSize: number;
+  uncompressedSize: number;
+  checkpoints: Checkpoint[];
+  /** sha256 of each span's compressed bytes, 32 bytes each. */
+  digests: Buffer[];
+}
