@@ -1,0 +1,28 @@
+// clip cat FILE PATH: a file's bytes, fetched lazily from the registry.
+
+import { Command } from 'commander';
+import { pipeline } from 'node:stream/promises';
+import { loadIndex } from '../clip.js';
+import { FileReader } from '../content/file-reader.js';
+import { ClipError } from '../errors.js';
+import { lookupPath } from '../image/lookup.js';
+import { addRegistryOptions, registryOptions } from './registry-options.js';
+
+export function catCommand(): Command {
+  const cmd = new Command('cat')
+    .description("write a file of an indexed image to stdout (only the spans it needs are fetched)")
+    .argument('<file>', '.clip index')
+    .argument('<path>', 'file in the image (symlinks are followed inside the image)');
+  addRegistryOptions(cmd);
+  return cmd.action(async (file: string, path: string, o) => {
+    const index = await loadIndex(file);
+    const node = lookupPath(index, path, true);
+    if (node.type !== 'file') throw new ClipError('BAD_ARGUMENT', `${path} is a ${node.type === 'dir' ? 'directory' : node.type}, not a regular file`);
+    const reader = await FileReader.open(index, await registryOptions(o));
+    try {
+      await pipeline(reader.stream(node), process.stdout);
+    } finally {
+      await reader.close();
+    }
+  });
+}

@@ -1,0 +1,35 @@
+// Human-readable numbers and modes for CLI output.
+
+import type { Node } from '../image/types.js';
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${n.toFixed(1)} ${units[u]}`;
+}
+
+/** Parses sizes like "4M", "512KiB", "1048576". */
+export function parseSize(s: string): number {
+  const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(s.trim());
+  if (!m) throw new Error(`bad size "${s}": expected a number with an optional K, M or G suffix`);
+  const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Number(m[1]) * scale;
+}
+
+const TYPE_CHAR: Record<Node['type'], string> = { file: '-', dir: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p' };
+
+/** "drwxr-sr-t" as ls -l prints it. */
+export function modeString(type: Node['type'], mode: number): string {
+  const rwx = (bits: number, special: boolean, ch: string): string =>
+    (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-');
+  return (
+    TYPE_CHAR[type] +
+    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') +
+    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') +
+    rwx(mode & 7, (mode & 0o1000) !== 0, 't')
+  );
+}

@@ -1,0 +1,47 @@
+// clip index IMAGE -o FILE: index an image into a .clip file.
+
+import { Command } from 'commander';
+import { DEFAULT_SPAN_SIZE, indexImage } from '../indexer/index-image.js';
+import { formatBytes, parseSize } from './format.js';
+import { byteProgress } from './progress.js';
+import { addRegistryOptions, registryOptions } from './registry-options.js';
+
+export function indexCommand(): Command {
+  const cmd = new Command('index')
+    .description('index an image (registry reference or oci:DIR[:TAG]) into a metadata-only .clip file')
+    .argument('<image>', 'image reference, e.g. alpine:3.20, localhost:5000/app@sha256:..., oci:./layout:tag')
+    .requiredOption('-o, --output <file>', 'where to write the .clip index')
+    .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
+    .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
+    .option('--json', 'print the summary as JSON');
+  addRegistryOptions(cmd);
+  return cmd.action(async (image: string, o) => {
+    const progress = byteProgress('indexing');
+    let summary;
+    try {
+      summary = await indexImage(image, {
+        ...(await registryOptions(o)),
+        output: o.output,
+        ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
+        onProgress: (read, total) => progress.update(read, total),
+      });
+    } finally {
+      progress.stop();
+    }
+    if (o.json) {
+      process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+      return;
+    }
+    const pct = ((100 * summary.indexBytes) / Math.max(1, summary.compressedBytes)).toFixed(2);
+    process.stdout.write(
+      [
+        `indexed ${summary.reference} (${summary.manifestDigest})`,
+        `  layers:  ${summary.layers} (${formatBytes(summary.compressedBytes)} compressed, ${formatBytes(summary.uncompressedBytes)} uncompressed)`,
+        `  entries: ${summary.entries} (${summary.files} files, ${summary.directories} directories)`,
+        `  spans:   ${summary.checkpoints}`,
+        `  index:   ${summary.output}, ${formatBytes(summary.indexBytes)} (${pct}% of the compressed image)`,
+        `  time:    ${summary.seconds.toFixed(2)} s`,
+      ].join('\n') + '\n',
+    );
+  });
+}

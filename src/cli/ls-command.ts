@@ -1,0 +1,35 @@
+// clip ls FILE [PATH]: list the image's tree from the index (no network).
+
+import { Command } from 'commander';
+import { loadIndex } from '../clip.js';
+import { lookupPath } from '../image/lookup.js';
+import { listNode, type ListEntry } from '../inspect.js';
+import { modeString } from './format.js';
+
+function longLine(e: ListEntry): string {
+  const size = e.rdev ? `${e.rdev.major}, ${e.rdev.minor}` : String(e.size);
+  const name = e.target !== undefined ? `${e.path} -> ${e.target}` : e.path;
+  return `${modeString(e.type, e.mode)} ${String(e.nlink).padStart(3)} ${String(e.uid).padStart(6)} ${String(e.gid).padStart(6)} ${size.padStart(10)} ${e.mtime} ${name}`;
+}
+
+export function lsCommand(): Command {
+  return new Command('ls')
+    .description('list files of an indexed image')
+    .argument('<file>', '.clip index')
+    .argument('[path]', 'directory or file in the image', '/')
+    .option('-l, --long', 'long listing (mode, links, owner, size, mtime)')
+    .option('-R, --recursive', 'list subdirectories recursively')
+    .option('--json', 'print as JSON')
+    .action(async (file: string, path: string, o: { long?: boolean; recursive?: boolean; json?: boolean }) => {
+      const index = await loadIndex(file);
+      const node = lookupPath(index, path, true);
+      const clean = path.split('/').filter((p) => p !== '' && p !== '.').join('/');
+      const entries = listNode(clean, node, o.recursive);
+      if (o.json) {
+        process.stdout.write(JSON.stringify(entries, null, 2) + '\n');
+        return;
+      }
+      const lines = entries.map((e) => (o.long ? longLine(e) : e.path));
+      if (lines.length > 0) process.stdout.write(lines.join('\n') + '\n');
+    });
+}

@@ -1,0 +1,36 @@
+// The clip command line: one subcommand per file, this file wires them up and
+// turns ClipErrors into a message and a non-zero exit.
+
+import { Command } from 'commander';
+import { isClipError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { catCommand } from './cat-command.js';
+import { indexCommand } from './index-command.js';
+import { inspectCommand } from './inspect-command.js';
+import { lsCommand } from './ls-command.js';
+
+const program = new Command('clip')
+  .description('index OCI images into metadata-only .clip files and read them lazily from the registry')
+  .version(VERSION, '-V, --version')
+  .showHelpAfterError()
+  .addCommand(indexCommand())
+  .addCommand(inspectCommand())
+  .addCommand(lsCommand())
+  .addCommand(catCommand())
+  .addCommand(
+    new Command('version').description('print the clip version').action(() => {
+      process.stdout.write(`clip ${VERSION}\n`);
+    }),
+  );
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  if (isClipError(e)) {
+    process.stderr.write(`clip: ${e.message}\n`);
+  } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'EPIPE') {
+    // The reader of our stdout went away (clip cat | head): not an error.
+    process.exit(0);
+  } else {
+    process.stderr.write(`clip: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  }
+  process.exitCode = 1;
+});

@@ -1,0 +1,56 @@
+// Reads the files of an indexed image: opens the image's blob source from the
+// location in the index and serves byte ranges of any file, lazily.
+
+import { Readable } from 'node:stream';
+import { ClipError } from '../errors.js';
+import type { Node } from '../image/types.js';
+import type { ClipIndex } from '../index/types.js';
+import { openBlobSource } from '../oci/index.js';
+import type { BlobSource, RegistryOptions } from '../oci/types.js';
+import { LayerReader } from './layer-reader.js';
+
+/** Bytes per read when streaming a whole file (matches the span cache's reuse). */
+const STREAM_CHUNK = 1024 * 1024;
+
+export class FileReader {
+  private readonly layers: LayerReader;
+
+  private constructor(
+    readonly index: ClipIndex,
+    private readonly blobs: BlobSource,
+  ) {
+    this.layers = new LayerReader(index.layers, blobs);
+  }
+
+  static async open(index: ClipIndex, opts: RegistryOptions = {}): Promise<FileReader> {
+    return new FileReader(index, await openBlobSource(index.image.location, opts));
+  }
+
+  /** Reads up to `length` bytes of a regular file from `offset` (short at end of file). */
+  async read(node: Node, offset: number, length: number): Promise<Buffer> {
+    if (node.type !== 'file') throw new ClipError('BAD_ARGUMENT', `inode ${node.ino} is a ${node.type}, not a regular file`);
+    const end = Math.min(node.size, offset + length);
+    if (node.layer < 0 || offset >= end) return Buffer.alloc(0);
+    return this.layers.read(node.layer, node.offset + offset, end - offset);
+  }
+
+  /** Streams a whole file, one chunk at a time (memory stays bounded). */
+  stream(node: Node): Readable {
+    const self = this;
+    return Readable.from(
+      (async function* () {
+        for (let offset = 0; offset < node.size; ) {
+          const chunk = await self.read(node, offset, STREAM_CHUNK);
+          if (chunk.length === 0) throw new ClipError('IO', `inode ${node.ino}: unexpected end of data at ${offset}`);
+          offset += chunk.length;
+          yield chunk;
+        }
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.blobs.close();
+  }
+}

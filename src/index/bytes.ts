@@ -1,0 +1,110 @@
+// Little binary writer/reader for the index body: LEB128 varints (safe up to
+// 2^53, no 32-bit bit tricks), zigzag for signed values, length-prefixed bytes.
+// The reader checks every bound so a corrupt index fails with a clear error.
+
+import { ClipError } from '../errors.js';
+
+export class ByteWriter {
+  private buf = Buffer.allocUnsafe(1 << 16);
+  private pos = 0;
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  uint(v: number): void {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`cannot encode ${v} as an unsigned varint`);
+    this.ensure(8);
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.pos++] = v;
+  }
+
+  int(v: number): void {
+    this.uint(v >= 0 ? v * 2 : -v * 2 - 1);
+  }
+
+  bytes(b: Buffer): void {
+    this.uint(b.length);
+    this.raw(b);
+  }
+
+  raw(b: Buffer): void {
+    this.ensure(b.length);
+    b.copy(this.buf, this.pos);
+    this.pos += b.length;
+  }
+
+  string(s: string): void {
+    this.bytes(Buffer.from(s, 'utf8'));
+  }
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+export class ByteReader {
+  pos = 0;
+  constructor(private readonly buf: Buffer) {}
+
+  private fail(what: string): never {
+    throw new ClipError('BAD_INDEX', `index body is corrupt: ${what} at byte ${this.pos}`);
+  }
+
+  get done(): boolean {
+    return this.pos >= this.buf.length;
+  }
+
+  u8(): number {
+    if (this.pos >= this.buf.length) this.fail('unexpected end');
+    return this.buf[this.pos++]!;
+  }
+
+  uint(): number {
+    let v = 0;
+    let scale = 1;
+    for (;;) {
+      if (this.pos >= this.buf.length) this.fail('unexpected end');
+      const b = this.buf[this.pos++]!;
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) break;
+      scale *= 0x80;
+      if (scale > 2 ** 56) this.fail('varint too long');
+    }
+    if (!Number.isSafeInteger(v)) this.fail('number out of range');
+    return v;
+  }
+
+  int(): number {
+    const z = this.uint();
+    return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+  }
+
+  raw(n: number): Buffer {
+    if (this.pos + n > this.buf.length) this.fail(`length ${n} past the end`);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+
+  bytes(): Buffer {
+    return this.raw(this.uint());
+  }
+
+  string(): string {
+    return this.bytes().toString('utf8');
+  }
+}

@@ -1,0 +1,267 @@
+// The .clip file: a fixed header (magic, version, kind, body lengths, sha256
+// of the body) and a deflated body with the image record, the layers' seek
+// tables and the tree. Pure encode/decode/validate: no I/O here.
+//
+//   header (64 bytes)
+//     0  magic  "\x89CLP\r\n\x1a\n"
+//     8  u16 format version, u16 kind, u32 reserved
+//    16  u64 body length (deflated), u64 body length (inflated)
+//    32  sha256 of the deflated body
+//   body (deflate raw)
+//     JSON meta (image + layer descriptors), per layer: checkpoints + span
+//     digests, nodes in inode order, then each directory's entries.
+
+import { createHash } from 'node:crypto';
+import zlib from 'node:zlib';
+import { ClipError } from '../errors.js';
+import type { Checkpoint, SpanTable } from '../gzip/types.js';
+import type { Node, NodeType } from '../image/types.js';
+import type { Timespec } from '../tar/types.js';
+import { ByteReader, ByteWriter } from './bytes.js';
+import { FORMAT_VERSION, type ClipIndex, type ImageRecord, type IndexKind, type LayerRecord } from './types.js';
+
+export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
+export const HEADER_SIZE = 64;
+const KINDS: IndexKind[] = ['oci'];
+const TYPES: NodeType[] = ['file', 'dir', 'symlink', 'char', 'block', 'fifo'];
+const DIGEST_SIZE = 32;
+/** Refuse bodies that would inflate beyond this (a corrupt length must not exhaust memory). */
+const MAX_BODY = 4 * 1024 ** 3;
+
+// Node flag bits: which optional fields follow.
+const F_ATIME = 1;
+const F_CTIME = 2;
+const F_XATTRS = 4;
+const F_DATA = 8;
+const F_DEVICE = 16;
+
+interface Meta {
+  image: ImageRecord;
+  layers: { digest: string; mediaType: string; diffId: string; compression: SpanTable['compression']; compressedSize: number; uncompressedSize: number }[];
+}
+
+function sameTime(a: Timespec, b: Timespec): boolean {
+  return a.sec === b.sec && a.nsec === b.nsec;
+}
+
+function writeTime(w: ByteWriter, t: Timespec): void {
+  w.int(t.sec);
+  w.uint(t.nsec);
+}
+
+function readTime(r: ByteReader): Timespec {
+  const sec = r.int();
+  const nsec = r.uint();
+  if (nsec >= 1e9) throw new ClipError('BAD_INDEX', `index body is corrupt: nanoseconds ${nsec} out of range`);
+  return { sec, nsec };
+}
+
+export function encodeIndex(index: ClipIndex): Buffer {
+  const w = new ByteWriter();
+  const meta: Meta = {
+    image: index.image,
+    layers: index.layers.map((l) => ({
+      digest: l.digest,
+      mediaType: l.mediaType,
+      diffId: l.diffId,
+      compression: l.spans.compression,
+      compressedSize: l.spans.compressedSize,
+      uncompressedSize: l.spans.uncompressedSize,
+    })),
+  };
+  w.string(JSON.stringify(meta));
+  for (const layer of index.layers) {
+    const { checkpoints, digests } = layer.spans;
+    w.uint(checkpoints.length);
+    let prevIn = 0;
+    let prevOut = 0;
+    for (const cp of checkpoints) {
+      w.uint(cp.in - prevIn);
+      w.uint(cp.out - prevOut);
+      w.bytes(cp.window);
+      prevIn = cp.in;
+      prevOut = cp.out;
+    }
+    for (const d of digests) w.raw(d);
+  }
+  w.uint(index.nodes.length);
+  for (const n of index.nodes) {
+    let flags = 0;
+    if (!sameTime(n.atime, n.mtime)) flags |= F_ATIME;
+    if (!sameTime(n.ctime, n.mtime)) flags |= F_CTIME;
+    if (n.xattrs && n.xattrs.size > 0) flags |= F_XATTRS;
+    if (n.layer >= 0) flags |= F_DATA;
+    if (n.type === 'char' || n.type === 'block') flags |= F_DEVICE;
+    w.u8(TYPES.indexOf(n.type));
+    w.u8(flags);
+    w.uint(n.mode);
+    w.uint(n.uid);
+    w.uint(n.gid);
+    w.uint(n.size);
+    w.uint(n.nlink);
+    writeTime(w, n.mtime);
+    if (flags & F_ATIME) writeTime(w, n.atime);
+    if (flags & F_CTIME) writeTime(w, n.ctime);
+    if (flags & F_DEVICE) {
+      w.uint(n.devmajor);
+      w.uint(n.devminor);
+    }
+    if (n.type === 'symlink') w.string(n.target ?? '');
+    if (flags & F_XATTRS) {
+      w.uint(n.xattrs!.size);
+      for (const [k, v] of n.xattrs!) {
+        w.string(k);
+        w.bytes(v);
+      }
+    }
+    if (flags & F_DATA) {
+      w.uint(n.layer);
+      w.uint(n.offset);
+    }
+  }
+  for (const n of index.nodes) {
+    if (n.type !== 'dir') continue;
+    w.uint(n.children!.size);
+    for (const [name, child] of n.children!) {
+      w.string(name);
+      w.uint(child.ino);
+    }
+  }
+  const raw = w.finish();
+  const body = zlib.deflateRawSync(raw, { level: 6 });
+  const header = Buffer.alloc(HEADER_SIZE);
+  MAGIC.copy(header, 0);
+  header.writeUInt16LE(FORMAT_VERSION, 8);
+  header.writeUInt16LE(KINDS.indexOf(index.kind) + 1, 10);
+  header.writeBigUInt64LE(BigInt(body.length), 16);
+  header.writeBigUInt64LE(BigInt(raw.length), 24);
+  createHash('sha256').update(body).digest().copy(header, 32);
+  return Buffer.concat([header, body]);
+}
+
+/** Checks the header and checksum; returns the kind and the inflated body. */
+function openBody(file: Buffer): { kind: IndexKind; body: Buffer } {
+  if (file.length < HEADER_SIZE || !file.subarray(0, 8).equals(MAGIC)) {
+    throw new ClipError('BAD_INDEX', file.length < 8 ? 'not a clip index: file too short' : 'not a clip index: bad magic');
+  }
+  const version = file.readUInt16LE(8);
+  if (version !== FORMAT_VERSION) {
+    throw new ClipError('BAD_INDEX', `clip index format version ${version} is not supported (this clip reads version ${FORMAT_VERSION})`);
+  }
+  const kind = KINDS[file.readUInt16LE(10) - 1];
+  if (!kind) throw new ClipError('BAD_INDEX', `unknown clip index kind ${file.readUInt16LE(10)}`);
+  const bodyLength = Number(file.readBigUInt64LE(16));
+  const rawLength = Number(file.readBigUInt64LE(24));
+  if (file.length < HEADER_SIZE + bodyLength) {
+    throw new ClipError('BAD_INDEX', `clip index is truncated: ${file.length} bytes, header promises ${HEADER_SIZE + bodyLength}`);
+  }
+  if (file.length > HEADER_SIZE + bodyLength) {
+    throw new ClipError('BAD_INDEX', `clip index has ${file.length - HEADER_SIZE - bodyLength} unexpected bytes after its body`);
+  }
+  const compressed = file.subarray(HEADER_SIZE);
+  if (!createHash('sha256').update(compressed).digest().equals(file.subarray(32, 64))) {
+    throw new ClipError('BAD_INDEX', 'clip index checksum mismatch: the file is corrupt');
+  }
+  if (rawLength > MAX_BODY) throw new ClipError('BAD_INDEX', `clip index body too large (${rawLength} bytes)`);
+  let body: Buffer;
+  try {
+    body = zlib.inflateRawSync(compressed, { maxOutputLength: Math.max(rawLength, 1) });
+  } catch (e) {
+    throw new ClipError('BAD_INDEX', `clip index body does not inflate: ${(e as Error).message}`);
+  }
+  if (body.length !== rawLength) throw new ClipError('BAD_INDEX', 'clip index body has the wrong length');
+  return { kind, body };
+}
+
+export function decodeIndex(file: Buffer): ClipIndex {
+  const { kind, body } = openBody(file);
+  const r = new ByteReader(body);
+  let meta: Meta;
+  try {
+    meta = JSON.parse(r.string()) as Meta;
+  } catch (e) {
+    if (e instanceof ClipError) throw e;
+    throw new ClipError('BAD_INDEX', 'index body is corrupt: bad metadata JSON');
+  }
+  if (!meta.image || !Array.isArray(meta.layers)) throw new ClipError('BAD_INDEX', 'index body is corrupt: metadata lacks image or layers');
+  const layers: LayerRecord[] = meta.layers.map((l) => {
+    const count = r.uint();
+    const checkpoints: Checkpoint[] = [];
+    let prevIn = 0;
+    let prevOut = 0;
+    for (let i = 0; i < count; i++) {
+      prevIn += r.uint();
+      prevOut += r.uint();
+      checkpoints.push({ in: prevIn, out: prevOut, window: Buffer.from(r.bytes()) });
+    }
+    const digests: Buffer[] = [];
+    for (let i = 0; i < count; i++) digests.push(Buffer.from(r.raw(DIGEST_SIZE)));
+    return {
+      digest: l.digest,
+      mediaType: l.mediaType,
+      diffId: l.diffId,
+      spans: { compression: l.compression, compressedSize: l.compressedSize, uncompressedSize: l.uncompressedSize, checkpoints, digests },
+    };
+  });
+  const count = r.uint();
+  if (count < 1 || count > body.length) throw new ClipError('BAD_INDEX', `index body is corrupt: ${count} nodes`);
+  const nodes: Node[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const type = TYPES[r.u8()];
+    if (!type) throw new ClipError('BAD_INDEX', `index body is corrupt: unknown node type for inode ${i + 1}`);
+    const flags = r.u8();
+    const node: Node = {
+      ino: i + 1,
+      type,
+      mode: r.uint(),
+      uid: r.uint(),
+      gid: r.uint(),
+      size: r.uint(),
+      nlink: r.uint(),
+      mtime: readTime(r),
+      atime: undefined as unknown as Timespec,
+      ctime: undefined as unknown as Timespec,
+      devmajor: 0,
+      devminor: 0,
+      layer: -1,
+      offset: 0,
+    };
+    node.atime = flags & F_ATIME ? readTime(r) : node.mtime;
+    node.ctime = flags & F_CTIME ? readTime(r) : node.mtime;
+    if (flags & F_DEVICE) {
+      node.devmajor = r.uint();
+      node.devminor = r.uint();
+    }
+    if (type === 'symlink') node.target = r.string();
+    if (flags & F_XATTRS) {
+      const n = r.uint();
+      node.xattrs = new Map();
+      for (let k = 0; k < n; k++) node.xattrs.set(r.string(), Buffer.from(r.bytes()));
+    }
+    if (flags & F_DATA) {
+      node.layer = r.uint();
+      node.offset = r.uint();
+      const layer = layers[node.layer];
+      if (!layer || node.offset + node.size > layer.spans.uncompressedSize) {
+        throw new ClipError('BAD_INDEX', `index body is corrupt: inode ${i + 1} points outside its layer`);
+      }
+    }
+    if (type === 'dir') node.children = new Map();
+    nodes[i] = node;
+  }
+  for (const node of nodes) {
+    if (node.type !== 'dir') continue;
+    const n = r.uint();
+    for (let k = 0; k < n; k++) {
+      const name = r.string();
+      const child = nodes[r.uint() - 1];
+      if (!child || name === '' || name.includes('/')) {
+        throw new ClipError('BAD_INDEX', `index body is corrupt: bad entry ${JSON.stringify(name)} in inode ${node.ino}`);
+      }
+      node.children!.set(name, child);
+    }
+  }
+  if (!r.done) throw new ClipError('BAD_INDEX', 'index body is corrupt: trailing bytes');
+  if (nodes[0]!.type !== 'dir') throw new ClipError('BAD_INDEX', 'index body is corrupt: the root is not a directory');
+  return { kind, image: meta.image, layers, root: nodes[0]!, nodes };
+}

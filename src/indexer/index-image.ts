@@ -1,0 +1,120 @@
+// `clip index`: resolve an image, stream each layer once (a few at a time),
+// merge the layers into one tree and write the .clip file atomically.
+
+import { stat } from 'node:fs/promises';
+import { ClipError } from '../errors.js';
+import { mergeLayers } from '../image/merge.js';
+import { encodeIndex } from '../index/format.js';
+import type { ClipIndex, LayerRecord } from '../index/types.js';
+import { openImage } from '../oci/index.js';
+import type { RegistryOptions, ResolvedImage } from '../oci/types.js';
+import type { TarEntry } from '../tar/types.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { VERSION } from '../version.js';
+import { indexLayer } from './index-layer.js';
+
+export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
+const MIN_SPAN_SIZE = 64 * 1024;
+const LAYER_CONCURRENCY = 3;
+
+export interface IndexOptions extends RegistryOptions {
+  /** Where to write the .clip file. */
+  output: string;
+  /** Minimum uncompressed distance between checkpoints. */
+  spanSize?: number;
+  /** Called as layers are read: bytes read so far and the total compressed size. */
+  onProgress?: (read: number, total: number, image: ResolvedImage) => void;
+}
+
+export interface IndexSummary {
+  output: string;
+  reference: string;
+  manifestDigest: string;
+  layers: number;
+  files: number;
+  directories: number;
+  entries: number;
+  compressedBytes: number;
+  uncompressedBytes: number;
+  checkpoints: number;
+  indexBytes: number;
+  seconds: number;
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+export async function indexImage(ref: string, opts: IndexOptions): Promise<IndexSummary> {
+  const started = performance.now();
+  const spanSize = opts.spanSize ?? DEFAULT_SPAN_SIZE;
+  if (!Number.isSafeInteger(spanSize) || spanSize < MIN_SPAN_SIZE) {
+    throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
+  }
+  const { image, blobs } = await openImage(ref, opts);
+  try {
+    const total = image.layers.reduce((a, l) => a + l.size, 0);
+    const readPerLayer = image.layers.map(() => 0);
+    let read = 0;
+    const results = await mapLimit(image.layers, LAYER_CONCURRENCY, async (layer, i) => {
+      const blob = await blobs.openBlob(layer.digest);
+      return indexLayer(layer, blob, spanSize, (n) => {
+        read += n - readPerLayer[i]!;
+        readPerLayer[i] = n;
+        opts.onProgress?.(read, total, image);
+      });
+    });
+    const tree = mergeLayers(results.map((r) => r.entries as TarEntry[]));
+    const layers: LayerRecord[] = image.layers.map((l, i) => ({
+      digest: l.digest,
+      mediaType: l.mediaType,
+      diffId: l.diffId,
+      spans: results[i]!.spans,
+    }));
+    const index: ClipIndex = {
+      kind: 'oci',
+      image: {
+        location: image.location,
+        reference: image.reference,
+        manifestDigest: image.manifestDigest,
+        manifestMediaType: image.manifestMediaType,
+        configDigest: image.configDigest,
+        platform: image.platform,
+        config: image.config,
+        indexedAt: new Date().toISOString(),
+        indexedBy: `clip ${VERSION}`,
+        spanSize,
+      },
+      layers,
+      ...tree,
+    };
+    const encoded = encodeIndex(index);
+    await writeFileAtomic(opts.output, encoded);
+    const size = (await stat(opts.output)).size;
+    return {
+      output: opts.output,
+      reference: image.reference,
+      manifestDigest: image.manifestDigest,
+      layers: layers.length,
+      files: tree.nodes.filter((n) => n.type === 'file').length,
+      directories: tree.nodes.filter((n) => n.type === 'dir').length,
+      entries: tree.nodes.length,
+      compressedBytes: total,
+      uncompressedBytes: layers.reduce((a, l) => a + l.spans.uncompressedSize, 0),
+      checkpoints: layers.reduce((a, l) => a + l.spans.checkpoints.length, 0),
+      indexBytes: size,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    await blobs.close();
+  }
+}

@@ -1,0 +1,105 @@
+// Streams one layer blob once: checks its digest and diff id, scans the tar
+// for entries and data offsets, and builds the layer's seek table, all in a
+// single pass with no file data kept.
+
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { ClipError } from '../errors.js';
+import { CheckpointBuilder } from '../gzip/checkpoint-builder.js';
+import { RawSpanBuilder } from '../gzip/raw-span-builder.js';
+import type { SpanTable } from '../gzip/types.js';
+import type { LayerDescriptor } from '../oci/types.js';
+import { TarScanner } from '../tar/index.js';
+import type { TarEntry } from '../tar/types.js';
+
+export interface IndexedLayer {
+  entries: TarEntry[];
+  spans: SpanTable;
+}
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+function startsWith(buf: Buffer, magic: number[]): boolean {
+  return magic.every((b, i) => buf[i] === b);
+}
+
+function sha256Hex(h: ReturnType<typeof createHash>): string {
+  return `sha256:${h.digest('hex')}`;
+}
+
+/**
+ * @param onBytes called with the number of compressed bytes read so far (progress)
+ */
+export async function indexLayer(
+  layer: LayerDescriptor,
+  blob: Readable,
+  spanSize: number,
+  onBytes?: (read: number) => void,
+): Promise<IndexedLayer> {
+  if (!layer.digest.startsWith('sha256:')) {
+    throw new ClipError('UNSUPPORTED', `layer ${layer.digest}: only sha256 digests are supported`);
+  }
+  if (/zstd/.test(layer.mediaType)) {
+    throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed (${layer.mediaType}): zstd layers are not supported yet`);
+  }
+  const entries: TarEntry[] = [];
+  const tar = new TarScanner((e) => entries.push(e));
+  const diffHash = createHash('sha256');
+  const blobHash = createHash('sha256');
+  const onData = (chunk: Buffer): void => {
+    diffHash.update(chunk);
+    tar.push(chunk);
+  };
+  let builder: CheckpointBuilder | RawSpanBuilder | undefined;
+  let read = 0;
+  let head = Buffer.alloc(0);
+  // A content error is reported only once the whole blob is hashed: if the
+  // blob does not match its digest, that is the real cause to name.
+  let failure: unknown;
+  try {
+    for await (const chunk of blob as AsyncIterable<Buffer>) {
+      blobHash.update(chunk);
+      read += chunk.length;
+      onBytes?.(read);
+      if (failure !== undefined) continue;
+      try {
+        feed(chunk);
+      } catch (e) {
+        failure = e;
+      }
+    }
+  } finally {
+    blob.destroy();
+  }
+  function feed(chunk: Buffer): void {
+      if (!builder) {
+        // Sniff the format from the bytes, not the media type: some images mislabel layers.
+        head = Buffer.concat([head, chunk]);
+        if (head.length < 4 && read < layer.size) return;
+        if (startsWith(head, ZSTD_MAGIC)) {
+          throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed: zstd layers are not supported yet`);
+        }
+        builder = startsWith(head, GZIP_MAGIC) ? new CheckpointBuilder(spanSize, onData) : new RawSpanBuilder(spanSize, onData);
+        builder.push(head);
+        return;
+      }
+      builder.push(chunk);
+  }
+  if (read !== layer.size) {
+    throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: read ${read} bytes, the manifest says ${layer.size}`);
+  }
+  const digest = sha256Hex(blobHash);
+  if (digest !== layer.digest) {
+    throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: the blob's bytes hash to ${digest}`);
+  }
+  if (failure !== undefined) throw failure;
+  builder ??= new RawSpanBuilder(spanSize, onData);
+  const spans = builder.finish();
+  tar.finish();
+  const diffId = sha256Hex(diffHash);
+  if (layer.diffId && diffId !== layer.diffId) {
+    throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: uncompressed content hashes to ${diffId}, the image config says ${layer.diffId}`);
+  }
+  return { entries, spans };
+}

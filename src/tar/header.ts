@@ -1,0 +1,174 @@
+// Decodes one 512-byte tar header block (v7, ustar, old GNU, star) into raw
+// field values, verifying its checksum. No interpretation of PAX/GNU extension
+// records or paths happens here; the scanner layers those on top.
+
+import { ClipError } from '../errors.js';
+import { readNumber, readOctal } from './large-numbers.js';
+
+export const BLOCK_SIZE = 512;
+
+/** Type flags as character codes. */
+export const TYPE = {
+  AREG: 0x00, // '\0' old regular file
+  REG: 0x30, // '0'
+  LINK: 0x31, // '1'
+  SYMLINK: 0x32, // '2'
+  CHAR: 0x33, // '3'
+  BLOCK: 0x34, // '4'
+  DIR: 0x35, // '5'
+  FIFO: 0x36, // '6'
+  CONTIG: 0x37, // '7'
+  PAX: 0x78, // 'x'
+  PAX_GLOBAL: 0x67, // 'g'
+  GNU_LONGNAME: 0x4c, // 'L'
+  GNU_LONGLINK: 0x4b, // 'K'
+  GNU_DUMPDIR: 0x44, // 'D' (incremental directory listing: a directory)
+  GNU_MULTIVOL: 0x4d, // 'M' (continuation of a file from a previous volume)
+  GNU_SPARSE: 0x53, // 'S'
+} as const;
+
+export type HeaderFormat = 'v7' | 'ustar' | 'gnu' | 'star';
+
+export interface RawHeader {
+  format: HeaderFormat;
+  /** name, joined with the ustar prefix when there is one; as stored. */
+  name: string;
+  linkname: string;
+  typeflag: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  /** Only old GNU and star headers carry these, and usually leave them empty. */
+  atime?: number;
+  ctime?: number;
+  uname: string;
+  gname: string;
+  devmajor: number;
+  devminor: number;
+}
+
+const MAX_ID = 0xffffffff;
+
+/**
+ * Parse the header block at buf[off, off+512); `at` is its offset in the
+ * stream, for error messages. Returns null for an all-zero block.
+ */
+export function parseHeader(buf: Buffer, off: number, at: number): RawHeader | null {
+  if (!verifyChecksum(buf, off, at)) return null;
+
+  const typeflag = buf[off + 156]!;
+  const format = detectFormat(buf, off);
+
+  let name = readString(buf, off, 100);
+  if (format === 'ustar' || format === 'star') {
+    const prefix = readString(buf, off + 345, format === 'star' ? 130 : 155);
+    if (prefix !== '') name = prefix + '/' + name;
+  }
+
+  const size = readNumber(buf, off + 124, 12);
+  if (Number.isNaN(size)) fail(at, 'invalid size field');
+  if (size < 0) fail(at, Number.isFinite(size) ? `negative size ${size}` : 'negative size');
+  if (size === Infinity) fail(at, 'size too large');
+
+  const header: RawHeader = {
+    format,
+    name,
+    linkname: readString(buf, off + 157, 100),
+    typeflag,
+    mode: field(buf, off + 100, 8, at, 'mode', 0, 0o7777777),
+    uid: field(buf, off + 108, 8, at, 'uid', 0, MAX_ID),
+    gid: field(buf, off + 116, 8, at, 'gid', 0, MAX_ID),
+    size,
+    mtime: field(buf, off + 136, 12, at, 'mtime', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+    uname: '',
+    gname: '',
+    devmajor: 0,
+    devminor: 0,
+  };
+
+  if (format !== 'v7') {
+    header.uname = readString(buf, off + 265, 32);
+    header.gname = readString(buf, off + 297, 32);
+    header.devmajor = field(buf, off + 329, 8, at, 'devmajor', 0, MAX_ID);
+    header.devminor = field(buf, off + 337, 8, at, 'devminor', 0, MAX_ID);
+  }
+  if (format === 'gnu') {
+    header.atime = optionalTime(buf, off + 345, at, 'atime');
+    header.ctime = optionalTime(buf, off + 357, at, 'ctime');
+  } else if (format === 'star') {
+    header.atime = optionalTime(buf, off + 476, at, 'atime');
+    header.ctime = optionalTime(buf, off + 488, at, 'ctime');
+  }
+  return header;
+}
+
+function detectFormat(buf: Buffer, off: number): HeaderFormat {
+  const m = off + 257;
+  // "ustar" at 257..262
+  if (buf[m] !== 0x75 || buf[m + 1] !== 0x73 || buf[m + 2] !== 0x74 || buf[m + 3] !== 0x61 || buf[m + 4] !== 0x72) {
+    return 'v7';
+  }
+  // old GNU: "ustar  \0"
+  if (buf[m + 5] === 0x20 && buf[m + 6] === 0x20 && buf[m + 7] === 0) return 'gnu';
+  if (buf[m + 5] !== 0) return 'v7';
+  // star marks its extended ustar layout with "tar\0" in the last 4 bytes.
+  const t = off + 508;
+  if (buf[t] === 0x74 && buf[t + 1] === 0x61 && buf[t + 2] === 0x72 && buf[t + 3] === 0) return 'star';
+  return 'ustar';
+}
+
+/**
+ * The checksum is the sum of the block's bytes with the checksum field itself
+ * counted as spaces. Historic tars summed signed chars; like GNU tar, accept
+ * either. Returns false for an all-zero block (an end-of-archive marker).
+ */
+function verifyChecksum(buf: Buffer, off: number, at: number): boolean {
+  let unsigned = 0;
+  let high = 0; // bytes >= 0x80, to derive the signed sum
+  for (let i = off, end = off + BLOCK_SIZE; i < end; i++) {
+    const b = buf[i]!;
+    unsigned += b;
+    if (b & 0x80) high++;
+  }
+  if (unsigned === 0) return false;
+  let field = 0;
+  let fieldHigh = 0;
+  for (let i = off + 148; i < off + 156; i++) {
+    const b = buf[i]!;
+    field += b;
+    if (b & 0x80) fieldHigh++;
+  }
+  unsigned = unsigned - field + 8 * 0x20;
+  const signed = unsigned - 256 * (high - fieldHigh);
+  const stored = readOctal(buf, off + 148, off + 156);
+  if (stored !== unsigned && stored !== signed) {
+    throw new ClipError('BAD_TAR', `bad tar header checksum at offset ${at}`);
+  }
+  return true;
+}
+
+function field(buf: Buffer, start: number, len: number, at: number, what: string, min: number, max: number): number {
+  const v = readNumber(buf, start, len);
+  if (Number.isNaN(v)) fail(at, `invalid ${what} field`);
+  if (v < min || v > max) fail(at, Number.isFinite(v) ? `${what} ${v} out of range` : `${what} out of range`);
+  return v;
+}
+
+function optionalTime(buf: Buffer, start: number, at: number, what: string): number | undefined {
+  if (buf[start] === 0) return undefined;
+  return field(buf, start, 12, at, what, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+}
+
+/** A NUL-terminated (or field-filling) string, decoded as UTF-8. */
+export function readString(buf: Buffer, start: number, len: number): string {
+  let end = start;
+  const limit = start + len;
+  while (end < limit && buf[end] !== 0) end++;
+  return end === start ? '' : buf.toString('utf8', start, end);
+}
+
+function fail(at: number, what: string): never {
+  throw new ClipError('BAD_TAR', `${what} in tar header at offset ${at}`);
+}
