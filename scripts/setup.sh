@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what clip's demo and tests need on a fresh Debian 12 machine:
+# Debian packages (only those missing) and the npm dependencies, then builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(docker-registry skopeo umoci runc busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian registry package starts a service on :5000; clip's demo and tests
+# run their own on random loopback ports and never need it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl stop docker-registry || true
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npx tsc -p .
