@@ -125,27 +125,18 @@ function detectFormat(buf: Buffer, off: number): HeaderFormat {
  * either. Returns false for an all-zero block (an end-of-archive marker).
  */
 function verifyChecksum(buf: Buffer, off: number, at: number): boolean {
-  let unsigned = 0;
-  let high = 0; // bytes >= 0x80, to derive the signed sum
-  for (let i = off, end = off + BLOCK_SIZE; i < end; i++) {
-    const b = buf[i]!;
-    unsigned += b;
-    if (b & 0x80) high++;
-  }
-  if (unsigned === 0) return false;
-  let field = 0;
-  let fieldHigh = 0;
-  for (let i = off + 148; i < off + 156; i++) {
-    const b = buf[i]!;
-    field += b;
-    if (b & 0x80) fieldHigh++;
-  }
-  unsigned = unsigned - field + 8 * 0x20;
-  const signed = unsigned - 256 * (high - fieldHigh);
+  let sum = 0;
+  for (let i = off, end = off + BLOCK_SIZE; i < end; i++) sum += buf[i]!;
+  if (sum === 0) return false;
+  for (let i = off + 148; i < off + 156; i++) sum += 0x20 - buf[i]!;
   const stored = readOctal(buf, off + 148, off + 156);
-  if (stored !== unsigned && stored !== signed) {
-    throw new ClipError('BAD_TAR', `bad tar header checksum at offset ${at}`);
+  if (stored === sum) return true;
+  // Rare: a signed sum counts each byte >= 0x80 as b - 256.
+  let signed = sum;
+  for (let i = off, end = off + BLOCK_SIZE; i < end; i++) {
+    if (buf[i]! >= 0x80 && (i < off + 148 || i >= off + 156)) signed -= 256;
   }
+  if (stored !== signed) throw new ClipError('BAD_TAR', `bad tar header checksum at offset ${at}`);
   return true;
 }
 

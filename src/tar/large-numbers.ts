@@ -3,7 +3,7 @@
 // big for octal. Results outside JavaScript's exact integer range are refused.
 
 /** Returned for a field that is not a number at all. */
-export const INVALID = Number.NaN;
+const INVALID = Number.NaN;
 
 /**
  * Read the numeric field buf[start, start+len).
