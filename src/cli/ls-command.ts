@@ -6,9 +6,14 @@ import { lookupPath } from '../image/lookup.js';
 import { listNode, type ListEntry } from '../inspect.js';
 import { modeString } from './format.js';
 
-function longLine(e: ListEntry): string {
+/** ls shows names inside the listed directory; a recursive listing shows paths. */
+function displayName(e: ListEntry, recursive: boolean): string {
+  return recursive ? e.path : e.path.slice(e.path.lastIndexOf('/') + 1) || '/';
+}
+
+function longLine(e: ListEntry, recursive: boolean): string {
   const size = e.rdev ? `${e.rdev.major}, ${e.rdev.minor}` : String(e.size);
-  const name = e.target !== undefined ? `${e.path} -> ${e.target}` : e.path;
+  const name = e.target !== undefined ? `${displayName(e, recursive)} -> ${e.target}` : displayName(e, recursive);
   return `${modeString(e.type, e.mode)} ${String(e.nlink).padStart(3)} ${String(e.uid).padStart(6)} ${String(e.gid).padStart(6)} ${size.padStart(10)} ${e.mtime} ${name}`;
 }
 
@@ -29,7 +34,8 @@ export function lsCommand(): Command {
         process.stdout.write(JSON.stringify(entries, null, 2) + '\n');
         return;
       }
-      const lines = entries.map((e) => (o.long ? longLine(e) : e.path));
+      const recursive = o.recursive === true;
+      const lines = entries.map((e) => (o.long ? longLine(e, recursive) : displayName(e, recursive)));
       if (lines.length > 0) process.stdout.write(lines.join('\n') + '\n');
     });
 }
