@@ -27,7 +27,8 @@ export function lsCommand(): Command {
     .option('--json', 'print as JSON')
     .action(async (file: string, path: string, o: { long?: boolean; recursive?: boolean; json?: boolean }) => {
       const index = await loadIndex(file);
-      const node = lookupPath(index, path, true);
+      // Like ls: a symlink named last is listed itself, unless the path ends in "/".
+      const node = lookupPath(index, path, path.endsWith('/'));
       const clean = path.split('/').filter((p) => p !== '' && p !== '.').join('/');
       const entries = listNode(clean, node, o.recursive);
       if (o.json) {
