@@ -1,0 +1,60 @@
+// The two ways in: openImage resolves a reference (registry or "oci:DIR[:TAG]")
+// to a ResolvedImage plus its blobs; openBlobSource reopens the blobs later
+// from the ResolvedImage.location recorded in an index file.
+
+import { ClipError } from '../errors.js';
+import { OciLayout, parseLayoutReference } from './layout.js';
+import { hostPlatform } from './platform.js';
+import { formatReference, parseReference, repositoryName } from './reference.js';
+import { RegistryClient } from './registry.js';
+import { resolveDescriptors, resolveManifest } from './resolve.js';
+import type { BlobSource, RegistryOptions, ResolvedImage } from './types.js';
+
+export interface OpenedImage {
+  image: ResolvedImage;
+  blobs: BlobSource;
+}
+
+/** Resolves `ref` ("alpine", "docker://host/app:1", "oci:DIR[:TAG]") for opts.platform or the host's. */
+export async function openImage(ref: string, opts: RegistryOptions = {}): Promise<OpenedImage> {
+  const wanted = opts.platform ?? hostPlatform();
+  if (ref.startsWith('oci:')) {
+    const { dir, tag } = parseLayoutReference(ref);
+    const layout = await OciLayout.open(dir);
+    const resolved = await resolveDescriptors(layout, await layout.select(tag), wanted);
+    const image: ResolvedImage = {
+      location: layout.name,
+      reference: tag === undefined ? layout.name : `${layout.name}:${tag}`,
+      ...resolved,
+    };
+    return { image, blobs: layout };
+  }
+
+  const parsed = parseReference(ref.startsWith('docker://') ? ref.slice('docker://'.length) : ref);
+  const client = new RegistryClient(parsed, opts);
+  try {
+    const fetched = await client.fetchManifest(parsed.digest ?? parsed.tag ?? 'latest');
+    const resolved = await resolveManifest(client, fetched, wanted);
+    const image: ResolvedImage = {
+      location: `docker://${repositoryName(parsed)}`,
+      reference: formatReference(parsed),
+      registry: parsed.registry,
+      repository: parsed.repository,
+      ...resolved,
+    };
+    return { image, blobs: client };
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+}
+
+/** Reopens the blobs of an image from its ResolvedImage.location ("docker://..." or "oci:/abs/dir"). */
+export async function openBlobSource(location: string, opts: RegistryOptions = {}): Promise<BlobSource> {
+  if (location.startsWith('oci:')) return OciLayout.open(location.slice('oci:'.length));
+  if (location.startsWith('docker://')) {
+    const parsed = parseReference(location.slice('docker://'.length));
+    return new RegistryClient(parsed, opts);
+  }
+  throw new ClipError('BAD_REFERENCE', `unknown image location ${JSON.stringify(location)} (expected docker://... or oci:...)`);
+}
