@@ -36,7 +36,8 @@ log: { level: error }
 storage: { filesystem: { rootdirectory: $work/registry } }
 http: { addr: 127.0.0.1:$port }
 YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+# The registry reads REGISTRY_* variables as configuration: start it without them.
+(unset "${!REGISTRY_@}"; exec docker-registry serve "$work/registry.yml") >"$work/registry.log" 2>&1 &
 registry_pid=$!
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 skopeo copy --quiet --dest-tls-verify=false "oci:$work/oci:demo" "docker://127.0.0.1:$port/demo:latest"

@@ -132,7 +132,10 @@ export async function startRegistry(opts: { htpasswd?: Credentials } = {}): Prom
     await writeFile(configFile, configYaml(dir, port, htpasswdFile));
     const logFile = join(dir, 'registry.log');
     const logFd = openSync(logFile, 'a');
-    const child = spawn(REGISTRY_BIN, ['serve', configFile], { stdio: ['ignore', logFd, logFd] });
+    // The registry reads every REGISTRY_* variable as configuration (a test's
+    // REGISTRY_AUTH_FILE would become auth.file): keep them away from it.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
+    const child = spawn(REGISTRY_BIN, ['serve', configFile], { stdio: ['ignore', logFd, logFd], env });
     closeSync(logFd);
     if (child.pid === undefined) {
       await rm(dir, { recursive: true, force: true });
