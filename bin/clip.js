@@ -1,2 +1,5 @@
 #!/usr/bin/env node
-import '../dist/src/cli/main.js';
+// FUSE reads each hold a libuv threadpool thread; the pool size must be set
+// before the pool first starts, so before anything else is loaded.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+await import('../dist/src/cli/main.js');

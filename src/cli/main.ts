@@ -8,6 +8,9 @@ import { catCommand } from './cat-command.js';
 import { indexCommand } from './index-command.js';
 import { inspectCommand } from './inspect-command.js';
 import { lsCommand } from './ls-command.js';
+import { mountCommand } from './mount-command.js';
+import { umountCommand } from './umount-command.js';
+import { MountError } from '../fuse/index.js';
 
 const program = new Command('clip')
   .description('index OCI images into metadata-only .clip files and read them lazily from the registry')
@@ -17,6 +20,8 @@ const program = new Command('clip')
   .addCommand(inspectCommand())
   .addCommand(lsCommand())
   .addCommand(catCommand())
+  .addCommand(mountCommand())
+  .addCommand(umountCommand())
   .addCommand(
     new Command('version').description('print the clip version').action(() => {
       process.stdout.write(`clip ${VERSION}\n`);
@@ -24,7 +29,7 @@ const program = new Command('clip')
   );
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  if (isClipError(e)) {
+  if (isClipError(e) || e instanceof MountError) {
     process.stderr.write(`clip: ${e.message}\n`);
   } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'EPIPE') {
     // The reader of our stdout went away (clip cat | head): not an error.

@@ -50,6 +50,17 @@ export class FileReader {
     );
   }
 
+  /** Checks that the image's blobs can be read (one byte of the first layer), so a mount fails early. */
+  async probe(): Promise<void> {
+    const layer = this.index.layers[0];
+    if (!layer) return;
+    try {
+      await this.blobs.readRange(layer.digest, 0, 1);
+    } catch (e) {
+      throw new ClipError('REGISTRY', `cannot read the image's layers from ${this.index.image.location}: ${(e as Error).message}`);
+    }
+  }
+
   async close(): Promise<void> {
     await this.blobs.close();
   }

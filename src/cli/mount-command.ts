@@ -1,0 +1,79 @@
+// clip mount FILE MOUNTPOINT | clip mount FILE --rootfs DIR
+
+import { Command, Option } from 'commander';
+import { realpath } from 'node:fs/promises';
+import { ClipError } from '../errors.js';
+import { startBackgroundMount } from '../mount/background.js';
+import { runDaemon } from '../mount/daemon.js';
+import { mountRootfs } from '../mount/rootfs.js';
+import { addRegistryOptions, registryOptions } from './registry-options.js';
+
+interface MountFlags {
+  rootfs?: string;
+  upperDir?: string;
+  workDir?: string;
+  foreground?: boolean;
+  readyFd?: string;
+  shared?: string;
+  logLevel: string;
+  cacheDir?: string;
+  plainHttp?: boolean;
+  username?: string;
+  password?: string;
+  passwordStdin?: boolean;
+}
+
+export function mountCommand(): Command {
+  const cmd = new Command('mount')
+    .description('mount an indexed image read-only (FUSE), or a writable container rootfs over it (--rootfs)')
+    .argument('<file>', '.clip index')
+    .argument('[mountpoint]', 'directory to mount the image on (read-only)')
+    .option('--rootfs <dir>', 'mount a writable rootfs (overlayfs over the read-only image) on this directory')
+    .option('--upper-dir <dir>', 'with --rootfs: where writes go (default: under /var/lib/clip/rootfs, removed at umount)')
+    .option('--work-dir <dir>', 'with --rootfs: overlayfs work directory (same filesystem as the upper dir)')
+    .option('--cache-dir <dir>', 'where fetched spans are cached')
+    .option('--foreground', 'stay attached and log to stderr (for systemd and debugging)')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .addOption(new Option('--ready-fd <fd>').hideHelp())
+    .addOption(new Option('--shared <key>').hideHelp());
+  addRegistryOptions(cmd);
+  return cmd.action(async (file: string, mountpoint: string | undefined, o: MountFlags) => {
+    const registry = await registryOptions(o);
+    if (o.rootfs !== undefined) {
+      if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
+      const r = await mountRootfs({
+        index: file,
+        rootfs: o.rootfs,
+        registry,
+        logLevel: o.logLevel,
+        ...(o.upperDir !== undefined ? { upperDir: o.upperDir } : {}),
+        ...(o.workDir !== undefined ? { workDir: o.workDir } : {}),
+      });
+      process.stdout.write(`${r.mountpoint}\n`);
+      return;
+    }
+    if (mountpoint === undefined) throw new ClipError('BAD_ARGUMENT', 'missing mountpoint (or --rootfs DIR)');
+    let mp: string;
+    try {
+      mp = await realpath(mountpoint);
+    } catch {
+      throw new ClipError('BAD_ARGUMENT', `mount point ${mountpoint} does not exist (create the directory first)`);
+    }
+    const index = await realpath(file).catch(() => {
+      throw new ClipError('IO', `cannot read index ${file}: no such file`);
+    });
+    if (o.foreground) {
+      await runDaemon({
+        index,
+        mountpoint: mp,
+        registry,
+        logLevel: o.logLevel,
+        ...(o.readyFd !== undefined ? { readyFd: Number(o.readyFd) } : {}),
+        ...(o.shared !== undefined ? { shared: o.shared } : {}),
+      });
+      return;
+    }
+    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel });
+    process.stdout.write(`${m.mountpoint}\n`);
+  });
+}

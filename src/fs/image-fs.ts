@@ -1,0 +1,130 @@
+// The image tree of a .clip index served as a read-only FUSE filesystem:
+// inode numbers are the index's (stable, hardlinks shared), attributes and
+// xattrs exactly as in the image, file bytes read lazily through the
+// FileReader. Nothing here knows about HTTP; the image never changes, so the
+// kernel may cache names, attributes and pages for as long as it likes.
+
+import type { FileReader } from '../content/file-reader.js';
+import { FuseError, type DirEntry, type Entry, type FileSystem, type StatFs } from '../fuse/index.js';
+import type { Node } from '../image/types.js';
+import type { ClipIndex } from '../index/types.js';
+import { attrOf, modeOf } from './attributes.js';
+
+/** The image is immutable: let the kernel cache for a day. */
+const TIMEOUT = 86400;
+
+export interface ImageFsLogger {
+  error(fields: Record<string, unknown>, message: string): void;
+}
+
+export class ImageFileSystem implements FileSystem {
+  /** Directory listings as arrays, made on first readdir (offset = position). */
+  private readonly listings = new Map<number, [string, Node][]>();
+
+  constructor(
+    private readonly index: ClipIndex,
+    private readonly reader: FileReader,
+    private readonly log?: ImageFsLogger,
+  ) {}
+
+  private node(ino: number): Node {
+    const n = this.index.nodes[ino - 1];
+    if (!n) throw new FuseError('ENOENT');
+    return n;
+  }
+
+  private entry(node: Node): Entry {
+    return { attr: attrOf(node), entryTimeout: TIMEOUT, attrTimeout: TIMEOUT };
+  }
+
+  lookup(parent: number, name: string): Entry {
+    const dir = this.node(parent);
+    if (dir.type !== 'dir') throw new FuseError('ENOTDIR');
+    const child = dir.children!.get(name);
+    if (!child) throw new FuseError('ENOENT');
+    return this.entry(child);
+  }
+
+  getattr(ino: number): { attr: ReturnType<typeof attrOf>; timeout: number } {
+    return { attr: attrOf(this.node(ino)), timeout: TIMEOUT };
+  }
+
+  readlink(ino: number): string {
+    const n = this.node(ino);
+    if (n.type !== 'symlink') throw new FuseError('EINVAL');
+    return n.target ?? '';
+  }
+
+  open(ino: number): { keepCache: boolean } {
+    const n = this.node(ino);
+    if (n.type === 'dir') throw new FuseError('EISDIR');
+    return { keepCache: true };
+  }
+
+  async read(ino: number, _fh: number, offset: number, size: number): Promise<Buffer> {
+    const n = this.node(ino);
+    if (n.type !== 'file') throw new FuseError('EINVAL');
+    try {
+      return await this.reader.read(n, offset, size);
+    } catch (e) {
+      // Never serve bytes that could not be fetched and verified.
+      this.log?.error({ ino, offset, size, err: (e as Error).message }, 'read failed');
+      throw new FuseError('EIO');
+    }
+  }
+
+  opendir(ino: number): { cacheDir: boolean; keepCache: boolean } {
+    if (this.node(ino).type !== 'dir') throw new FuseError('ENOTDIR');
+    return { cacheDir: true, keepCache: true };
+  }
+
+  *readdir(ino: number, _fh: number, offset: number, plus: boolean): Iterable<DirEntry> {
+    const dir = this.node(ino);
+    if (dir.type !== 'dir') throw new FuseError('ENOTDIR');
+    let list = this.listings.get(ino);
+    if (!list) {
+      list = [...dir.children!];
+      this.listings.set(ino, list);
+    }
+    // Offsets: 1 after ".", 2 after "..", 3 + i after child i.
+    if (offset < 1) yield { name: '.', ino: dir.ino, mode: modeOf(dir), nextOffset: 1 };
+    if (offset < 2) yield { name: '..', ino: this.parentOf(dir), mode: modeOf(dir), nextOffset: 2 };
+    for (let i = Math.max(0, offset - 2); i < list.length; i++) {
+      const [name, child] = list[i]!;
+      const e: DirEntry = { name, ino: child.ino, mode: modeOf(child), nextOffset: i + 3 };
+      if (plus) e.entry = this.entry(child);
+      yield e;
+    }
+  }
+
+  statfs(): StatFs {
+    let bytes = 0;
+    for (const n of this.index.nodes) if (n.type === 'file') bytes += n.size;
+    return { blocks: Math.ceil(bytes / 4096), bfree: 0, bavail: 0, files: this.index.nodes.length, ffree: 0, bsize: 4096, frsize: 4096, namelen: 255 };
+  }
+
+  getxattr(ino: number, name: string): Buffer | undefined {
+    return this.node(ino).xattrs?.get(name);
+  }
+
+  listxattr(ino: number): string[] {
+    return [...(this.node(ino).xattrs?.keys() ?? [])];
+  }
+
+  /** ".." of a directory; the kernel only uses its type, so the root's own inode does for the root. */
+  private parentOf(dir: Node): number {
+    return dir.ino === 1 ? 1 : (this.parents().get(dir.ino) ?? 1);
+  }
+
+  private parentMap: Map<number, number> | undefined;
+  private parents(): Map<number, number> {
+    if (!this.parentMap) {
+      this.parentMap = new Map();
+      for (const n of this.index.nodes) {
+        if (n.type !== 'dir') continue;
+        for (const c of n.children!.values()) if (c.type === 'dir') this.parentMap.set(c.ino, n.ino);
+      }
+    }
+    return this.parentMap;
+  }
+}

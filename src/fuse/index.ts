@@ -1,0 +1,41 @@
+// The public surface of the FUSE server library: mount a connection, serve a
+// read-only FileSystem on it, unmount. Knows nothing about images; the wire
+// level (opcode table, struct codecs, debug printing) is exported for tools.
+
+export type {
+  Attr,
+  AttrReply,
+  Awaitable,
+  ConnectionInfo,
+  DirEntries,
+  DirEntry,
+  Entry,
+  LookupContext,
+  OpenResult,
+  RequestContext,
+  StatFs,
+  Timespec,
+} from './types.js';
+export { makedev, devMajor, devMinor } from './types.js';
+export { type FileSystem, DEFAULT_ANSWERS, attr } from './filesystem.js';
+export { FuseError, errnoOf, errnoName } from './errors.js';
+export { FuseSession, DeviceChannel, type Channel, type Logger, type LogLevel, type SessionOptions } from './session.js';
+export { type InitOptions, type InitDecision, negotiateInit, DEFAULT_MAX_WRITE, DEFAULT_MAX_PAGES } from './init.js';
+export {
+  mountFuse,
+  unmount,
+  forceUnmount,
+  fuseMounts,
+  isMounted,
+  MountError,
+  DEFAULT_MOUNT_OPTIONS,
+  type FuseMount,
+  type MountOptions,
+  type MountErrorCode,
+  type UnmountOptions,
+} from './mount.js';
+export { type MountEntry, parseMountInfo, readMounts, unescapeMountField } from './mountinfo.js';
+export { serveFuse, type FuseServer, type ServeOptions } from './serve.js';
+export { formatRequest, formatReply, formatValue } from './format.js';
+export { OPS, OPCODES, opcodeName, type OpName, type OpIn, type OpOut, type OpSpec } from './opcodes.js';
+export { InitFlag, OpenFlag, WANTED_INIT_FLAGS, MAX_MINOR, MIN_KERNEL_MINOR, ROOT_ID, initFlagNames } from './constants.js';

@@ -1,0 +1,42 @@
+// The usual way to serve: mount, start a session on the mount's descriptor,
+// wait for INIT; and the way back: unmount, then wait for the loop to end.
+// A failure on the way up leaves nothing mounted.
+
+import type { FileSystem } from './filesystem.js';
+import { type FuseMount, type MountOptions, mountFuse } from './mount.js';
+import { FuseSession, type SessionOptions } from './session.js';
+import type { ConnectionInfo } from './types.js';
+
+export interface ServeOptions extends MountOptions, SessionOptions {}
+
+export interface FuseServer {
+  readonly mount: FuseMount;
+  readonly session: FuseSession;
+  readonly connection: ConnectionInfo;
+  /**
+   * Unmounts (lazily if busy) and resolves when the session has ended. After a
+   * lazy unmount the session keeps serving files still open until they close.
+   */
+  close(): Promise<void>;
+}
+
+export async function serveFuse(mountpoint: string, filesystem: FileSystem, options: ServeOptions = {}): Promise<FuseServer> {
+  const mount = await mountFuse(mountpoint, options);
+  const session = new FuseSession(mount.fd, filesystem, options).start();
+  let connection: ConnectionInfo;
+  try {
+    connection = await session.ready;
+  } catch (e) {
+    await mount.unmount().catch(() => {});
+    throw e;
+  }
+  return {
+    mount,
+    session,
+    connection,
+    async close() {
+      await mount.unmount();
+      await session.closed;
+    },
+  };
+}

@@ -1,0 +1,435 @@
+// The request loop: a few reads outstanding on /dev/fuse at once, each request
+// decoded through the opcode table and handed to the filesystem without
+// waiting for earlier ones (a slow READ never holds up a LOOKUP); each reply is
+// one write. INIT is answered first; the loop ends when reads fail with ENODEV.
+//
+// Threads: every outstanding read holds one libuv threadpool thread while it
+// waits for the kernel, and that pool also runs the process's fs, zlib and
+// crypto work. The pool's size (UV_THREADPOOL_SIZE, default 4) is fixed when it
+// first starts, so a program serving FUSE should set it to 16 or more in the
+// environment before node starts (setting process.env inside an ES module is
+// too late: loading modules already started the pool). `readers` defaults to 2
+// so the default pool keeps two threads for everything else, including this
+// process's own access to its mount. Also: a process that exits while reads are
+// outstanding waits for them, so unmount before exiting.
+
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import { GETATTR_FH, errno } from './constants.js';
+import { FuseError, errnoName, errnoOf, sanitizeErrno } from './errors.js';
+import { DEFAULT_ANSWERS, type FileSystem } from './filesystem.js';
+import { formatReply, formatRequest, formatValue } from './format.js';
+import { type InitOptions, DEFAULT_MAX_WRITE, negotiateInit } from './init.js';
+import { type DirReply, type OpIn, type OpName, type OpOut, type OpcodeInfo, type XattrReply, OPCODES, OPS } from './opcodes.js';
+import type { Awaitable, ConnectionInfo, DirEntries, DirEntry, Entry, RequestContext } from './types.js';
+import { type InHeader, BodyReader, DirentPacker, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** Where the session's log lines go (e.g. `(level, msg) => pino[level](msg)`). */
+export type Logger = (level: LogLevel, message: string) => void;
+
+/** The session's link to the kernel; DeviceChannel over /dev/fuse, or a fake in tests. */
+export interface Channel {
+  /** Reads exactly one request into `buf`, resolving with its length. Rejects with code ENODEV once unmounted. */
+  read(buf: Buffer): Promise<number>;
+  /** Writes one reply, all chunks in one system call. Throws (with a `code`) when the kernel refuses it. */
+  write(chunks: Buffer[]): void;
+  close(): void;
+}
+
+/** A Channel over an open /dev/fuse descriptor: fs.read on the threadpool, writev for replies. */
+export class DeviceChannel implements Channel {
+  constructor(readonly fd: number) {}
+
+  read(buf: Buffer): Promise<number> {
+    return new Promise((resolve, reject) => {
+      fs.read(this.fd, buf, 0, buf.length, null, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+  }
+
+  write(chunks: Buffer[]): void {
+    // Writes to /dev/fuse never block: the kernel copies the reply into the waiting request.
+    fs.writevSync(this.fd, chunks);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+export interface SessionOptions extends InitOptions {
+  /** Log lines: errors from handlers (answered EIO), protocol trouble, and with `debug` every request and reply. */
+  log?: Logger;
+  /** Log every request and reply at level 'debug', one line each. */
+  debug?: boolean;
+  /** Reads kept outstanding on the device (each holds a threadpool thread). Default 2. */
+  readers?: number;
+  /** Seconds the kernel may cache a failed LOOKUP (ENOENT) as "no such name". Default 0: not cached. */
+  negativeTimeout?: number;
+  /** Close the descriptor when the loop ends. Default true. */
+  closeFd?: boolean;
+}
+
+type Handler<N extends OpName> = (nodeid: number, args: OpIn<N>, ctx: RequestContext) => Awaitable<OpOut<N>>;
+type Handlers = { [N in OpName]?: Handler<N> };
+
+const O_ACCMODE = 3;
+const W_OK = 2;
+
+/**
+ * Serves one FileSystem on one FUSE connection.
+ * Events: 'init' (ConnectionInfo) once INIT is answered; 'close' (error?) when the loop has ended.
+ */
+export class FuseSession extends EventEmitter {
+  /** Resolves when the loop ends after unmount (ENODEV); rejects on any other read failure. */
+  readonly closed: Promise<void>;
+  /** Resolves with the negotiated parameters once INIT is answered. */
+  readonly ready: Promise<ConnectionInfo>;
+  connection: ConnectionInfo | undefined;
+
+  private readonly channel: Channel;
+  private readonly log: Logger;
+  private readonly opts: SessionOptions;
+  private readonly inflight = new Map<bigint, AbortController>();
+  private readonly handlers: Handlers;
+  private started = false;
+  private ended = false;
+  private resolveClosed!: () => void;
+  private rejectClosed!: (e: Error) => void;
+  private resolveReady!: (c: ConnectionInfo) => void;
+  private rejectReady!: (e: Error) => void;
+
+  constructor(
+    device: number | Channel,
+    readonly fs: FileSystem,
+    options: SessionOptions = {},
+  ) {
+    super();
+    this.channel = typeof device === 'number' ? new DeviceChannel(device) : device;
+    this.opts = options;
+    this.log = options.log ?? (() => {});
+    this.closed = new Promise((res, rej) => {
+      this.resolveClosed = res;
+      this.rejectClosed = rej;
+    });
+    this.ready = new Promise((res, rej) => {
+      this.resolveReady = res;
+      this.rejectReady = rej;
+    });
+    // Callers need not await these; a failure is still reported to those who do.
+    this.closed.catch(() => {});
+    this.ready.catch(() => {});
+    this.handlers = this.makeHandlers();
+  }
+
+  /** Requests being handled right now. */
+  get inFlight(): number {
+    return this.inflight.size;
+  }
+
+  /** Starts the loop. Call it after the mount succeeded (reading an unmounted device fails). */
+  start(): this {
+    if (this.started) return this;
+    this.started = true;
+    const readers = Math.max(1, Math.floor(this.opts.readers ?? 2));
+    const bufferSize = Math.max(8192, (this.opts.maxWrite ?? DEFAULT_MAX_WRITE) + 4096);
+    const loops: Promise<void>[] = [];
+    for (let i = 0; i < readers; i++) loops.push(this.readLoop(Buffer.alloc(bufferSize)));
+    void Promise.allSettled(loops).then((results) => {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      this.finish(failed ? toError(failed.reason) : undefined);
+    });
+    return this;
+  }
+
+  private async readLoop(buf: Buffer): Promise<void> {
+    for (;;) {
+      let n: number;
+      try {
+        n = await this.channel.read(buf);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENODEV') return; // unmounted: the connection is gone
+        if (code === 'EINTR' || code === 'EAGAIN') continue;
+        throw e;
+      }
+      // Everything the handlers need is copied out of buf before the next read reuses it.
+      this.handle(buf, n);
+    }
+  }
+
+  private finish(error?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const ac of this.inflight.values()) ac.abort(new FuseError('ENOTCONN', 'FUSE session closed'));
+    if (this.opts.closeFd ?? true) {
+      try {
+        this.channel.close();
+      } catch (e) {
+        this.log('warn', `closing the FUSE device: ${toError(e).message}`);
+      }
+    }
+    if (!this.connection) this.rejectReady(error ?? new Error('FUSE session ended before INIT'));
+    if (error) {
+      this.log('error', `FUSE session ended: ${error.message}`);
+      this.rejectClosed(error);
+    } else {
+      this.resolveClosed();
+    }
+    this.emit('close', error);
+  }
+
+  /** Decodes one request and starts handling it; never throws. */
+  private handle(buf: Buffer, n: number): void {
+    let h: InHeader;
+    try {
+      h = decodeInHeader(buf, n);
+    } catch (e) {
+      this.log('error', `dropping malformed FUSE request: ${toError(e).message}`);
+      return;
+    }
+    const info = OPCODES.get(h.opcode);
+    if (!info) {
+      if (this.opts.debug) this.log('debug', formatRequest(h, {}));
+      this.send(h, errno.ENOSYS);
+      return;
+    }
+    let args: unknown;
+    try {
+      const bodyEnd = h.len - h.totalExtlen * 8;
+      if (bodyEnd < IN_HEADER_SIZE) throw new WireError(`extension length ${h.totalExtlen * 8} exceeds request of ${h.len} bytes`);
+      args = info.spec.decode(new BodyReader(buf, IN_HEADER_SIZE, bodyEnd));
+    } catch (e) {
+      this.log('warn', `${info.name}: undecodable request: ${toError(e).message}`);
+      if (!info.spec.noReply) this.send(h, errno.EIO);
+      return;
+    }
+    if (this.opts.debug) this.log('debug', formatRequest(h, args));
+
+    if (info.name === 'INIT') return this.init(h, args as OpIn<'INIT'>);
+    if (!this.connection) {
+      this.log('warn', `${info.name} before INIT`);
+      if (!info.spec.noReply) this.send(h, errno.EIO);
+      return;
+    }
+    if (info.spec.noReply) return this.noReply(h, info.name, args);
+    this.dispatch(h, info, args);
+  }
+
+  private init(h: InHeader, args: OpIn<'INIT'>): void {
+    if (this.connection) {
+      this.log('warn', 'second INIT ignored');
+      this.send(h, errno.EIO);
+      return;
+    }
+    const d = negotiateInit(args, this.opts);
+    if (d.kind === 'refuse') {
+      this.log('error', d.message);
+      this.send(h, d.errno);
+      this.rejectReady(new FuseError(d.errno, d.message));
+      return;
+    }
+    this.send(h, 0, OPS.INIT.encode!(d.out), d.out);
+    if (d.kind === 'retry') return;
+    this.connection = d.conn;
+    try {
+      this.fs.init?.(d.conn);
+    } catch (e) {
+      this.log('error', `filesystem init failed: ${toError(e).stack}`);
+    }
+    this.resolveReady(d.conn);
+    this.emit('init', d.conn);
+  }
+
+  /** FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY: the kernel waits for no answer. */
+  private noReply(h: InHeader, name: OpName, args: unknown): void {
+    try {
+      if (name === 'FORGET') {
+        this.fs.forget?.(h.nodeid, (args as OpIn<'FORGET'>).nlookup);
+      } else if (name === 'BATCH_FORGET') {
+        for (const it of (args as OpIn<'BATCH_FORGET'>).items) this.fs.forget?.(it.nodeid, it.nlookup);
+      } else if (name === 'INTERRUPT') {
+        const target = (args as OpIn<'INTERRUPT'>).unique;
+        const ac = this.inflight.get(target);
+        if (ac) ac.abort(new FuseError('EINTR', 'interrupted by the kernel'));
+        // Not seen yet (its read may still be on its way to us) or already answered:
+        // EAGAIN makes the kernel queue the interrupt again while the request is pending,
+        // and fails harmlessly (ENOENT) when it is not.
+        else this.send(h, errno.EAGAIN);
+      }
+    } catch (e) {
+      this.log('error', `${name}: ${toError(e).stack}`);
+    }
+  }
+
+  private dispatch(h: InHeader, info: OpcodeInfo, args: unknown): void {
+    const handler = this.handlers[info.name] as Handler<OpName> | undefined;
+    if (!handler) {
+      // The default answers: a read-only filesystem refuses changes, and implements nothing else.
+      this.send(h, info.spec.mutates ? errno.EROFS : errno.ENOSYS);
+      return;
+    }
+    const ac = new AbortController();
+    const ctx: RequestContext = { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, signal: ac.signal };
+    this.inflight.set(h.unique, ac);
+    let result: unknown;
+    try {
+      result = handler(h.nodeid, args as never, ctx);
+    } catch (e) {
+      this.inflight.delete(h.unique);
+      this.fail(h, info, args, e);
+      return;
+    }
+    if (isPromiseLike(result)) {
+      result.then(
+        (out) => {
+          this.inflight.delete(h.unique);
+          this.succeed(h, info, out);
+        },
+        (e) => {
+          this.inflight.delete(h.unique);
+          this.fail(h, info, args, e);
+        },
+      );
+    } else {
+      this.inflight.delete(h.unique);
+      this.succeed(h, info, result);
+    }
+  }
+
+  private succeed(h: InHeader, info: OpcodeInfo, out: unknown): void {
+    let payload: Buffer | Buffer[];
+    try {
+      payload = info.spec.encode ? info.spec.encode(out) : [];
+    } catch (e) {
+      this.log('error', `${info.name}: cannot encode reply: ${toError(e).stack}`);
+      this.send(h, errno.EIO);
+      return;
+    }
+    this.send(h, 0, payload, out);
+  }
+
+  private fail(h: InHeader, info: OpcodeInfo, args: unknown, e: unknown): void {
+    let n = errnoOf(e);
+    if (n === undefined) {
+      this.log('error', `${info.name} n${h.nodeid} ${formatValue(args)} failed (answered EIO): ${toError(e).stack}`);
+      n = errno.EIO;
+    }
+    this.send(h, sanitizeErrno(n));
+  }
+
+  /** One reply, one write. Replies after the end, or to requests the kernel gave up on, are dropped. */
+  private send(h: Pick<InHeader, 'unique' | 'opcode'>, error: number, payload: Buffer | Buffer[] = [], out?: unknown): void {
+    if (this.ended) return; // the descriptor is closed (and its number may be reused)
+    if (this.opts.debug) this.log('debug', formatReply(h, error, out));
+    const chunks = Buffer.isBuffer(payload) ? [payload] : payload;
+    let len = 0;
+    for (const c of chunks) len += c.length;
+    try {
+      this.channel.write([encodeOutHeader(error ? 0 : len, error, h.unique), ...(error ? [] : chunks)]);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        // The kernel no longer waits for this request (interrupted, or its caller was killed).
+        if (this.opts.debug) this.log('debug', `reply to ${h.unique} dropped: request no longer pending`);
+      } else if (code === 'ENODEV' || code === 'ECONNABORTED' || code === 'ENOTCONN') {
+        if (this.opts.debug) this.log('debug', `reply to ${h.unique} dropped: connection gone`);
+      } else {
+        this.log('error', `writing reply to ${h.unique} (${error ? errnoName(error) : 'OK'}): ${toError(e).message}`);
+      }
+    }
+  }
+
+  private makeHandlers(): Handlers {
+    const fs = this.fs;
+    const d = DEFAULT_ANSWERS;
+    const negativeTimeout = this.opts.negativeTimeout ?? 0;
+    return {
+      LOOKUP: (n, a, ctx) => {
+        const lookup = () => fs.lookup(n, a.name.toString('utf8'), { ...ctx, nameBytes: a.name });
+        if (!(negativeTimeout > 0)) return lookup();
+        return Promise.resolve()
+          .then(lookup)
+          .catch((e: unknown) => {
+            if (errnoOf(e) === errno.ENOENT) return negativeEntry(negativeTimeout);
+            throw e;
+          });
+      },
+      GETATTR: (n, a, ctx) => fs.getattr(n, ctx, a.getattrFlags & GETATTR_FH ? a.fh : undefined),
+      READLINK: (n, _a, ctx) => map(fs.readlink ? fs.readlink(n, ctx) : d.readlink(), (t) => (typeof t === 'string' ? Buffer.from(t) : t)),
+      OPEN: (n, a, ctx) => {
+        if ((a.flags & O_ACCMODE) !== 0) throw new FuseError('EROFS');
+        return fs.open ? fs.open(n, a.flags, ctx) : d.open();
+      },
+      READ: (n, a, ctx) => map(fs.read(n, a.fh, a.offset, a.size, ctx), (data) => toBuffer(data).subarray(0, a.size)),
+      FLUSH: (n, a, ctx) => (fs.flush ? fs.flush(n, a.fh, ctx) : d.flush()),
+      RELEASE: (n, a, ctx) => (fs.release ? fs.release(n, a.fh, ctx) : d.release()),
+      OPENDIR: (n, a, ctx) => (fs.opendir ? fs.opendir(n, a.flags, ctx) : d.opendir()),
+      READDIR: (n, a, ctx) => this.readdir(n, a, ctx, false),
+      READDIRPLUS: (n, a, ctx) => this.readdir(n, a, ctx, true),
+      RELEASEDIR: (n, a, ctx) => (fs.releasedir ? fs.releasedir(n, a.fh, ctx) : d.releasedir()),
+      STATFS: (n, _a, ctx) => (fs.statfs ? fs.statfs(n, ctx) : d.statfs()),
+      GETXATTR: (n, a, ctx) =>
+        map(fs.getxattr ? fs.getxattr(n, a.name.toString('utf8'), ctx) : d.getxattr(), (v) => {
+          if (v === undefined) throw new FuseError('ENODATA');
+          return sized(v, a.size);
+        }),
+      LISTXATTR: (n, a, ctx) =>
+        map(fs.listxattr ? fs.listxattr(n, ctx) : d.listxattr(), (names) =>
+          sized(Buffer.concat(names.flatMap((x) => [typeof x === 'string' ? Buffer.from(x) : x, NUL])), a.size),
+        ),
+      ACCESS: (n, a, ctx) => {
+        if (a.mask & W_OK) throw new FuseError('EROFS');
+        return fs.access ? fs.access(n, a.mask, ctx) : d.access();
+      },
+      DESTROY: () => fs.destroy?.(),
+    };
+  }
+
+  private async readdir(n: number, a: OpIn<'READDIR'>, ctx: RequestContext, plus: boolean): Promise<DirReply> {
+    const packer = new DirentPacker(a.size, plus);
+    const add = (e: DirEntry) =>
+      packer.add(typeof e.name === 'string' ? Buffer.from(e.name) : e.name, e.ino, e.mode, e.nextOffset, plus ? e.entry : undefined);
+    const list: DirEntries = await this.fs.readdir(n, a.fh, a.offset, plus, ctx);
+    if (Symbol.iterator in list) {
+      for (const e of list) if (!add(e)) break;
+    } else {
+      for await (const e of list) if (!add(e)) break;
+    }
+    return { data: packer.finish(), count: packer.count };
+  }
+}
+
+const NUL = Buffer.alloc(1);
+
+/** GETXATTR/LISTXATTR size rules: size 0 asks for the length; a smaller buffer is ERANGE. */
+function sized(data: Buffer, size: number): XattrReply {
+  if (size === 0) return { size: data.length };
+  if (data.length > size) throw new FuseError('ERANGE');
+  return { data };
+}
+
+function negativeEntry(timeout: number): Entry {
+  const zero = { sec: 0, nsec: 0 };
+  return {
+    attr: { ino: 0, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 0, atime: zero, mtime: zero, ctime: zero },
+    entryTimeout: timeout,
+    attrTimeout: 0,
+  };
+}
+
+function map<T, U>(v: Awaitable<T>, f: (t: T) => U): Awaitable<U> {
+  return isPromiseLike(v) ? Promise.resolve(v).then(f) : f(v);
+}
+
+function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function toBuffer(data: Buffer | Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function toError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}

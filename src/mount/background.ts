@@ -1,0 +1,55 @@
+// Starts the mount daemon in the background: the same clip binary with
+// --foreground, detached, logging to a file under the state directory, and
+// returns once the mount answers (or with the daemon's error).
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ClipError } from '../errors.js';
+import type { RegistryOptions } from '../oci/types.js';
+import { logPath } from './state.js';
+
+const CLIP_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/clip.js');
+
+export interface BackgroundMountOptions {
+  index: string;
+  mountpoint: string;
+  registry: RegistryOptions;
+  logLevel: string;
+  shared?: string;
+}
+
+export interface BackgroundMount {
+  mountpoint: string;
+  pid: number;
+  log: string;
+}
+
+export async function startBackgroundMount(opts: BackgroundMountOptions): Promise<BackgroundMount> {
+  const log = logPath(opts.mountpoint);
+  mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
+  const logFd = openSync(log, 'a', 0o600);
+  const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel];
+  if (opts.registry.plainHttp) args.push('--plain-http');
+  if (opts.shared) args.push('--shared', opts.shared);
+  // Credentials go through the environment, never the command line (ps shows it).
+  const env = { ...process.env };
+  if (opts.registry.username !== undefined) env['CLIP_USERNAME'] = opts.registry.username;
+  if (opts.registry.password !== undefined) env['CLIP_PASSWORD'] = opts.registry.password;
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env });
+  closeSync(logFd);
+  const status = child.stdio[3] as NodeJS.ReadableStream;
+  const message = await new Promise<string>((resolve) => {
+    let text = '';
+    status.on('data', (b: Buffer) => (text += b.toString()));
+    status.on('end', () => resolve(text.trim()));
+    status.on('error', () => resolve(text.trim()));
+  });
+  if (message !== 'ready') {
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    throw new ClipError('IO', message.replace(/^error: /, '') || `the mount daemon exited (${child.exitCode}); see ${log}`);
+  }
+  child.unref();
+  return { mountpoint: opts.mountpoint, pid: child.pid!, log };
+}

@@ -1,0 +1,82 @@
+// The mount daemon (`clip mount --foreground`): loads the index, checks the
+// registry answers, mounts, serves FUSE until unmounted or told to stop
+// (SIGTERM/SIGINT unmount cleanly), and keeps its state record meanwhile.
+
+import { writeSync, closeSync } from 'node:fs';
+import { FileReader } from '../content/file-reader.js';
+import { ClipError } from '../errors.js';
+import { ImageFileSystem } from '../fs/image-fs.js';
+import { isMounted, serveFuse, type LogLevel } from '../fuse/index.js';
+import { loadIndex } from '../clip.js';
+import type { RegistryOptions } from '../oci/types.js';
+import { createLogger } from './logger.js';
+import { logPath, removeRecord, saveRecord } from './state.js';
+
+export interface DaemonOptions {
+  index: string;
+  mountpoint: string;
+  registry: RegistryOptions;
+  logLevel: string;
+  /** Descriptor to write "ready" (or the error) to once mounted: how a background start learns the outcome. */
+  readyFd?: number;
+  /** Key of the shared read-only mount for rootfs users. */
+  shared?: string;
+}
+
+function tellParent(fd: number | undefined, message: string): void {
+  if (fd === undefined) return;
+  try {
+    writeSync(fd, message + '\n');
+    closeSync(fd);
+  } catch {
+    // The parent went away; nothing to tell.
+  }
+}
+
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  const log = createLogger(opts.logLevel);
+  const mp = opts.mountpoint;
+  let server;
+  let reader: FileReader | undefined;
+  try {
+    if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
+    const index = await loadIndex(opts.index);
+    reader = await FileReader.open(index, opts.registry);
+    await reader.probe();
+    const fs = new ImageFileSystem(index, reader, log);
+    const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
+    server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', readers: 4 });
+    await saveRecord({
+      kind: 'image',
+      mountpoint: server.mount.mountpoint,
+      index: opts.index,
+      pid: process.pid,
+      log: logPath(server.mount.mountpoint),
+      startedAt: new Date().toISOString(),
+      ...(opts.shared ? { shared: opts.shared } : {}),
+    });
+    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, image: index.image.reference, kernelMinor: server.connection.kernelMinor }, 'mounted');
+  } catch (e) {
+    await reader?.close();
+    tellParent(opts.readyFd, `error: ${(e as Error).message}`);
+    throw e;
+  }
+  tellParent(opts.readyFd, 'ready');
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'unmounting');
+    server.close().catch((e: unknown) => log.error({ err: (e as Error).message }, 'unmount failed'));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    await server.session.closed;
+  } finally {
+    await removeRecord(server.mount.mountpoint);
+    await reader.close();
+    log.info('unmounted; exiting');
+  }
+}

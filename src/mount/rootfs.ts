@@ -1,0 +1,89 @@
+// A writable container rootfs over an image: kernel overlayfs with an upper
+// and a work directory over the read-only clip mount (fuse-overlayfs when the
+// kernel's overlayfs refuses). Several rootfs of one index share one
+// read-only mount and daemon.
+
+import { spawnSync } from 'node:child_process';
+import { mkdir, open, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { ClipError } from '../errors.js';
+import { isMounted } from '../fuse/index.js';
+import { HEADER_SIZE } from '../index/format.js';
+import type { RegistryOptions } from '../oci/types.js';
+import { startBackgroundMount } from './background.js';
+import { allRecords, dataDir, isAlive, keyOf, loadRecord, saveRecord, stateDir, type RootfsRecord } from './state.js';
+import { unmountImage } from './unmount.js';
+
+export interface RootfsOptions {
+  index: string;
+  rootfs: string;
+  upperDir?: string;
+  workDir?: string;
+  registry: RegistryOptions;
+  logLevel: string;
+}
+
+/** The shared mount of an index is keyed by the index's own checksum (same index, same mount). */
+async function indexKey(index: string): Promise<string> {
+  const fh = await open(index, 'r');
+  try {
+    const header = Buffer.alloc(HEADER_SIZE);
+    await fh.read(header, 0, HEADER_SIZE, 0);
+    return keyOf(header.toString('hex'));
+  } finally {
+    await fh.close();
+  }
+}
+
+function mountOverlay(driver: 'overlay' | 'fuse-overlayfs', lower: string, upper: string, work: string, target: string): string | undefined {
+  const options = `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
+  const r =
+    driver === 'overlay'
+      ? spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', options, target], { encoding: 'utf8' })
+      : spawnSync('fuse-overlayfs', ['-o', options, target], { encoding: 'utf8' });
+  if (r.error) return r.error.message;
+  return r.status === 0 ? undefined : (r.stderr || r.stdout).trim() || `exit status ${r.status}`;
+}
+
+export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
+  let target: string;
+  try {
+    target = await realpath(opts.rootfs);
+  } catch {
+    throw new ClipError('BAD_ARGUMENT', `rootfs directory ${opts.rootfs} does not exist (create it first)`);
+  }
+  if (isMounted(target)) throw new ClipError('BAD_ARGUMENT', `${target} is already a mount point (busy)`);
+  const index = await realpath(opts.index).catch(() => {
+    throw new ClipError('IO', `cannot read index ${opts.index}`);
+  });
+  const key = await indexKey(index);
+  const lower = path.join(stateDir(), 'images', key);
+  const existing = await loadRecord(lower);
+  if (!(existing?.kind === 'image' && isAlive(existing.pid) && isMounted(lower))) {
+    await mkdir(lower, { recursive: true, mode: 0o755 });
+    await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, logLevel: opts.logLevel, shared: key });
+  }
+  const ownsDirs = opts.upperDir === undefined;
+  const base = path.join(dataDir(), 'rootfs', keyOf(target));
+  const upper = path.resolve(opts.upperDir ?? path.join(base, 'upper'));
+  const work = path.resolve(opts.workDir ?? (ownsDirs ? path.join(base, 'work') : path.join(path.dirname(upper), `.${path.basename(upper)}.work`)));
+  await mkdir(upper, { recursive: true, mode: 0o755 });
+  await mkdir(work, { recursive: true, mode: 0o700 });
+  let driver: RootfsRecord['driver'] = 'overlay';
+  const failure = mountOverlay('overlay', lower, upper, work, target);
+  if (failure !== undefined) {
+    const fallback = mountOverlay('fuse-overlayfs', lower, upper, work, target);
+    if (fallback !== undefined) {
+      // Leave nothing half-made: drop the shared mount if no rootfs uses it.
+      if (!(await allRecords()).some((r) => r.kind === 'rootfs' && r.lower === lower)) {
+        const rec = await loadRecord(lower);
+        await unmountImage(lower, rec?.kind === 'image' ? rec : undefined);
+      }
+      throw new ClipError('IO', `cannot mount an overlay at ${target}: overlayfs: ${failure}; fuse-overlayfs: ${fallback}`);
+    }
+    driver = 'fuse-overlayfs';
+  }
+  const record: RootfsRecord = { kind: 'rootfs', mountpoint: target, index, lower, upper, work, driver, ownsDirs };
+  await saveRecord(record);
+  return record;
+}

@@ -1,0 +1,102 @@
+// Where clip keeps track of its mounts: one JSON record per mountpoint under
+// the state directory (/run/clip by default: it is gone after a reboot, as
+// the mounts are). `clip umount` finds the daemon and the overlay dirs here.
+
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-write.js';
+
+export function stateDir(): string {
+  return process.env['CLIP_STATE_DIR'] ?? '/run/clip';
+}
+
+/** Default persistent directory (span cache, overlay upper dirs). */
+export function dataDir(): string {
+  return process.env['CLIP_DATA_DIR'] ?? '/var/lib/clip';
+}
+
+export interface ImageMountRecord {
+  kind: 'image';
+  mountpoint: string;
+  index: string;
+  pid: number;
+  log: string;
+  startedAt: string;
+  /** Key of the shared read-only mount this is (set for mounts made for rootfs users). */
+  shared?: string;
+}
+
+export interface RootfsRecord {
+  kind: 'rootfs';
+  mountpoint: string;
+  index: string;
+  /** The read-only image mount underneath. */
+  lower: string;
+  upper: string;
+  work: string;
+  driver: 'overlay' | 'fuse-overlayfs';
+  /** When set, the overlay dirs were made by clip and are removed at umount. */
+  ownsDirs: boolean;
+}
+
+export type MountRecord = ImageMountRecord | RootfsRecord;
+
+export function keyOf(s: string): string {
+  return createHash('sha256').update(s).digest('hex').slice(0, 16);
+}
+
+function recordPath(mountpoint: string): string {
+  return path.join(stateDir(), 'mounts', `${keyOf(mountpoint)}.json`);
+}
+
+export function logPath(mountpoint: string): string {
+  return path.join(stateDir(), 'logs', `${keyOf(mountpoint)}.log`);
+}
+
+export async function saveRecord(r: MountRecord): Promise<void> {
+  await mkdir(path.join(stateDir(), 'mounts'), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(recordPath(r.mountpoint), Buffer.from(JSON.stringify(r, null, 2) + '\n'));
+}
+
+export async function loadRecord(mountpoint: string): Promise<MountRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(recordPath(mountpoint), 'utf8')) as MountRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function removeRecord(mountpoint: string): Promise<void> {
+  await rm(recordPath(mountpoint), { force: true });
+}
+
+export async function allRecords(): Promise<MountRecord[]> {
+  const dir = path.join(stateDir(), 'mounts');
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: MountRecord[] = [];
+  for (const n of names) {
+    if (!n.endsWith('.json')) continue;
+    try {
+      out.push(JSON.parse(await readFile(path.join(dir, n), 'utf8')) as MountRecord);
+    } catch {
+      // A record being replaced right now; skip it.
+    }
+  }
+  return out;
+}
+
+/** Whether a process is alive (signal 0 only checks). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
