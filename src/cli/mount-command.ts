@@ -7,6 +7,7 @@ import { startBackgroundMount } from '../mount/background.js';
 import { runDaemon } from '../mount/daemon.js';
 import { mountRootfs } from '../mount/rootfs.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
+import { requireRoot } from './require-root.js';
 
 interface MountFlags {
   rootfs?: string;
@@ -38,6 +39,7 @@ export function mountCommand(): Command {
     .addOption(new Option('--shared <key>').hideHelp());
   addRegistryOptions(cmd);
   return cmd.action(async (file: string, mountpoint: string | undefined, o: MountFlags) => {
+    requireRoot('mount');
     const registry = await registryOptions(o);
     if (o.rootfs !== undefined) {
       if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
