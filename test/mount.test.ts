@@ -221,6 +221,42 @@ describe('clip mount', () => {
     }
   });
 
+  it('keeps inflated spans on disk by layer digest; damaged cache files are refetched, never served', async () => {
+    const cacheDir = path.join(ws.dir, 'span-cache');
+    const mp = path.join(ws.dir, 'mnt-cache');
+    await mkdir(mp);
+    const { image, index } = images.get('busybox')!;
+    const read = async (): Promise<string> => createHash('sha256').update(await readFile(path.join(mp, 'usr/share/random.bin'))).digest('hex');
+    const m = await runClip(['mount', index, mp, '--cache-dir', cacheDir], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    mounted.push(mp);
+    const want = await read();
+    await umount(mp);
+    const layerDir = path.join(cacheDir, 'sha256', image.layers[1]!.digest.slice(7, 9), image.layers[1]!.digest.slice(7));
+    const spans = (await readdir(layerDir)).filter((f) => f.endsWith('.span'));
+    assert.ok(spans.length > 0, 'spans of the layer that was read are cached');
+    const damaged = new Map<string, Buffer>();
+    for (const f of spans) {
+      const file = path.join(layerDir, f);
+      const data = await readFile(file);
+      data[data.length - 1] = data[data.length - 1]! ^ 0xff;
+      await writeFile(file, data);
+      damaged.set(file, data);
+    }
+    // A new daemon (a restart) with the damaged cache still reads the right bytes.
+    const again = await runClip(['mount', index, mp, '--cache-dir', cacheDir], { env: ws.env });
+    assert.equal(again.code, 0, again.stderr);
+    try {
+      assert.equal(await read(), want);
+      const { image: img } = images.get('busybox')!;
+      const e = img.layers[1]!.tarLayout.find((x) => x.path.endsWith('usr/share/random.bin'))!;
+      assert.equal(want, createHash('sha256').update(img.layers[1]!.tar.subarray(e.dataOffset, e.dataOffset + e.size)).digest('hex'));
+      for (const [file, bad] of damaged) assert.ok(!(await readFile(file)).equals(bad), `${file} was replaced by a good copy`);
+    } finally {
+      await umount(mp);
+    }
+  });
+
   it('after SIGKILL of the daemon, umount leaves nothing mounted and the image mounts again', async () => {
     const mp = path.join(ws.dir, 'mnt-kill');
     await mount('everything', mp);

@@ -2,6 +2,8 @@
 
 import { Command, Option } from 'commander';
 import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { dataDir } from '../mount/state.js';
 import { ClipError } from '../errors.js';
 import { startBackgroundMount } from '../mount/background.js';
 import { runDaemon } from '../mount/daemon.js';
@@ -32,7 +34,7 @@ export function mountCommand(): Command {
     .option('--rootfs <dir>', 'mount a writable rootfs (overlayfs over the read-only image) on this directory')
     .option('--upper-dir <dir>', 'with --rootfs: where writes go (default: under /var/lib/clip/rootfs, removed at umount)')
     .option('--work-dir <dir>', 'with --rootfs: overlayfs work directory (same filesystem as the upper dir)')
-    .option('--cache-dir <dir>', 'where fetched spans are cached')
+    .option('--cache-dir <dir>', 'where inflated spans are cached, shared by mounts of images with the same layers (default /var/lib/clip/cache)')
     .option('--foreground', 'stay attached and log to stderr (for systemd and debugging)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
     .addOption(new Option('--ready-fd <fd>').hideHelp())
@@ -41,6 +43,7 @@ export function mountCommand(): Command {
   return cmd.action(async (file: string, mountpoint: string | undefined, o: MountFlags) => {
     requireRoot('mount');
     const registry = await registryOptions(o);
+    const cacheDir = path.resolve(o.cacheDir ?? path.join(dataDir(), 'cache'));
     if (o.rootfs !== undefined) {
       if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
       const r = await mountRootfs({
@@ -48,6 +51,7 @@ export function mountCommand(): Command {
         rootfs: o.rootfs,
         registry,
         logLevel: o.logLevel,
+        cacheDir,
         ...(o.upperDir !== undefined ? { upperDir: o.upperDir } : {}),
         ...(o.workDir !== undefined ? { workDir: o.workDir } : {}),
       });
@@ -70,12 +74,13 @@ export function mountCommand(): Command {
         mountpoint: mp,
         registry,
         logLevel: o.logLevel,
+        cacheDir,
         ...(o.readyFd !== undefined ? { readyFd: Number(o.readyFd) } : {}),
         ...(o.shared !== undefined ? { shared: o.shared } : {}),
       });
       return;
     }
-    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel });
+    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel, cacheDir });
     process.stdout.write(`${m.mountpoint}\n`);
   });
 }

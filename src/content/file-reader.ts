@@ -8,6 +8,7 @@ import type { ClipIndex } from '../index/types.js';
 import { openBlobSource } from '../oci/index.js';
 import type { BlobSource, RegistryOptions } from '../oci/types.js';
 import { LayerReader } from './layer-reader.js';
+import { SpanCache } from './span-cache.js';
 
 /** Bytes per read when streaming a whole file (matches the span cache's reuse). */
 const STREAM_CHUNK = 1024 * 1024;
@@ -18,12 +19,15 @@ export class FileReader {
   private constructor(
     readonly index: ClipIndex,
     private readonly blobs: BlobSource,
+    cache?: SpanCache,
   ) {
-    this.layers = new LayerReader(index.layers, blobs);
+    this.layers = new LayerReader(index.layers, blobs, cache);
   }
 
-  static async open(index: ClipIndex, opts: RegistryOptions = {}): Promise<FileReader> {
-    return new FileReader(index, await openBlobSource(index.image.location, opts));
+  /** `cacheDir`: keep inflated spans on disk there (shared by every index whose layers are the same). */
+  static async open(index: ClipIndex, opts: RegistryOptions & { cacheDir?: string } = {}): Promise<FileReader> {
+    const cache = opts.cacheDir !== undefined ? new SpanCache(opts.cacheDir) : undefined;
+    return new FileReader(index, await openBlobSource(index.image.location, opts), cache);
   }
 
   /** Reads up to `length` bytes of a regular file from `offset` (short at end of file). */

@@ -10,6 +10,7 @@ import { ClipError } from '../errors.js';
 import { inflateSpans, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
+import type { SpanCache } from './span-cache.js';
 
 export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
 
@@ -26,6 +27,7 @@ export class LayerReader {
   constructor(
     private readonly layers: LayerRecord[],
     private readonly blobs: BlobSource,
+    private readonly disk?: SpanCache,
     private readonly maxCacheBytes = DEFAULT_MEMORY_CACHE,
   ) {}
 
@@ -83,6 +85,17 @@ export class LayerReader {
   }
 
   private async fetchSpan(layer: LayerRecord, i: number): Promise<Buffer> {
+    const table = layer.spans;
+    const out = spanOutputRange(table, i);
+    const cached = await this.disk?.get(layer.digest, i, out.end - out.start);
+    if (cached) return cached;
+    const data = await this.fetchRemote(layer, i);
+    // A cache that cannot be written only costs a refetch later; the read goes on.
+    await this.disk?.put(layer.digest, i, data).catch(() => undefined);
+    return data;
+  }
+
+  private async fetchRemote(layer: LayerRecord, i: number): Promise<Buffer> {
     const table = layer.spans;
     const { start, end } = spanRange(table, i);
     for (let attempt = 0; attempt < 2; attempt++) {

@@ -17,6 +17,7 @@ export interface BackgroundMountOptions {
   mountpoint: string;
   registry: RegistryOptions;
   logLevel: string;
+  cacheDir: string;
   shared?: string;
 }
 
@@ -30,7 +31,7 @@ export async function startBackgroundMount(opts: BackgroundMountOptions): Promis
   const log = logPath(opts.mountpoint);
   mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
   const logFd = openSync(log, 'a', 0o600);
-  const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel];
+  const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel, '--cache-dir', opts.cacheDir];
   if (opts.registry.plainHttp) args.push('--plain-http');
   if (opts.shared) args.push('--shared', opts.shared);
   // Credentials go through the environment, never the command line (ps shows it).

@@ -17,6 +17,8 @@ export interface DaemonOptions {
   mountpoint: string;
   registry: RegistryOptions;
   logLevel: string;
+  /** Where inflated spans are cached on disk. */
+  cacheDir: string;
   /** Descriptor to write "ready" (or the error) to once mounted: how a background start learns the outcome. */
   readyFd?: number;
   /** Key of the shared read-only mount for rootfs users. */
@@ -41,7 +43,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   try {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
     const index = await loadIndex(opts.index);
-    reader = await FileReader.open(index, opts.registry);
+    reader = await FileReader.open(index, { ...opts.registry, cacheDir: opts.cacheDir });
     await reader.probe();
     const fs = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
@@ -55,7 +57,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       startedAt: new Date().toISOString(),
       ...(opts.shared ? { shared: opts.shared } : {}),
     });
-    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, image: index.image.reference, kernelMinor: server.connection.kernelMinor }, 'mounted');
+    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor }, 'mounted');
   } catch (e) {
     await reader?.close();
     tellParent(opts.readyFd, `error: ${(e as Error).message}`);

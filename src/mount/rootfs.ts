@@ -21,6 +21,7 @@ export interface RootfsOptions {
   workDir?: string;
   registry: RegistryOptions;
   logLevel: string;
+  cacheDir: string;
 }
 
 /** The shared mount of an index is keyed by the index's own checksum (same index, same mount). */
@@ -61,7 +62,7 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
   const existing = await loadRecord(lower);
   if (!(existing?.kind === 'image' && isAlive(existing.pid) && isMounted(lower))) {
     await mkdir(lower, { recursive: true, mode: 0o755 });
-    await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, logLevel: opts.logLevel, shared: key });
+    await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, logLevel: opts.logLevel, cacheDir: opts.cacheDir, shared: key });
   }
   const ownsDirs = opts.upperDir === undefined;
   const base = path.join(dataDir(), 'rootfs', keyOf(target));
