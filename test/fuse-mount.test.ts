@@ -214,7 +214,12 @@ function buildToy(): Toy {
     return t.file(parent, path.basename(rel), d, extra, more);
   };
   const big = randomBytes(5 * 1024 * 1024 + 4097);
-  file(1, 'hello.txt', Buffer.from('hello, world\n'), { uid: 1000, gid: 1001, atime: { sec: 1_600_000_000, nsec: 1 }, ctime: { sec: 1_650_000_000, nsec: 999_999_999 } });
+  file(1, 'hello.txt', Buffer.from('hello, world\n'), {
+    uid: 1000,
+    gid: 1001,
+    atime: { sec: 1_600_000_000, nsec: 1 },
+    ctime: { sec: 1_650_000_000, nsec: 999_999_999 },
+  });
   file(1, 'empty', Buffer.alloc(0));
   file(1, 'odd.bin', randomBytes(100_003));
   file(1, 'big.bin', big);
@@ -222,13 +227,19 @@ function buildToy(): Toy {
   file(1, 'slow.bin', Buffer.from('slow data\n'), {}, { open: { directIo: true }, kind: 'slow' });
   file(1, 'boom.bin', Buffer.from('never read\n'), {}, { kind: 'boom' });
   file(1, 'setuid', Buffer.from('#!/bin/sh\n'), { mode: S_IFREG | 0o4755 });
-  file(1, 'caps', Buffer.from('#!/bin/sh\n'), { mode: S_IFREG | 0o755 }, {
-    xattrs: new Map([
-      ['security.capability', CAPS],
-      ['user.comment', Buffer.from('a comment')],
-      ['user.bin', Buffer.from([0, 1, 2, 255])],
-    ]),
-  });
+  file(
+    1,
+    'caps',
+    Buffer.from('#!/bin/sh\n'),
+    { mode: S_IFREG | 0o755 },
+    {
+      xattrs: new Map([
+        ['security.capability', CAPS],
+        ['user.comment', Buffer.from('a comment')],
+        ['user.bin', Buffer.from([0, 1, 2, 255])],
+      ]),
+    },
+  );
   file(1, 'name with space.txt', Buffer.from('spaced\n'));
   file(1, 'ünïcødé.txt', Buffer.from('unicode\n'));
   t.symlink(1, 'link', 'hello.txt');
@@ -270,9 +281,34 @@ function sh(cmd: string, args: string[]): Promise<Run> {
   });
 }
 
+/** Another test process's directory (named "<pid>-..."), still alive: not ours to clean. */
+function ownedByLiveProcess(rel: string): boolean {
+  const pid = Number(/^(\d+)-/.exec(rel)?.[1]);
+  if (!pid || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Unmounts fuse.clip mounts left under ROOT by test runs that died, and removes their directories. */
 async function sweep(): Promise<void> {
   fs.mkdirSync(ROOT, { recursive: true });
-  for (const m of fuseMounts({ fsType: 'fuse.clip', under: ROOT })) await forceUnmount(m.mountPoint);
+  for (const m of fuseMounts({ fsType: 'fuse.clip', under: ROOT })) {
+    if (!ownedByLiveProcess(path.relative(ROOT, m.mountPoint))) await forceUnmount(m.mountPoint);
+  }
+  for (const d of fs.readdirSync(ROOT)) {
+    const dir = path.join(ROOT, d);
+    if (/^\d+-/.test(d) && !ownedByLiveProcess(d) && fuseMounts({ under: dir }).length === 0)
+      fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A fresh directory under ROOT named after this process, so concurrent runs leave each other alone. */
+function runDir(kind: string): string {
+  return fs.mkdtempSync(path.join(ROOT, `${process.pid}-${kind}-`));
 }
 
 function devFuseFds(): number {
@@ -318,10 +354,14 @@ const WRITES: Array<[string, (p: (rel: string) => string) => Promise<unknown>]> 
 
 async function assertAllWritesRefused(p: (rel: string) => string): Promise<void> {
   for (const [what, op] of WRITES) {
-    await assert.rejects(op(p), (e: { code?: string; stderr?: string }) => {
-      if (e.stderr !== undefined) return /Read-only file system/.test(e.stderr);
-      return e.code === 'EROFS';
-    }, what);
+    await assert.rejects(
+      op(p),
+      (e: { code?: string; stderr?: string }) => {
+        if (e.stderr !== undefined) return /Read-only file system/.test(e.stderr);
+        return e.code === 'EROFS';
+      },
+      what,
+    );
   }
   const set = await sh('setfattr', ['-n', 'user.x', '-v', '1', p('hello.txt')]);
   assert.notEqual(set.code, 0);
@@ -339,11 +379,16 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
 
   before(async () => {
     await sweep();
-    tmp = fs.mkdtempSync(path.join(ROOT, 'ro-'));
+    tmp = runDir('ro');
     mnt = path.join(tmp, 'mnt point'); // a space, escaped as \040 in mountinfo
     fs.mkdirSync(mnt);
     toy = buildToy();
-    server = await serveFuse(mnt, toy.fs, { fsname: 'clip-test', subtype: 'clip', debug: true, log: (level, m) => logs.push(`${level} ${m}`) });
+    server = await serveFuse(mnt, toy.fs, {
+      fsname: 'clip-test',
+      subtype: 'clip',
+      debug: true,
+      log: (level, m) => logs.push(`${level} ${m}`),
+    });
   });
 
   after(async () => {
@@ -398,9 +443,21 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
     assert.equal(nul.rdev, makedev(1, 3));
     assert.ok((await fsp.lstat(p('disk'))).isBlockDevice());
 
-    const out = await sh('stat', ['-c', '%n|%a|%A|%u|%g|%s|%h|%F|%t|%T|%y', p('hello.txt'), p('setuid'), p('null'), p('disk'), p('fifo'), p('dir')]);
+    const out = await sh('stat', [
+      '-c',
+      '%n|%a|%A|%u|%g|%s|%h|%F|%t|%T|%y',
+      p('hello.txt'),
+      p('setuid'),
+      p('null'),
+      p('disk'),
+      p('fifo'),
+      p('dir'),
+    ]);
     assert.equal(out.code, 0, out.stderr);
-    const rows = out.stdout.trim().split('\n').map((l) => l.split('|').slice(1));
+    const rows = out.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split('|').slice(1));
     assert.deepEqual(rows, [
       ['644', '-rw-r--r--', '1000', '1001', '13', '1', 'regular file', '0', '0', '2023-11-14 22:13:20.123456789 +0000'],
       ['4755', '-rwsr-xr-x', '0', '0', '10', '1', 'regular file', '0', '0', '2023-11-14 22:13:20.123456789 +0000'],
@@ -432,7 +489,10 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
     assert.deepEqual(ls.stdout.trim().split('\n'), ['.', '..', ...toy.manyNames]);
     const requests = logs.filter((l) => new RegExp(`^debug <- \\d+ READDIRPLUS n${toy.manyIno} `).test(l));
     assert.ok(requests.length > 2, `${requests.length} READDIRPLUS requests for the big directory`);
-    assert.ok(requests.some((l) => !/offset:0,/.test(l)), 'continued at a nonzero offset');
+    assert.ok(
+      requests.some((l) => !/offset:0,/.test(l)),
+      'continued at a nonzero offset',
+    );
     // Every name resolves with the attributes READDIRPLUS sent.
     assert.equal((await fsp.readFile(p('many/f04999'))).toString(), '4999\n');
   });
@@ -555,7 +615,10 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
 
   it('answers a failing handler with EIO and logs it', async () => {
     await assert.rejects(fsp.readFile(p('boom.bin')), { code: 'EIO' });
-    assert.ok(logs.some((l) => l.startsWith('error READ') && l.includes('toy read failure')), 'logged');
+    assert.ok(
+      logs.some((l) => l.startsWith('error READ') && l.includes('toy read failure')),
+      'logged',
+    );
   });
 
   it('prints each request and reply on one line in debug mode', () => {
@@ -592,7 +655,7 @@ describe('FUSE: mounted without "ro" and without READDIRPLUS', { skip, timeout: 
 
   before(async () => {
     await sweep();
-    tmp = fs.mkdtempSync(path.join(ROOT, 'rw-'));
+    tmp = runDir('rw');
     mnt = path.join(tmp, 'mnt');
     fs.mkdirSync(mnt);
     toy = buildToy();
@@ -628,7 +691,7 @@ describe('FUSE: mounted without "ro" and without READDIRPLUS', { skip, timeout: 
     const many = await fsp.readdir(p('many'));
     assert.deepEqual(many, toy.manyNames);
     assert.ok(logs.filter((l) => /^debug <- \d+ READDIR n/.test(l)).length > 2);
-    assert.ok(!logs.some((l) => /READDIRPLUS/.test(l)));
+    assert.ok(!logs.some((l) => / READDIRPLUS n/.test(l)));
     const st = await fsp.stat(p('many/f00042'));
     assert.equal(st.size, 3);
   });
@@ -639,7 +702,7 @@ describe('FUSE: mount errors and cleanup', { skip, timeout: 60_000 }, () => {
 
   before(async () => {
     await sweep();
-    tmp = fs.mkdtempSync(path.join(ROOT, 'err-'));
+    tmp = runDir('err');
   });
 
   after(async () => {
@@ -682,6 +745,29 @@ describe('FUSE: mount errors and cleanup', { skip, timeout: 60_000 }, () => {
     await once(child, 'close');
     assert.match(out, /^NOT_ROOT: clip must run as root/);
     assert.ok(!isMounted(dir));
+  });
+
+  it('a serving process that exits or crashes while mounted leaves nothing mounted', async () => {
+    const lib = new URL('../src/fuse/index.js', import.meta.url).href;
+    for (const ending of ['process.exit(3)', 'throw new Error("crash while mounted")']) {
+      const dir = path.join(tmp, `exiting-${ending.length}`);
+      fs.mkdirSync(dir);
+      const code = `
+        const m = await import(${JSON.stringify(lib)});
+        const root = { attr: m.attr({ ino: 1, mode: 0o40755, nlink: 2 }), timeout: 1 };
+        const fs = { lookup() { throw new m.FuseError('ENOENT'); }, getattr: () => root, read: () => Buffer.alloc(0), readdir: () => [] };
+        await m.serveFuse(${JSON.stringify(dir)}, fs);
+        console.log('mounted');
+        setTimeout(() => { ${ending}; }, 50);`;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.stderr.setEncoding('utf8').on('data', () => {});
+      const [status] = (await once(child, 'exit')) as [number | null];
+      assert.equal(out.trim(), 'mounted');
+      assert.notEqual(status, 0);
+      assert.ok(!isMounted(dir), `${ending}: nothing left mounted`);
+    }
   });
 
   it('cleans up after a dead server: unmount and forceUnmount leave no ENOTCONN mount', async () => {

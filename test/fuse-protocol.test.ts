@@ -40,21 +40,26 @@ interface Reply {
 
 /** Plays the kernel's side of /dev/fuse. */
 class FakeKernel implements Channel {
-  private queue: Buffer[] = [];
-  private readers: Array<{ buf: Buffer; resolve: (n: number) => void; reject: (e: Error) => void }> = [];
+  private onRequest?: (req: Buffer) => void;
+  private onEnd?: (error?: Error) => void;
+  private backlog: Buffer[] = [];
   private waiters = new Map<bigint, (r: Reply) => void>();
   private nextUnique = 2n;
-  private gone = false;
   closed = false;
   replies: Reply[] = [];
   /** Uniques whose reply write fails as the kernel fails replies to requests it gave up on. */
   abandoned = new Set<bigint>();
 
-  read(buf: Buffer): Promise<number> {
-    if (this.gone) return Promise.reject(Object.assign(new Error('ENODEV'), { code: 'ENODEV' }));
-    const req = this.queue.shift();
-    if (req) return Promise.resolve(req.copy(buf));
-    return new Promise((resolve, reject) => this.readers.push({ buf, resolve, reject }));
+  start(onRequest: (req: Buffer) => void, onEnd: (error?: Error) => void): void {
+    this.onRequest = onRequest;
+    this.onEnd = onEnd;
+    for (const req of this.backlog.splice(0)) this.deliver(req);
+  }
+
+  private deliver(req: Buffer): void {
+    // Like the reader thread: requests arrive as separate events, in order.
+    if (this.onRequest) setImmediate(this.onRequest, req);
+    else this.backlog.push(req);
   }
 
   write(chunks: Buffer[]): void {
@@ -77,10 +82,7 @@ class FakeKernel implements Channel {
     const ext = o.ext ?? Buffer.alloc(0);
     const head = encodeInHeader({ opcode, unique, nodeid, uid: 0, gid: 0, pid: 42, totalExtlen: ext.length / 8 }, body.length + ext.length);
     const reply = new Promise<Reply>((resolve) => this.waiters.set(unique, resolve));
-    const req = Buffer.concat([head, body, ext]);
-    const r = this.readers.shift();
-    if (r) r.resolve(req.copy(r.buf));
-    else this.queue.push(req);
+    this.deliver(Buffer.concat([head, body, ext]));
     return { unique, reply };
   }
 
@@ -89,8 +91,7 @@ class FakeKernel implements Channel {
   }
 
   unmount(): void {
-    this.gone = true;
-    for (const r of this.readers.splice(0)) r.reject(Object.assign(new Error('ENODEV'), { code: 'ENODEV' }));
+    setImmediate(() => this.onEnd?.());
   }
 }
 
@@ -196,7 +197,12 @@ describe('FUSE INIT negotiation', () => {
   });
 
   it('takes only offered flags, and no flags2 from kernels before 7.36', () => {
-    const d = negotiateInit({ major: 7, minor: 31, maxReadahead: 65536, flags: InitFlag.ASYNC_READ | InitFlag.MAX_PAGES | InitFlag.POSIX_LOCKS });
+    const d = negotiateInit({
+      major: 7,
+      minor: 31,
+      maxReadahead: 65536,
+      flags: InitFlag.ASYNC_READ | InitFlag.MAX_PAGES | InitFlag.POSIX_LOCKS,
+    });
     assert.equal(d.kind, 'ready');
     if (d.kind !== 'ready') return;
     assert.equal(d.out.minor, 31);
@@ -375,7 +381,10 @@ describe('FUSE session dispatch', () => {
       thrown = e;
       assert.equal((await k.call(OPS.GETATTR.code, 2, Buffer.alloc(16))).error, want, String(e));
     }
-    assert.ok(logs.some((l) => l.startsWith('error GETATTR') && l.includes('bug in the filesystem')), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => l.startsWith('error GETATTR') && l.includes('bug in the filesystem')),
+      logs.join('\n'),
+    );
     assert.equal(errnoOf(new FuseError('ENOENT')), 2);
     k.unmount();
     await s.closed;
@@ -447,8 +456,14 @@ describe('FUSE session dispatch', () => {
     const { k, s, logs } = await start(toy().fs, { debug: true });
     await k.call(OPS.LOOKUP.code, 1, cstr('f'));
     await k.call(OPS.LOOKUP.code, 1, cstr('zz'));
-    assert.ok(logs.some((l) => /^debug <- \d+ LOOKUP n1 \{name:"f"\} uid=0 gid=0 pid=42$/.test(l)), logs.join('\n'));
-    assert.ok(logs.some((l) => /^debug -> \d+ LOOKUP OK \{attr:\{ino:2,mode:0o100644,/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /^debug <- \d+ LOOKUP n1 \{name:"f"\} uid=0 gid=0 pid=42$/.test(l)),
+      logs.join('\n'),
+    );
+    assert.ok(
+      logs.some((l) => /^debug -> \d+ LOOKUP OK \{attr:\{ino:2,mode:0o100644,/.test(l)),
+      logs.join('\n'),
+    );
     assert.ok(logs.some((l) => /^debug -> \d+ LOOKUP ENOENT$/.test(l)));
     assert.ok(logs.some((l) => /^debug -> \d+ INIT OK .*flags:ASYNC_READ\|BIG_WRITES/.test(l)));
     assert.ok(logs.every((l) => !l.includes('\n')));

@@ -12,19 +12,13 @@ import { RawSpanBuilder } from '../src/gzip/raw-span-builder.js';
 import { inflateSpans, spanAt, spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import type { SpanTable } from '../src/gzip/types.js';
 import { ClipError } from '../src/errors.js';
+import { createPrng } from './helpers/prng.js';
 
 /** Deterministic text-like data: compressible, with long-distance repeats. */
 function sampleData(size: number, seed = 1): Buffer {
   const words = ['lorem', 'ipsum', 'dolor', 'sit', 'amet', 'clip', 'span', 'window', 'layer', 'tar', '\n', 'α', '世界'];
-  // mulberry32: a small PRNG with well-mixed low bits.
-  let x = seed >>> 0;
-  const rand = (): number => {
-    x = (x + 0x6d2b79f5) >>> 0;
-    let t = x;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const prng = createPrng(seed);
+  const rand = (): number => prng.int(2 ** 31);
   const parts: Buffer[] = [];
   let n = 0;
   while (n < size) {

@@ -25,6 +25,7 @@ export {
   mountFuse,
   unmount,
   forceUnmount,
+  forceUnmountSync,
   fuseMounts,
   isMounted,
   MountError,

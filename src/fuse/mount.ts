@@ -3,7 +3,7 @@
 // and undo it with umount(8), falling back to a lazy unmount so a dead server
 // never leaves "Transport endpoint is not connected" behind.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { canonicalMountPath, findMount, isMounted, readMounts, type MountEntry } from './mountinfo.js';
 
@@ -35,14 +35,7 @@ export interface FuseMount {
 }
 
 export type MountErrorCode =
-  | 'NO_MOUNTPOINT'
-  | 'NOT_A_DIRECTORY'
-  | 'STALE_MOUNT'
-  | 'NOT_ROOT'
-  | 'NO_DEVICE'
-  | 'BAD_OPTION'
-  | 'MOUNT_FAILED'
-  | 'UNMOUNT_FAILED';
+  'NO_MOUNTPOINT' | 'NOT_A_DIRECTORY' | 'STALE_MOUNT' | 'NOT_ROOT' | 'NO_DEVICE' | 'BAD_OPTION' | 'MOUNT_FAILED' | 'UNMOUNT_FAILED';
 
 export class MountError extends Error {
   constructor(
@@ -153,16 +146,37 @@ export async function forceUnmount(mountpoint: string): Promise<void> {
   const mp = canonicalMountPath(mountpoint);
   const m = findMount(mp);
   if (!m) return;
-  if (m.fsType === 'fuse' || m.fsType.startsWith('fuse.')) {
-    const minor = m.device.split(':')[1];
-    try {
-      fs.writeFileSync(`/sys/fs/fuse/connections/${minor}/abort`, '1');
-    } catch {
-      // fusectl not mounted (or the connection already gone): the lazy unmount still detaches it.
-    }
-  }
+  abortConnection(m);
   const r = await run('umount', ['-l', mp], { timeoutMs: 10_000 });
   if (r.code !== 0 && isMounted(mp)) throw new MountError('UNMOUNT_FAILED', `cannot unmount ${mp}: ${r.stderr.trim()}`);
+}
+
+/**
+ * forceUnmount without yielding to the event loop, for process 'exit'
+ * handlers: a process whose reader thread still blocks on /dev/fuse cannot
+ * finish exiting, and a lazy unmount (which needs no answer from the server)
+ * ends that read with ENODEV once no file in the mount is open; aborting the
+ * connection via fusectl, where mounted, ends it at once. Returns whether
+ * nothing is mounted there any more.
+ */
+export function forceUnmountSync(mountpoint: string): boolean {
+  const mp = canonicalMountPath(mountpoint);
+  const m = findMount(mp);
+  if (!m) return true;
+  abortConnection(m);
+  spawnSync('umount', ['-l', mp], { stdio: 'ignore', timeout: 5000 });
+  return !isMounted(mp);
+}
+
+/** Writes to /sys/fs/fuse/connections/<dev>/abort when fusectl is mounted; otherwise does nothing. */
+function abortConnection(m: MountEntry): void {
+  if (m.fsType !== 'fuse' && !m.fsType.startsWith('fuse.')) return;
+  const minor = m.device.split(':')[1];
+  try {
+    fs.writeFileSync(`/sys/fs/fuse/connections/${minor}/abort`, '1');
+  } catch {
+    // fusectl not mounted (or the connection already gone): the lazy unmount still detaches it.
+  }
 }
 
 /** FUSE mounts in this namespace, optionally of one type (e.g. "fuse.clip") and under one directory. */

@@ -1,9 +1,9 @@
 // The usual way to serve: mount, start a session on the mount's descriptor,
 // wait for INIT; and the way back: unmount, then wait for the loop to end.
-// A failure on the way up leaves nothing mounted.
+// A failure on the way up leaves nothing mounted, and so does process exit.
 
 import type { FileSystem } from './filesystem.js';
-import { type FuseMount, type MountOptions, mountFuse } from './mount.js';
+import { type FuseMount, type MountOptions, forceUnmountSync, mountFuse } from './mount.js';
 import { FuseSession, type SessionOptions } from './session.js';
 import type { ConnectionInfo } from './types.js';
 
@@ -23,6 +23,11 @@ export interface FuseServer {
 export async function serveFuse(mountpoint: string, filesystem: FileSystem, options: ServeOptions = {}): Promise<FuseServer> {
   const mount = await mountFuse(mountpoint, options);
   const session = new FuseSession(mount.fd, filesystem, options).start();
+  // Exiting while mounted would hang (the reader thread blocks on the device) and leave
+  // the mount unserved; detach it on the way out instead.
+  const onExit = () => forceUnmountSync(mount.mountpoint);
+  process.on('exit', onExit);
+  session.once('close', () => process.off('exit', onExit));
   let connection: ConnectionInfo;
   try {
     connection = await session.ready;

@@ -1,20 +1,22 @@
-// The request loop: a few reads outstanding on /dev/fuse at once, each request
-// decoded through the opcode table and handed to the filesystem without
-// waiting for earlier ones (a slow READ never holds up a LOOKUP); each reply is
-// one write. INIT is answered first; the loop ends when reads fail with ENODEV.
+// The request loop: requests arrive from a reader thread (device-reader.ts)
+// blocking on /dev/fuse, are decoded through the opcode table and handed to the
+// filesystem without waiting for earlier ones (a slow READ never holds up a
+// LOOKUP); each reply is one write from this thread. INIT is answered first;
+// the loop ends when the device reports ENODEV (unmounted).
 //
-// Threads: every outstanding read holds one libuv threadpool thread while it
-// waits for the kernel, and that pool also runs the process's fs, zlib and
-// crypto work. The pool's size (UV_THREADPOOL_SIZE, default 4) is fixed when it
-// first starts, so a program serving FUSE should set it to 16 or more in the
-// environment before node starts (setting process.env inside an ES module is
-// too late: loading modules already started the pool). `readers` defaults to 2
-// so the default pool keeps two threads for everything else, including this
-// process's own access to its mount. Also: a process that exits while reads are
-// outstanding waits for them, so unmount before exiting.
+// Why a worker thread and not fs.read: fs.read waits on a libuv threadpool
+// thread, and after each request the next read queues behind whatever fs work
+// is pending; if that work is this process's own access to its mount, every
+// pool thread ends up waiting on the kernel, which waits on a read nobody
+// issues. The reader thread keeps the pool (UV_THREADPOOL_SIZE, default 4; set
+// 16+ before node starts for heavy fs/zlib/crypto work) free for the filesystem.
+// A process must unmount before it exits: a thread blocked in read keeps exit
+// waiting until the device reports ENODEV.
 
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { ReaderEnd } from './device-reader.js';
 import { GETATTR_FH, errno } from './constants.js';
 import { FuseError, errnoName, errnoOf, sanitizeErrno } from './errors.js';
 import { DEFAULT_ANSWERS, type FileSystem } from './filesystem.js';
@@ -30,21 +32,52 @@ export type Logger = (level: LogLevel, message: string) => void;
 
 /** The session's link to the kernel; DeviceChannel over /dev/fuse, or a fake in tests. */
 export interface Channel {
-  /** Reads exactly one request into `buf`, resolving with its length. Rejects with code ENODEV once unmounted. */
-  read(buf: Buffer): Promise<number>;
+  /**
+   * Starts delivering requests, one Buffer each (the session may keep it),
+   * until the connection ends: onEnd() after unmount, onEnd(error) otherwise.
+   */
+  start(onRequest: (req: Buffer) => void, onEnd: (error?: Error) => void): void;
   /** Writes one reply, all chunks in one system call. Throws (with a `code`) when the kernel refuses it. */
   write(chunks: Buffer[]): void;
   close(): void;
 }
 
-/** A Channel over an open /dev/fuse descriptor: fs.read on the threadpool, writev for replies. */
+/** A Channel over an open /dev/fuse descriptor: reader threads with blocking reads, writev for replies. */
 export class DeviceChannel implements Channel {
-  constructor(readonly fd: number) {}
+  private readonly workers: Worker[] = [];
 
-  read(buf: Buffer): Promise<number> {
-    return new Promise((resolve, reject) => {
-      fs.read(this.fd, buf, 0, buf.length, null, (err, n) => (err ? reject(err) : resolve(n)));
-    });
+  constructor(
+    readonly fd: number,
+    private readonly opts: { readers: number; bufferSize: number },
+  ) {}
+
+  start(onRequest: (req: Buffer) => void, onEnd: (error?: Error) => void): void {
+    let running = this.opts.readers;
+    let failure: Error | undefined;
+    const stopped = (error?: Error) => {
+      failure ??= error;
+      if (--running === 0) onEnd(failure);
+    };
+    for (let i = 0; i < this.opts.readers; i++) {
+      const w = new Worker(new URL('./device-reader.js', import.meta.url), {
+        workerData: { fd: this.fd, size: this.opts.bufferSize },
+        execArgv: [], // the host's flags (--input-type, loaders) are not for this plain module
+      });
+      let ended = false;
+      const end = (error?: Error) => {
+        if (!ended) {
+          ended = true;
+          stopped(error);
+        }
+      };
+      w.on('message', (m: ArrayBuffer | ReaderEnd) => {
+        if (m instanceof ArrayBuffer) onRequest(Buffer.from(m));
+        else end(m.end === 'ENODEV' ? undefined : Object.assign(new Error(`reading /dev/fuse: ${m.message}`), { code: m.end }));
+      });
+      w.on('error', (e) => end(e));
+      w.on('exit', (code) => end(code === 0 ? undefined : new Error(`FUSE reader thread exited with ${code}`)));
+      this.workers.push(w);
+    }
   }
 
   write(chunks: Buffer[]): void {
@@ -62,7 +95,7 @@ export interface SessionOptions extends InitOptions {
   log?: Logger;
   /** Log every request and reply at level 'debug', one line each. */
   debug?: boolean;
-  /** Reads kept outstanding on the device (each holds a threadpool thread). Default 2. */
+  /** Reader threads blocking on the device. Default 1 (it reads the next request while the last is handled). */
   readers?: number;
   /** Seconds the kernel may cache a failed LOOKUP (ENOENT) as "no such name". Default 0: not cached. */
   negativeTimeout?: number;
@@ -105,7 +138,14 @@ export class FuseSession extends EventEmitter {
     options: SessionOptions = {},
   ) {
     super();
-    this.channel = typeof device === 'number' ? new DeviceChannel(device) : device;
+    this.channel =
+      typeof device === 'number'
+        ? new DeviceChannel(device, {
+            readers: Math.max(1, Math.floor(options.readers ?? 1)),
+            // The kernel refuses reads into buffers smaller than max_write + headers.
+            bufferSize: Math.max(8192, (options.maxWrite ?? DEFAULT_MAX_WRITE) + 4096),
+          })
+        : device;
     this.opts = options;
     this.log = options.log ?? (() => {});
     this.closed = new Promise((res, rej) => {
@@ -131,31 +171,11 @@ export class FuseSession extends EventEmitter {
   start(): this {
     if (this.started) return this;
     this.started = true;
-    const readers = Math.max(1, Math.floor(this.opts.readers ?? 2));
-    const bufferSize = Math.max(8192, (this.opts.maxWrite ?? DEFAULT_MAX_WRITE) + 4096);
-    const loops: Promise<void>[] = [];
-    for (let i = 0; i < readers; i++) loops.push(this.readLoop(Buffer.alloc(bufferSize)));
-    void Promise.allSettled(loops).then((results) => {
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      this.finish(failed ? toError(failed.reason) : undefined);
-    });
+    this.channel.start(
+      (req) => this.handle(req),
+      (error) => this.finish(error),
+    );
     return this;
-  }
-
-  private async readLoop(buf: Buffer): Promise<void> {
-    for (;;) {
-      let n: number;
-      try {
-        n = await this.channel.read(buf);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENODEV') return; // unmounted: the connection is gone
-        if (code === 'EINTR' || code === 'EAGAIN') continue;
-        throw e;
-      }
-      // Everything the handlers need is copied out of buf before the next read reuses it.
-      this.handle(buf, n);
-    }
   }
 
   private finish(error?: Error): void {
@@ -180,10 +200,10 @@ export class FuseSession extends EventEmitter {
   }
 
   /** Decodes one request and starts handling it; never throws. */
-  private handle(buf: Buffer, n: number): void {
+  private handle(buf: Buffer): void {
     let h: InHeader;
     try {
-      h = decodeInHeader(buf, n);
+      h = decodeInHeader(buf, buf.length);
     } catch (e) {
       this.log('error', `dropping malformed FUSE request: ${toError(e).message}`);
       return;

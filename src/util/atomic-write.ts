@@ -1,18 +1,24 @@
 // Writes a file so that readers see either the old file or the whole new one:
-// write a temp file next to it, fsync, rename. Nothing half-written survives
-// a failure.
+// write a temp file next to it, (fsync,) rename. Nothing half-written
+// survives a failure.
 
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
-export async function writeFileAtomic(file: string, data: Buffer): Promise<void> {
+export interface AtomicWriteOptions {
+  /** fsync before the rename (durable across power loss). Default true. */
+  sync?: boolean;
+  mode?: number;
+}
+
+export async function writeFileAtomic(file: string, data: Buffer | Buffer[], opts: AtomicWriteOptions = {}): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    const fh = await open(tmp, 'wx', 0o644);
+    const fh = await open(tmp, 'wx', opts.mode ?? 0o644);
     try {
-      await fh.writeFile(data);
-      await fh.sync();
+      await fh.writev(Array.isArray(data) ? data : [data]);
+      if (opts.sync !== false) await fh.sync();
     } finally {
       await fh.close();
     }

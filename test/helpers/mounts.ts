@@ -8,18 +8,40 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readMounts } from '../../src/fuse/index.js';
 
-/** clip mounts (FUSE and overlays) under the temp dir made by tests. */
-export function testMounts(): string[] {
+/** clip mounts (FUSE and overlays) under the temp dir made by tests; `mine`: only this process's. */
+export function testMounts(mine = false): string[] {
   const root = tmpdir();
   return readMounts()
     .filter((m) => (m.fsType === 'fuse.clip' || m.fsType === 'overlay') && m.mountPoint.startsWith(`${root}/clip-`))
-    .map((m) => m.mountPoint);
+    .map((m) => m.mountPoint)
+    .filter((mp) => !mine || ownerPid(mp) === process.pid);
 }
 
-/** Detaches every clip mount left under the temp dir, deepest (overlays) first. */
+/** The test process that made a workspace path (clip-<name>-<pid>-XXXXXX), if the path is one. */
+function ownerPid(mountpoint: string): number | undefined {
+  const m = new RegExp(`^${tmpdir()}/clip-[a-z]+-(\\d+)-`).exec(mountpoint);
+  return m ? Number(m[1]) : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Detaches clip mounts that a crashed earlier test run left under the temp
+ * dir, deepest (overlays) first. Mounts of test runs still alive are theirs.
+ */
 export function sweepClipMounts(): void {
-  const mps = testMounts().sort((a, b) => b.length - a.length);
-  for (const mp of mps) spawnSync('umount', ['-l', mp]);
+  const stale = testMounts().filter((mp) => {
+    const pid = ownerPid(mp);
+    return pid !== undefined && (pid === process.pid || !alive(pid));
+  });
+  for (const mp of stale.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', mp]);
 }
 
 export interface ClipWorkspace {
@@ -28,6 +50,6 @@ export interface ClipWorkspace {
 }
 
 export async function clipWorkspace(prefix: string): Promise<ClipWorkspace> {
-  const dir = await mkdtemp(path.join(tmpdir(), `clip-${prefix}-`));
+  const dir = await mkdtemp(path.join(tmpdir(), `clip-${prefix}-${process.pid}-`));
   return { dir, env: { CLIP_STATE_DIR: path.join(dir, 'state'), CLIP_DATA_DIR: path.join(dir, 'data') } };
 }
