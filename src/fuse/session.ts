@@ -44,8 +44,6 @@ export interface Channel {
 
 /** A Channel over an open /dev/fuse descriptor: reader threads with blocking reads, writev for replies. */
 export class DeviceChannel implements Channel {
-  private readonly workers: Worker[] = [];
-
   constructor(
     readonly fd: number,
     private readonly opts: { readers: number; bufferSize: number },
@@ -76,7 +74,6 @@ export class DeviceChannel implements Channel {
       });
       w.on('error', (e) => end(e));
       w.on('exit', (code) => end(code === 0 ? undefined : new Error(`FUSE reader thread exited with ${code}`)));
-      this.workers.push(w);
     }
   }
 

@@ -36,6 +36,9 @@ export async function startBackgroundMount(opts: BackgroundMountOptions): Promis
   if (opts.shared) args.push('--shared', opts.shared);
   // Credentials go through the environment, never the command line (ps shows it).
   const env = { ...process.env };
+  // Span fetches inflate and hash on the libuv pool; the size must be set
+  // before the daemon's pool starts, so in its environment.
+  env['UV_THREADPOOL_SIZE'] ??= '16';
   if (opts.registry.username !== undefined) env['CLIP_USERNAME'] = opts.registry.username;
   if (opts.registry.password !== undefined) env['CLIP_PASSWORD'] = opts.registry.password;
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env });

@@ -47,7 +47,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await reader.probe();
     const fs = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
-    server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', readers: 4 });
+    server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace' });
     await saveRecord({
       kind: 'image',
       mountpoint: server.mount.mountpoint,
