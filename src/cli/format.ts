@@ -1,5 +1,6 @@
 // Human-readable numbers and modes for CLI output.
 
+import { InvalidArgumentError } from 'commander';
 import type { Node } from '../image/types.js';
 
 export function formatBytes(n: number): string {
@@ -15,7 +16,7 @@ export function formatBytes(n: number): string {
 /** Parses sizes like "4M", "512KiB", "1048576". */
 export function parseSize(s: string): number {
   const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(s.trim());
-  if (!m) throw new Error(`bad size "${s}": expected a number with an optional K, M or G suffix`);
+  if (!m) throw new InvalidArgumentError(`bad size "${s}": expected a number with an optional K, M or G suffix`);
   const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
   return Number(m[1]) * scale;
 }

@@ -10,6 +10,10 @@ import { runDaemon } from '../mount/daemon.js';
 import { mountRootfs } from '../mount/rootfs.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 import { requireRoot } from './require-root.js';
+import { parseSize } from './format.js';
+
+const DEFAULT_CACHE_SIZE = 10 * 1024 ** 3;
+const DEFAULT_PREFETCH_RATE = 20 * 1024 ** 2;
 
 interface MountFlags {
   rootfs?: string;
@@ -20,6 +24,9 @@ interface MountFlags {
   shared?: string;
   logLevel: string;
   cacheDir?: string;
+  cacheSize: number;
+  prefetch?: boolean;
+  prefetchRate: number;
   plainHttp?: boolean;
   username?: string;
   password?: string;
@@ -35,6 +42,9 @@ export function mountCommand(): Command {
     .option('--upper-dir <dir>', 'with --rootfs: where writes go (default: under /var/lib/clip/rootfs, removed at umount)')
     .option('--work-dir <dir>', 'with --rootfs: overlayfs work directory (same filesystem as the upper dir)')
     .option('--cache-dir <dir>', 'where inflated spans are cached, shared by mounts of images with the same layers (default /var/lib/clip/cache)')
+    .option('--cache-size <bytes>', 'bound on the span cache; least recently used spans are evicted', parseSize, DEFAULT_CACHE_SIZE)
+    .option('--prefetch', 'after mount, fetch the rest of the image into the cache in the background (yields to reads)')
+    .option('--prefetch-rate <bytes>', 'prefetch bandwidth per second', parseSize, DEFAULT_PREFETCH_RATE)
     .option('--foreground', 'stay attached and log to stderr (for systemd and debugging)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
     .addOption(new Option('--ready-fd <fd>').hideHelp())
@@ -43,7 +53,11 @@ export function mountCommand(): Command {
   return cmd.action(async (file: string, mountpoint: string | undefined, o: MountFlags) => {
     requireRoot('mount');
     const registry = await registryOptions(o);
-    const cacheDir = path.resolve(o.cacheDir ?? path.join(dataDir(), 'cache'));
+    const cache = {
+      cacheDir: path.resolve(o.cacheDir ?? path.join(dataDir(), 'cache')),
+      cacheBytes: o.cacheSize,
+      ...(o.prefetch ? { prefetchRate: o.prefetchRate } : {}),
+    };
     if (o.rootfs !== undefined) {
       if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
       const r = await mountRootfs({
@@ -51,7 +65,7 @@ export function mountCommand(): Command {
         rootfs: o.rootfs,
         registry,
         logLevel: o.logLevel,
-        cacheDir,
+        ...cache,
         ...(o.upperDir !== undefined ? { upperDir: o.upperDir } : {}),
         ...(o.workDir !== undefined ? { workDir: o.workDir } : {}),
       });
@@ -74,13 +88,13 @@ export function mountCommand(): Command {
         mountpoint: mp,
         registry,
         logLevel: o.logLevel,
-        cacheDir,
+        ...cache,
         ...(o.readyFd !== undefined ? { readyFd: Number(o.readyFd) } : {}),
         ...(o.shared !== undefined ? { shared: o.shared } : {}),
       });
       return;
     }
-    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel, cacheDir });
+    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel, ...cache });
     process.stdout.write(`${m.mountpoint}\n`);
   });
 }

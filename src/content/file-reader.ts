@@ -7,8 +7,15 @@ import type { Node } from '../image/types.js';
 import type { ClipIndex } from '../index/types.js';
 import { openBlobSource } from '../oci/index.js';
 import type { BlobSource, RegistryOptions } from '../oci/types.js';
-import { LayerReader } from './layer-reader.js';
+import { LayerReader, type LayerReaderOptions } from './layer-reader.js';
+import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import { SpanCache } from './span-cache.js';
+
+export interface ReaderOptions extends RegistryOptions {
+  cacheDir?: string;
+  cacheBytes?: number;
+  events?: ReadEvents;
+}
 
 /** Bytes per read when streaming a whole file (matches the span cache's reuse). */
 const STREAM_CHUNK = 1024 * 1024;
@@ -19,15 +26,27 @@ export class FileReader {
   private constructor(
     readonly index: ClipIndex,
     private readonly blobs: BlobSource,
-    cache?: SpanCache,
+    opts: LayerReaderOptions,
   ) {
-    this.layers = new LayerReader(index.layers, blobs, cache);
+    this.layers = new LayerReader(index.layers, blobs, opts);
   }
 
-  /** `cacheDir`: keep inflated spans on disk there (shared by every index whose layers are the same). */
-  static async open(index: ClipIndex, opts: RegistryOptions & { cacheDir?: string } = {}): Promise<FileReader> {
-    const cache = opts.cacheDir !== undefined ? new SpanCache(opts.cacheDir) : undefined;
-    return new FileReader(index, await openBlobSource(index.image.location, opts), cache);
+  /**
+   * `cacheDir`: keep inflated spans on disk there (shared by every index whose
+   * layers are the same), at most `cacheBytes`; `events`: what reads report (metrics).
+   */
+  static async open(index: ClipIndex, opts: ReaderOptions = {}): Promise<FileReader> {
+    const events = opts.events ?? NO_EVENTS;
+    const layerOpts: LayerReaderOptions = { events };
+    if (opts.cacheDir !== undefined) {
+      layerOpts.disk = new SpanCache(opts.cacheDir, opts.cacheBytes ?? Infinity, (layer, bytes) => events.cacheEvicted(layer, bytes));
+    }
+    return new FileReader(index, await openBlobSource(index.image.location, opts), layerOpts);
+  }
+
+  /** The layer reader underneath (prefetch drives it directly). */
+  get layerReader(): LayerReader {
+    return this.layers;
   }
 
   /** Reads up to `length` bytes of a regular file from `offset` (short at end of file). */

@@ -1,18 +1,28 @@
-// Reads uncompressed byte ranges of layers on demand: fetch just the
-// compressed span(s) that cover the range (Range GETs), check each span's
-// sha256 from the index, inflate from the span's checkpoint. A span that does
-// not verify is fetched once more, then the read fails: never a wrong byte.
-// Inflated spans stay in a bounded in-memory LRU; concurrent readers of one
-// span share one fetch.
+// Reads uncompressed byte ranges of layers on demand. The spans a read needs
+// come from memory, else the disk cache, else the registry: missing spans
+// that are adjacent go in one Range GET (a small layer is fetched whole),
+// each span is checked against its sha256 from the index and inflated from
+// its checkpoint. A span that does not verify is fetched once more, then the
+// read fails: never a wrong byte. Readers of one span share one fetch.
 
 import { createHash } from 'node:crypto';
 import { ClipError } from '../errors.js';
 import { inflateSpans, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
+import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import type { SpanCache } from './span-cache.js';
 
 export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
+/** Layers at most this big (compressed) are fetched whole on their first miss: one request beats several. */
+export const SMALL_LAYER = 1024 * 1024;
+
+export interface LayerReaderOptions {
+  disk?: SpanCache;
+  events?: ReadEvents;
+  memoryBytes?: number;
+  smallLayer?: number;
+}
 
 interface CachedSpan {
   data: Promise<Buffer>;
@@ -23,13 +33,17 @@ export class LayerReader {
   /** Map order is recency order: the first entry is the least recently used. */
   private readonly spans = new Map<string, CachedSpan>();
   private cachedBytes = 0;
+  private readonly events: ReadEvents;
+  /** On-demand reads in progress (prefetch yields to them). */
+  active = 0;
 
   constructor(
     private readonly layers: LayerRecord[],
     private readonly blobs: BlobSource,
-    private readonly disk?: SpanCache,
-    private readonly maxCacheBytes = DEFAULT_MEMORY_CACHE,
-  ) {}
+    private readonly opts: LayerReaderOptions = {},
+  ) {
+    this.events = opts.events ?? NO_EVENTS;
+  }
 
   async read(layerIndex: number, offset: number, length: number): Promise<Buffer> {
     const layer = this.layers[layerIndex];
@@ -39,71 +53,212 @@ export class LayerReader {
     if (offset >= end) return Buffer.alloc(0);
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
+    this.active++;
+    let spans: Buffer[];
+    try {
+      spans = await Promise.all(this.spanRun(layerIndex, first, last));
+    } finally {
+      this.active--;
+    }
     const parts: Buffer[] = [];
-    const datas = [];
-    for (let i = first; i <= last; i++) datas.push(this.span(layerIndex, i));
-    const spans = await Promise.all(datas);
     for (let i = first; i <= last; i++) {
       const range = spanOutputRange(table, i);
-      const data = spans[i - first]!;
-      parts.push(data.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
+      parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  private span(layerIndex: number, i: number): Promise<Buffer> {
-    const key = `${layerIndex}:${i}`;
-    const hit = this.spans.get(key);
-    if (hit) {
-      this.spans.delete(key);
-      this.spans.set(key, hit);
-      return hit.data;
-    }
+  /**
+   * Prefetch: puts spans [first, last] of a layer in the disk cache (not in
+   * memory, where they would push out what readers use). Returns the
+   * compressed bytes fetched (0 when all were cached already).
+   */
+  async prefetch(layerIndex: number, first: number, last: number): Promise<number> {
+    const disk = this.opts.disk;
     const layer = this.layers[layerIndex]!;
-    const range = spanOutputRange(layer.spans, i);
-    const entry: CachedSpan = { data: this.fetchSpan(layer, i), size: range.end - range.start };
-    this.spans.set(key, entry);
-    this.cachedBytes += entry.size;
-    // A failed fetch is not cached: the next read tries again.
-    entry.data.catch(() => {
-      if (this.spans.get(key) === entry) {
-        this.spans.delete(key);
-        this.cachedBytes -= entry.size;
+    if (!disk) return 0;
+    let i = first;
+    let fetched = 0;
+    while (i <= last) {
+      if (this.spans.has(`${layerIndex}:${i}`) || (await disk.has(layer.digest, i))) {
+        i++;
+        continue;
       }
-    });
-    this.evict(key);
-    return entry.data;
+      let j = i;
+      while (j < last && !this.spans.has(`${layerIndex}:${j + 1}`) && !(await disk.has(layer.digest, j + 1))) j++;
+      const data = await this.fetchRemote(layer, i, j);
+      fetched += spanRange(layer.spans, j).end - spanRange(layer.spans, i).start;
+      for (let k = i; k <= j; k++) {
+        await disk.put(layer.digest, k, data[k - i]!);
+        this.events.cacheStored(layer.digest, data[k - i]!.length);
+      }
+      i = j + 1;
+    }
+    return fetched;
   }
 
-  private evict(keep: string): void {
+  /** Promises for spans [first, last]: cached ones as they are, missing runs fetched together. */
+  private spanRun(layerIndex: number, first: number, last: number): Promise<Buffer>[] {
+    const layer = this.layers[layerIndex]!;
+    const result = new Map<number, Promise<Buffer>>();
+    let missing: number[] = [];
+    const flush = (): void => {
+      if (missing.length > 0) this.startFetch(layerIndex, missing).forEach((p, k) => result.set(missing[k]!, p));
+      missing = [];
+    };
+    const small = layer.spans.compressedSize <= (this.opts.smallLayer ?? SMALL_LAYER);
+    for (let i = first; i <= last; i++) {
+      const hit = this.spans.get(`${layerIndex}:${i}`);
+      if (hit) {
+        this.touch(`${layerIndex}:${i}`, hit);
+        this.events.cacheHit(layer.digest, 'memory');
+        result.set(i, hit.data);
+        continue;
+      }
+      missing.push(i);
+    }
+    if (small && missing.length > 0) {
+      // Fetch every span of a small layer not cached or in flight yet.
+      missing = [];
+      for (let i = 0; i < layer.spans.checkpoints.length; i++) if (!this.spans.has(`${layerIndex}:${i}`)) missing.push(i);
+    }
+    // Split the missing spans into runs of consecutive indices: one request each.
+    const all = missing;
+    missing = [];
+    for (const i of all) {
+      if (missing.length > 0 && missing[missing.length - 1] !== i - 1) flush();
+      missing.push(i);
+    }
+    flush();
+    const out: Promise<Buffer>[] = [];
+    for (let i = first; i <= last; i++) out.push(result.get(i)!);
+    return out;
+  }
+
+  private touch(key: string, entry: CachedSpan): void {
+    this.spans.delete(key);
+    this.spans.set(key, entry);
+  }
+
+  /** Registers in-flight entries for `indices` (consecutive), fetches them, returns their promises. */
+  private startFetch(layerIndex: number, indices: number[]): Promise<Buffer>[] {
+    const layer = this.layers[layerIndex]!;
+    const resolvers = new Map<number, { resolve: (b: Buffer) => void; reject: (e: unknown) => void }>();
+    const promises: Promise<Buffer>[] = [];
+    for (const i of indices) {
+      const key = `${layerIndex}:${i}`;
+      const range = spanOutputRange(layer.spans, i);
+      let resolve!: (b: Buffer) => void;
+      let reject!: (e: unknown) => void;
+      const data = new Promise<Buffer>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      const entry: CachedSpan = { data, size: range.end - range.start };
+      // A failed fetch is not cached: the next read tries again.
+      data.catch(() => {
+        if (this.spans.get(key) === entry) {
+          this.spans.delete(key);
+          this.cachedBytes -= entry.size;
+        }
+      });
+      this.spans.set(key, entry);
+      this.cachedBytes += entry.size;
+      resolvers.set(i, { resolve, reject });
+      promises.push(data);
+    }
+    this.evictMemory(new Set(indices.map((i) => `${layerIndex}:${i}`)));
+    this.fetchRun(layer, indices).then(
+      (buffers) => indices.forEach((i, k) => resolvers.get(i)!.resolve(buffers[k]!)),
+      (e: unknown) => indices.forEach((i) => resolvers.get(i)!.reject(e)),
+    );
+    return promises;
+  }
+
+  private evictMemory(keep: Set<string>): void {
+    const max = this.opts.memoryBytes ?? DEFAULT_MEMORY_CACHE;
     for (const [key, e] of this.spans) {
-      if (this.cachedBytes <= this.maxCacheBytes) break;
-      if (key === keep) continue;
+      if (this.cachedBytes <= max) break;
+      if (keep.has(key)) continue;
       this.spans.delete(key);
       this.cachedBytes -= e.size;
     }
   }
 
-  private async fetchSpan(layer: LayerRecord, i: number): Promise<Buffer> {
-    const table = layer.spans;
-    const out = spanOutputRange(table, i);
-    const cached = await this.disk?.get(layer.digest, i, out.end - out.start);
-    if (cached) return cached;
-    const data = await this.fetchRemote(layer, i);
-    // A cache that cannot be written only costs a refetch later; the read goes on.
-    await this.disk?.put(layer.digest, i, data).catch(() => undefined);
-    return data;
+  /** Spans from the disk cache where present; the rest from the registry in as few requests as possible. */
+  private async fetchRun(layer: LayerRecord, indices: number[]): Promise<Buffer[]> {
+    const disk = this.opts.disk;
+    const out: (Buffer | undefined)[] = await Promise.all(
+      indices.map(async (i) => {
+        const r = spanOutputRange(layer.spans, i);
+        const hit = await disk?.get(layer.digest, i, r.end - r.start);
+        if (hit) this.events.cacheHit(layer.digest, 'disk');
+        return hit;
+      }),
+    );
+    let run: number[] = [];
+    const runs: number[][] = [];
+    indices.forEach((i, k) => {
+      if (out[k]) {
+        if (run.length) runs.push(run);
+        run = [];
+      } else run.push(i);
+    });
+    if (run.length) runs.push(run);
+    await Promise.all(
+      runs.map(async (r) => {
+        for (const i of r) this.events.cacheMiss(layer.digest);
+        const fetched = await this.fetchRemote(layer, r[0]!, r[r.length - 1]!);
+        r.forEach((i, k) => {
+          out[indices.indexOf(i)] = fetched[k];
+          if (disk) {
+            // A cache that cannot be written only costs a refetch later; the read goes on.
+            disk.put(layer.digest, i, fetched[k]!).then(
+              () => this.events.cacheStored(layer.digest, fetched[k]!.length),
+              () => undefined,
+            );
+          }
+        });
+      }),
+    );
+    return out as Buffer[];
   }
 
-  private async fetchRemote(layer: LayerRecord, i: number): Promise<Buffer> {
+  /** Fetches spans [first, last] in one Range GET, verifies each, inflates each. */
+  private async fetchRemote(layer: LayerRecord, first: number, last: number): Promise<Buffer[]> {
     const table = layer.spans;
-    const { start, end } = spanRange(table, i);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const compressed = await this.blobs.readRange(layer.digest, start, end);
-      if (compressed.length === end - start && createHash('sha256').update(compressed).digest().equals(table.digests[i]!)) {
-        return inflateSpans(table, i, i, compressed);
+    const from = spanRange(table, first).start;
+    const to = spanRange(table, last).end;
+    for (let attempt = 0; ; attempt++) {
+      const compressed = await this.blobs.readRange(layer.digest, from, to);
+      this.events.fetched(layer.digest, compressed.length, last - first + 1);
+      const bad = this.firstBadSpan(layer, first, last, compressed, from);
+      if (bad < 0) {
+        const out: Buffer[] = [];
+        for (let i = first; i <= last; i++) {
+          const r = spanRange(table, i);
+          const started = performance.now();
+          out.push(await inflateSpans(table, i, i, compressed.subarray(r.start - from, r.end - from)));
+          this.events.inflated(layer.digest, (performance.now() - started) / 1000);
+        }
+        return out;
       }
+      this.events.verifyFailed(layer.digest, bad);
+      if (attempt >= 1) {
+        throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest} span ${bad}: fetched bytes do not match the span digest in the index`);
+      }
+      this.events.retried(layer.digest, 'digest');
     }
-    throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest} span ${i}: fetched bytes do not match the span digest in the index`);
+  }
+
+  /** Index of the first span whose bytes do not hash to the index's digest, or -1. */
+  private firstBadSpan(layer: LayerRecord, first: number, last: number, compressed: Buffer, from: number): number {
+    const table = layer.spans;
+    if (compressed.length !== spanRange(table, last).end - from) return first;
+    for (let i = first; i <= last; i++) {
+      const r = spanRange(table, i);
+      if (!createHash('sha256').update(compressed.subarray(r.start - from, r.end - from)).digest().equals(table.digests[i]!)) return i;
+    }
+    return -1;
   }
 }

@@ -18,6 +18,8 @@ export interface BackgroundMountOptions {
   registry: RegistryOptions;
   logLevel: string;
   cacheDir: string;
+  cacheBytes: number;
+  prefetchRate?: number;
   shared?: string;
 }
 
@@ -31,7 +33,8 @@ export async function startBackgroundMount(opts: BackgroundMountOptions): Promis
   const log = logPath(opts.mountpoint);
   mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
   const logFd = openSync(log, 'a', 0o600);
-  const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel, '--cache-dir', opts.cacheDir];
+  const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel, '--cache-dir', opts.cacheDir, '--cache-size', String(opts.cacheBytes)];
+  if (opts.prefetchRate !== undefined) args.push('--prefetch', '--prefetch-rate', String(opts.prefetchRate));
   if (opts.registry.plainHttp) args.push('--plain-http');
   if (opts.shared) args.push('--shared', opts.shared);
   // Credentials go through the environment, never the command line (ps shows it).

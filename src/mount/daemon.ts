@@ -4,6 +4,7 @@
 
 import { writeSync, closeSync } from 'node:fs';
 import { FileReader } from '../content/file-reader.js';
+import { prefetchLayers } from '../content/prefetch.js';
 import { ClipError } from '../errors.js';
 import { ImageFileSystem } from '../fs/image-fs.js';
 import { isMounted, serveFuse, type LogLevel } from '../fuse/index.js';
@@ -17,8 +18,11 @@ export interface DaemonOptions {
   mountpoint: string;
   registry: RegistryOptions;
   logLevel: string;
-  /** Where inflated spans are cached on disk. */
+  /** Where inflated spans are cached on disk, and at most how many bytes. */
   cacheDir: string;
+  cacheBytes: number;
+  /** Fetch the rest of the image in the background at this many compressed bytes per second. */
+  prefetchRate?: number;
   /** Descriptor to write "ready" (or the error) to once mounted: how a background start learns the outcome. */
   readyFd?: number;
   /** Key of the shared read-only mount for rootfs users. */
@@ -43,7 +47,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   try {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
     const index = await loadIndex(opts.index);
-    reader = await FileReader.open(index, { ...opts.registry, cacheDir: opts.cacheDir });
+    reader = await FileReader.open(index, { ...opts.registry, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes });
     await reader.probe();
     const fs = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
@@ -64,6 +68,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     throw e;
   }
   tellParent(opts.readyFd, 'ready');
+  const prefetching = new AbortController();
+  if (opts.prefetchRate !== undefined) {
+    const started = performance.now();
+    prefetchLayers(reader.layerReader, reader.index.layers, { bytesPerSecond: opts.prefetchRate, signal: prefetching.signal }).then(
+      (bytes) => log.info({ bytes, seconds: (performance.now() - started) / 1000 }, 'prefetch done'),
+      (e: unknown) => log.warn({ err: (e as Error).message }, 'prefetch stopped'),
+    );
+  }
 
   let stopping = false;
   const stop = (signal: string): void => {
@@ -77,6 +89,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   try {
     await server.session.closed;
   } finally {
+    prefetching.abort();
     await removeRecord(server.mount.mountpoint);
     await reader.close();
     log.info('unmounted; exiting');

@@ -22,6 +22,8 @@ export interface RootfsOptions {
   registry: RegistryOptions;
   logLevel: string;
   cacheDir: string;
+  cacheBytes: number;
+  prefetchRate?: number;
 }
 
 /** The shared mount of an index is keyed by the index's own checksum (same index, same mount). */
@@ -62,7 +64,7 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
   const existing = await loadRecord(lower);
   if (!(existing?.kind === 'image' && isAlive(existing.pid) && isMounted(lower))) {
     await mkdir(lower, { recursive: true, mode: 0o755 });
-    await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, logLevel: opts.logLevel, cacheDir: opts.cacheDir, shared: key });
+    await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, logLevel: opts.logLevel, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes, ...(opts.prefetchRate !== undefined ? { prefetchRate: opts.prefetchRate } : {}), shared: key });
   }
   const ownsDirs = opts.upperDir === undefined;
   const base = path.join(dataDir(), 'rootfs', keyOf(target));

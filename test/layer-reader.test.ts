@@ -1,0 +1,131 @@
+// The read path's fetching policy, observed on a real OCI layout blob source:
+// adjacent missing spans go in one request, concurrent readers of a span
+// share one fetch, small layers are fetched whole, the disk cache stays under
+// its bound (also after a restart) and prefetch fills it.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { loadIndex } from '../src/clip.js';
+import { LayerReader } from '../src/content/layer-reader.js';
+import { prefetchLayers } from '../src/content/prefetch.js';
+import { SpanCache } from '../src/content/span-cache.js';
+import { spanOutputRange } from '../src/gzip/span-reader.js';
+import type { ClipIndex } from '../src/index/types.js';
+import { indexImage } from '../src/indexer/index-image.js';
+import { openBlobSource } from '../src/oci/index.js';
+import type { BlobSource } from '../src/oci/types.js';
+import { buildFixture } from './helpers/fixtures.js';
+import type { BuiltImage } from './helpers/image-builder.js';
+
+/** Counts the range requests a real blob source answers. */
+function counting(inner: BlobSource): BlobSource & { ranges: [string, number, number][] } {
+  const ranges: [string, number, number][] = [];
+  return {
+    ranges,
+    openBlob: (d) => inner.openBlob(d),
+    readRange: (d, s, e) => {
+      ranges.push([d, s, e]);
+      return inner.readRange(d, s, e);
+    },
+    close: () => inner.close(),
+  };
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))).size;
+  }
+  return total;
+}
+
+describe('layer reader fetching', () => {
+  let image: BuiltImage;
+  let index: ClipIndex;
+  let work: string;
+  before(async () => {
+    image = await buildFixture('large');
+    work = await mkdtemp(path.join(tmpdir(), 'clip-reader-'));
+    const out = path.join(work, 'large.clip');
+    await indexImage(`oci:${image.dir}:${image.tag}`, { output: out, spanSize: 64 * 1024 });
+    index = await loadIndex(out);
+  });
+  after(async () => {
+    if (image) await rm(image.dir, { recursive: true, force: true });
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  const tarBytes = (layer: number, start: number, end: number): Buffer => image.layers[layer]!.tar.subarray(start, end);
+
+  it('fetches adjacent missing spans in one request and dedups concurrent readers', async () => {
+    const blobs = counting(await openBlobSource(index.image.location));
+    const reader = new LayerReader(index.layers, blobs, { smallLayer: 0 });
+    const table = index.layers[0]!.spans;
+    assert.ok(table.checkpoints.length > 6, `${table.checkpoints.length} spans`);
+    const start = spanOutputRange(table, 2).start + 10;
+    const end = spanOutputRange(table, 5).end - 10;
+    const got = await reader.read(0, start, end - start);
+    assert.ok(got.equals(tarBytes(0, start, end)));
+    assert.equal(blobs.ranges.length, 1, 'spans 2..5 in one Range GET');
+    const again = spanOutputRange(table, 7).start;
+    const reads = await Promise.all(Array.from({ length: 8 }, () => reader.read(0, again, 1000)));
+    for (const r of reads) assert.ok(r.equals(tarBytes(0, again, again + 1000)));
+    assert.equal(blobs.ranges.length, 2, 'eight concurrent readers of one span cause one request');
+    await blobs.close();
+  });
+
+  it('fetches a small layer whole on its first miss', async () => {
+    const blobs = counting(await openBlobSource(index.image.location));
+    const reader = new LayerReader(index.layers, blobs, { smallLayer: Number.MAX_SAFE_INTEGER });
+    const table = index.layers[1]!.spans;
+    await reader.read(1, 100, 10);
+    assert.deepEqual(blobs.ranges, [[index.layers[1]!.digest, 0, table.compressedSize]]);
+    const mid = spanOutputRange(table, table.checkpoints.length - 1).start;
+    assert.ok((await reader.read(1, mid, 50)).equals(tarBytes(1, mid, mid + 50)));
+    assert.equal(blobs.ranges.length, 1, 'later reads of the layer need no request');
+    await blobs.close();
+  });
+
+  it('keeps the disk cache under its bound, also when a new daemon finds it', async () => {
+    const dir = path.join(work, 'bounded');
+    const bound = 600 * 1024;
+    const blobs = counting(await openBlobSource(index.image.location));
+    let evicted = 0;
+    const cache = new SpanCache(dir, bound, (_l, b) => (evicted += b));
+    const reader = new LayerReader(index.layers, blobs, { disk: cache, memoryBytes: 0, smallLayer: 0 });
+    const table = index.layers[0]!.spans;
+    for (let i = 0; i < table.checkpoints.length; i++) {
+      const r = spanOutputRange(table, i);
+      assert.ok((await reader.read(0, r.start, r.end - r.start)).equals(tarBytes(0, r.start, r.end)));
+      await new Promise((res) => setTimeout(res, 5));
+      assert.ok(cache.size <= bound + 70 * 1024, `cache ${cache.size} within bound + one span`);
+    }
+    await new Promise((res) => setTimeout(res, 100));
+    assert.ok(evicted > 0, 'least recently used spans were evicted');
+    assert.ok((await dirBytes(dir)) <= bound + 70 * 1024, 'bytes on disk within the bound');
+    const restarted = new SpanCache(dir, 200 * 1024);
+    await restarted.has(index.layers[0]!.digest, 0);
+    assert.ok(restarted.size <= 200 * 1024);
+    assert.ok((await dirBytes(dir)) <= 200 * 1024, 'a smaller bound at restart evicts down to it');
+    await blobs.close();
+  });
+
+  it('prefetch puts every span in the disk cache, after which reads need no request', async () => {
+    const dir = path.join(work, 'prefetch');
+    const blobs = counting(await openBlobSource(index.image.location));
+    const reader = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir), smallLayer: 0 });
+    const bytes = await prefetchLayers(reader, index.layers, { bytesPerSecond: 1e12 });
+    assert.equal(bytes, index.layers.reduce((a, l) => a + l.spans.compressedSize, 0), 'every compressed byte once');
+    const requests = blobs.ranges.length;
+    const fresh = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir), smallLayer: 0 });
+    const table = index.layers[1]!.spans;
+    const mid = Math.floor(table.uncompressedSize / 2);
+    assert.ok((await fresh.read(1, mid, 100_000)).equals(tarBytes(1, mid, mid + 100_000)));
+    assert.equal(blobs.ranges.length, requests, 'served from the disk cache');
+    assert.equal(await prefetchLayers(fresh, index.layers, { bytesPerSecond: 1e12 }), 0, 'nothing left to prefetch');
+    await blobs.close();
+  });
+});
