@@ -4,80 +4,16 @@
 //
 // The image is cached in .bench-cache/index-image (delete it to rebuild).
 
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import { indexImage } from '../src/indexer/index-image.js';
+import { benchImage, BENCH_IMAGE_DIR } from './bench-image.js';
 
-const CACHE = path.resolve('.bench-cache/index-image');
-const LAYERS: string[][] = [
-  ['usr/bin', 'usr/sbin'],
-  ['usr/include'],
-  ['usr/share/doc', 'usr/share/man', 'usr/share/perl'],
-  ['usr/lib/python3', 'usr/lib/python3.11'],
-  ['usr/share/locale', 'usr/share/vim'],
-  ['etc'],
-];
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  await pipeline(createReadStream(file), h);
-  return h.digest('hex');
-}
-
-async function writeBlob(dir: string, data: Buffer): Promise<{ digest: string; size: number }> {
-  const hex = createHash('sha256').update(data).digest('hex');
-  await writeFile(path.join(dir, 'blobs/sha256', hex), data);
-  return { digest: `sha256:${hex}`, size: data.length };
-}
-
-async function buildImage(): Promise<string[]> {
-  const dir = CACHE;
-  if (existsSync(path.join(dir, 'index.json'))) {
-    const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
-    const manifest = JSON.parse(await readFile(path.join(dir, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
-    return manifest.layers.map((l: { digest: string }) => path.join(dir, 'blobs/sha256', l.digest.slice(7)));
-  }
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(path.join(dir, 'blobs/sha256'), { recursive: true });
-  const layers = [];
-  const diffIds = [];
-  const files = [];
-  for (const [i, dirs] of LAYERS.entries()) {
-    const present = dirs.filter((d) => existsSync(path.join('/', d)));
-    if (present.length === 0) continue;
-    const tmp = path.join(dir, `layer${i}.tar.gz`);
-    process.stderr.write(`building layer ${i}: ${present.join(' ')}\n`);
-    execFileSync('bash', ['-c', `tar -C / --numeric-owner -cf - ${present.join(' ')} 2>/dev/null | tee >(sha256sum > ${tmp}.diffid) | gzip -6 > ${tmp}`]);
-    const diff = (await readFile(`${tmp}.diffid`, 'utf8')).split(' ')[0]!;
-    const hex = await sha256File(tmp);
-    const blob = path.join(dir, 'blobs/sha256', hex);
-    execFileSync('mv', [tmp, blob]);
-    await rm(`${tmp}.diffid`);
-    layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${hex}`, size: (await stat(blob)).size });
-    diffIds.push(`sha256:${diff}`);
-    files.push(blob);
-  }
-  const config = await writeBlob(dir, Buffer.from(JSON.stringify({
-    architecture: process.arch === 'arm64' ? 'arm64' : 'amd64', os: 'linux',
-    rootfs: { type: 'layers', diff_ids: diffIds }, config: { Cmd: ['/bin/sh'] },
-  })));
-  const manifest = await writeBlob(dir, Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers,
-  })));
-  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(path.join(dir, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'bench' } }],
-  }));
-  return files;
-}
+const CACHE = BENCH_IMAGE_DIR;
 
 async function nativeGunzip(files: string[]): Promise<number> {
   const t = performance.now();
@@ -91,7 +27,7 @@ function fmt(n: number, d = 2): string {
   return n.toFixed(d);
 }
 
-const files = await buildImage();
+const files = await benchImage();
 const compressed = (await Promise.all(files.map((f) => stat(f)))).reduce((a, s) => a + s.size, 0);
 const out = path.join(CACHE, '..', 'bench.clip');
 const runs = Number(process.env['BENCH_RUNS'] ?? 3);

@@ -1,0 +1,68 @@
+// A loopback HTTP proxy that makes a local registry look like a remote one:
+// each request waits one round trip before it is forwarded, and response
+// bodies share one token bucket of `bytesPerSecond`. Counts bytes served.
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface ThrottleProxy {
+  host: string;
+  bytes: number;
+  close(): Promise<void>;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+
+function withoutHopByHop(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  return Object.fromEntries(Object.entries(headers).filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase())));
+}
+
+export async function startThrottleProxy(target: string, bytesPerSecond: number, rttMs: number): Promise<ThrottleProxy> {
+  const [targetHost, targetPort] = target.split(':') as [string, string];
+  let nextFree = 0; // when the shared link is free again (ms, performance.now clock)
+  const state = { bytes: 0 };
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  const server = http.createServer((req, res) => {
+    void (async () => {
+      await sleep(rttMs);
+      const upstream = http.request(
+        { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: withoutHopByHop(req.headers) },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, withoutHopByHop(up.headers));
+          up.on('data', (chunk: Buffer) => {
+            up.pause();
+            // Serialize chunks on the shared link at the configured rate.
+            const now = performance.now();
+            const start = Math.max(now, nextFree);
+            nextFree = start + (1000 * chunk.length) / bytesPerSecond;
+            state.bytes += chunk.length;
+            setTimeout(() => {
+              res.write(chunk);
+              up.resume();
+            }, nextFree - now);
+          });
+          up.on('end', () => setTimeout(() => res.end(), Math.max(0, nextFree - performance.now())));
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    })();
+  });
+  server.keepAliveTimeout = 120_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    get bytes() {
+      return state.bytes;
+    },
+    set bytes(v: number) {
+      state.bytes = v;
+    },
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
