@@ -7,21 +7,13 @@ import { mkdirSync, openSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClipError } from '../errors.js';
-import type { RegistryOptions } from '../oci/types.js';
+import type { DaemonOptions } from './daemon.js';
 import { logPath } from './state.js';
 
 const CLIP_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/clip.js');
 
-export interface BackgroundMountOptions {
-  index: string;
-  mountpoint: string;
-  registry: RegistryOptions;
-  logLevel: string;
-  cacheDir: string;
-  cacheBytes: number;
-  prefetchRate?: number;
-  shared?: string;
-}
+/** What the daemon is started with; how it reports back is this module's business. */
+export type BackgroundMountOptions = Omit<DaemonOptions, 'readyFd'>;
 
 export interface BackgroundMount {
   mountpoint: string;

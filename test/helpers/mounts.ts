@@ -23,7 +23,8 @@ function ownerPid(mountpoint: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process is still running. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
