@@ -26,8 +26,7 @@ export interface SendOptions {
 
 export const USER_AGENT = 'clip/0.1';
 const MAX_REDIRECTS = 10;
-const RETRY_DELAYS_MS = [250, 1000];
-const RETRIED_STATUS = new Set([502, 503, 504]);
+const RETRIED_STATUS = new Set([429, 500, 502, 503, 504]);
 const RETRIED_ERRORS = new Set([
   'ECONNRESET',
   'EPIPE',
@@ -36,17 +35,41 @@ const RETRIED_ERRORS = new Set([
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ECONNREFUSED',
   'UND_ERR_CLOSED',
 ]);
+
+/** Fault tolerance knobs, from the environment (tests and operators can tighten them). */
+function envMs(name: string, fallback: number): number {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+}
+
+/** A request with no progress for this long fails (connect, headers, or a stalled body). */
+export const STALL_TIMEOUT_MS = envMs('CLIP_STALL_TIMEOUT_MS', 15_000);
+/** Retries of one request stop once this much time has passed since it started. */
+export const REQUEST_DEADLINE_MS = envMs('CLIP_REQUEST_DEADLINE_MS', 30_000);
+const MAX_RETRIES = envMs('CLIP_RETRIES', 5);
+const BACKOFF_BASE_MS = 200;
+const BACKOFF_CAP_MS = 5_000;
+
+/** Exponential backoff with full jitter; a server's Retry-After (seconds) wins, within the cap. */
+export function backoff(attempt: number, retryAfter?: string): number {
+  const asked = retryAfter !== undefined ? Number(retryAfter) * 1000 : NaN;
+  if (Number.isFinite(asked) && asked >= 0) return Math.min(asked, BACKOFF_CAP_MS);
+  return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+}
 
 export function createAgent(): Agent {
   return new Agent({
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 300_000,
-    connections: 32,
-    connect: { timeout: 30_000 },
-    headersTimeout: 60_000,
-    bodyTimeout: 120_000,
+    // Requests per registry host are bounded; the rest queue.
+    connections: 16,
+    connect: { timeout: Math.min(STALL_TIMEOUT_MS, 10_000) },
+    headersTimeout: STALL_TIMEOUT_MS,
+    bodyTimeout: STALL_TIMEOUT_MS,
   });
 }
 
@@ -67,20 +90,27 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
   const method = opts.method ?? 'GET';
   const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...opts.headers };
   if (opts.authorization && opts.authorization.origin === url.origin) headers['authorization'] = opts.authorization.value;
+  const started = Date.now();
   for (let attempt = 0; ; attempt++) {
-    const retry = method !== 'POST' && attempt < RETRY_DELAYS_MS.length;
+    const retry = method !== 'POST' && attempt < MAX_RETRIES;
+    let delay: number;
     try {
       const res = await request(url, { method, headers, body: opts.body ?? null, dispatcher });
-      if (retry && RETRIED_STATUS.has(res.statusCode)) {
-        await discard(res.body);
-      } else {
+      if (!retry || !RETRIED_STATUS.has(res.statusCode)) {
         return { status: res.statusCode, headers: res.headers, body: res.body, url };
       }
+      await discard(res.body);
+      delay = backoff(attempt, header(res.headers, 'retry-after'));
+      if (Date.now() + delay - started > REQUEST_DEADLINE_MS) {
+        throw new ClipError('REGISTRY', `${url.host} kept answering HTTP ${res.statusCode} for ${url.pathname} (gave up after ${attempt + 1} tries)`);
+      }
     } catch (e) {
+      if (e instanceof ClipError) throw e;
       const code = (e as NodeJS.ErrnoException).code ?? '';
-      if (!retry || !RETRIED_ERRORS.has(code)) throw networkError(url, e);
+      delay = backoff(attempt);
+      if (!retry || !RETRIED_ERRORS.has(code) || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw networkError(url, e);
     }
-    await new Promise((r) => setTimeout(r, RETRY_DELAYS_MS[attempt]));
+    await new Promise((r) => setTimeout(r, delay));
   }
 }
 

@@ -8,7 +8,7 @@ import { ClipError } from '../errors.js';
 import { Authenticator } from './auth.js';
 import { findCredentials } from './credentials.js';
 import { checkDigest, digestOf, isDigest, verifyDigest } from './digest.js';
-import { createAgent, discard, header, headerList, readBody, sendFollowingRedirects, type HttpResponse } from './http.js';
+import { backoff, createAgent, discard, header, headerList, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse } from './http.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DOCKER_HUB } from './reference.js';
 import { MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestSource } from './resolve.js';
@@ -113,9 +113,19 @@ export class RegistryClient implements BlobSource, ManifestSource {
     }
     checkDigest(digest, 'blob digest');
     if (start === end) return Buffer.alloc(0);
-    const res = await this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` });
-    if (res.status !== 200 && res.status !== 206 && res.status !== 416) throw await this.failure(res, { kind: 'blob', digest });
-    return readSlice(res, start, end, `blob ${digest} of ${this.name}`);
+    // A body cut short (connection lost mid-transfer) is asked for again, within the request deadline.
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` });
+      if (res.status !== 200 && res.status !== 206 && res.status !== 416) throw await this.failure(res, { kind: 'blob', digest });
+      try {
+        return await readSlice(res, start, end, `blob ${digest} of ${this.name}`);
+      } catch (e) {
+        const delay = backoff(attempt);
+        if (!(e instanceof ClipError && e.code === 'REGISTRY') || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   /** Closes the connections, waiting briefly for requests in flight (an unread blob stream must not hang it). */

@@ -1,0 +1,92 @@
+// A fault-injecting HTTP proxy on 127.0.0.1 in front of a real registry: it
+// forwards everything, and blob requests can be made to fail the ways real
+// links fail (dropped connections, stalls, 500s, 429s, flipped bits,
+// truncated bodies, a registry that is down). The mode can change at any time.
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type FaultMode = 'pass' | 'drop' | 'stall' | 'http500' | 'http429' | 'flip' | 'truncate' | 'down';
+
+export interface FaultProxy {
+  host: string;
+  /** Current fault; `times` limits it to the next N blob requests (then 'pass'). */
+  set(mode: FaultMode, times?: number): void;
+  /** Blob requests seen. */
+  blobRequests: number;
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(target: string): Promise<FaultProxy> {
+  const [targetHost, targetPort] = target.split(':') as [string, string];
+  let mode: FaultMode = 'pass';
+  let left = Infinity;
+  let blobRequests = 0;
+  const server = http.createServer((req, res) => {
+    const isBlob = /\/blobs\/sha256:/.test(req.url ?? '');
+    let fault: FaultMode = 'pass';
+    if (mode === 'down') fault = 'down';
+    else if (isBlob) {
+      blobRequests++;
+      if (left > 0) {
+        fault = mode;
+        if (--left === 0) mode = 'pass';
+      }
+    }
+    switch (fault) {
+      case 'down':
+      case 'drop':
+        req.socket.destroy();
+        return;
+      case 'stall':
+        return; // never answer
+      case 'http500':
+        res.writeHead(500).end('injected failure');
+        return;
+      case 'http429':
+        res.writeHead(429, { 'retry-after': '0' }).end('slow down');
+        return;
+    }
+    const upstream = http.request(
+      { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        if (fault === 'pass' || (up.statusCode ?? 0) >= 300) {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        up.on('data', (c: Buffer) => chunks.push(c));
+        up.on('end', () => {
+          const body = Buffer.concat(chunks);
+          if (fault === 'flip') {
+            for (let i = 7; i < body.length; i += 997) body[i] = body[i]! ^ 0x20;
+            res.writeHead(up.statusCode ?? 200, up.headers).end(body);
+          } else {
+            // Truncate: promise the whole length, send half, hang up.
+            res.writeHead(up.statusCode ?? 200, up.headers);
+            res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
+          }
+        });
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    set(m, times = Infinity) {
+      mode = m;
+      left = times;
+    },
+    get blobRequests() {
+      return blobRequests;
+    },
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
