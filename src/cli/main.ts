@@ -10,6 +10,7 @@ import { inspectCommand } from './inspect-command.js';
 import { lsCommand } from './ls-command.js';
 import { mountCommand } from './mount-command.js';
 import { umountCommand } from './umount-command.js';
+import { statsCommand } from './stats-command.js';
 import { MountError } from '../fuse/index.js';
 
 const program = new Command('clip')
@@ -22,6 +23,7 @@ const program = new Command('clip')
   .addCommand(catCommand())
   .addCommand(mountCommand())
   .addCommand(umountCommand())
+  .addCommand(statsCommand())
   .addCommand(
     new Command('version').description('print the clip version').action(() => {
       process.stdout.write(`clip ${VERSION}\n`);

@@ -27,6 +27,7 @@ interface MountFlags {
   cacheSize: number;
   prefetch?: boolean;
   prefetchRate: number;
+  metricsAddr?: string;
   plainHttp?: boolean;
   username?: string;
   password?: string;
@@ -45,6 +46,7 @@ export function mountCommand(): Command {
     .option('--cache-size <bytes>', 'bound on the span cache; least recently used spans are evicted', parseSize, DEFAULT_CACHE_SIZE)
     .option('--prefetch', 'after mount, fetch the rest of the image into the cache in the background (yields to reads)')
     .option('--prefetch-rate <bytes>', 'prefetch bandwidth per second', parseSize, DEFAULT_PREFETCH_RATE)
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--foreground', 'stay attached and log to stderr (for systemd and debugging)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
     .addOption(new Option('--ready-fd <fd>').hideHelp())
@@ -57,6 +59,7 @@ export function mountCommand(): Command {
       cacheDir: path.resolve(o.cacheDir ?? path.join(dataDir(), 'cache')),
       cacheBytes: o.cacheSize,
       ...(o.prefetch ? { prefetchRate: o.prefetchRate } : {}),
+      ...(o.metricsAddr !== undefined ? { metricsAddr: o.metricsAddr } : {}),
     };
     if (o.rootfs !== undefined) {
       if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');

@@ -88,6 +88,8 @@ export class DeviceChannel implements Channel {
 }
 
 export interface SessionOptions extends InitOptions {
+  /** Observer: each answered request's operation name, seconds taken and errno (0 = success). */
+  onOp?: (op: string, seconds: number, errno: number) => void;
   /** Log lines: errors from handlers (answered EIO), protocol trouble, and with `debug` every request and reply. */
   log?: Logger;
   /** Log every request and reply at level 'debug', one line each. */
@@ -121,6 +123,8 @@ export class FuseSession extends EventEmitter {
   private readonly log: Logger;
   private readonly opts: SessionOptions;
   private readonly inflight = new Map<bigint, AbortController>();
+  /** When each request arrived, for the onOp observer. */
+  private readonly startTimes = new Map<bigint, number>();
   private readonly handlers: Handlers;
   private started = false;
   private ended = false;
@@ -230,6 +234,7 @@ export class FuseSession extends EventEmitter {
       return;
     }
     if (info.spec.noReply) return this.noReply(h, info.name, args);
+    if (this.opts.onOp) this.startTimes.set(h.unique, performance.now());
     this.dispatch(h, info, args);
   }
 
@@ -338,6 +343,11 @@ export class FuseSession extends EventEmitter {
   /** One reply, one write. Replies after the end, or to requests the kernel gave up on, are dropped. */
   private send(h: Pick<InHeader, 'unique' | 'opcode'>, error: number, payload: Buffer | Buffer[] = [], out?: unknown): void {
     if (this.ended) return; // the descriptor is closed (and its number may be reused)
+    const started = this.startTimes.get(h.unique);
+    if (started !== undefined) {
+      this.startTimes.delete(h.unique);
+      this.opts.onOp?.(OPCODES.get(h.opcode)?.name ?? String(h.opcode), (performance.now() - started) / 1000, error);
+    }
     if (this.opts.debug) this.log('debug', formatReply(h, error, out));
     const chunks = Buffer.isBuffer(payload) ? [payload] : payload;
     let len = 0;

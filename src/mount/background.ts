@@ -27,6 +27,7 @@ export async function startBackgroundMount(opts: BackgroundMountOptions): Promis
   const logFd = openSync(log, 'a', 0o600);
   const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel, '--cache-dir', opts.cacheDir, '--cache-size', String(opts.cacheBytes)];
   if (opts.prefetchRate !== undefined) args.push('--prefetch', '--prefetch-rate', String(opts.prefetchRate));
+  if (opts.metricsAddr !== undefined) args.push('--metrics-addr', opts.metricsAddr);
   if (opts.registry.plainHttp) args.push('--plain-http');
   if (opts.shared) args.push('--shared', opts.shared);
   // Credentials go through the environment, never the command line (ps shows it).

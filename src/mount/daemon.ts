@@ -5,13 +5,15 @@
 import { writeSync, closeSync } from 'node:fs';
 import { FileReader } from '../content/file-reader.js';
 import { prefetchLayers } from '../content/prefetch.js';
+import { MountMetrics } from '../metrics/mount-metrics.js';
+import { serveMetrics } from '../metrics/stats-server.js';
 import { ClipError } from '../errors.js';
 import { ImageFileSystem } from '../fs/image-fs.js';
 import { isMounted, serveFuse, type LogLevel } from '../fuse/index.js';
 import { loadIndex } from '../clip.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { createLogger } from './logger.js';
-import { logPath, removeRecord, saveRecord } from './state.js';
+import { logPath, removeRecord, saveRecord, statsSocketPath } from './state.js';
 
 export interface DaemonOptions {
   index: string;
@@ -23,6 +25,8 @@ export interface DaemonOptions {
   cacheBytes: number;
   /** Fetch the rest of the image in the background at this many compressed bytes per second. */
   prefetchRate?: number;
+  /** Also serve Prometheus metrics on this HOST:PORT. */
+  metricsAddr?: string;
   /** Descriptor to write "ready" (or the error) to once mounted: how a background start learns the outcome. */
   readyFd?: number;
   /** Key of the shared read-only mount for rootfs users. */
@@ -44,14 +48,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const mp = opts.mountpoint;
   let server;
   let reader: FileReader | undefined;
+  const metrics = new MountMetrics();
+  const closers: (() => void)[] = [];
   try {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
     const index = await loadIndex(opts.index);
-    reader = await FileReader.open(index, { ...opts.registry, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes });
+    reader = await FileReader.open(index, { ...opts.registry, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes, events: metrics });
     await reader.probe();
     const fs = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
-    server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace' });
+    server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+    closers.push(await serveMetrics(metrics, statsSocketPath(server.mount.mountpoint)));
+    if (opts.metricsAddr) closers.push(await serveMetrics(metrics, opts.metricsAddr));
     await saveRecord({
       kind: 'image',
       mountpoint: server.mount.mountpoint,
@@ -63,6 +71,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     });
     log.info({ mountpoint: server.mount.mountpoint, index: opts.index, cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor }, 'mounted');
   } catch (e) {
+    for (const close of closers) close();
+    await server?.close().catch(() => undefined);
     await reader?.close();
     tellParent(opts.readyFd, `error: ${(e as Error).message}`);
     throw e;
@@ -90,6 +100,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await server.session.closed;
   } finally {
     prefetching.abort();
+    for (const close of closers) close();
     await removeRecord(server.mount.mountpoint);
     await reader.close();
     log.info('unmounted; exiting');

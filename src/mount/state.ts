@@ -54,6 +54,11 @@ export function logPath(mountpoint: string): string {
   return path.join(stateDir(), 'logs', `${keyOf(mountpoint)}.log`);
 }
 
+/** The unix socket where a mount daemon answers `clip stats`. */
+export function statsSocketPath(mountpoint: string): string {
+  return path.join(stateDir(), 'sockets', `${keyOf(mountpoint)}.sock`);
+}
+
 export async function saveRecord(r: MountRecord): Promise<void> {
   await mkdir(path.join(stateDir(), 'mounts'), { recursive: true, mode: 0o700 });
   await writeFileAtomic(recordPath(r.mountpoint), Buffer.from(JSON.stringify(r, null, 2) + '\n'));
