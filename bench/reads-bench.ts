@@ -6,7 +6,8 @@
 //   BENCH_LINK="50e6:20"  bytes per second : round trip ms
 //   BENCH_SPANS="1048576,2097152,4194304"   BENCH_READS=200
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -26,6 +27,7 @@ const [rate, rtt] = (process.env['BENCH_LINK'] ?? '50e6:20').split(':').map(Numb
 const spanSizes = (process.env['BENCH_SPANS'] ?? '1048576,2097152,4194304').split(',').map(Number);
 const READS = Number(process.env['BENCH_READS'] ?? 200);
 const CLIP = path.resolve('bin/clip.js');
+const execFileAsync = promisify(execFile);
 
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 0);
@@ -84,13 +86,17 @@ try {
   const rows: string[] = [];
   for (const spanSize of spanSizes) {
     const idx = path.join(work, `span-${spanSize}.clip`);
+    // Indexing happens once, ahead of time: not over the emulated link.
+    proxy.throttled = false;
     const summary = await indexImage(ref, { output: idx, spanSize });
+    proxy.throttled = true;
     const mp = path.join(work, `mnt-${spanSize}`);
     await mkdir(mp);
     const cache = path.join(work, `cache-${spanSize}`);
     dropCaches();
     proxy.bytes = 0;
-    execFileSync(process.execPath, [CLIP, 'mount', idx, mp, '--cache-dir', cache], { env });
+    // Async: the proxy runs in this process and must keep serving meanwhile.
+    await execFileAsync(process.execPath, [CLIP, 'mount', idx, mp, '--cache-dir', cache], { env });
     try {
       const cold = await timedReads(mp, reads);
       const fetched = proxy.bytes;
@@ -101,7 +107,7 @@ try {
           `${(fetched / 1e6).toFixed(1)} MB (${((100 * fetched) / layerBytes).toFixed(0)}% of layer) | ${((100 * summary.indexBytes) / summary.compressedBytes).toFixed(2)}% |`,
       );
     } finally {
-      spawnSync(process.execPath, [CLIP, 'umount', mp], { env });
+      await execFileAsync(process.execPath, [CLIP, 'umount', mp], { env });
     }
   }
 
@@ -115,7 +121,7 @@ try {
   const amp = path.join(work, 'archivemount');
   await mkdir(amp);
   t = performance.now();
-  execFileSync('archivemount', ['-o', 'ro,readonly', local, amp]);
+  await execFileAsync('archivemount', ['-o', 'ro,readonly', local, amp]);
   try {
     const first = await timedReads(amp, reads.slice(0, 1));
     const tFirst = performance.now() - t + tDownload;

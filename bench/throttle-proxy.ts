@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 export interface ThrottleProxy {
   host: string;
   bytes: number;
+  /** Off: forward at full speed with no added round trip (for setting up). */
+  throttled: boolean;
   close(): Promise<void>;
 }
 
@@ -20,15 +22,20 @@ function withoutHopByHop(headers: http.IncomingHttpHeaders): http.OutgoingHttpHe
 export async function startThrottleProxy(target: string, bytesPerSecond: number, rttMs: number): Promise<ThrottleProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   let nextFree = 0; // when the shared link is free again (ms, performance.now clock)
-  const state = { bytes: 0 };
+  const state = { bytes: 0, throttled: true };
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   const server = http.createServer((req, res) => {
     void (async () => {
-      await sleep(rttMs);
+      const throttled = state.throttled;
+      if (throttled) await sleep(rttMs);
       const upstream = http.request(
         { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: withoutHopByHop(req.headers) },
         (up) => {
           res.writeHead(up.statusCode ?? 502, withoutHopByHop(up.headers));
+          if (!throttled) {
+            up.pipe(res);
+            return;
+          }
           up.on('data', (chunk: Buffer) => {
             up.pause();
             // Serialize chunks on the shared link at the configured rate.
@@ -58,6 +65,12 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
     },
     set bytes(v: number) {
       state.bytes = v;
+    },
+    get throttled() {
+      return state.throttled;
+    },
+    set throttled(v: boolean) {
+      state.throttled = v;
     },
     close: () =>
       new Promise((r) => {
