@@ -102,6 +102,7 @@ try {
       const fetched = proxy.bytes;
       dropCaches();
       const warm = await timedReads(mp, reads);
+      console.error(`span ${spanSize}: done`);
       rows.push(
         `| clip, span ${spanSize / 1048576} MiB | ${ms(pct(cold, 50))} | ${ms(pct(cold, 99))} | ${ms(pct(warm, 50))} | ${ms(pct(warm, 99))} | ` +
           `${(fetched / 1e6).toFixed(1)} MB (${((100 * fetched) / layerBytes).toFixed(0)}% of layer) | ${((100 * summary.indexBytes) / summary.compressedBytes).toFixed(2)}% |`,
@@ -125,9 +126,11 @@ try {
   try {
     const first = await timedReads(amp, reads.slice(0, 1));
     const tFirst = performance.now() - t + tDownload;
-    const cold = await timedReads(amp, reads);
+    // archivemount re-inflates from the archive start on backward seeks: a few reads are enough to see it.
+    const few = reads.slice(0, Number(process.env['BENCH_ARCHIVEMOUNT_READS'] ?? 20));
+    const cold = await timedReads(amp, few);
     dropCaches();
-    const warm = await timedReads(amp, reads);
+    const warm = await timedReads(amp, few);
     rows.push(`| archivemount (download ${ms(tDownload)} ms first; first read after ${ms(tFirst)} ms) | ${ms(pct(cold, 50))} | ${ms(pct(cold, 99))} | ${ms(pct(warm, 50))} | ${ms(pct(warm, 99))} | ${(layerBytes / 1e6).toFixed(1)} MB (100%) | |`);
     void first;
   } finally {
