@@ -13,7 +13,7 @@ import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
 import { startFaultProxy, type FaultMode, type FaultProxy } from './helpers/fault-proxy.js';
 import type { BuiltImage } from './helpers/image-builder.js';
-import { alive, clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { alive, clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 
 const FILE = 'usr/share/random.bin';
@@ -89,9 +89,8 @@ describe('faults between clip and the registry', () => {
     const m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, `cache-${cacheCount++}`)], { env: { ...ws.env, ...LIMITS } });
     assert.equal(m.code, 0, m.stderr);
     try {
-      const rec = JSON.parse(
-        await readFile(path.join(ws.env['CLIP_STATE_DIR']!, 'mounts', (await import('node:fs')).readdirSync(path.join(ws.env['CLIP_STATE_DIR']!, 'mounts'))[0]!), 'utf8'),
-      ) as { pid: number };
+      const [rec] = await mountRecords(ws);
+      assert.ok(rec);
       proxy.set('down');
       await assert.rejects(readFile(path.join(mp, FILE)), { code: 'EIO' });
       proxy.set('stall');

@@ -3,7 +3,7 @@
 // against the fixture, and the daemon's memory stays bounded.
 
 import assert from 'node:assert/strict';
-import { open, readdir, readFile, rm, mkdir } from 'node:fs/promises';
+import { open, readFile, rm, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../src/fuse/index.js';
@@ -11,7 +11,7 @@ import { indexImage } from '../src/indexer/index-image.js';
 import { runClip } from './helpers/cli.js';
 import { buildFixture } from './helpers/fixtures.js';
 import type { BuiltImage } from './helpers/image-builder.js';
-import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { createPrng } from './helpers/prng.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 
@@ -76,8 +76,8 @@ describe('load', () => {
       };
       await Promise.all(Array.from({ length: READERS }, (_, i) => reader(i)));
       assert.ok(reads > READERS, `${reads} reads`);
-      const stateDir = path.join(ws.env['CLIP_STATE_DIR']!, 'mounts');
-      const rec = JSON.parse(await readFile(path.join(stateDir, (await readdir(stateDir))[0]!), 'utf8')) as { pid: number };
+      const [rec] = await mountRecords(ws);
+      assert.ok(rec);
       const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${rec.pid}/status`, 'utf8'))![1]) / 1024;
       assert.ok(rss < RSS_BOUND_MB, `daemon RSS ${rss.toFixed(0)} MB`);
     } finally {

@@ -17,22 +17,13 @@ import { buildBusyboxImage, HELLO } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
 import { buildFixture, LARGE, unstableMtimePaths } from './helpers/fixtures.js';
 import type { BuiltImage } from './helpers/image-builder.js';
-import { alive, clipWorkspace, sweepClipMounts, testMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { alive, clipWorkspace, mountRecords, sweepClipMounts, testMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 import { runContainer } from './helpers/runc.js';
 import { compareTrees, walkTree } from './helpers/tree-walk.js';
 import { umociUnpack } from './helpers/umoci.js';
 
-interface Record {
-  pid: number;
-  mountpoint: string;
-}
-
-async function records(ws: ClipWorkspace): Promise<Record[]> {
-  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'mounts');
-  if (!existsSync(dir)) return [];
-  return Promise.all((await readdir(dir)).map(async (f) => JSON.parse(await readFile(path.join(dir, f), 'utf8')) as Record));
-}
+const records = mountRecords;
 
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const until = Date.now() + ms;

@@ -3,7 +3,7 @@
 // the temp dir, and a check that a suite left nothing mounted.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readMounts } from '../../src/fuse/index.js';
@@ -43,6 +43,13 @@ export function sweepClipMounts(): void {
     return pid !== undefined && (pid === process.pid || !alive(pid));
   });
   for (const mp of stale.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', mp]);
+}
+
+/** The state records (mountpoint, daemon pid) of a workspace's mounts. */
+export async function mountRecords(ws: ClipWorkspace): Promise<{ pid: number; mountpoint: string }[]> {
+  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'mounts');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return Promise.all(names.filter((f) => f.endsWith('.json')).map(async (f) => JSON.parse(await readFile(path.join(dir, f), 'utf8'))));
 }
 
 export interface ClipWorkspace {
