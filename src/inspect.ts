@@ -3,7 +3,7 @@
 
 import { walk } from './image/lookup.js';
 import type { Node } from './image/types.js';
-import type { ClipIndex } from './index/types.js';
+import { summarizeLayer, type ClipIndex } from './index/types.js';
 
 export interface LayerReport {
   digest: string;
@@ -36,12 +36,7 @@ export function inspectIndex(index: ClipIndex): InspectReport {
     }
   }
   const layers = index.layers.map((l) => ({
-    digest: l.digest,
-    mediaType: l.mediaType,
-    diffId: l.diffId,
-    compression: l.spans.compression,
-    compressedSize: l.spans.compressedSize,
-    uncompressedSize: l.spans.uncompressedSize,
+    ...summarizeLayer(l),
     spans: l.spans.checkpoints.length,
     windowBytes: l.spans.checkpoints.reduce((a, c) => a + c.window.length, 0),
   }));

@@ -18,7 +18,7 @@ import type { Checkpoint, SpanTable } from '../gzip/types.js';
 import type { Node, NodeType } from '../image/types.js';
 import type { Timespec } from '../tar/types.js';
 import { ByteReader, ByteWriter } from './bytes.js';
-import { FORMAT_VERSION, type ClipIndex, type ImageRecord, type IndexKind, type LayerRecord } from './types.js';
+import { FORMAT_VERSION, summarizeLayer, type ClipIndex, type ImageRecord, type IndexKind, type LayerRecord, type LayerSummary } from './types.js';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
 export const HEADER_SIZE = 64;
@@ -37,7 +37,7 @@ const F_DEVICE = 16;
 
 interface Meta {
   image: ImageRecord;
-  layers: { digest: string; mediaType: string; diffId: string; compression: SpanTable['compression']; compressedSize: number; uncompressedSize: number }[];
+  layers: LayerSummary[];
 }
 
 function sameTime(a: Timespec, b: Timespec): boolean {
@@ -60,14 +60,7 @@ export function encodeIndex(index: ClipIndex): Buffer {
   const w = new ByteWriter();
   const meta: Meta = {
     image: index.image,
-    layers: index.layers.map((l) => ({
-      digest: l.digest,
-      mediaType: l.mediaType,
-      diffId: l.diffId,
-      compression: l.spans.compression,
-      compressedSize: l.spans.compressedSize,
-      uncompressedSize: l.spans.uncompressedSize,
-    })),
+    layers: index.layers.map(summarizeLayer),
   };
   w.string(JSON.stringify(meta));
   for (const layer of index.layers) {

@@ -32,6 +32,21 @@ export interface LayerRecord {
   spans: SpanTable;
 }
 
+/** A layer as described without its seek table (the index's JSON metadata, `clip inspect`). */
+export interface LayerSummary {
+  digest: string;
+  mediaType: string;
+  diffId: string;
+  compression: SpanTable['compression'];
+  compressedSize: number;
+  uncompressedSize: number;
+}
+
+export function summarizeLayer(l: LayerRecord): LayerSummary {
+  const { compression, compressedSize, uncompressedSize } = l.spans;
+  return { digest: l.digest, mediaType: l.mediaType, diffId: l.diffId, compression, compressedSize, uncompressedSize };
+}
+
 export interface ClipIndex extends ImageTree {
   kind: IndexKind;
   image: ImageRecord;
