@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../src/fuse/index.js';
@@ -14,7 +14,8 @@ import { runClip } from './helpers/cli.js';
 import { startFaultProxy, type FaultMode, type FaultProxy } from './helpers/fault-proxy.js';
 import type { BuiltImage } from './helpers/image-builder.js';
 import { alive, clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
-import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+import { metric, scrape } from './helpers/prometheus.js';
+import { freePort, pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 
 const FILE = 'usr/share/random.bin';
 /** Tight limits so failures come fast: stalls detected after 1 s, retries stop after 3 s. */
@@ -100,6 +101,46 @@ describe('faults between clip and the registry', () => {
       const got = await readFile(path.join(mp, FILE));
       assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(want).digest('hex'));
     } finally {
+      proxy.set('pass');
+      await runClip(['umount', mp], { env: ws.env });
+      assert.ok(!isMounted(mp));
+    }
+  });
+
+  it('token auth: a mount keeps reading after its tokens expire; retries show in the metrics', async () => {
+    proxy.requireTokens(true);
+    const mp = path.join(ws.dir, 'mnt-tokens');
+    await mkdir(mp);
+    const addr = `127.0.0.1:${await freePort()}`;
+    const cache = path.join(ws.dir, `cache-${cacheCount++}`);
+    try {
+      const cat = await runClip(['cat', index, FILE], { env: LIMITS });
+      assert.equal(cat.code, 0, cat.stderr);
+      assert.ok(cat.stdout.equals(want), 'clip cat through token auth');
+      const m = await runClip(['mount', index, mp, '--cache-dir', cache, '--metrics-addr', addr], { env: { ...ws.env, ...LIMITS } });
+      assert.equal(m.code, 0, m.stderr);
+      // The first 4 KiB, while the registry answers 500 twice: retried, counted.
+      proxy.set('http500', 2);
+      const f = await open(path.join(mp, FILE));
+      try {
+        const head = Buffer.alloc(4096);
+        await f.read(head, 0, head.length, 0);
+        assert.ok(head.equals(want.subarray(0, 4096)));
+      } finally {
+        await f.close();
+      }
+      assert.ok(metric(await scrape(addr), 'clip_retries_total', 'reason="server-error"') >= 2, 'HTTP 500s counted as retries');
+      // Every token the daemon holds now expires; the rest of the file needs new requests.
+      const issued = proxy.tokensIssued;
+      const refused = proxy.refused;
+      proxy.expireTokens();
+      const got = await readFile(path.join(mp, FILE));
+      assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(want).digest('hex'));
+      assert.ok(proxy.refused > refused, 'the expired token was refused');
+      assert.ok(proxy.tokensIssued > issued, 'a new token was fetched');
+      assert.ok(metric(await scrape(addr), 'clip_retries_total', 'reason="auth"') >= 1, 'the refused token counted as a retry');
+    } finally {
+      proxy.requireTokens(false);
       proxy.set('pass');
       await runClip(['umount', mp], { env: ws.env });
       assert.ok(!isMounted(mp));

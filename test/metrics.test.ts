@@ -4,7 +4,6 @@
 
 import assert from 'node:assert/strict';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { indexImage } from '../src/indexer/index-image.js';
@@ -12,27 +11,8 @@ import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
 import type { BuiltImage } from './helpers/image-builder.js';
 import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { metric, scrape } from './helpers/prometheus.js';
 import { freePort, pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
-
-function get(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
-
-function metric(text: string, name: string, labels = ''): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith(name) && line.includes(labels) && !line.startsWith('#')) total += Number(line.split(' ').pop());
-  }
-  return total;
-}
 
 describe('metrics and clip stats', () => {
   let registry: RegistryHandle;
@@ -63,7 +43,7 @@ describe('metrics and clip stats', () => {
     try {
       const data = await readFile(path.join(mp, 'usr/share/random.bin'));
       assert.equal(data.length, 2 * 1024 * 1024);
-      const text = await get(`http://127.0.0.1:${port}/metrics`);
+      const text = await scrape(`127.0.0.1:${port}`);
       const [base, top] = [image.layers[0]!.digest, image.layers[1]!.digest];
       assert.ok(metric(text, 'clip_fuse_operations_total', 'op="READ"') > 0, 'READ operations counted');
       assert.ok(metric(text, 'clip_fuse_operations_total', 'op="LOOKUP"') > 0, 'LOOKUP operations counted');

@@ -230,7 +230,7 @@ export class LayerReader {
     const from = spanRange(table, first).start;
     const to = spanRange(table, last).end;
     for (let attempt = 0; ; attempt++) {
-      const compressed = await this.blobs.readRange(layer.digest, from, to);
+      const compressed = await this.blobs.readRange(layer.digest, from, to, { onRetry: (reason) => this.events.retried(layer.digest, reason) });
       this.events.fetched(layer.digest, compressed.length, last - first + 1);
       const bad = this.firstBadSpan(layer, first, last, compressed, from);
       if (bad < 0) {

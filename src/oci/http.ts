@@ -22,7 +22,12 @@ export interface SendOptions {
   body?: string;
   /** Sent only to requests whose origin is `authorization.origin`. */
   authorization?: { origin: string; value: string };
+  /** Told about each retry, for metrics. */
+  onRetry?: (reason: RetryReason) => void;
 }
+
+/** Why a request was sent again. */
+export type RetryReason = 'connection' | 'rate-limited' | 'server-error' | 'body-cut' | 'auth';
 
 export const USER_AGENT = 'clip/0.1';
 const MAX_REDIRECTS = 10;
@@ -104,11 +109,13 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
       if (Date.now() + delay - started > REQUEST_DEADLINE_MS) {
         throw new ClipError('REGISTRY', `${url.host} kept answering HTTP ${res.statusCode} for ${url.pathname} (gave up after ${attempt + 1} tries)`);
       }
+      opts.onRetry?.(res.statusCode === 429 ? 'rate-limited' : 'server-error');
     } catch (e) {
       if (e instanceof ClipError) throw e;
       const code = (e as NodeJS.ErrnoException).code ?? '';
       delay = backoff(attempt);
       if (!retry || !RETRIED_ERRORS.has(code) || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw networkError(url, e);
+      opts.onRetry?.('connection');
     }
     await new Promise((r) => setTimeout(r, delay));
   }

@@ -8,12 +8,12 @@ import { ClipError } from '../errors.js';
 import { Authenticator } from './auth.js';
 import { findCredentials } from './credentials.js';
 import { checkDigest, digestOf, isDigest, verifyDigest } from './digest.js';
-import { backoff, createAgent, discard, header, headerList, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse } from './http.js';
+import { backoff, createAgent, discard, header, headerList, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse, type RetryReason } from './http.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DOCKER_HUB } from './reference.js';
 import { MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestSource } from './resolve.js';
 import { readSlice } from './range.js';
-import type { BlobSource, Reference, RegistryOptions } from './types.js';
+import type { BlobSource, RangeOptions, Reference, RegistryOptions } from './types.js';
 
 const MAX_AUTH_ATTEMPTS = 4;
 const MAX_ERROR_BODY = 64 * 1024;
@@ -107,7 +107,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
     return res.body;
   }
 
-  async readRange(digest: string, start: number, end: number): Promise<Buffer> {
+  async readRange(digest: string, start: number, end: number, opts: RangeOptions = {}): Promise<Buffer> {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
       throw new ClipError('BAD_ARGUMENT', `invalid byte range [${start}, ${end}) of blob ${digest}`);
     }
@@ -116,13 +116,14 @@ export class RegistryClient implements BlobSource, ManifestSource {
     // A body cut short (connection lost mid-transfer) is asked for again, within the request deadline.
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      const res = await this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` });
+      const res = await this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` }, opts.onRetry);
       if (res.status !== 200 && res.status !== 206 && res.status !== 416) throw await this.failure(res, { kind: 'blob', digest });
       try {
         return await readSlice(res, start, end, `blob ${digest} of ${this.name}`);
       } catch (e) {
         const delay = backoff(attempt);
         if (!(e instanceof ClipError && e.code === 'REGISTRY') || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw e;
+        opts.onRetry?.('body-cut');
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -137,13 +138,13 @@ export class RegistryClient implements BlobSource, ManifestSource {
     if (!this.agent.destroyed) await this.agent.destroy();
   }
 
-  private blobRequest(digest: string, extra: Record<string, string>): Promise<HttpResponse> {
+  private blobRequest(digest: string, extra: Record<string, string>, onRetry?: (reason: RetryReason) => void): Promise<HttpResponse> {
     checkDigest(digest, 'blob digest');
-    return this.get(`blobs/${digest}`, { 'accept-encoding': 'identity', ...extra }, { kind: 'blob', digest });
+    return this.get(`blobs/${digest}`, { 'accept-encoding': 'identity', ...extra }, { kind: 'blob', digest }, onRetry);
   }
 
   /** GET /v2/<repository>/<path>, answering authentication challenges; returns any non-401 response. */
-  private async get(path: string, headers: Record<string, string>, target: Target): Promise<HttpResponse> {
+  private async get(path: string, headers: Record<string, string>, target: Target, onRetry?: (reason: RetryReason) => void): Promise<HttpResponse> {
     const url = new URL(`/v2/${this.repository}/${path}`, this.base);
     const startGeneration = this.auth.currentGeneration;
     for (let attempt = 1; ; attempt++) {
@@ -151,6 +152,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
       const res = await sendFollowingRedirects(this.agent, url, {
         headers,
         ...(authorization ? { authorization: { origin: this.base.origin, value: authorization } } : {}),
+        ...(onRetry ? { onRetry } : {}),
       });
       if (res.status !== 401) return res;
       if (res.url.origin !== this.base.origin) {
@@ -162,6 +164,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
         throw new ClipError('UNAUTHORIZED', `access to ${this.name} denied${detail ? ` (${detail})` : ''}`);
       }
       await this.auth.unauthorized(this.scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
+      if (authorization) onRetry?.('auth'); // a credential or token was refused (tokens expire)
     }
   }
 

@@ -48,9 +48,13 @@ export interface ResolvedImage {
 export interface BlobSource {
   /** Streams a whole blob. Callers verify its digest. */
   openBlob(digest: string): Promise<Readable>;
-  /** Reads bytes [start, end) of a blob. */
-  readRange(digest: string, start: number, end: number): Promise<Buffer>;
+  /** Reads bytes [start, end) of a blob; `onRetry` hears of requests sent again. */
+  readRange(digest: string, start: number, end: number, opts?: RangeOptions): Promise<Buffer>;
   close(): Promise<void>;
+}
+
+export interface RangeOptions {
+  onRetry?: (reason: string) => void;
 }
 
 export interface RegistryOptions {

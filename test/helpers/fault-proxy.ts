@@ -2,6 +2,8 @@
 // forwards everything, and blob requests can be made to fail the ways real
 // links fail (dropped connections, stalls, 500s, 429s, flipped bits,
 // truncated bodies, a registry that is down). The mode can change at any time.
+// It can also play a token-auth registry (anonymous Bearer tokens from its own
+// /token realm) whose tokens expire on demand, as real registries' do.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +16,13 @@ export interface FaultProxy {
   set(mode: FaultMode, times?: number): void;
   /** Blob requests seen. */
   blobRequests: number;
+  /** From now on, /v2/ requests need a Bearer token from the proxy's /token endpoint. */
+  requireTokens(on: boolean): void;
+  /** Every token issued so far stops working (a 401 until a new one is fetched). */
+  expireTokens(): void;
+  /** Tokens issued, and requests refused with 401. */
+  tokensIssued: number;
+  refused: number;
   close(): Promise<void>;
 }
 
@@ -22,7 +31,32 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let mode: FaultMode = 'pass';
   let left = Infinity;
   let blobRequests = 0;
+  let tokens = false;
+  let generation = 0;
+  let tokensIssued = 0;
+  let refused = 0;
+  let host = '';
   const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/token')) {
+      tokensIssued++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ token: `g${generation}.${tokensIssued}`, expires_in: 300 }));
+      return;
+    }
+    if (tokens && req.url?.startsWith('/v2/')) {
+      const sent = /^Bearer g(\d+)\./.exec(req.headers.authorization ?? '');
+      if (!sent || Number(sent[1]) !== generation) {
+        refused++;
+        const scope = /^\/v2\/(.+)\/(?:blobs|manifests)\//.exec(req.url)?.[1];
+        res.writeHead(401, {
+          'www-authenticate': `Bearer realm="http://${host}/token",service="fault-proxy"${scope ? `,scope="repository:${scope}:pull"` : ''}`,
+          'content-type': 'application/json',
+        });
+        res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: sent ? 'token expired' : 'authentication required' }] }));
+        return;
+      }
+      delete req.headers.authorization; // the registry behind needs none
+    }
     const isBlob = /\/blobs\/sha256:/.test(req.url ?? '');
     let fault: FaultMode = 'pass';
     if (mode === 'down') fault = 'down';
@@ -74,14 +108,27 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     req.pipe(upstream);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    host,
     set(m, times = Infinity) {
       mode = m;
       left = times;
     },
     get blobRequests() {
       return blobRequests;
+    },
+    requireTokens(on) {
+      tokens = on;
+    },
+    expireTokens() {
+      generation++;
+    },
+    get tokensIssued() {
+      return tokensIssued;
+    },
+    get refused() {
+      return refused;
     },
     close: () =>
       new Promise((r) => {
