@@ -37,7 +37,8 @@ function counting(inner: BlobSource): BlobSource & { ranges: [string, number, nu
 async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) total += (await stat(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))).size;
+    // A file evicted between readdir and stat no longer counts.
+    if (e.isFile()) total += (await stat(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).catch(() => ({ size: 0 }))).size;
   }
   return total;
 }
@@ -110,6 +111,35 @@ describe('layer reader fetching', () => {
     await restarted.has(index.layers[0]!.digest, 0);
     assert.ok(restarted.size <= 200 * 1024);
     assert.ok((await dirBytes(dir)) <= 200 * 1024, 'a smaller bound at restart evicts down to it');
+    await blobs.close();
+  });
+
+  it('two daemons sharing a cache directory keep it under one bound and use each other\'s spans', async () => {
+    const dir = path.join(work, 'shared');
+    const bound = 600 * 1024;
+    const blobs = counting(await openBlobSource(index.image.location));
+    // rescanMs 0: every write first looks at what the other daemon did (the default is 1 s).
+    const a = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir, bound, undefined, { rescanMs: 0 }), memoryBytes: 0, smallLayer: 0 });
+    const b = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir, bound, undefined, { rescanMs: 0 }), memoryBytes: 0, smallLayer: 0 });
+    const t0 = index.layers[0]!.spans;
+    const t1 = index.layers[1]!.spans;
+    const n = Math.min(t0.checkpoints.length, t1.checkpoints.length);
+    assert.ok(n > 12, `${n} spans`);
+    for (let i = 0; i < n; i++) {
+      const r0 = spanOutputRange(t0, i);
+      const r1 = spanOutputRange(t1, i);
+      const [x, y] = await Promise.all([a.read(0, r0.start, r0.end - r0.start), b.read(1, r1.start, r1.end - r1.start)]);
+      assert.ok(x.equals(tarBytes(0, r0.start, r0.end)) && y.equals(tarBytes(1, r1.start, r1.end)));
+      await new Promise((res) => setTimeout(res, 5));
+      const onDisk = await dirBytes(dir);
+      const inFlight = r0.end - r0.start + (r1.end - r1.start) + 2 * 40; // the span each writer just wrote, with headers
+      assert.ok(onDisk <= bound + inFlight, `${onDisk} bytes on disk: within one bound + one span per writer`);
+    }
+    // The span b wrote last is a hit for a: no request.
+    const last = spanOutputRange(t1, n - 1);
+    const before = blobs.ranges.length;
+    assert.ok((await a.read(1, last.start, last.end - last.start)).equals(tarBytes(1, last.start, last.end)));
+    assert.equal(blobs.ranges.length, before, "served from the other daemon's span");
     await blobs.close();
   });
 

@@ -43,7 +43,7 @@ export function mountCommand(): Command {
     .option('--upper-dir <dir>', 'with --rootfs: where writes go (default: under /var/lib/clip/rootfs, removed at umount)')
     .option('--work-dir <dir>', 'with --rootfs: overlayfs work directory (same filesystem as the upper dir)')
     .option('--cache-dir <dir>', 'where inflated spans are cached, shared by mounts of images with the same layers (default /var/lib/clip/cache)')
-    .option('--cache-size <bytes>', 'bound on the span cache; least recently used spans are evicted', parseSize, DEFAULT_CACHE_SIZE)
+    .option('--cache-size <bytes>', 'bound on the span cache directory (all mounts using it); least recently used spans are evicted', parseSize, DEFAULT_CACHE_SIZE)
     .option('--prefetch', 'after mount, fetch the rest of the image into the cache in the background (yields to reads)')
     .option('--prefetch-rate <bytes>', 'prefetch bandwidth per second', parseSize, DEFAULT_PREFETCH_RATE)
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
