@@ -3,7 +3,7 @@
 // in one run. Images are built once into .bench-cache/fuse (deleted = rebuilt).
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { indexImage } from '../src/indexer/index-image.js';
 import { buildImage } from '../test/helpers/image-builder.js';
 import { createPrng } from '../test/helpers/prng.js';
 import type { TarEntrySpec } from '../test/helpers/tar-writer.js';
+import { dropCaches } from './machine.js';
 
 const CACHE = path.resolve('.bench-cache/fuse');
 const BIG = 128 * 1024 * 1024;
@@ -27,14 +28,6 @@ function seconds(fn: () => void): number {
   return (performance.now() - t) / 1000;
 }
 
-function dropCaches(): void {
-  spawnSync('sync');
-  try {
-    writeFileSync('/proc/sys/vm/drop_caches', '3');
-  } catch {
-    console.warn('(cannot drop the page cache here; cold numbers are warm)');
-  }
-}
 
 async function image(name: string, entries: () => TarEntrySpec[]): Promise<string> {
   const dir = path.join(CACHE, name);

@@ -8,7 +8,7 @@
 
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createWriteStream, writeFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,7 @@ import { indexImage } from '../src/indexer/index-image.js';
 import { createPrng } from '../test/helpers/prng.js';
 import { pushImage, startRegistry } from '../test/helpers/registry.js';
 import { benchImage, BENCH_IMAGE_DIR, BENCH_TAG } from './bench-image.js';
+import { dropCaches } from './machine.js';
 import { startThrottleProxy } from './throttle-proxy.js';
 
 const [rate, rtt] = (process.env['BENCH_LINK'] ?? '50e6:20').split(':').map(Number) as [number, number];
@@ -32,14 +33,6 @@ const execFileAsync = promisify(execFile);
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 0);
 
-function dropCaches(): void {
-  spawnSync('sync');
-  try {
-    writeFileSync('/proc/sys/vm/drop_caches', '3');
-  } catch {
-    // not permitted here: warm numbers include the page cache
-  }
-}
 
 async function timedReads(root: string, reads: { file: string; offset: number }[]): Promise<number[]> {
   const out: number[] = [];

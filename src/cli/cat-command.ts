@@ -2,8 +2,7 @@
 
 import { Command } from 'commander';
 import { pipeline } from 'node:stream/promises';
-import { loadIndex } from '../clip.js';
-import { FileReader } from '../content/file-reader.js';
+import { loadIndex } from '../index/load.js';
 import { ClipError } from '../errors.js';
 import { lookupPath } from '../image/lookup.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
@@ -18,6 +17,8 @@ export function catCommand(): Command {
     const index = await loadIndex(file);
     const node = lookupPath(index, path, true);
     if (node.type !== 'file') throw new ClipError('BAD_ARGUMENT', `${path} is a ${node.type === 'dir' ? 'directory' : node.type}, not a regular file`);
+    // Loaded here, not at start-up: the registry client is most of clip's start-up time.
+    const { FileReader } = await import('../content/file-reader.js');
     const reader = await FileReader.open(index, await registryOptions(o));
     try {
       await pipeline(reader.stream(node), process.stdout);

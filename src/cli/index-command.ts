@@ -1,9 +1,8 @@
 // clip index IMAGE -o FILE: index an image into a .clip file.
 
 import { Command } from 'commander';
-import { DEFAULT_SPAN_SIZE, indexImage } from '../indexer/index-image.js';
+import { DEFAULT_SPAN_SIZE } from '../indexer/span-size.js';
 import { formatBytes, parseSize } from './format.js';
-import { byteProgress } from './progress.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 
 export function indexCommand(): Command {
@@ -16,6 +15,8 @@ export function indexCommand(): Command {
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
+    // Loaded here, not at start-up: the registry client is most of clip's start-up time.
+    const [{ indexImage }, { byteProgress }] = await Promise.all([import('../indexer/index-image.js'), import('./progress.js')]);
     const progress = byteProgress('indexing');
     let summary;
     try {

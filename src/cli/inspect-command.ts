@@ -1,7 +1,7 @@
 // clip inspect FILE: what an index describes.
 
 import { Command } from 'commander';
-import { loadIndex } from '../clip.js';
+import { loadIndex } from '../index/load.js';
 import { inspectIndex } from '../inspect.js';
 import { formatBytes } from './format.js';
 

@@ -1,7 +1,7 @@
 // clip ls FILE [PATH]: list the image's tree from the index (no network).
 
 import { Command } from 'commander';
-import { loadIndex } from '../clip.js';
+import { loadIndex } from '../index/load.js';
 import { lookupPath } from '../image/lookup.js';
 import { listNode, type ListEntry } from '../inspect.js';
 import { modeString } from './format.js';

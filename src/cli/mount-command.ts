@@ -6,7 +6,6 @@ import path from 'node:path';
 import { dataDir } from '../mount/state.js';
 import { ClipError } from '../errors.js';
 import { startBackgroundMount } from '../mount/background.js';
-import { runDaemon } from '../mount/daemon.js';
 import { mountRootfs } from '../mount/rootfs.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 import { requireRoot } from './require-root.js';
@@ -86,6 +85,7 @@ export function mountCommand(): Command {
       throw new ClipError('IO', `cannot read index ${file}: no such file`);
     });
     if (o.foreground) {
+      const { runDaemon } = await import('../mount/daemon.js');
       await runDaemon({
         index,
         mountpoint: mp,

@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 import http from 'node:http';
 import path from 'node:path';
-import { loadIndex } from '../clip.js';
+import { loadIndex } from '../index/load.js';
 import { ClipError } from '../errors.js';
 import type { LayerStats } from '../metrics/mount-metrics.js';
 import { loadRecord, statsSocketPath } from '../mount/state.js';

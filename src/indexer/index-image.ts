@@ -12,8 +12,9 @@ import type { TarEntry } from '../tar/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { indexLayer } from './index-layer.js';
+import { DEFAULT_SPAN_SIZE } from './span-size.js';
 
-export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
+export { DEFAULT_SPAN_SIZE };
 const MIN_SPAN_SIZE = 64 * 1024;
 const LAYER_CONCURRENCY = 3;
 

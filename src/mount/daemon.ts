@@ -10,7 +10,7 @@ import { serveMetrics } from '../metrics/stats-server.js';
 import { ClipError } from '../errors.js';
 import { ImageFileSystem } from '../fs/image-fs.js';
 import { isMounted, serveFuse, type LogLevel } from '../fuse/index.js';
-import { loadIndex } from '../clip.js';
+import { loadIndex } from '../index/load.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { createLogger } from './logger.js';
 import { logPath, removeRecord, saveRecord, statsSocketPath } from './state.js';
@@ -52,12 +52,19 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const closers: (() => void)[] = [];
   try {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
+    // Start-up phases, in ms since the process started (the 'mounted' line reports them).
+    const phases: Record<string, number> = { modulesLoaded: Math.round(performance.now()) };
     const index = await loadIndex(opts.index);
+    phases['indexLoaded'] = Math.round(performance.now());
     reader = await FileReader.open(index, { ...opts.registry, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes, events: metrics });
-    await reader.probe();
+    // The registry check (a round trip or more) and the mount go on together; if the registry fails, the mount goes again.
+    const probe = reader.probe().then(() => void (phases['registryAnswered'] = Math.round(performance.now())));
+    probe.catch(() => undefined);
     const fs = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
     server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+    phases['mounted'] = Math.round(performance.now());
+    await probe;
     closers.push(await serveMetrics(metrics, statsSocketPath(server.mount.mountpoint)));
     if (opts.metricsAddr) closers.push(await serveMetrics(metrics, opts.metricsAddr));
     await saveRecord({
@@ -69,7 +76,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       startedAt: new Date().toISOString(),
       ...(opts.shared ? { shared: opts.shared } : {}),
     });
-    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor }, 'mounted');
+    phases['ready'] = Math.round(performance.now());
+    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
   } catch (e) {
     for (const close of closers) close();
     await server?.close().catch(() => undefined);

@@ -3,6 +3,7 @@
 // the mounts are). `clip umount` finds the daemon and the overlay dirs here.
 
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.js';
@@ -100,8 +101,16 @@ export async function allRecords(): Promise<MountRecord[]> {
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A daemon that exited stays a zombie until its parent (often init, after the
+  // mount command exited) reaps it; signal 0 still reaches a zombie.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT'; // gone meanwhile
   }
 }

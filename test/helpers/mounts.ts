@@ -7,6 +7,7 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readMounts } from '../../src/fuse/index.js';
+import { isAlive } from '../../src/mount/state.js';
 
 /** clip mounts (FUSE and overlays) under the temp dir made by tests; `mine`: only this process's. */
 export function testMounts(mine = false): string[] {
@@ -23,15 +24,8 @@ function ownerPid(mountpoint: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Whether a process is still running. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** Whether a process is still running (a zombie is not). */
+export const alive = isAlive;
 
 /**
  * Detaches clip mounts that a crashed earlier test run left under the temp
