@@ -135,8 +135,12 @@ describe('layer reader fetching', () => {
       const inFlight = r0.end - r0.start + (r1.end - r1.start) + 2 * 40; // the span each writer just wrote, with headers
       assert.ok(onDisk <= bound + inFlight, `${onDisk} bytes on disk: within one bound + one span per writer`);
     }
-    // The span b wrote last is a hit for a: no request.
-    const last = spanOutputRange(t1, n - 1);
+    // A span b wrote is a hit for a: no request. (b's write finishes after its read returns: wait for the file.)
+    let k = n - 1;
+    while (spanOutputRange(t1, k).end - spanOutputRange(t1, k).start > bound / 4) k--;
+    const last = spanOutputRange(t1, k);
+    const probe = new SpanCache(dir);
+    for (let i = 0; i < 200 && !(await probe.get(index.layers[1]!.digest, k, last.end - last.start)); i++) await new Promise((res) => setTimeout(res, 25));
     const before = blobs.ranges.length;
     assert.ok((await a.read(1, last.start, last.end - last.start)).equals(tarBytes(1, last.start, last.end)));
     assert.equal(blobs.ranges.length, before, "served from the other daemon's span");
