@@ -1,0 +1,245 @@
+// npm run bench:coldstart: how much sooner a container does useful work with
+// clip. Debian images made with debootstrap are pushed to a registry on
+// loopback and served through a throttling proxy that emulates a registry
+// link; for each image and link, start-to-ready of a command run by runc:
+//   1. without clip: skopeo copy + umoci unpack, then runc;
+//   2. clip, index made beforehand: mount --rootfs + runc, lazily;
+//   3. clip again, its cache warm (a new daemon, the page cache dropped);
+// and, as the floor, runc on the unpacked image in a local directory.
+// Fresh caches for every run (page cache dropped, new cache dirs). Also times
+// indexing against native gunzip of the layers. Writes docs/benchmarks.md.
+//
+//   npm run bench:coldstart -- [--link 50e6:20 --link 200e6:5] [--runs 3] [--image python --image big] [--no-write]
+
+import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs, promisify } from 'node:util';
+import { Writable } from 'node:stream';
+import zlib from 'node:zlib';
+import { indexImage } from '../src/indexer/index-image.js';
+import { runContainer } from '../test/helpers/runc.js';
+import { pushImage, startRegistry } from '../test/helpers/registry.js';
+import { debianImages, type BenchImage } from './debian-images.js';
+import { dropCaches, machineDescription, median } from './machine.js';
+import { startThrottleProxy, type ThrottleProxy } from './throttle-proxy.js';
+
+const exec = promisify(execFile);
+const CLIP = path.resolve('bin/clip.js');
+const DOC = path.resolve('docs/benchmarks.md');
+
+const { values: args } = parseArgs({
+  options: {
+    link: { type: 'string', multiple: true, default: ['50e6:20', '200e6:5'] },
+    runs: { type: 'string', default: '3' },
+    image: { type: 'string', multiple: true },
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const links = args.link.map((l) => {
+  const [rate, rtt] = l.split(':').map(Number);
+  if (!(rate! > 0) || !(rtt! >= 0)) throw new Error(`--link ${l}: expected BYTES_PER_SECOND:RTT_MS, e.g. 50e6:20`);
+  return { rate: rate!, rtt: rtt!, name: `${(rate! / 1e6).toFixed(0)} MB/s + ${rtt} ms` };
+});
+const RUNS = Number(args.runs);
+const log = (m: string): void => void process.stderr.write(`${m}\n`);
+const s = (ms: number): string => (ms / 1000).toFixed(2);
+const mb = (b: number): string => (b / 1e6).toFixed(1);
+
+interface Sample {
+  ms: number;
+  bytes: number;
+}
+
+/** Runs the image's command on `rootfs` and checks it printed what "ready" means. */
+async function runReady(img: BenchImage, rootfs: string): Promise<void> {
+  const r = await runContainer(rootfs, img.command);
+  if (r.code !== 0 || r.stdout.trim() !== img.readyOutput) {
+    throw new Error(`${img.name}: ${img.command.join(' ')} exited ${r.code} with ${JSON.stringify(r.stdout.trim())} (stderr: ${r.stderr.trim()})`);
+  }
+}
+
+async function fullPull(img: BenchImage, ref: string, proxy: ThrottleProxy, work: string): Promise<Sample> {
+  const dir = await mkdtemp(path.join(work, 'pull-'));
+  try {
+    dropCaches();
+    proxy.bytes = 0;
+    const t = performance.now();
+    await exec('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${dir}/layout:${img.tag}`]);
+    await exec('umoci', ['unpack', '--image', `${dir}/layout:${img.tag}`, `${dir}/bundle`]);
+    await runReady(img, `${dir}/bundle/rootfs`);
+    return { ms: performance.now() - t, bytes: proxy.bytes };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** mount --rootfs + runc; the cache dir decides cold or warm. */
+async function clipStart(img: BenchImage, index: string, cacheDir: string, proxy: ThrottleProxy, work: string, env: NodeJS.ProcessEnv): Promise<Sample> {
+  const rootfs = await mkdtemp(path.join(work, 'rootfs-'));
+  dropCaches();
+  proxy.bytes = 0;
+  const t = performance.now();
+  await exec(process.execPath, [CLIP, 'mount', index, '--rootfs', rootfs, '--cache-dir', cacheDir], { env });
+  try {
+    await runReady(img, rootfs);
+    return { ms: performance.now() - t, bytes: proxy.bytes };
+  } finally {
+    await exec(process.execPath, [CLIP, 'umount', rootfs], { env });
+    await rm(rootfs, { recursive: true, force: true });
+  }
+}
+
+async function localStart(img: BenchImage, rootfs: string): Promise<number> {
+  dropCaches();
+  const t = performance.now();
+  await runReady(img, rootfs);
+  return performance.now() - t;
+}
+
+/** Native streaming gunzip of every layer, output discarded (the floor for indexing). */
+async function gunzipLayers(img: BenchImage): Promise<number> {
+  const t = performance.now();
+  for (const f of img.layerFiles) {
+    await pipeline(createReadStream(f, { highWaterMark: 1 << 20 }), zlib.createGunzip({ chunkSize: 1 << 20 }), new Writable({ write: (_c, _e, cb) => cb() }));
+  }
+  return performance.now() - t;
+}
+
+const images = await debianImages({ log, ...(args.image ? { names: args.image } : {}) });
+const registry = await startRegistry();
+const work = await mkdtemp(path.join(tmpdir(), 'clip-coldstart-'));
+const env = { ...process.env, CLIP_STATE_DIR: path.join(work, 'state'), CLIP_DATA_DIR: path.join(work, 'data') };
+const startRows: string[] = [];
+const indexRows: string[] = [];
+const findings: string[] = [];
+try {
+  for (const img of images) {
+    log(`${img.name}: pushing`);
+    await pushImage(img.dir, img.tag, registry.host, `bench/${img.name}`);
+
+    // Indexing, from the layout on disk (no network), vs native gunzip of the same layers.
+    const probe = path.join(work, `${img.name}-probe.clip`);
+    const indexMs: number[] = [];
+    const gunzipMs: number[] = [];
+    let indexBytes = 0;
+    for (let r = 0; r < RUNS; r++) {
+      dropCaches();
+      gunzipMs.push(await gunzipLayers(img));
+      dropCaches();
+      const t = performance.now();
+      indexBytes = (await indexImage(`oci:${img.dir}:${img.tag}`, { output: probe })).indexBytes;
+      indexMs.push(performance.now() - t);
+    }
+    indexRows.push(
+      `| ${img.name} | ${img.layerFiles.length} | ${mb(img.compressedBytes)} MB / ${mb(img.uncompressedBytes)} MB | ${s(median(indexMs))} s | ${s(median(gunzipMs))} s | ` +
+        `${(median(indexMs) / median(gunzipMs)).toFixed(2)}x | ${(indexBytes / 1e3).toFixed(0)} kB (${((100 * indexBytes) / img.compressedBytes).toFixed(2)}%) |`,
+    );
+
+    // The floor: the image unpacked in a local directory.
+    const local = path.join(work, `${img.name}-local`);
+    await exec('umoci', ['unpack', '--image', `${img.dir}:${img.tag}`, local]);
+    const localMs: number[] = [];
+    for (let r = 0; r < RUNS; r++) localMs.push(await localStart(img, path.join(local, 'rootfs')));
+    await rm(local, { recursive: true, force: true });
+
+    for (const link of links) {
+      const proxy = await startThrottleProxy(registry.host, link.rate, link.rtt);
+      try {
+        const ref = `${proxy.host}/bench/${img.name}:${img.tag}`;
+        const index = path.join(work, `${img.name}-${proxy.host.replace(':', '_')}.clip`);
+        proxy.throttled = false;
+        await indexImage(ref, { output: index });
+        proxy.throttled = true;
+        const pulls: Sample[] = [];
+        const colds: Sample[] = [];
+        const warms: Sample[] = [];
+        for (let r = 0; r < RUNS; r++) {
+          log(`${img.name}, ${link.name}: run ${r + 1} of ${RUNS}`);
+          pulls.push(await fullPull(img, ref, proxy, work));
+          const cache = await mkdtemp(path.join(work, 'cache-'));
+          colds.push(await clipStart(img, index, cache, proxy, work, env));
+          warms.push(await clipStart(img, index, cache, proxy, work, env));
+          await rm(cache, { recursive: true, force: true });
+        }
+        const pull = median(pulls.map((x) => x.ms));
+        const cold = median(colds.map((x) => x.ms));
+        const warm = median(warms.map((x) => x.ms));
+        const floor = median(localMs);
+        const coldBytes = median(colds.map((x) => x.bytes));
+        const row = (what: string, ms: number, bytes: number, extra = ''): string =>
+          `| ${img.name} | ${link.name} | ${what} | ${s(ms)} s | ${mb(bytes)} MB (${((100 * bytes) / img.compressedBytes).toFixed(1)}%) | ${(pull / ms).toFixed(1)}x | ${extra} |`;
+        startRows.push(
+          row('full pull + unpack, then runc', pull, median(pulls.map((x) => x.bytes))),
+          row('clip, cold (mount + runc)', cold, coldBytes),
+          row('clip, warm cache (mount + runc)', warm, median(warms.map((x) => x.bytes)), `${(warm / floor).toFixed(2)}x local`),
+          `| ${img.name} | | runc on a local directory | ${s(floor)} s | | ${(pull / floor).toFixed(1)}x | |`,
+        );
+        if (img.name === 'python' && link.rate === 50e6) {
+          findings.push(
+            `python at 50 MB/s: cold start ${(pull / cold).toFixed(1)}x faster than full pull (goal >= 10x), ` +
+              `${((100 * coldBytes) / img.compressedBytes).toFixed(1)}% of the image fetched (goal <= 15%), ` +
+              `warm start ${(warm / floor).toFixed(2)}x of local (goal <= 1.5x)`,
+          );
+        }
+      } finally {
+        await proxy.close();
+      }
+    }
+  }
+} finally {
+  await registry.stop();
+  await rm(work, { recursive: true, force: true });
+}
+
+const command = `npm run bench:coldstart -- ${links.map((l) => `--link ${l.rate}:${l.rtt}`).join(' ')} --runs ${RUNS}`;
+const imageLines = images.map(
+  (i) => `- **${i.name}**: ${i.description}; ${i.layerFiles.length} layers, ${mb(i.compressedBytes)} MB compressed, ${mb(i.uncompressedBytes)} MB unpacked; ready = \`${i.command.join(' ')}\` prints ${i.readyOutput}`,
+);
+const doc = `# Benchmarks
+
+## Cold start: pull + create + run until ready
+
+Measured ${new Date().toISOString().slice(0, 10)} on ${machineDescription()}, with
+
+    ${command}
+
+Images (made with debootstrap from Debian bookworm, layers gzip -6 by GNU tar):
+${imageLines.join('\n')}
+
+The registry is Debian's docker-registry on loopback behind a throttling proxy
+(one shared token bucket for the bandwidth, one round trip added per request).
+Every run starts with the page cache dropped and new cache directories; times
+are the median of ${RUNS} runs, from the first command until the container printed
+its ready line. "full pull" is \`skopeo copy\` + \`umoci unpack\` + \`runc run\`;
+"clip, cold" is \`clip mount --rootfs\` (index made beforehand) + \`runc run\`;
+"warm" mounts again with the span cache of the cold run (a new daemon).
+
+| image | link | method | start to ready | fetched over the link | speed-up vs full pull | |
+|---|---|---|---|---|---|---|
+${startRows.join('\n')}
+
+${findings.map((f) => `- ${f}`).join('\n')}
+
+## Indexing
+
+From the OCI layout on local disk (no network), median of ${RUNS}, page cache dropped;
+"native gunzip" is Node's zlib streaming the same layers with the output discarded.
+
+| image | layers | compressed / uncompressed | clip index | native gunzip | ratio | index size (% of compressed) |
+|---|---|---|---|---|---|---|
+${indexRows.join('\n')}
+`;
+console.log(doc);
+if (!args['no-write']) {
+  await mkdir(path.dirname(DOC), { recursive: true });
+  const existing = await readFile(DOC, 'utf8').catch(() => '');
+  // Other sections of the file (written by hand) are kept after the generated part.
+  const keep = existing.includes('\n<!-- end of generated part -->') ? existing.slice(existing.indexOf('\n<!-- end of generated part -->')) : '\n<!-- end of generated part -->\n';
+  await writeFile(`${DOC}.tmp`, doc + keep);
+  await rename(`${DOC}.tmp`, DOC);
+  log(`wrote ${DOC}`);
+}
