@@ -27,6 +27,8 @@ interface MountFlags {
   prefetch?: boolean;
   prefetchRate: number;
   metricsAddr?: string;
+  profile?: string;
+  recordProfile?: string;
   plainHttp?: boolean;
   username?: string;
   password?: string;
@@ -46,6 +48,8 @@ export function mountCommand(): Command {
     .option('--prefetch', 'after mount, fetch the rest of the image into the cache in the background (yields to reads)')
     .option('--prefetch-rate <bytes>', 'prefetch bandwidth per second', parseSize, DEFAULT_PREFETCH_RATE)
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--profile <file>', 'start-up profile (from --record-profile): fetch the spans it lists right after mounting, all together')
+    .option('--record-profile <file>', 'write the spans read, in first-read order, to this start-up profile at unmount')
     .option('--foreground', 'stay attached and log to stderr (for systemd and debugging)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
     .addOption(new Option('--ready-fd <fd>').hideHelp())
@@ -54,11 +58,13 @@ export function mountCommand(): Command {
   return cmd.action(async (file: string, mountpoint: string | undefined, o: MountFlags) => {
     requireRoot('mount');
     const registry = await registryOptions(o);
-    const cache = {
+    const daemon = {
       cacheDir: path.resolve(o.cacheDir ?? path.join(dataDir(), 'cache')),
       cacheBytes: o.cacheSize,
       ...(o.prefetch ? { prefetchRate: o.prefetchRate } : {}),
       ...(o.metricsAddr !== undefined ? { metricsAddr: o.metricsAddr } : {}),
+      ...(o.profile !== undefined ? { profile: path.resolve(o.profile) } : {}),
+      ...(o.recordProfile !== undefined ? { recordProfile: path.resolve(o.recordProfile) } : {}),
     };
     if (o.rootfs !== undefined) {
       if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
@@ -67,7 +73,7 @@ export function mountCommand(): Command {
         rootfs: o.rootfs,
         registry,
         logLevel: o.logLevel,
-        ...cache,
+        ...daemon,
         ...(o.upperDir !== undefined ? { upperDir: o.upperDir } : {}),
         ...(o.workDir !== undefined ? { workDir: o.workDir } : {}),
       });
@@ -91,13 +97,13 @@ export function mountCommand(): Command {
         mountpoint: mp,
         registry,
         logLevel: o.logLevel,
-        ...cache,
+        ...daemon,
         ...(o.readyFd !== undefined ? { readyFd: Number(o.readyFd) } : {}),
         ...(o.shared !== undefined ? { shared: o.shared } : {}),
       });
       return;
     }
-    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel, ...cache });
+    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel, ...daemon });
     process.stdout.write(`${m.mountpoint}\n`);
   });
 }

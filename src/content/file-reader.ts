@@ -15,6 +15,8 @@ export interface ReaderOptions extends RegistryOptions {
   cacheDir?: string;
   cacheBytes?: number;
   events?: ReadEvents;
+  /** Told of the spans every read needs (start-up profile recording). */
+  onRead?: LayerReaderOptions['onRead'];
 }
 
 /** Bytes per read when streaming a whole file (matches the span cache's reuse). */
@@ -38,6 +40,7 @@ export class FileReader {
   static async open(index: ClipIndex, opts: ReaderOptions = {}): Promise<FileReader> {
     const events = opts.events ?? NO_EVENTS;
     const layerOpts: LayerReaderOptions = { events };
+    if (opts.onRead) layerOpts.onRead = opts.onRead;
     if (opts.cacheDir !== undefined) {
       layerOpts.disk = new SpanCache(opts.cacheDir, opts.cacheBytes ?? Infinity, (layer, bytes) => events.cacheEvicted(layer, bytes));
     }

@@ -27,6 +27,8 @@ export interface LayerReaderOptions {
   events?: ReadEvents;
   memoryBytes?: number;
   smallLayer?: number;
+  /** Told of the spans every read needs (start-up profile recording). */
+  onRead?: (layer: number, first: number, last: number) => void;
 }
 
 interface CachedSpan {
@@ -58,6 +60,7 @@ export class LayerReader {
     if (offset >= end) return Buffer.alloc(0);
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
+    this.opts.onRead?.(layerIndex, first, last);
     this.active++;
     let spans: Buffer[];
     try {
@@ -71,6 +74,17 @@ export class LayerReader {
       parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Brings spans [first, last] of a layer into memory (fetching what no cache has), as a read would, without copying them out. */
+  async load(layerIndex: number, first: number, last: number): Promise<void> {
+    if (!this.layers[layerIndex]) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
+    this.active++;
+    try {
+      await Promise.all(this.spanRun(layerIndex, first, last));
+    } finally {
+      this.active--;
+    }
   }
 
   /**

@@ -28,6 +28,8 @@ export async function startBackgroundMount(opts: BackgroundMountOptions): Promis
   const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel, '--cache-dir', opts.cacheDir, '--cache-size', String(opts.cacheBytes)];
   if (opts.prefetchRate !== undefined) args.push('--prefetch', '--prefetch-rate', String(opts.prefetchRate));
   if (opts.metricsAddr !== undefined) args.push('--metrics-addr', opts.metricsAddr);
+  if (opts.profile !== undefined) args.push('--profile', path.resolve(opts.profile));
+  if (opts.recordProfile !== undefined) args.push('--record-profile', path.resolve(opts.recordProfile));
   if (opts.registry.plainHttp) args.push('--plain-http');
   if (opts.shared) args.push('--shared', opts.shared);
   // Credentials go through the environment, never the command line (ps shows it).

@@ -5,6 +5,7 @@
 import { writeSync, closeSync } from 'node:fs';
 import { FileReader } from '../content/file-reader.js';
 import { prefetchLayers } from '../content/prefetch.js';
+import { loadProfile, ProfileRecorder, warmFromProfile, type ProfiledSpan } from '../content/startup-profile.js';
 import { MountMetrics } from '../metrics/mount-metrics.js';
 import { serveMetrics } from '../metrics/stats-server.js';
 import { ClipError } from '../errors.js';
@@ -27,6 +28,10 @@ export interface DaemonOptions {
   prefetchRate?: number;
   /** Also serve Prometheus metrics on this HOST:PORT. */
   metricsAddr?: string;
+  /** Fetch the spans of this start-up profile right after mounting, all together. */
+  profile?: string;
+  /** Record which spans are read, in order, into this start-up profile file at unmount. */
+  recordProfile?: string;
   /** Descriptor to write "ready" (or the error) to once mounted: how a background start learns the outcome. */
   readyFd?: number;
   /** Key of the shared read-only mount for rootfs users. */
@@ -50,13 +55,23 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let reader: FileReader | undefined;
   const metrics = new MountMetrics();
   const closers: (() => void)[] = [];
+  let profile: ProfiledSpan[] | undefined;
+  let recorder: ProfileRecorder | undefined;
   try {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
     // Start-up phases, in ms since the process started (the 'mounted' line reports them).
     const phases: Record<string, number> = { modulesLoaded: Math.round(performance.now()) };
     const index = await loadIndex(opts.index);
     phases['indexLoaded'] = Math.round(performance.now());
-    reader = await FileReader.open(index, { ...opts.registry, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes, events: metrics });
+    if (opts.profile !== undefined) profile = await loadProfile(opts.profile, index);
+    if (opts.recordProfile !== undefined) recorder = new ProfileRecorder();
+    reader = await FileReader.open(index, {
+      ...opts.registry,
+      cacheDir: opts.cacheDir,
+      cacheBytes: opts.cacheBytes,
+      events: metrics,
+      ...(recorder ? { onRead: recorder.record } : {}),
+    });
     // The registry check (a round trip or more) and the mount go on together; if the registry fails, the mount goes again.
     const probe = reader.probe().then(() => void (phases['registryAnswered'] = Math.round(performance.now())));
     probe.catch(() => undefined);
@@ -86,6 +101,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     throw e;
   }
   tellParent(opts.readyFd, 'ready');
+  if (profile) {
+    const started = performance.now();
+    warmFromProfile(reader.layerReader, profile).then(
+      (spans) => log.info({ spans, seconds: (performance.now() - started) / 1000 }, 'start-up profile fetched'),
+      (e: unknown) => log.warn({ err: (e as Error).message }, 'start-up profile fetch failed (reads fetch on demand)'),
+    );
+  }
   const prefetching = new AbortController();
   if (opts.prefetchRate !== undefined) {
     const started = performance.now();
@@ -110,6 +132,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     prefetching.abort();
     for (const close of closers) close();
     await removeRecord(server.mount.mountpoint);
+    if (recorder && opts.recordProfile !== undefined) {
+      await recorder.save(opts.recordProfile, reader.index).then(
+        () => log.info({ file: opts.recordProfile, spans: recorder.spans.length }, 'start-up profile written'),
+        (e: unknown) => log.error({ err: (e as Error).message, file: opts.recordProfile }, 'cannot write the start-up profile'),
+      );
+    }
     await reader.close();
     log.info('unmounted; exiting');
   }

@@ -23,7 +23,11 @@ export interface RootfsOptions {
   logLevel: string;
   cacheDir: string;
   cacheBytes: number;
+  /** For the daemon of the shared read-only mount, when this call starts it. */
   prefetchRate?: number;
+  metricsAddr?: string;
+  profile?: string;
+  recordProfile?: string;
 }
 
 /** The shared mount of an index is keyed by the index's own checksum (same index, same mount). */
@@ -64,7 +68,20 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
   const existing = await loadRecord(lower);
   if (!(existing?.kind === 'image' && isAlive(existing.pid) && isMounted(lower))) {
     await mkdir(lower, { recursive: true, mode: 0o755 });
-    await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, logLevel: opts.logLevel, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes, ...(opts.prefetchRate !== undefined ? { prefetchRate: opts.prefetchRate } : {}), shared: key });
+    const { prefetchRate, metricsAddr, profile, recordProfile } = opts;
+    await startBackgroundMount({
+      index,
+      mountpoint: lower,
+      registry: opts.registry,
+      logLevel: opts.logLevel,
+      cacheDir: opts.cacheDir,
+      cacheBytes: opts.cacheBytes,
+      ...(prefetchRate !== undefined ? { prefetchRate } : {}),
+      ...(metricsAddr !== undefined ? { metricsAddr } : {}),
+      ...(profile !== undefined ? { profile } : {}),
+      ...(recordProfile !== undefined ? { recordProfile } : {}),
+      shared: key,
+    });
   }
   const ownsDirs = opts.upperDir === undefined;
   const base = path.join(dataDir(), 'rootfs', keyOf(target));

@@ -1,0 +1,109 @@
+// Start-up profiles: the spans a workload read, in the order it first read
+// them, recorded by one mount (`--record-profile`) and fetched all together by
+// a later mount of the same image (`--profile`) before the workload asks for
+// them. A cold start is then bound by the bytes it needs, not by one round
+// trip per span read one after another. (Peers do the same with "landmark"
+// files or prefetch lists made by a profiling run.)
+
+import { readFile } from 'node:fs/promises';
+import { ClipError } from '../errors.js';
+import type { ClipIndex } from '../index/types.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import type { LayerReader } from './layer-reader.js';
+
+interface ProfileFile {
+  clipStartupProfile: 1;
+  /** The image the profile was recorded on. */
+  manifestDigest: string;
+  /** [layer digest, span index], in first-read order. */
+  spans: [string, number][];
+}
+
+export interface ProfiledSpan {
+  layer: number;
+  span: number;
+}
+
+/** Remembers which spans were read, first read first. */
+export class ProfileRecorder {
+  private readonly seen = new Set<string>();
+  readonly spans: ProfiledSpan[] = [];
+
+  /** Told by the layer reader about every read: spans [first, last] of a layer. */
+  readonly record = (layer: number, first: number, last: number): void => {
+    for (let span = first; span <= last; span++) {
+      const key = `${layer}:${span}`;
+      if (this.seen.has(key)) continue;
+      this.seen.add(key);
+      this.spans.push({ layer, span });
+    }
+  };
+
+  async save(file: string, index: ClipIndex): Promise<void> {
+    const body: ProfileFile = {
+      clipStartupProfile: 1,
+      manifestDigest: index.image.manifestDigest,
+      spans: this.spans.map((s) => [index.layers[s.layer]!.digest, s.span]),
+    };
+    await writeFileAtomic(file, Buffer.from(JSON.stringify(body) + '\n'));
+  }
+}
+
+/** Reads a profile and checks it describes this index's image. */
+export async function loadProfile(file: string, index: ClipIndex): Promise<ProfiledSpan[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new ClipError('BAD_ARGUMENT', `cannot read start-up profile ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let body: ProfileFile | undefined;
+  try {
+    body = JSON.parse(text) as ProfileFile;
+  } catch {
+    body = undefined;
+  }
+  if (body?.clipStartupProfile !== 1 || !Array.isArray(body.spans)) {
+    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile`);
+  }
+  if (body.manifestDigest !== index.image.manifestDigest) {
+    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${body.manifestDigest}, not ${index.image.manifestDigest}`);
+  }
+  const layerOf = new Map(index.layers.map((l, i) => [l.digest, i]));
+  return body.spans.map(([digest, span], k) => {
+    const layer = layerOf.get(digest);
+    if (layer === undefined || !Number.isInteger(span) || span < 0 || span >= index.layers[layer]!.spans.checkpoints.length) {
+      throw new ClipError('BAD_ARGUMENT', `start-up profile ${file}: entry ${k} (${digest} span ${span}) is not in the index`);
+    }
+    return { layer, span };
+  });
+}
+
+/**
+ * Fetches the profiled spans into the reader's caches: adjacent spans of a
+ * layer in one request, runs in the order the workload first needed them,
+ * `concurrency` requests at a time. Returns the number of spans.
+ */
+export async function warmFromProfile(reader: LayerReader, spans: ProfiledSpan[], concurrency = 8): Promise<number> {
+  const order = new Map(spans.map((s, k) => [`${s.layer}:${s.span}`, k]));
+  const sorted = [...spans].sort((a, b) => a.layer - b.layer || a.span - b.span);
+  const runs: { layer: number; first: number; last: number; rank: number }[] = [];
+  for (const s of sorted) {
+    const run = runs[runs.length - 1];
+    const rank = order.get(`${s.layer}:${s.span}`)!;
+    if (run && run.layer === s.layer && run.last === s.span - 1) {
+      run.last = s.span;
+      run.rank = Math.min(run.rank, rank);
+    } else runs.push({ layer: s.layer, first: s.span, last: s.span, rank });
+  }
+  runs.sort((a, b) => a.rank - b.rank);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < runs.length) {
+      const run = runs[next++]!;
+      await reader.load(run.layer, run.first, run.last);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, runs.length) }, worker));
+  return spans.length;
+}

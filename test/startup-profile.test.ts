@@ -1,0 +1,114 @@
+// Start-up profiles: a mount with --record-profile writes the spans read, in
+// order, at unmount; a later mount with --profile fetches them all before any
+// read, so the workload's reads need no request. A profile of another image
+// is refused at mount.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isMounted } from '../src/fuse/index.js';
+import { indexImage } from '../src/indexer/index-image.js';
+import { buildBusyboxImage } from './helpers/busybox-image.js';
+import { runClip } from './helpers/cli.js';
+import type { BuiltImage } from './helpers/image-builder.js';
+import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+
+const FILE = 'usr/share/random.bin';
+
+interface StatsRow {
+  layer: string;
+  fetchedBytes: number;
+  requests: number;
+}
+
+describe('start-up profiles', () => {
+  let registry: RegistryHandle;
+  let image: BuiltImage;
+  let ws: ClipWorkspace;
+  let index: string;
+  let want: Buffer;
+
+  before(async () => {
+    sweepClipMounts();
+    registry = await startRegistry();
+    image = await buildBusyboxImage();
+    await pushImage(image.dir, image.tag, registry.host, 'profile/busybox');
+    ws = await clipWorkspace('profile');
+    index = path.join(ws.dir, 'busybox.clip');
+    await indexImage(`${registry.host}/profile/busybox:${image.tag}`, { output: index, spanSize: 256 * 1024 });
+    const layer = image.layers[1]!;
+    const e = layer.tarLayout.find((x) => x.path.endsWith(FILE))!;
+    want = layer.tar.subarray(e.dataOffset, e.dataOffset + e.size);
+  });
+  after(async () => {
+    sweepClipMounts();
+    await registry?.stop();
+    if (image) await rm(image.dir, { recursive: true, force: true });
+    if (ws) await rm(ws.dir, { recursive: true, force: true });
+  });
+
+  async function stats(mp: string): Promise<StatsRow[]> {
+    const r = await runClip(['stats', mp, '--json'], { env: ws.env });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.toString()) as StatsRow[];
+  }
+  const requests = (rows: StatsRow[]): number => rows.reduce((a, r) => a + r.requests, 0);
+
+  it('records the spans read, then fetches them before the workload reads', async () => {
+    const profile = path.join(ws.dir, 'busybox.profile');
+    const mp = path.join(ws.dir, 'mnt');
+    await mkdir(mp);
+    let m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, 'cache-1'), '--record-profile', profile], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      assert.ok((await readFile(path.join(mp, FILE))).equals(want));
+    } finally {
+      await runClip(['umount', mp], { env: ws.env });
+    }
+    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { manifestDigest: string; spans: [string, number][] };
+    assert.ok(recorded.spans.length >= 8, `${recorded.spans.length} spans recorded for a 2 MiB file in 256 KiB spans`);
+    assert.ok(recorded.spans.every(([d]) => d === image.layers[1]!.digest), 'only the layer that was read');
+
+    // A new cache: without the profile every span would be fetched on demand.
+    m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, 'cache-2'), '--profile', profile], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      // Nothing reads yet; the profile's spans arrive by themselves.
+      for (let i = 0; i < 200 && !(await daemonLog(ws)).includes('start-up profile fetched'); i++) await new Promise((r) => setTimeout(r, 50));
+      const before = await stats(mp);
+      assert.ok(requests(before) > 0, 'the profile was fetched before any read');
+      const got = await readFile(path.join(mp, FILE));
+      assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(want).digest('hex'));
+      assert.equal(requests(await stats(mp)), requests(before), 'the read needed no request');
+    } finally {
+      await runClip(['umount', mp], { env: ws.env });
+      assert.ok(!isMounted(mp));
+    }
+  });
+
+  it('refuses a profile of another image, and a file that is not a profile', async () => {
+    const mp = path.join(ws.dir, 'mnt-bad');
+    await mkdir(mp);
+    const other = path.join(ws.dir, 'other.profile');
+    await writeFile(other, JSON.stringify({ clipStartupProfile: 1, manifestDigest: `sha256:${'0'.repeat(64)}`, spans: [] }));
+    let m = await runClip(['mount', index, mp, '--profile', other], { env: ws.env });
+    assert.equal(m.code, 1);
+    assert.match(m.stderr.toString(), /start-up profile .* was recorded on image sha256:0+, not sha256:/);
+    assert.ok(!isMounted(mp));
+    m = await runClip(['mount', index, mp, '--profile', index], { env: ws.env });
+    assert.equal(m.code, 1);
+    assert.match(m.stderr.toString(), /is not a clip start-up profile/);
+    assert.ok(!isMounted(mp));
+  });
+});
+
+/** Every daemon log of the workspace, concatenated. */
+async function daemonLog(ws: ClipWorkspace): Promise<string> {
+  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'logs');
+  let text = '';
+  for (const f of await readdir(dir).catch(() => [] as string[])) text += await readFile(path.join(dir, f), 'utf8');
+  return text;
+}
