@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl)
+packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap)  # debootstrap: images of bench:coldstart
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
