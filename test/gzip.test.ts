@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
 import { CheckpointBuilder } from '../src/gzip/checkpoint-builder.js';
 import { BlockInflater } from '../src/gzip/native-inflate.js';
 import { RawSpanBuilder } from '../src/gzip/raw-span-builder.js';
-import { inflateSpans, spanAt, spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
+import { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import type { SpanTable } from '../src/gzip/types.js';
 import { ClipError } from '../src/errors.js';
 import { createPrng } from './helpers/prng.js';
@@ -138,6 +138,31 @@ describe('gzip checkpoints', () => {
     assert.throws(() => build(Buffer.concat([gz, Buffer.from('garbage')]), 1 << 20), ClipError);
   });
 
+  it('keeps windows only every windowEvery bytes; the other spans resume from the output before them', async () => {
+    const out: Buffer[] = [];
+    const b = new CheckpointBuilder(256 * 1024, (c) => out.push(Buffer.from(c)), 2 * 1024 * 1024);
+    for (let i = 0; i < gz.length; i += 65536) b.push(gz.subarray(i, i + 65536));
+    const table = b.finish();
+    const windowless = table.checkpoints.filter((cp, i) => i > 0 && cp.window.length === 0).length;
+    const windowed = table.checkpoints.length - windowless;
+    assert.ok(windowless > 2 * windowed, `${windowless} checkpoints without a window, ${windowed} with`);
+    for (let i = 1; i < table.checkpoints.length; i++) {
+      if (table.checkpoints[i]!.window.length > 0) {
+        assert.ok(table.checkpoints[i]!.out - lastWindowed(table, i - 1) >= 2 * 1024 * 1024, `window ${i} kept at the right spacing`);
+      }
+    }
+    for (let i = 0; i < table.checkpoints.length; i++) {
+      const r = spanRange(table, i);
+      const o = spanOutputRange(table, i);
+      const before = i > 0 ? plain.subarray(0, o.start) : undefined;
+      const data = await inflateSpans(table, i, i, gz.subarray(r.start, r.end), before);
+      assert.ok(data.equals(plain.subarray(o.start, o.end)), `span ${i} inflates to the original bytes`);
+      if (needsWindow(table, i)) {
+        await assert.rejects(inflateSpans(table, i, i, gz.subarray(r.start, r.end)), /no window in the index/);
+      }
+    }
+  });
+
   it('a span that inflates to the wrong length is refused', async () => {
     const { table } = build(gz, 1 << 20);
     const r = spanRange(table, 1);
@@ -159,3 +184,9 @@ describe('uncompressed layers', () => {
     assert.equal(exact.finish().checkpoints.length, 2, 'no empty span at an exact boundary');
   });
 });
+
+/** Output offset of the last checkpoint at or before i that kept its window. */
+function lastWindowed(table: SpanTable, i: number): number {
+  while (i > 0 && table.checkpoints[i]!.window.length === 0) i--;
+  return table.checkpoints[i]!.out;
+}

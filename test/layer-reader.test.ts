@@ -12,7 +12,7 @@ import { loadIndex } from '../src/clip.js';
 import { LayerReader } from '../src/content/layer-reader.js';
 import { prefetchLayers } from '../src/content/prefetch.js';
 import { SpanCache } from '../src/content/span-cache.js';
-import { spanOutputRange } from '../src/gzip/span-reader.js';
+import { needsWindow, spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { openBlobSource } from '../src/oci/index.js';
@@ -51,7 +51,8 @@ describe('layer reader fetching', () => {
     image = await buildFixture('large');
     work = await mkdtemp(path.join(tmpdir(), 'clip-reader-'));
     const out = path.join(work, 'large.clip');
-    await indexImage(`oci:${image.dir}:${image.tag}`, { output: out, spanSize: 64 * 1024 });
+    // Every checkpoint keeps its window here; sparse windows have a test of their own.
+    await indexImage(`oci:${image.dir}:${image.tag}`, { output: out, spanSize: 64 * 1024, windowEvery: 64 * 1024 });
     index = await loadIndex(out);
   });
   after(async () => {
@@ -144,6 +145,40 @@ describe('layer reader fetching', () => {
     const before = blobs.ranges.length;
     assert.ok((await a.read(1, last.start, last.end - last.start)).equals(tarBytes(1, last.start, last.end)));
     assert.equal(blobs.ranges.length, before, "served from the other daemon's span");
+    await blobs.close();
+  });
+
+  it('a span without a window in the index is fetched from the last checkpoint with one, or resumed from the span before', async () => {
+    const out = path.join(work, 'sparse-windows.clip');
+    await indexImage(`oci:${image.dir}:${image.tag}`, { output: out, spanSize: 64 * 1024, windowEvery: 512 * 1024 });
+    const sparse = await loadIndex(out);
+    const table = sparse.layers[0]!.spans;
+    // A span with no window whose predecessor has none either.
+    let i = 2;
+    while (i < table.checkpoints.length && !(needsWindow(table, i) && needsWindow(table, i - 1))) i++;
+    assert.ok(i < table.checkpoints.length - 1, 'the index has runs of spans without windows');
+    let w = i;
+    while (needsWindow(table, w)) w--;
+    const blobs = counting(await openBlobSource(sparse.image.location));
+    const reader = new LayerReader(sparse.layers, blobs, { smallLayer: 0 });
+    const r = spanOutputRange(table, i);
+    assert.ok((await reader.read(0, r.start + 5, 1000)).equals(tarBytes(0, r.start + 5, r.start + 1005)));
+    assert.deepEqual(blobs.ranges, [[sparse.layers[0]!.digest, spanRange(table, w).start, spanRange(table, i).end]], 'fetched from the checkpoint with a window');
+    const next = spanOutputRange(table, i + 1);
+    assert.ok((await reader.read(0, next.start, 2000)).equals(tarBytes(0, next.start, next.start + 2000)));
+    assert.deepEqual(blobs.ranges[1], [sparse.layers[0]!.digest, spanRange(table, i + 1).start, spanRange(table, i + 1).end], 'the next span alone: resumed from the one before');
+    // Random reads over every layer, with a tiny memory cache and a disk cache: all byte-identical.
+    const disk = new SpanCache(path.join(work, 'sparse-cache'));
+    const small = new LayerReader(sparse.layers, blobs, { smallLayer: 0, memoryBytes: 256 * 1024, disk });
+    let seed = 7;
+    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    for (let k = 0; k < 200; k++) {
+      const l = rand(sparse.layers.length);
+      const size = sparse.layers[l]!.spans.uncompressedSize;
+      const start = rand(size);
+      const len = 1 + rand(Math.min(300_000, size - start));
+      assert.ok((await small.read(l, start, len)).equals(tarBytes(l, start, start + len)), `layer ${l} [${start}, +${len})`);
+    }
     await blobs.close();
   });
 

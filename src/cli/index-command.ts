@@ -1,7 +1,7 @@
 // clip index IMAGE -o FILE: index an image into a .clip file.
 
 import { Command } from 'commander';
-import { DEFAULT_SPAN_SIZE } from '../indexer/span-size.js';
+import { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 
@@ -11,7 +11,8 @@ export function indexCommand(): Command {
     .argument('<image>', 'image reference, e.g. alpine:3.20, localhost:5000/app@sha256:..., oci:./layout:tag')
     .requiredOption('-o, --output <file>', 'where to write the .clip index')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
-    .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
+    .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints: what one read fetches at least (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
+    .option('--window-every <bytes>', `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`, parseSize)
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
@@ -24,6 +25,7 @@ export function indexCommand(): Command {
         ...(await registryOptions(o)),
         output: o.output,
         ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
+        ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
         onProgress: (read, total) => progress.update(read, total),
       });
     } finally {

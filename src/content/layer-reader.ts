@@ -7,7 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import { ClipError } from '../errors.js';
-import { inflateSpans, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
+import { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
@@ -43,6 +43,8 @@ export class LayerReader {
   private readonly events: ReadEvents;
   /** On-demand reads in progress (prefetch yields to them). */
   active = 0;
+  /** The disk writes queued so far (see store()). */
+  private storing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly layers: LayerRecord[],
@@ -227,40 +229,51 @@ export class LayerReader {
     await Promise.all(
       runs.map(async (r) => {
         for (const i of r) this.events.cacheMiss(layer.digest);
-        const fetched = await this.fetchRemote(layer, r[0]!, r[r.length - 1]!);
+        // The span before the run, when it is in this batch, came from the disk: it resumes the run.
+        const k = indices.indexOf(r[0]!);
+        const fetched = await this.fetchRemote(layer, r[0]!, r[r.length - 1]!, k > 0 ? out[k - 1] : undefined);
         r.forEach((i, k) => {
           out[indices.indexOf(i)] = fetched[k];
-          if (disk) {
-            // A cache that cannot be written only costs a refetch later; the read goes on.
-            disk.put(layer.digest, i, fetched[k]!).then(
-              () => this.events.cacheStored(layer.digest, fetched[k]!.length),
-              () => undefined,
-            );
-          }
+          this.store(layer, i, fetched[k]!);
         });
       }),
     );
     return out as Buffer[];
   }
 
-  /** Fetches spans [first, last] in one Range GET, verifies each, inflates each. */
-  private async fetchRemote(layer: LayerRecord, first: number, last: number): Promise<Buffer[]> {
+  /**
+   * Fetches spans [first, last] in one Range GET, verifies each, inflates
+   * each. A span whose checkpoint kept no window resumes from the output
+   * before it: `before`, else the previous span from a cache, else the
+   * request starts earlier, at the nearest span that can be resumed (those
+   * extra spans are cached too).
+   */
+  private async fetchRemote(layer: LayerRecord, first: number, last: number, before?: Buffer): Promise<Buffer[]> {
     const table = layer.spans;
-    const from = spanRange(table, first).start;
+    let start = first;
+    let prior = before;
+    while (!prior && needsWindow(table, start)) {
+      prior = await this.cachedOutput(layer, start - 1);
+      if (!prior) start--;
+    }
+    const from = spanRange(table, start).start;
     const to = spanRange(table, last).end;
     for (let attempt = 0; ; attempt++) {
       const compressed = await this.blobs.readRange(layer.digest, from, to, { onRetry: (reason) => this.events.retried(layer.digest, reason) });
-      this.events.fetched(layer.digest, compressed.length, last - first + 1);
-      const bad = this.firstBadSpan(layer, first, last, compressed, from);
+      this.events.fetched(layer.digest, compressed.length, last - start + 1);
+      const bad = this.firstBadSpan(layer, start, last, compressed, from);
       if (bad < 0) {
         const out: Buffer[] = [];
-        for (let i = first; i <= last; i++) {
+        let previous = prior;
+        for (let i = start; i <= last; i++) {
           const r = spanRange(table, i);
           const started = performance.now();
-          out.push(await inflateSpans(table, i, i, compressed.subarray(r.start - from, r.end - from)));
+          previous = await inflateSpans(table, i, i, compressed.subarray(r.start - from, r.end - from), previous);
           this.events.inflated(layer.digest, (performance.now() - started) / 1000);
+          out.push(previous);
         }
-        return out;
+        for (let i = start; i < first; i++) this.remember(layer, i, out[i - start]!);
+        return out.slice(first - start);
       }
       this.events.verifyFailed(layer.digest, bad);
       if (attempt >= 1) {
@@ -268,6 +281,41 @@ export class LayerReader {
       }
       this.events.retried(layer.digest, 'digest');
     }
+  }
+
+  /** The output of span i from memory (also when in flight) or the disk cache, if there. */
+  private async cachedOutput(layer: LayerRecord, i: number): Promise<Buffer | undefined> {
+    const entry = this.spans.get(`${this.layers.indexOf(layer)}:${i}`);
+    if (entry) return entry.data.catch(() => undefined);
+    const r = spanOutputRange(layer.spans, i);
+    return this.opts.disk?.get(layer.digest, i, r.end - r.start);
+  }
+
+  /** Caches a span fetched along with others (in memory unless already there, and on disk). */
+  private remember(layer: LayerRecord, i: number, data: Buffer): void {
+    const key = `${this.layers.indexOf(layer)}:${i}`;
+    if (!this.spans.has(key)) {
+      this.spans.set(key, { data: Promise.resolve(data), size: data.length });
+      this.cachedBytes += data.length;
+      this.evictMemory(new Set([key]));
+    }
+    this.store(layer, i, data);
+  }
+
+  /**
+   * Writes a span to the disk cache, after the writes queued before it: one
+   * write at a time keeps the cache within its bound plus one span. A cache
+   * that cannot be written only costs a refetch later; the read goes on.
+   */
+  private store(layer: LayerRecord, i: number, data: Buffer): void {
+    const disk = this.opts.disk;
+    if (!disk) return;
+    this.storing = this.storing.then(() =>
+      disk.put(layer.digest, i, data).then(
+        () => this.events.cacheStored(layer.digest, data.length),
+        () => undefined,
+      ),
+    );
   }
 
   /** Index of the first span whose bytes do not hash to the index's digest, or -1. */

@@ -208,7 +208,8 @@ export class SpanCache {
     const victims: [string, Entry][] = [];
     for (const [file, e] of this.files) {
       if (this.usedBytes <= this.maxBytes) break;
-      if (file === keep) continue;
+      // Spans being written stay: removing one before its rename would leave it on disk uncounted.
+      if (file === keep || this.writing.has(file)) continue;
       this.files.delete(file);
       this.usedBytes -= e.size;
       victims.push([file, e]);

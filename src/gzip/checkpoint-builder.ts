@@ -1,6 +1,10 @@
 // Streams a gzip layer once and builds its seek table: checkpoints at
 // byte-aligned deflate block boundaries at least `spanSize` output bytes
-// apart, each with its 32 KiB window, and the sha256 of every span.
+// apart, and the sha256 of every span. Only checkpoints at least
+// `windowEvery` apart keep their 32 KiB window (the bulk of an index); the
+// others are resumed from the output of the span before them, which a reader
+// has cached or fetches along (from the last checkpoint with a window). So
+// reads fetch small spans while the index stays small.
 //
 // Native zlib does the inflating at full speed but cannot tell whether a block
 // boundary falls on a byte boundary (zlib's data_type is not exposed). So each
@@ -18,6 +22,7 @@ import type { Checkpoint, SpanTable } from './types.js';
 import { OutputRing, WINDOW_SIZE } from './window-ring.js';
 
 const OUTPUT_BUFFER = 1 << 20;
+const NO_WINDOW = Buffer.alloc(0);
 /** Output a candidate must reproduce before it is trusted. */
 const PROBE_BYTES = 16 * 1024;
 
@@ -44,15 +49,20 @@ export class CheckpointBuilder {
   private ended = false;
   /** The first compressed bytes, until the first gzip header is complete. */
   private head = Buffer.alloc(0);
+  /** Output offset of the last checkpoint that kept its window. */
+  private lastWindow = 0;
 
   /**
    * @param spanSize minimum uncompressed distance between checkpoints
    * @param onData receives every uncompressed chunk, in order; the chunk is
    *   only valid during the call
+   * @param windowEvery minimum uncompressed distance between checkpoints that
+   *   keep their window (default: every checkpoint keeps it)
    */
   constructor(
     private readonly spanSize: number,
     private readonly onData: (chunk: Buffer) => void,
+    private readonly windowEvery = spanSize,
   ) {}
 
   push(chunk: Buffer): void {
@@ -177,7 +187,9 @@ export class CheckpointBuilder {
     this.digests.push(this.spanHash.digest());
     this.spanHash = createHash('sha256');
     for (const b of c.compressed) this.spanHash.update(b);
-    this.checkpoints.push({ in: c.in, out: c.out, window: zlib.deflateRawSync(c.window, { level: 9 }) });
+    const keepWindow = c.out - this.lastWindow >= this.windowEvery;
+    if (keepWindow) this.lastWindow = c.out;
+    this.checkpoints.push({ in: c.in, out: c.out, window: keepWindow ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW });
     this.candidate = undefined;
   }
 

@@ -4,4 +4,4 @@
 export type { Checkpoint, LayerCompression, SpanTable } from './types.js';
 export { CheckpointBuilder } from './checkpoint-builder.js';
 export { RawSpanBuilder } from './raw-span-builder.js';
-export { inflateSpans, spanAt, spanOutputRange, spanRange } from './span-reader.js';
+export { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from './span-reader.js';

@@ -21,6 +21,14 @@ export function spanOutputRange(table: SpanTable, i: number): { start: number; e
   return { start: cps[i]!.out, end: i + 1 < cps.length ? cps[i + 1]!.out : table.uncompressedSize };
 }
 
+/**
+ * Whether inflating from checkpoint i needs the output before it (its window
+ * was not kept in the index): the last 32 KiB of span i - 1.
+ */
+export function needsWindow(table: SpanTable, i: number): boolean {
+  return table.compression === 'gzip' && i > 0 && table.checkpoints[i]!.window.length === 0;
+}
+
 /** The span holding uncompressed offset `offset` (binary search). */
 export function spanAt(table: SpanTable, offset: number): number {
   const cps = table.checkpoints;
@@ -50,18 +58,26 @@ function run(stream: zlib.Inflate | zlib.InflateRaw | zlib.Gunzip, input: Buffer
 }
 
 const CHUNK = 256 * 1024;
+/** Deflate looks back at most this far. */
+const WINDOW_BYTES = 32 * 1024;
 
 /**
  * Inflates spans [first, last] from their compressed bytes (exactly
  * spanRange(first).start .. spanRange(last).end) and returns their whole
- * output, checked against the expected length.
+ * output, checked against the expected length. `before`: output that ends
+ * where span `first` starts (at least its last 32 KiB), needed when the
+ * index kept no window for that checkpoint.
  */
-export async function inflateSpans(table: SpanTable, first: number, last: number, compressed: Buffer): Promise<Buffer> {
+export async function inflateSpans(table: SpanTable, first: number, last: number, compressed: Buffer, before?: Buffer): Promise<Buffer> {
   const expected = spanOutputRange(table, last).end - spanOutputRange(table, first).start;
   if (table.compression === 'none') return compressed;
   const cp = table.checkpoints[first]!;
   const skip = cp.in - spanRange(table, first).start;
-  const window = cp.window.length > 0 ? zlib.inflateRawSync(cp.window) : undefined;
+  let window: Buffer | undefined;
+  if (needsWindow(table, first)) {
+    if (!before) throw new ClipError('BAD_INDEX', `span ${first} has no window in the index and the output before it was not given`);
+    window = before.subarray(Math.max(0, before.length - WINDOW_BYTES));
+  } else if (cp.window.length > 0) window = zlib.inflateRawSync(cp.window);
   const parts: Buffer[] = [];
   let produced = 0;
   try {

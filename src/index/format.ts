@@ -18,7 +18,7 @@ import type { Checkpoint, SpanTable } from '../gzip/types.js';
 import type { Node, NodeType } from '../image/types.js';
 import type { Timespec } from '../tar/types.js';
 import { ByteReader, ByteWriter } from './bytes.js';
-import { FORMAT_VERSION, summarizeLayer, type ClipIndex, type ImageRecord, type IndexKind, type LayerRecord, type LayerSummary } from './types.js';
+import { FORMAT_VERSION, OLDEST_FORMAT_VERSION, summarizeLayer, type ClipIndex, type ImageRecord, type IndexKind, type LayerRecord, type LayerSummary } from './types.js';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
 export const HEADER_SIZE = 64;
@@ -124,7 +124,9 @@ export function encodeIndex(index: ClipIndex): Buffer {
   const body = zlib.deflateRawSync(raw, { level: 6 });
   const header = Buffer.alloc(HEADER_SIZE);
   MAGIC.copy(header, 0);
-  header.writeUInt16LE(FORMAT_VERSION, 8);
+  // Files every checkpoint of which keeps its window stay readable by version 1 readers.
+  const windowless = index.layers.some((l) => l.spans.compression === 'gzip' && l.spans.checkpoints.some((cp, i) => i > 0 && cp.window.length === 0));
+  header.writeUInt16LE(windowless ? FORMAT_VERSION : OLDEST_FORMAT_VERSION, 8);
   header.writeUInt16LE(KINDS.indexOf(index.kind) + 1, 10);
   header.writeBigUInt64LE(BigInt(body.length), 16);
   header.writeBigUInt64LE(BigInt(raw.length), 24);
@@ -138,8 +140,8 @@ function openBody(file: Buffer): { kind: IndexKind; body: Buffer } {
     throw new ClipError('BAD_INDEX', file.length < 8 ? 'not a clip index: file too short' : 'not a clip index: bad magic');
   }
   const version = file.readUInt16LE(8);
-  if (version !== FORMAT_VERSION) {
-    throw new ClipError('BAD_INDEX', `clip index format version ${version} is not supported (this clip reads version ${FORMAT_VERSION})`);
+  if (version < OLDEST_FORMAT_VERSION || version > FORMAT_VERSION) {
+    throw new ClipError('BAD_INDEX', `clip index format version ${version} is not supported (this clip reads versions ${OLDEST_FORMAT_VERSION} to ${FORMAT_VERSION})`);
   }
   const kind = KINDS[file.readUInt16LE(10) - 1];
   if (!kind) throw new ClipError('BAD_INDEX', `unknown clip index kind ${file.readUInt16LE(10)}`);

@@ -5,7 +5,9 @@ import type { SpanTable } from '../gzip/types.js';
 import type { ImageTree } from '../image/types.js';
 import type { Platform } from '../oci/types.js';
 
-export const FORMAT_VERSION = 1;
+/** Version 2: checkpoints may keep no window (resumed from the span before). Version 1 files still load. */
+export const FORMAT_VERSION = 2;
+export const OLDEST_FORMAT_VERSION = 1;
 
 export type IndexKind = 'oci';
 

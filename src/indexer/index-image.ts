@@ -12,9 +12,9 @@ import type { TarEntry } from '../tar/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { indexLayer } from './index-layer.js';
-import { DEFAULT_SPAN_SIZE } from './span-size.js';
+import { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
 
-export { DEFAULT_SPAN_SIZE };
+export { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
 const MIN_SPAN_SIZE = 64 * 1024;
 const LAYER_CONCURRENCY = 3;
 
@@ -23,6 +23,8 @@ export interface IndexOptions extends RegistryOptions {
   output: string;
   /** Minimum uncompressed distance between checkpoints. */
   spanSize?: number;
+  /** Minimum uncompressed distance between checkpoints that keep their 32 KiB window (at least spanSize). */
+  windowEvery?: number;
   /** Called as layers are read: bytes read so far and the total compressed size. */
   onProgress?: (read: number, total: number, image: ResolvedImage) => void;
 }
@@ -61,6 +63,10 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
   if (!Number.isSafeInteger(spanSize) || spanSize < MIN_SPAN_SIZE) {
     throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
   }
+  if (opts.windowEvery !== undefined && (!Number.isSafeInteger(opts.windowEvery) || opts.windowEvery < 0)) {
+    throw new ClipError('BAD_ARGUMENT', `window spacing ${opts.windowEvery} is not a byte count`);
+  }
+  const windowEvery = Math.max(spanSize, opts.windowEvery ?? DEFAULT_WINDOW_EVERY);
   const { image, blobs } = await openImage(ref, opts);
   try {
     const total = image.layers.reduce((a, l) => a + l.size, 0);
@@ -68,7 +74,7 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
     let read = 0;
     const results = await mapLimit(image.layers, LAYER_CONCURRENCY, async (layer, i) => {
       const blob = await blobs.openBlob(layer.digest);
-      return indexLayer(layer, blob, spanSize, (n) => {
+      return indexLayer(layer, blob, spanSize, windowEvery, (n) => {
         read += n - readPerLayer[i]!;
         readPerLayer[i] = n;
         opts.onProgress?.(read, total, image);

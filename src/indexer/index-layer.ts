@@ -29,12 +29,14 @@ function sha256Hex(h: ReturnType<typeof createHash>): string {
 }
 
 /**
+ * @param windowEvery minimum distance between checkpoints that keep their window
  * @param onBytes called with the number of compressed bytes read so far (progress)
  */
 export async function indexLayer(
   layer: LayerDescriptor,
   blob: Readable,
   spanSize: number,
+  windowEvery: number,
   onBytes?: (read: number) => void,
 ): Promise<IndexedLayer> {
   if (!layer.digest.startsWith('sha256:')) {
@@ -80,7 +82,7 @@ export async function indexLayer(
         if (startsWith(head, ZSTD_MAGIC)) {
           throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed: zstd layers are not supported yet`);
         }
-        builder = startsWith(head, GZIP_MAGIC) ? new CheckpointBuilder(spanSize, onData) : new RawSpanBuilder(spanSize, onData);
+        builder = startsWith(head, GZIP_MAGIC) ? new CheckpointBuilder(spanSize, onData, windowEvery) : new RawSpanBuilder(spanSize, onData);
         builder.push(head);
         return;
       }
