@@ -10,6 +10,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../src/fuse/index.js';
 import { indexImage } from '../src/indexer/index-image.js';
+import { needsWindow, spanRange } from '../src/gzip/span-reader.js';
+import { loadIndex } from '../src/index/load.js';
 import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
 import type { BuiltImage } from './helpers/image-builder.js';
@@ -87,6 +89,35 @@ describe('start-up profiles', () => {
       await runClip(['umount', mp], { env: ws.env });
       assert.ok(!isMounted(mp));
     }
+  });
+
+  it('an index made with the profile keeps windows where its reads begin: a start fetches only the profiled spans', async () => {
+    const profile = path.join(ws.dir, 'busybox.profile'); // recorded by the test before
+    const guided = path.join(ws.dir, 'guided.clip');
+    await indexImage(`${registry.host}/profile/busybox:${image.tag}`, { output: guided, spanSize: 256 * 1024, profile });
+    const idx = await loadIndex(guided);
+    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { spans: [string, number][] };
+    const profiled = new Set(recorded.spans.map(([d, i]) => `${d}:${i}`));
+    const layer = idx.layers.find((l) => l.digest === image.layers[1]!.digest)!;
+    for (const [, i] of recorded.spans) {
+      if (i > 0 && !profiled.has(`${layer.digest}:${i - 1}`)) assert.ok(!needsWindow(layer.spans, i), `span ${i} starts a profiled run: it keeps its window`);
+    }
+    const compressed = recorded.spans.reduce((a, [, i]) => a + spanRange(layer.spans, i).end - spanRange(layer.spans, i).start, 0);
+    const mp = path.join(ws.dir, 'mnt-guided');
+    await mkdir(mp);
+    const m = await runClip(['mount', guided, mp, '--cache-dir', path.join(ws.dir, 'cache-guided')], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      assert.ok((await readFile(path.join(mp, FILE))).equals(want));
+      const fetched = (await stats(mp)).reduce((a, r) => a + r.fetchedBytes, 0);
+      assert.equal(fetched, compressed, 'exactly the compressed bytes of the profiled spans');
+    } finally {
+      await runClip(['umount', mp], { env: ws.env });
+    }
+    await assert.rejects(
+      indexImage(`${registry.host}/profile/busybox:${image.tag}`, { output: path.join(ws.dir, 'x.clip'), spanSize: 128 * 1024, profile }),
+      /recorded on an index with span size 262144/,
+    );
   });
 
   it('refuses a profile of another image, and a file that is not a profile', async () => {

@@ -13,6 +13,7 @@ export function indexCommand(): Command {
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
     .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints: what one read fetches at least (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
     .option('--window-every <bytes>', `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`, parseSize)
+    .option('--profile <file>', 'start-up profile (clip mount --record-profile, same --span-size): also keep windows where its reads begin')
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
@@ -26,6 +27,7 @@ export function indexCommand(): Command {
         output: o.output,
         ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
         ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
+        ...(o.profile !== undefined ? { profile: o.profile } : {}),
         onProgress: (read, total) => progress.update(read, total),
       });
     } finally {

@@ -13,8 +13,9 @@ import type { LayerReader } from './layer-reader.js';
 
 interface ProfileFile {
   clipStartupProfile: 1;
-  /** The image the profile was recorded on. */
+  /** The image the profile was recorded on, and the span size of its index. */
   manifestDigest: string;
+  spanSize: number;
   /** [layer digest, span index], in first-read order. */
   spans: [string, number][];
 }
@@ -43,14 +44,15 @@ export class ProfileRecorder {
     const body: ProfileFile = {
       clipStartupProfile: 1,
       manifestDigest: index.image.manifestDigest,
+      spanSize: index.image.spanSize,
       spans: this.spans.map((s) => [index.layers[s.layer]!.digest, s.span]),
     };
     await writeFileAtomic(file, Buffer.from(JSON.stringify(body) + '\n'));
   }
 }
 
-/** Reads a profile and checks it describes this index's image. */
-export async function loadProfile(file: string, index: ClipIndex): Promise<ProfiledSpan[]> {
+/** Reads a profile file: its JSON, checked for shape and image. */
+async function readProfile(file: string, manifestDigest: string): Promise<ProfileFile> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -66,9 +68,15 @@ export async function loadProfile(file: string, index: ClipIndex): Promise<Profi
   if (body?.clipStartupProfile !== 1 || !Array.isArray(body.spans)) {
     throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile`);
   }
-  if (body.manifestDigest !== index.image.manifestDigest) {
-    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${body.manifestDigest}, not ${index.image.manifestDigest}`);
+  if (body.manifestDigest !== manifestDigest) {
+    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${body.manifestDigest}, not ${manifestDigest}`);
   }
+  return body;
+}
+
+/** Reads a profile and checks it describes this index's image. */
+export async function loadProfile(file: string, index: ClipIndex): Promise<ProfiledSpan[]> {
+  const body = await readProfile(file, index.image.manifestDigest);
   const layerOf = new Map(index.layers.map((l, i) => [l.digest, i]));
   return body.spans.map(([digest, span], k) => {
     const layer = layerOf.get(digest);
@@ -77,6 +85,27 @@ export async function loadProfile(file: string, index: ClipIndex): Promise<Profi
     }
     return { layer, span };
   });
+}
+
+/**
+ * For indexing with a profile: per layer digest, the checkpoints where the
+ * profiled reads begin (a profiled span whose predecessor is not), which then
+ * keep their window, so a start fetches those spans and nothing before them.
+ */
+export async function profileWindows(file: string, manifestDigest: string, spanSize: number): Promise<Map<string, Set<number>>> {
+  const body = await readProfile(file, manifestDigest);
+  if (body.spanSize !== spanSize) {
+    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on an index with span size ${body.spanSize}; index with --span-size ${body.spanSize} to use it`);
+  }
+  const profiled = new Set(body.spans.map(([digest, span]) => `${digest}:${span}`));
+  const out = new Map<string, Set<number>>();
+  for (const [digest, span] of body.spans) {
+    if (span > 0 && !profiled.has(`${digest}:${span - 1}`)) {
+      if (!out.has(digest)) out.set(digest, new Set());
+      out.get(digest)!.add(span);
+    }
+  }
+  return out;
 }
 
 /**

@@ -58,11 +58,14 @@ export class CheckpointBuilder {
    *   only valid during the call
    * @param windowEvery minimum uncompressed distance between checkpoints that
    *   keep their window (default: every checkpoint keeps it)
+   * @param windowAt checkpoints (by number) that keep their window whatever
+   *   the distance: where reads are known to begin (a start-up profile)
    */
   constructor(
     private readonly spanSize: number,
     private readonly onData: (chunk: Buffer) => void,
     private readonly windowEvery = spanSize,
+    private readonly windowAt: ReadonlySet<number> = new Set(),
   ) {}
 
   push(chunk: Buffer): void {
@@ -187,7 +190,7 @@ export class CheckpointBuilder {
     this.digests.push(this.spanHash.digest());
     this.spanHash = createHash('sha256');
     for (const b of c.compressed) this.spanHash.update(b);
-    const keepWindow = c.out - this.lastWindow >= this.windowEvery;
+    const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(this.checkpoints.length);
     if (keepWindow) this.lastWindow = c.out;
     this.checkpoints.push({ in: c.in, out: c.out, window: keepWindow ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW });
     this.candidate = undefined;

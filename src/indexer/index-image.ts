@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { indexLayer } from './index-layer.js';
 import { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
+import { profileWindows } from '../content/startup-profile.js';
 
 export { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
 const MIN_SPAN_SIZE = 64 * 1024;
@@ -25,6 +26,8 @@ export interface IndexOptions extends RegistryOptions {
   spanSize?: number;
   /** Minimum uncompressed distance between checkpoints that keep their 32 KiB window (at least spanSize). */
   windowEvery?: number;
+  /** A start-up profile recorded on an index of this image with the same span size: windows are also kept where its reads begin. */
+  profile?: string;
   /** Called as layers are read: bytes read so far and the total compressed size. */
   onProgress?: (read: number, total: number, image: ResolvedImage) => void;
 }
@@ -69,12 +72,14 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
   const windowEvery = Math.max(spanSize, opts.windowEvery ?? DEFAULT_WINDOW_EVERY);
   const { image, blobs } = await openImage(ref, opts);
   try {
+    const windowsAt = opts.profile === undefined ? new Map<string, Set<number>>() : await profileWindows(opts.profile, image.manifestDigest, spanSize);
     const total = image.layers.reduce((a, l) => a + l.size, 0);
     const readPerLayer = image.layers.map(() => 0);
     let read = 0;
     const results = await mapLimit(image.layers, LAYER_CONCURRENCY, async (layer, i) => {
       const blob = await blobs.openBlob(layer.digest);
-      return indexLayer(layer, blob, spanSize, windowEvery, (n) => {
+      const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>() };
+      return indexLayer(layer, blob, spanSize, windows, (n) => {
         read += n - readPerLayer[i]!;
         readPerLayer[i] = n;
         opts.onProgress?.(read, total, image);

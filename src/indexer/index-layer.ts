@@ -28,15 +28,21 @@ function sha256Hex(h: ReturnType<typeof createHash>): string {
   return `sha256:${h.digest('hex')}`;
 }
 
+/** Which checkpoints keep their window: every so many bytes, and these (by number). */
+export interface WindowPlan {
+  every: number;
+  at?: ReadonlySet<number>;
+}
+
 /**
- * @param windowEvery minimum distance between checkpoints that keep their window
+ * @param windows which checkpoints keep their window
  * @param onBytes called with the number of compressed bytes read so far (progress)
  */
 export async function indexLayer(
   layer: LayerDescriptor,
   blob: Readable,
   spanSize: number,
-  windowEvery: number,
+  windows: WindowPlan,
   onBytes?: (read: number) => void,
 ): Promise<IndexedLayer> {
   if (!layer.digest.startsWith('sha256:')) {
@@ -82,7 +88,7 @@ export async function indexLayer(
         if (startsWith(head, ZSTD_MAGIC)) {
           throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed: zstd layers are not supported yet`);
         }
-        builder = startsWith(head, GZIP_MAGIC) ? new CheckpointBuilder(spanSize, onData, windowEvery) : new RawSpanBuilder(spanSize, onData);
+        builder = startsWith(head, GZIP_MAGIC) ? new CheckpointBuilder(spanSize, onData, windows.every, windows.at) : new RawSpanBuilder(spanSize, onData);
         builder.push(head);
         return;
       }
