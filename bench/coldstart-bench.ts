@@ -64,7 +64,7 @@ async function runReady(img: BenchImage, rootfs: string): Promise<void> {
   }
 }
 
-async function fullPull(img: BenchImage, ref: string, proxy: ThrottleProxy, work: string): Promise<Sample> {
+async function fullPull(img: BenchImage, ref: string, proxy: ThrottleProxy, work: string, attempt = 1): Promise<Sample> {
   const dir = await mkdtemp(path.join(work, 'pull-'));
   try {
     dropCaches();
@@ -74,6 +74,11 @@ async function fullPull(img: BenchImage, ref: string, proxy: ThrottleProxy, work
     await exec('umoci', ['unpack', '--image', `${dir}/layout:${img.tag}`, `${dir}/bundle`]);
     await runReady(img, `${dir}/bundle/rootfs`);
     return { ms: performance.now() - t, bytes: proxy.bytes };
+  } catch (e) {
+    // skopeo has been seen to lose a blob body through the emulated link (rarely): that run is taken again.
+    if (attempt >= 3) throw e;
+    log(`full pull failed (${(e as Error).message.split('\n').slice(-2).join(' ').trim()}); again`);
+    return fullPull(img, ref, proxy, work, attempt + 1);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
