@@ -25,6 +25,11 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
   const state = { bytes: 0, throttled: true };
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   const server = http.createServer((req, res) => {
+    const body = new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => resolve(Buffer.concat(chunks)));
+    });
     void (async () => {
       const throttled = state.throttled;
       if (throttled) await sleep(rttMs);
@@ -52,7 +57,10 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
         },
       );
       upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
+      // Requests through a registry carry no body (GET, HEAD) or a small one; the body was read
+      // while the round trip was waited for, so it is sent whole (piping an ended request would
+      // never end the upstream request).
+      upstream.end(await body);
     })();
   });
   server.keepAliveTimeout = 120_000;
