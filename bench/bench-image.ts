@@ -3,11 +3,10 @@
 // .bench-cache/index-image (delete it to rebuild).
 
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { sha256File, writeBlob } from './layout-blobs.js';
 
 export const BENCH_IMAGE_DIR = path.resolve('.bench-cache/index-image');
 export const BENCH_TAG = 'bench';
@@ -21,17 +20,6 @@ const LAYERS: string[][] = [
   ['etc'],
 ];
 
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  await pipeline(createReadStream(file), h);
-  return h.digest('hex');
-}
-
-async function writeBlob(dir: string, data: Buffer): Promise<{ digest: string; size: number }> {
-  const hex = createHash('sha256').update(data).digest('hex');
-  await writeFile(path.join(dir, 'blobs/sha256', hex), data);
-  return { digest: `sha256:${hex}`, size: data.length };
-}
 
 /** Builds the image once; returns the layer blob files, bottom first. */
 export async function benchImage(): Promise<string[]> {

@@ -170,7 +170,7 @@ try {
       try {
         const ref = `${proxy.host}/bench/${img.name}:${img.tag}`;
         const index = path.join(work, `${img.name}-${proxy.host.replace(':', '_')}.clip`);
-        // Also 256 KiB spans (windows still every 4 MiB), indexed again with a start-up profile
+        // Also 128 KiB spans (windows still every 4 MiB), indexed again with a start-up profile
         // recorded on them, so that windows are also kept where the start's reads begin.
         const fine = index.replace(/\.clip$/, '-fine.clip');
         const guided = index.replace(/\.clip$/, '-guided.clip');
@@ -275,8 +275,8 @@ its ready line.
 2. clip, cold: \`clip mount --rootfs\` (index made beforehand) + \`runc run\`, new cache.
    2b: the same with \`--profile\`, a start-up profile recorded by an earlier
    start (\`--record-profile\`): its spans are fetched together right after mounting.
-   2c, 2d: 2 and 2b on a profile-guided index: \`clip index --span-size 256K --profile P\`,
-   P recorded on a 256 KiB-span index; windows are kept every 4 MiB and where
+   2c, 2d: 2 and 2b on a profile-guided index: \`clip index --span-size 128K --profile P\`,
+   P recorded on a 128 KiB-span index; windows are kept every 4 MiB and where
    the profiled reads begin, so a start fetches little more than what it reads.
 3. clip, second container of the image while the first still runs: its rootfs
    shares the first one's read-only mount and daemon (caches warm).

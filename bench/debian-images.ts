@@ -6,10 +6,10 @@
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { sha256File, writeBlob } from './layout-blobs.js';
 
 const CACHE = path.resolve('.bench-cache/coldstart');
 const MIRROR = process.env['BENCH_DEBIAN_MIRROR'] ?? 'http://deb.debian.org/debian';
@@ -66,17 +66,6 @@ const SPECS: ImageSpec[] = [
   },
 ];
 
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  await pipeline(createReadStream(file), h);
-  return h.digest('hex');
-}
-
-async function writeBlob(dir: string, data: Buffer): Promise<{ digest: string; size: number }> {
-  const hex = createHash('sha256').update(data).digest('hex');
-  await writeFile(path.join(dir, 'blobs/sha256', hex), data);
-  return { digest: `sha256:${hex}`, size: data.length };
-}
 
 /** A debootstrapped root file system with `packages`, cached. */
 function rootfs(spec: ImageSpec, log: (m: string) => void): string {
