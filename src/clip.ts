@@ -2,7 +2,7 @@
 
 export { ClipError, isClipError } from './errors.js';
 export type { ClipErrorCode } from './errors.js';
-export { indexImage, DEFAULT_SPAN_SIZE } from './indexer/index-image.js';
+export { indexImage, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './indexer/index-image.js';
 export type { IndexOptions, IndexSummary } from './indexer/index-image.js';
 export { encodeIndex, decodeIndex } from './index/format.js';
 export { loadIndex } from './index/load.js';
@@ -18,6 +18,7 @@ export { parseReference, openImage, openBlobSource } from './oci/index.js';
 export type { Platform, Reference, RegistryOptions, ResolvedImage, LayerDescriptor, BlobSource } from './oci/types.js';
 export { TarScanner } from './tar/index.js';
 export type { TarEntry, EntryType, Timespec } from './tar/types.js';
-export { CheckpointBuilder, RawSpanBuilder, inflateSpans } from './gzip/index.js';
+export { CheckpointBuilder, RawSpanBuilder, inflateSpans, needsWindow } from './gzip/index.js';
+export { ProfileRecorder, loadProfile, warmFromProfile } from './content/startup-profile.js';
 export type { SpanTable, Checkpoint } from './gzip/index.js';
 export { VERSION } from './version.js';
