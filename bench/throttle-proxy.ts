@@ -41,6 +41,11 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
             up.pipe(res);
             return;
           }
+          // The response ends after its last chunk is written: 'end' can come while that chunk still
+          // waits for the link (a stream ends when its data is read, paused or not), and ending the
+          // response then would cut its body short.
+          let pending = 0;
+          let ended = false;
           up.on('data', (chunk: Buffer) => {
             up.pause();
             // Serialize chunks on the shared link at the configured rate.
@@ -48,12 +53,18 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
             const start = Math.max(now, nextFree);
             nextFree = start + (1000 * chunk.length) / bytesPerSecond;
             state.bytes += chunk.length;
+            pending++;
             setTimeout(() => {
               res.write(chunk);
+              pending--;
+              if (ended && pending === 0) res.end();
               up.resume();
             }, nextFree - now);
           });
-          up.on('end', () => setTimeout(() => res.end(), Math.max(0, nextFree - performance.now())));
+          up.on('end', () => {
+            ended = true;
+            if (pending === 0) res.end();
+          });
         },
       );
       upstream.on('error', () => res.destroy());
