@@ -53,7 +53,7 @@ const SPECS: ImageSpec[] = [
   },
   {
     name: 'big',
-    description: 'minbase + python3, numpy, yaml, perl, sqlite3; five layers',
+    description: 'minbase + python3, numpy, yaml, perl, sqlite3',
     packages: ['python3', 'python3-numpy', 'python3-yaml', 'perl', 'sqlite3'],
     layers: [
       ['./usr/lib/x86_64-linux-gnu/perl', './usr/share/perl', './usr/bin/perl', './usr/bin/perl5.36.0'],
