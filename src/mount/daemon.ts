@@ -72,7 +72,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       events: metrics,
       ...(recorder ? { onRead: recorder.record } : {}),
     });
-    // The registry check (a round trip or more) and the mount go on together; if the registry fails, the mount goes again.
+    // The registry check (a round trip or more) and the mount go on together; if the check fails, the mount is undone.
     const probe = reader.probe().then(() => void (phases['registryAnswered'] = Math.round(performance.now())));
     probe.catch(() => undefined);
     const fs = new ImageFileSystem(index, reader, log);
