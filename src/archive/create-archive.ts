@@ -193,6 +193,14 @@ async function archiveToFile(source: string, opts: ArchiveOptions, spanSize: num
   }
 }
 
+/** Fails before any archiving when S3 refuses the credentials or cannot be reached. */
+async function preflight(client: import('../s3/client.js').S3Client): Promise<void> {
+  const res = await client.request('HEAD');
+  await res.body.dump().catch(() => undefined);
+  if (res.status === 401 || res.status === 403) throw await client.error(res, 'access to');
+  if (res.status >= 500) throw await client.error(res, 'access to');
+}
+
 async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: number): Promise<ArchiveSummary> {
   const started = performance.now();
   const [{ parseS3Url, formatS3Location }, { S3Client }, upload] = await Promise.all([
@@ -202,6 +210,7 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
   ]);
   const client = await S3Client.open({ ...parseS3Url(opts.s3!), ...(opts.region ? { region: opts.region } : {}), ...(opts.endpoint ? { endpoint: opts.endpoint } : {}) });
   try {
+    await preflight(client);
     const target = formatS3Location(client.location);
     const staging = `${opts.output}.s3-upload`;
     const files = { data: path.join(staging, 'data.gz'), index: path.join(staging, 'index.clip'), state: path.join(staging, 'state.json') };
