@@ -4,9 +4,11 @@
 // getfattr run. Sockets, and directories that cannot be listed, are reported
 // and skipped; files are opened only when their bytes are written, with
 // O_NONBLOCK and O_NOFOLLOW, and re-checked to still be regular files.
+// File system calls are synchronous on purpose: archiving is a batch job
+// that reads one file at a time, and async calls would each wait behind the
+// deflate jobs on the libuv pool (bench:archive: twice as slow on /usr/share).
 
-import { constants, type BigIntStats } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { ClipError } from '../errors.js';
 import type { Timespec } from '../tar/types.js';
@@ -64,23 +66,28 @@ function errCode(e: unknown): string {
 
 /** Reads a regular file's bytes; refuses whatever is no longer a regular file by the time it is opened. */
 async function openRegular(abs: string, ino: bigint): Promise<FileData> {
-  const fh = await open(abs, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  const fd = openSync(abs, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (!closed) closeSync(fd);
+    closed = true;
+  };
   try {
-    const st = await fh.stat({ bigint: true });
+    const st = fstatSync(fd, { bigint: true });
     if (!st.isFile() || st.ino !== ino) throw Object.assign(new Error('replaced while being archived'), { code: 'replaced while being archived' });
     const size = Number(st.size);
-    const chunks = (async function* () {
+    const chunks = (function* () {
       for (let pos = 0; pos < size; ) {
         const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - pos));
-        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        const bytesRead = readSync(fd, buf, 0, buf.length, pos);
         if (bytesRead === 0) return;
         pos += bytesRead;
         yield buf.subarray(0, bytesRead);
       }
     })();
-    return { size, chunks, close: () => fh.close() };
+    return { size, chunks, close };
   } catch (e) {
-    await fh.close();
+    await close();
     throw e;
   }
 }
@@ -90,7 +97,7 @@ export async function readDirSource(root: string, opts: DirSourceOptions = {}): 
   const abs = path.resolve(root);
   let rootStat;
   try {
-    rootStat = await lstat(abs, { bigint: true });
+    rootStat = lstatSync(abs, { bigint: true });
   } catch (e) {
     throw new ClipError('NOT_FOUND', `cannot archive ${root}: ${errCode(e)}`);
   }
@@ -124,7 +131,7 @@ export async function readDirSource(root: string, opts: DirSourceOptions = {}): 
     }
     if (type === 'symlink') {
       try {
-        e.target = await readlink(absPath);
+        e.target = readlinkSync(absPath);
       } catch (err) {
         return skip(rel, `cannot read the symlink (${errCode(err)})`);
       }
@@ -138,7 +145,7 @@ export async function readDirSource(root: string, opts: DirSourceOptions = {}): 
     if (type !== 'dir') return;
     let names: string[];
     try {
-      names = await readdir(absPath);
+      names = readdirSync(absPath);
     } catch (err) {
       return skip(rel, `cannot list the directory (${errCode(err)}); its contents are left out`);
     }
@@ -149,7 +156,7 @@ export async function readDirSource(root: string, opts: DirSourceOptions = {}): 
       if (opts.exclude?.(childAbs)) continue;
       let cst;
       try {
-        cst = await lstat(childAbs, { bigint: true });
+        cst = lstatSync(childAbs, { bigint: true });
       } catch (err) {
         skip(childRel, `cannot stat it (${errCode(err)})`);
         continue;

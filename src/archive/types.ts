@@ -32,7 +32,7 @@ export interface ArchiveEntry {
 export interface FileData {
   /** Bytes that `chunks` yields (the tar header says so before they are read). */
   size: number;
-  chunks: AsyncIterable<Buffer>;
+  chunks: AsyncIterable<Buffer> | Iterable<Buffer>;
   close(): Promise<void>;
 }
 
