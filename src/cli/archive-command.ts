@@ -3,7 +3,6 @@
 // S3 and keep a small index.
 
 import { Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_SPAN_SIZE } from '../indexer/span-size.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 
@@ -21,7 +20,7 @@ export function archiveCommand(): Command {
     .option('--s3 <url>', 'upload the data to s3://BUCKET/KEY (multipart; a failed upload resumes when the command is run again)')
     .option('--endpoint <url>', 'S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL_S3)')
     .option('--region <region>', 'S3 region (default: AWS_REGION, the profile, else us-east-1)')
-    .option('--span-size <bytes>', `uncompressed bytes per span, the unit of reading and verifying (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
+    .option('--span-size <bytes>', 'uncompressed bytes per span, the unit of reading and verifying (default 1 MiB; with --s3 4 MiB)', parseSize)
     .option('--level <0-9>', 'gzip compression level (default 6)', parseLevel)
     .option('--no-xattrs', 'do not read extended attributes of a directory (no getfattr needed)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
