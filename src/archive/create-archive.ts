@@ -125,6 +125,9 @@ function summarize(opts: ArchiveOptions, index: ClipIndex, skipped: SkippedEntry
 /** Archives `source` into opts.output (and S3 with opts.s3). */
 export async function createArchive(source: string, opts: ArchiveOptions): Promise<ArchiveSummary> {
   const spanSize = checkOptions(opts);
+  const dir = path.dirname(path.resolve(opts.output));
+  if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new ClipError('NOT_FOUND', `cannot write ${opts.output}: ${dir} is not a directory`);
+  if ((await stat(opts.output).catch(() => undefined))?.isDirectory()) throw new ClipError('BAD_ARGUMENT', `cannot write ${opts.output}: it is a directory`);
   return opts.s3 !== undefined ? archiveToS3(source, opts, spanSize) : archiveToFile(source, opts, spanSize);
 }
 
