@@ -16,6 +16,10 @@ import { loadIndex } from '../src/index/load.js';
 import { resolveCredentials, defaultRegion } from '../src/s3/credentials.js';
 import { formatS3Location, parseS3Location, parseS3Url } from '../src/s3/location.js';
 import { signRequest } from '../src/s3/sign.js';
+import { S3Client } from '../src/s3/client.js';
+import { newUploadState, uploadFile } from '../src/s3/multipart-upload.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { runClip } from './helpers/cli.js';
 import { startDropProxy, type DropProxy } from './helpers/drop-proxy.js';
 import { clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
@@ -221,6 +225,51 @@ describe('S3 pieces', () => {
       assert.equal(await defaultRegion({ ...files, AWS_REGION: 'us-west-2' }), 'us-west-2');
       assert.equal(await defaultRegion({ AWS_CONFIG_FILE: path.join(dir, 'none') }), 'us-east-1');
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('resumes with ListParts where the server has it: parts S3 holds are kept even if the state lost them; a vanished upload starts over', async () => {
+    const dir = path.join(path.dirname(new URL(import.meta.url).pathname), `listparts-${process.pid}`);
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, 'data');
+    const data = createPrng(3).bytes(8 * 1024 * 1024 * 2 + 100);
+    await writeFile(file, data);
+    const etag = (n: number): string => `"etag-${n}"`;
+    const requests: string[] = [];
+    let held = [1, 2];
+    const server = http.createServer((req, res) => {
+      const u = new URL(req.url!, 'http://x');
+      requests.push(`${req.method} ${u.searchParams.get('partNumber') ?? ''}${u.searchParams.has('uploads') ? 'uploads' : ''}`);
+      req.resume();
+      req.on('end', () => {
+        if (req.method === 'GET' && u.searchParams.get('uploadId') === 'gone') return void res.writeHead(404).end('<Error><Code>NoSuchUpload</Code></Error>');
+        if (req.method === 'GET') {
+          const parts = held.map((n) => `<Part><PartNumber>${n}</PartNumber><ETag>&quot;etag-${n}&quot;</ETag><Size>${8 * 1024 * 1024}</Size></Part>`).join('');
+          return void res.writeHead(200).end(`<ListPartsResult><IsTruncated>false</IsTruncated>${parts}</ListPartsResult>`);
+        }
+        if (req.method === 'POST' && u.searchParams.has('uploads')) return void res.writeHead(200).end('<InitiateMultipartUploadResult><UploadId>fresh</UploadId></InitiateMultipartUploadResult>');
+        if (req.method === 'PUT') return void res.writeHead(200, { etag: etag(Number(u.searchParams.get('partNumber'))) }).end();
+        if (req.method === 'POST') return void res.writeHead(200).end('<CompleteMultipartUploadResult/>');
+        res.writeHead(200, { 'content-length': String(data.length) }).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const client = await S3Client.open({ bucket: 'b', key: 'k', region: 'us-east-1', endpoint });
+    try {
+      const state = { ...newUploadState('s3://b/k', data.length, 'sha256:x'), uploadId: 'old', parts: {} };
+      const r = await uploadFile(client, file, state, async () => undefined);
+      assert.deepEqual([r.resumedParts, r.uploadedParts], [2, 1]);
+      assert.deepEqual(requests.filter((q) => q.startsWith('PUT')), ['PUT 3']);
+      requests.length = 0;
+      held = [];
+      const again = await uploadFile(client, file, { ...newUploadState('s3://b/k', data.length, 'sha256:x'), uploadId: 'gone', parts: { 1: '"x"' } }, async () => undefined);
+      assert.deepEqual([again.resumedParts, again.uploadedParts], [0, 3]);
+      assert.ok(requests.includes('POST uploads'), 'a new upload was started');
+    } finally {
+      await client.close();
+      await new Promise((r) => server.close(r));
       await rm(dir, { recursive: true, force: true });
     }
   });
