@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap)  # debootstrap: images of bench:coldstart
+packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap squashfs-tools squashfuse)  # debootstrap: images of bench:coldstart; squashfs-tools, squashfuse: bench:archive
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

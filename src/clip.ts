@@ -22,3 +22,8 @@ export { CheckpointBuilder, RawSpanBuilder, inflateSpans, needsWindow } from './
 export { ProfileRecorder, loadProfile, warmFromProfile } from './content/startup-profile.js';
 export type { SpanTable, Checkpoint } from './gzip/index.js';
 export { VERSION } from './version.js';
+export { createArchive } from './archive/create-archive.js';
+export type { ArchiveOptions, ArchiveSummary } from './archive/create-archive.js';
+export { extractArchive } from './archive/extract.js';
+export type { ExtractOptions, ExtractSummary } from './archive/extract.js';
+export type { IndexKind } from './index/types.js';

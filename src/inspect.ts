@@ -3,7 +3,7 @@
 
 import { walk } from './image/lookup.js';
 import type { Node } from './image/types.js';
-import { summarizeLayer, type ClipIndex } from './index/types.js';
+import { KIND_NAMES, summarizeLayer, type ClipIndex, type IndexKind } from './index/types.js';
 
 export interface LayerReport {
   digest: string;
@@ -17,7 +17,9 @@ export interface LayerReport {
 }
 
 export interface InspectReport {
-  kind: string;
+  kind: IndexKind;
+  /** "OCI image index", "local archive" or "S3 archive". */
+  kindName: string;
   image: ClipIndex['image'];
   layers: LayerReport[];
   counts: Record<Node['type'], number> & { total: number; hardlinks: number };
@@ -42,6 +44,7 @@ export function inspectIndex(index: ClipIndex): InspectReport {
   }));
   return {
     kind: index.kind,
+    kindName: KIND_NAMES[index.kind],
     image: index.image,
     layers,
     counts,

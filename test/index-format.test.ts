@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { ClipError } from '../src/errors.js';
 import { lookupPath } from '../src/image/lookup.js';
 import { mergeLayers } from '../src/image/merge.js';
-import { decodeIndex, encodeIndex } from '../src/index/format.js';
+import { decodeIndex, encodeIndex, encodeIndexParts } from '../src/index/format.js';
 import type { ClipIndex } from '../src/index/types.js';
 import type { TarEntry } from '../src/tar/types.js';
 
@@ -80,6 +80,25 @@ describe('.clip format', () => {
     const v = Buffer.from(good);
     v.writeUInt16LE(99, 8);
     bad(v, /version 99/);
+  });
+
+  it('archives: header, data, body; kinds and versions; old readers keep reading image indexes', () => {
+    const oci = encodeIndex(sample());
+    assert.ok(oci.readUInt16LE(8) <= 2, 'an image index stays readable by clips that know versions 1-2');
+    const index: ClipIndex = { ...sample(), kind: 'archive' };
+    index.image = { ...index.image, location: 'archive:' };
+    index.layers[0]!.spans.compression = 'gzip-flushed';
+    const data = Buffer.alloc(index.layers[0]!.spans.compressedSize, 7);
+    const { header, body } = encodeIndexParts(index);
+    assert.equal(header.readUInt16LE(8), 3);
+    const file = Buffer.concat([header, data, body]);
+    const back = decodeIndex(file);
+    assert.equal(back.kind, 'archive');
+    assert.equal(back.layers[0]!.spans.compression, 'gzip-flushed');
+    assert.throws(() => decodeIndex(file.subarray(0, file.length - 10)), /clip archive is truncated: \d+ bytes, its header promises \d+/);
+    assert.throws(() => encodeIndex(index), /encodeIndexParts/);
+    const s3 = decodeIndex(encodeIndex({ ...sample(), kind: 's3' }));
+    assert.equal(s3.kind, 's3');
   });
 
   it('loads a 100k-entry index with memory proportional to entries', () => {

@@ -4,7 +4,9 @@
 import { Command } from 'commander';
 import { isClipError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { archiveCommand } from './archive-command.js';
 import { catCommand } from './cat-command.js';
+import { extractCommand } from './extract-command.js';
 import { indexCommand } from './index-command.js';
 import { inspectCommand } from './inspect-command.js';
 import { lsCommand } from './ls-command.js';
@@ -14,10 +16,12 @@ import { statsCommand } from './stats-command.js';
 import { MountError } from '../fuse/index.js';
 
 const program = new Command('clip')
-  .description('index OCI images into metadata-only .clip files and read them lazily from the registry')
+  .description('index OCI images into metadata-only .clip files and read them lazily from the registry; pack trees into .clip archives')
   .version(VERSION, '-V, --version')
   .showHelpAfterError()
   .addCommand(indexCommand())
+  .addCommand(archiveCommand())
+  .addCommand(extractCommand())
   .addCommand(inspectCommand())
   .addCommand(lsCommand())
   .addCommand(catCommand())

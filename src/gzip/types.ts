@@ -1,7 +1,11 @@
 // The seek table of one layer blob: where decompression can resume, and the
 // sha256 of every span of compressed bytes between two resume points.
 
-export type LayerCompression = 'gzip' | 'none';
+/**
+ * 'gzip-flushed': gzip written by clip archive with a full flush at every
+ * checkpoint, so each span inflates on its own and no window is kept.
+ */
+export type LayerCompression = 'gzip' | 'gzip-flushed' | 'none';
 
 /** A place where inflate can resume: a byte-aligned deflate block boundary. */
 export interface Checkpoint {
@@ -16,7 +20,8 @@ export interface Checkpoint {
 /**
  * Span i covers compressed [checkpoints[i].in, checkpoints[i+1].in) (the last
  * one ends at compressedSize) and uncompressed [checkpoints[i].out, next.out).
- * For uncompressed layers `in === out` and windows are empty.
+ * For uncompressed layers `in === out` and windows are empty; 'gzip-flushed'
+ * layers keep no windows either.
  */
 export interface SpanTable {
   compression: LayerCompression;

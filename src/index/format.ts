@@ -1,13 +1,18 @@
 // The .clip file: a fixed header (magic, version, kind, body lengths, sha256
 // of the body) and a deflated body with the image record, the layers' seek
-// tables and the tree. Pure encode/decode/validate: no I/O here.
+// tables and the tree. A local archive also carries its data: one gzip
+// stream between the header and the body (written in one pass: the body,
+// which describes the data, comes last). Pure encode/decode/validate: no I/O.
 //
 //   header (64 bytes)
 //     0  magic  "\x89CLP\r\n\x1a\n"
-//     8  u16 format version, u16 kind, u32 reserved
+//     8  u16 format version, u16 kind (1 oci, 2 archive, 3 s3), u32 reserved
 //    16  u64 body length (deflated), u64 body length (inflated)
 //    32  sha256 of the deflated body
-//   body (deflate raw)
+//   archive only (16 bytes)
+//    64  u64 data length, u64 reserved
+//    80  data: the archive's one layer blob (its sha256 and spans are in the body)
+//   body (deflate raw), right after the header (after the data in an archive)
 //     JSON meta (image + layer descriptors), per layer: checkpoints + span
 //     digests, nodes in inode order, then each directory's entries.
 
@@ -22,7 +27,10 @@ import { FORMAT_VERSION, OLDEST_FORMAT_VERSION, summarizeLayer, type ClipIndex, 
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
 export const HEADER_SIZE = 64;
-const KINDS: IndexKind[] = ['oci'];
+/** Header plus the archive's data length: where an archive's data starts. */
+export const ARCHIVE_HEADER_SIZE = 80;
+const KINDS: IndexKind[] = ['oci', 'archive', 's3'];
+const COMPRESSIONS: SpanTable['compression'][] = ['gzip', 'gzip-flushed', 'none'];
 const TYPES: NodeType[] = ['file', 'dir', 'symlink', 'char', 'block', 'fifo'];
 const DIGEST_SIZE = 32;
 /** Refuse bodies that would inflate beyond this (a corrupt length must not exhaust memory). */
@@ -56,7 +64,18 @@ function readTime(r: ByteReader): Timespec {
   return { sec, nsec };
 }
 
+/** An index file's bytes; for an archive use encodeIndexParts (its data goes between them). */
 export function encodeIndex(index: ClipIndex): Buffer {
+  if (index.kind === 'archive') throw new ClipError('BAD_ARGUMENT', 'an archive holds its data between header and body: use encodeIndexParts');
+  const { header, body } = encodeIndexParts(index);
+  return Buffer.concat([header, body]);
+}
+
+/**
+ * The header and the body of a .clip file. An archive's file is header,
+ * data (index.layers[0], compressedSize bytes), body.
+ */
+export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buffer } {
   const w = new ByteWriter();
   const meta: Meta = {
     image: index.image,
@@ -122,54 +141,103 @@ export function encodeIndex(index: ClipIndex): Buffer {
   }
   const raw = w.finish();
   const body = zlib.deflateRawSync(raw, { level: 6 });
-  const header = Buffer.alloc(HEADER_SIZE);
+  const archive = index.kind === 'archive';
+  const header = Buffer.alloc(archive ? ARCHIVE_HEADER_SIZE : HEADER_SIZE);
   MAGIC.copy(header, 0);
   // Files every checkpoint of which keeps its window stay readable by version 1 readers.
   const windowless = index.layers.some((l) => l.spans.compression === 'gzip' && l.spans.checkpoints.some((cp, i) => i > 0 && cp.window.length === 0));
-  header.writeUInt16LE(windowless ? FORMAT_VERSION : OLDEST_FORMAT_VERSION, 8);
+  const version = index.kind !== 'oci' ? 3 : windowless ? 2 : OLDEST_FORMAT_VERSION;
+  header.writeUInt16LE(version, 8);
   header.writeUInt16LE(KINDS.indexOf(index.kind) + 1, 10);
   header.writeBigUInt64LE(BigInt(body.length), 16);
   header.writeBigUInt64LE(BigInt(raw.length), 24);
   createHash('sha256').update(body).digest().copy(header, 32);
-  return Buffer.concat([header, body]);
+  if (archive) header.writeBigUInt64LE(BigInt(archiveLayer(index).spans.compressedSize), 64);
+  return { header, body };
 }
 
-/** Checks the header and checksum; returns the kind and the inflated body. */
-function openBody(file: Buffer): { kind: IndexKind; body: Buffer } {
-  if (file.length < HEADER_SIZE || !file.subarray(0, 8).equals(MAGIC)) {
-    throw new ClipError('BAD_INDEX', file.length < 8 ? 'not a clip index: file too short' : 'not a clip index: bad magic');
+function archiveLayer(index: { layers: LayerRecord[] }): LayerRecord {
+  if (index.layers.length !== 1) throw new ClipError('BAD_INDEX', `an archive has exactly one data part, this one describes ${index.layers.length}`);
+  return index.layers[0]!;
+}
+
+/** What the first bytes of a .clip file say about the rest. */
+export interface IndexHeader {
+  version: number;
+  kind: IndexKind;
+  bodyOffset: number;
+  bodyLength: number;
+  rawLength: number;
+  checksum: Buffer;
+  /** Archives: where the data is in the file. */
+  dataOffset?: number;
+  dataLength?: number;
+}
+
+/**
+ * Parses the header (`head`: the file's first ARCHIVE_HEADER_SIZE bytes, or
+ * all of a shorter file) and checks it against the file's size.
+ */
+export function readHeader(head: Buffer, fileSize: number): IndexHeader {
+  if (head.length < HEADER_SIZE || !head.subarray(0, 8).equals(MAGIC)) {
+    throw new ClipError('BAD_INDEX', head.length < 8 || (head.length < HEADER_SIZE && MAGIC.subarray(0, head.length).equals(head.subarray(0, 8))) ? 'not a clip index: file too short' : 'not a clip index: bad magic');
   }
-  const version = file.readUInt16LE(8);
+  const version = head.readUInt16LE(8);
   if (version < OLDEST_FORMAT_VERSION || version > FORMAT_VERSION) {
     throw new ClipError('BAD_INDEX', `clip index format version ${version} is not supported (this clip reads versions ${OLDEST_FORMAT_VERSION} to ${FORMAT_VERSION})`);
   }
-  const kind = KINDS[file.readUInt16LE(10) - 1];
-  if (!kind) throw new ClipError('BAD_INDEX', `unknown clip index kind ${file.readUInt16LE(10)}`);
-  const bodyLength = Number(file.readBigUInt64LE(16));
-  const rawLength = Number(file.readBigUInt64LE(24));
-  if (file.length < HEADER_SIZE + bodyLength) {
-    throw new ClipError('BAD_INDEX', `clip index is truncated: ${file.length} bytes, header promises ${HEADER_SIZE + bodyLength}`);
+  const kind = KINDS[head.readUInt16LE(10) - 1];
+  if (!kind) throw new ClipError('BAD_INDEX', `unknown clip index kind ${head.readUInt16LE(10)}`);
+  const bodyLength = Number(head.readBigUInt64LE(16));
+  const rawLength = Number(head.readBigUInt64LE(24));
+  const checksum = head.subarray(32, 64);
+  if (kind !== 'archive') {
+    if (fileSize < HEADER_SIZE + bodyLength) {
+      throw new ClipError('BAD_INDEX', `clip index is truncated: ${fileSize} bytes, header promises ${HEADER_SIZE + bodyLength}`);
+    }
+    if (fileSize > HEADER_SIZE + bodyLength) {
+      throw new ClipError('BAD_INDEX', `clip index has ${fileSize - HEADER_SIZE - bodyLength} unexpected bytes after its body`);
+    }
+    return { version, kind, bodyOffset: HEADER_SIZE, bodyLength, rawLength, checksum };
   }
-  if (file.length > HEADER_SIZE + bodyLength) {
-    throw new ClipError('BAD_INDEX', `clip index has ${file.length - HEADER_SIZE - bodyLength} unexpected bytes after its body`);
+  if (head.length < ARCHIVE_HEADER_SIZE) {
+    throw new ClipError('BAD_INDEX', `clip archive is truncated: ${fileSize} bytes, shorter than its header`);
   }
-  const compressed = file.subarray(HEADER_SIZE);
-  if (!createHash('sha256').update(compressed).digest().equals(file.subarray(32, 64))) {
-    throw new ClipError('BAD_INDEX', 'clip index checksum mismatch: the file is corrupt');
+  const dataLength = Number(head.readBigUInt64LE(64));
+  const expected = ARCHIVE_HEADER_SIZE + dataLength + bodyLength;
+  if (fileSize < expected) {
+    throw new ClipError('BAD_INDEX', `clip archive is truncated: ${fileSize} bytes, its header promises ${expected} (${dataLength} bytes of data and a ${bodyLength}-byte index)`);
   }
-  if (rawLength > MAX_BODY) throw new ClipError('BAD_INDEX', `clip index body too large (${rawLength} bytes)`);
+  if (fileSize > expected) throw new ClipError('BAD_INDEX', `clip archive has ${fileSize - expected} unexpected bytes after its index`);
+  return { version, kind, bodyOffset: ARCHIVE_HEADER_SIZE + dataLength, bodyLength, rawLength, checksum, dataOffset: ARCHIVE_HEADER_SIZE, dataLength };
+}
+
+/** Checks the body's checksum and inflates it. */
+function openBody(header: IndexHeader, compressed: Buffer): Buffer {
+  if (!createHash('sha256').update(compressed).digest().equals(header.checksum)) {
+    throw new ClipError('BAD_INDEX', `clip ${header.kind === 'archive' ? 'archive' : 'index'} checksum mismatch: the file is corrupt`);
+  }
+  if (header.rawLength > MAX_BODY) throw new ClipError('BAD_INDEX', `clip index body too large (${header.rawLength} bytes)`);
   let body: Buffer;
   try {
-    body = zlib.inflateRawSync(compressed, { maxOutputLength: Math.max(rawLength, 1) });
+    body = zlib.inflateRawSync(compressed, { maxOutputLength: Math.max(header.rawLength, 1) });
   } catch (e) {
     throw new ClipError('BAD_INDEX', `clip index body does not inflate: ${(e as Error).message}`);
   }
-  if (body.length !== rawLength) throw new ClipError('BAD_INDEX', 'clip index body has the wrong length');
-  return { kind, body };
+  if (body.length !== header.rawLength) throw new ClipError('BAD_INDEX', 'clip index body has the wrong length');
+  return body;
 }
 
+/** Decodes a whole .clip file held in memory (an index, or an archive with its data). */
 export function decodeIndex(file: Buffer): ClipIndex {
-  const { kind, body } = openBody(file);
+  const header = readHeader(file.subarray(0, ARCHIVE_HEADER_SIZE), file.length);
+  return decodeBody(header, file.subarray(header.bodyOffset, header.bodyOffset + header.bodyLength));
+}
+
+/** Decodes the body (`compressed`: exactly header.bodyLength bytes) that `header` describes. */
+export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
+  const kind = header.kind;
+  const body = openBody(header, compressed);
   const r = new ByteReader(body);
   let meta: Meta;
   try {
@@ -180,6 +248,7 @@ export function decodeIndex(file: Buffer): ClipIndex {
   }
   if (!meta.image || !Array.isArray(meta.layers)) throw new ClipError('BAD_INDEX', 'index body is corrupt: metadata lacks image or layers');
   const layers: LayerRecord[] = meta.layers.map((l) => {
+    if (!COMPRESSIONS.includes(l.compression)) throw new ClipError('BAD_INDEX', `index body is corrupt: unknown compression ${JSON.stringify(l.compression)}`);
     const count = r.uint();
     const checkpoints: Checkpoint[] = [];
     let prevIn = 0;
@@ -258,5 +327,8 @@ export function decodeIndex(file: Buffer): ClipIndex {
   }
   if (!r.done) throw new ClipError('BAD_INDEX', 'index body is corrupt: trailing bytes');
   if (nodes[0]!.type !== 'dir') throw new ClipError('BAD_INDEX', 'index body is corrupt: the root is not a directory');
+  if (kind === 'archive' && archiveLayer({ layers }).spans.compressedSize !== header.dataLength) {
+    throw new ClipError('BAD_INDEX', `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`);
+  }
   return { kind, image: meta.image, layers, root: nodes[0]!, nodes };
 }

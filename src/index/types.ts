@@ -5,14 +5,30 @@ import type { SpanTable } from '../gzip/types.js';
 import type { ImageTree } from '../image/types.js';
 import type { Platform } from '../oci/types.js';
 
-/** Version 2: checkpoints may keep no window (resumed from the span before). Version 1 files still load. */
-export const FORMAT_VERSION = 2;
+/**
+ * Version 2: checkpoints may keep no window (resumed from the span before).
+ * Version 3: the kinds 'archive' and 's3' (clip archive). Older files still load.
+ */
+export const FORMAT_VERSION = 3;
 export const OLDEST_FORMAT_VERSION = 1;
 
-export type IndexKind = 'oci';
+/**
+ * 'oci': an image's index, its bytes in the registry's (or an OCI layout's) layer blobs;
+ * 'archive': a local archive, the data embedded in the same .clip file;
+ * 's3': an archive whose data is an S3 object.
+ */
+export type IndexKind = 'oci' | 'archive' | 's3';
+
+/** What `clip inspect` calls each kind. */
+export const KIND_NAMES: Record<IndexKind, string> = { oci: 'OCI image index', archive: 'local archive', s3: 'S3 archive' };
 
 export interface ImageRecord {
-  /** Where blobs are read from: "docker://registry/repository" or "oci:/dir". */
+  /**
+   * Where blobs are read from: "docker://registry/repository", "oci:/dir",
+   * "s3://bucket/key?region=R&endpoint=URL", or for a local archive "archive:"
+   * (the data follows the index in the same file; once loaded from a file,
+   * "archive:/abs/path/of/that/file.clip").
+   */
   location: string;
   reference: string;
   manifestDigest: string;

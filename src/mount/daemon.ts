@@ -12,6 +12,7 @@ import { ClipError } from '../errors.js';
 import { ImageFileSystem } from '../fs/image-fs.js';
 import { isMounted, serveFuse, type LogLevel } from '../fuse/index.js';
 import { loadIndex } from '../index/load.js';
+import { KIND_NAMES } from '../index/types.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { createLogger } from './logger.js';
 import { logPath, removeRecord, saveRecord, statsSocketPath } from './state.js';
@@ -92,7 +93,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       ...(opts.shared ? { shared: opts.shared } : {}),
     });
     phases['ready'] = Math.round(performance.now());
-    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
+    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, kind: KIND_NAMES[index.kind], cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
   } catch (e) {
     for (const close of closers) close();
     await server?.close().catch(() => undefined);

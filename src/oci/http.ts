@@ -17,9 +17,12 @@ export interface HttpResponse {
 }
 
 export interface SendOptions {
-  method?: 'GET' | 'HEAD' | 'POST';
+  /** GET, HEAD, PUT and DELETE are retried on transient failures (idempotent), POST never. */
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
   headers?: Record<string, string>;
-  body?: string;
+  body?: string | Buffer;
+  /** What the server is, in error messages (default "registry"). */
+  service?: string;
   /** Sent only to requests whose origin is `authorization.origin`. */
   authorization?: { origin: string; value: string };
   /** Told about each retry, for metrics. */
@@ -107,14 +110,14 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
       await discard(res.body);
       delay = backoff(attempt, header(res.headers, 'retry-after'));
       if (Date.now() + delay - started > REQUEST_DEADLINE_MS) {
-        throw new ClipError('REGISTRY', `${url.host} kept answering HTTP ${res.statusCode} for ${url.pathname} (gave up after ${attempt + 1} tries)`);
+        throw new ClipError('REGISTRY', `${opts.service ?? 'registry'} ${url.host} kept answering HTTP ${res.statusCode} for ${url.pathname} (gave up after ${attempt + 1} tries)`);
       }
       opts.onRetry?.(res.statusCode === 429 ? 'rate-limited' : 'server-error');
     } catch (e) {
       if (e instanceof ClipError) throw e;
       const code = (e as NodeJS.ErrnoException).code ?? '';
       delay = backoff(attempt);
-      if (!retry || !RETRIED_ERRORS.has(code) || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw networkError(url, e);
+      if (!retry || !RETRIED_ERRORS.has(code) || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw networkError(url, e, undefined, opts.service);
       opts.onRetry?.('connection');
     }
     await new Promise((r) => setTimeout(r, delay));
@@ -185,7 +188,7 @@ export async function discard(body: ResponseBody): Promise<void> {
   }
 }
 
-export function networkError(url: URL, e: unknown, doing?: string): ClipError {
+export function networkError(url: URL, e: unknown, doing?: string, service = 'registry'): ClipError {
   if (e instanceof ClipError) return e;
   const err = e as NodeJS.ErrnoException;
   const reasons: Record<string, string> = {
@@ -204,6 +207,6 @@ export function networkError(url: URL, e: unknown, doing?: string): ClipError {
   const reason = (err.code && reasons[err.code]) ?? err.message ?? String(e);
   const message = doing
     ? `${url.host}: ${reason} while ${doing}`
-    : `cannot connect to registry ${url.host} (${url.protocol}//${url.host}): ${reason}`;
+    : `cannot connect to ${service} ${url.host} (${url.protocol}//${url.host}): ${reason}`;
   return new ClipError('REGISTRY', message, { cause: e });
 }

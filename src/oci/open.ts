@@ -49,12 +49,26 @@ export async function openImage(ref: string, opts: RegistryOptions = {}): Promis
   }
 }
 
-/** Reopens the blobs of an image from its ResolvedImage.location ("docker://..." or "oci:/abs/dir"). */
+/**
+ * Reopens the blobs of an image from its ResolvedImage.location ("docker://..."
+ * or "oci:/abs/dir"), or an archive's data ("archive:/abs/file.clip",
+ * "s3://bucket/key?..."; those modules load only when used).
+ */
 export async function openBlobSource(location: string, opts: RegistryOptions = {}): Promise<BlobSource> {
   if (location.startsWith('oci:')) return OciLayout.open(location.slice('oci:'.length));
+  if (location.startsWith('archive:')) {
+    const file = location.slice('archive:'.length);
+    if (file === '') throw new ClipError('BAD_ARGUMENT', 'an archive\'s data is in its .clip file: load the archive from its file (loadIndex) to read it');
+    const { EmbeddedBlobSource } = await import('../archive/embedded-blob-source.js');
+    return EmbeddedBlobSource.open(file);
+  }
+  if (location.startsWith('s3://')) {
+    const { S3BlobSource } = await import('../s3/blob-source.js');
+    return S3BlobSource.open(location);
+  }
   if (location.startsWith('docker://')) {
     const parsed = parseReference(location.slice('docker://'.length));
     return new RegistryClient(parsed, opts);
   }
-  throw new ClipError('BAD_REFERENCE', `unknown image location ${JSON.stringify(location)} (expected docker://... or oci:...)`);
+  throw new ClipError('BAD_REFERENCE', `unknown image location ${JSON.stringify(location)} (expected docker://..., oci:..., archive:... or s3://...)`);
 }

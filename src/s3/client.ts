@@ -1,0 +1,117 @@
+// A small S3 client over clip's HTTP layer: signed requests to one object
+// (path-style for custom endpoints, virtual-hosted for AWS), S3's XML errors
+// turned into clear messages, and credentials looked up again once when S3
+// says they expired or are unknown (a rotated session token).
+
+import type { Agent } from 'undici';
+import { ClipError } from '../errors.js';
+import { createAgent, discard, readBody, send, type HttpResponse, type RetryReason } from '../oci/http.js';
+import { defaultRegion, endpointFromEnv, resolveCredentials, type AwsCredentials } from './credentials.js';
+import { describeS3, encodeSegment, type S3Location } from './location.js';
+import { signRequest } from './sign.js';
+import { xmlText } from './xml.js';
+
+const SERVICE = 'S3 endpoint';
+const REFRESH_CODES = new Set(['ExpiredToken', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'TokenRefreshRequired', 'InvalidToken']);
+
+export interface S3RequestOptions {
+  /** Sub-resource query ("uploads", "partNumber=1&uploadId=..."). */
+  query?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  onRetry?: (reason: RetryReason) => void;
+}
+
+/** A located object with everything resolved: region, endpoint, credentials. */
+export class S3Client {
+  private readonly agent: Agent = createAgent();
+
+  private constructor(
+    readonly location: Required<Pick<S3Location, 'bucket' | 'key' | 'region'>> & S3Location,
+    private credentials: AwsCredentials | undefined,
+  ) {}
+
+  /** Resolves region (location, else AWS_REGION ..., else us-east-1), endpoint (location, else AWS_ENDPOINT_URL_S3 ...) and credentials. */
+  static async open(loc: S3Location): Promise<S3Client> {
+    const region = loc.region ?? (await defaultRegion());
+    const endpoint = loc.endpoint ?? endpointFromEnv();
+    if (endpoint !== undefined) {
+      let u: URL;
+      try {
+        u = new URL(endpoint);
+      } catch {
+        throw new ClipError('BAD_ARGUMENT', `bad S3 endpoint ${JSON.stringify(endpoint)}: expected a URL such as http://127.0.0.1:9000`);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ClipError('BAD_ARGUMENT', `bad S3 endpoint ${endpoint}: only http and https are supported`);
+    }
+    const full = { ...loc, region, ...(endpoint !== undefined ? { endpoint: endpoint.replace(/\/+$/, '') } : {}) };
+    return new S3Client(full, await resolveCredentials());
+  }
+
+  /** "s3://bucket/key at endpoint", for messages. */
+  get name(): string {
+    return describeS3(this.location);
+  }
+
+  /** The object's URL: path-style on a custom endpoint, virtual-hosted on AWS (path-style for dotted bucket names). */
+  objectUrl(query = ''): URL {
+    const { bucket, key, region, endpoint } = this.location;
+    const path = key.split('/').map(encodeSegment).join('/');
+    const q = query ? `?${query}` : '';
+    if (endpoint) return new URL(`${endpoint}/${encodeSegment(bucket)}/${path}${q}`);
+    if (bucket.includes('.')) return new URL(`https://s3.${region}.amazonaws.com/${bucket}/${path}${q}`);
+    return new URL(`https://${bucket}.s3.${region}.amazonaws.com/${path}${q}`);
+  }
+
+  /** One signed request (retried by the HTTP layer on transient failures, except POST). */
+  async request(method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE', opts: S3RequestOptions = {}): Promise<HttpResponse> {
+    const url = this.objectUrl(opts.query);
+    for (let refreshed = false; ; refreshed = true) {
+      const headers = signRequest({ method, url, headers: opts.headers ?? {}, region: this.location.region, ...(opts.body !== undefined ? { body: opts.body } : {}) }, this.credentials);
+      const res = await send(this.agent, url, {
+        method,
+        headers,
+        service: SERVICE,
+        ...(opts.body !== undefined ? { body: opts.body } : {}),
+        ...(opts.onRetry ? { onRetry: opts.onRetry } : {}),
+      });
+      if (res.status !== 403 || refreshed || method === 'HEAD') return res;
+      // Credentials may have been rotated since they were read: look once more.
+      const error = await this.errorOf(res);
+      const fresh = await resolveCredentials();
+      if (!REFRESH_CODES.has(error.code) || !fresh || sameCredentials(fresh, this.credentials)) throw this.failure(403, error, method);
+      this.credentials = fresh;
+    }
+  }
+
+  /** The ClipError for a non-success answer (reads S3's XML error body). */
+  async error(res: HttpResponse, doing: string): Promise<ClipError> {
+    return this.failure(res.status, await this.errorOf(res), doing);
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
+  }
+
+  private async errorOf(res: HttpResponse): Promise<{ code: string; message: string }> {
+    if (res.status >= 200 && res.status < 300) {
+      await discard(res.body);
+      return { code: '', message: '' };
+    }
+    const body = await readBody(res, 64 * 1024, 'S3 error').catch(() => Buffer.alloc(0));
+    const text = body.toString('utf8');
+    return { code: xmlText(text, 'Code') ?? '', message: xmlText(text, 'Message') ?? '' };
+  }
+
+  private failure(status: number, e: { code: string; message: string }, doing: string): ClipError {
+    const what = `${e.code ? `${e.code}` : `HTTP ${status}`}${e.message ? `: ${e.message}` : ''}`;
+    const creds = this.credentials ? `credentials from ${this.credentials.source}` : 'no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials with AWS_PROFILE)';
+    if (status === 403 || status === 401) return new ClipError('UNAUTHORIZED', `S3 refused ${doing} ${this.name} (${what}; ${creds})`);
+    if (status === 404) return new ClipError('NOT_FOUND', `S3 has no ${e.code === 'NoSuchBucket' ? 'such bucket' : e.code === 'NoSuchUpload' ? 'such upload' : 'such object'} for ${doing} ${this.name} (${what})`);
+    return new ClipError('REGISTRY', `S3 answered HTTP ${status} to ${doing} ${this.name} (${what})`);
+  }
+}
+
+function sameCredentials(a: AwsCredentials, b: AwsCredentials | undefined): boolean {
+  return !!b && a.accessKeyId === b.accessKeyId && a.secretAccessKey === b.secretAccessKey && a.sessionToken === b.sessionToken;
+}
