@@ -4,7 +4,7 @@
 // SCHILY.xattr.* records). What it writes is what the tar scanner (and GNU
 // tar) reads back: the archive's metadata is exact by construction.
 
-import type { Timespec } from '../tar/types.js';
+import type { TarEntry, Timespec } from '../tar/types.js';
 
 export const BLOCK_SIZE = 512;
 
@@ -13,23 +13,12 @@ const MAX_OCTAL_7 = 0o7777777;
 const MAX_OCTAL_11 = 0o77777777777;
 const NAME_FIELD = 100;
 
-export interface HeaderFields {
+/** An entry's metadata as the tar scanner reports it (TarEntry), with the path and type as written. */
+export type HeaderFields = Pick<TarEntry, 'mode' | 'uid' | 'gid' | 'size' | 'mtime' | 'atime' | 'ctime' | 'linkname' | 'devmajor' | 'devminor' | 'xattrs'> & {
   /** Path as written: "./" for the root, "dir/" for directories, "a/b" otherwise. */
   name: string;
   type: keyof typeof TYPEFLAG;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: Timespec;
-  atime?: Timespec;
-  ctime?: Timespec;
-  /** Symlink target or hard link target path. */
-  linkname?: string;
-  devmajor: number;
-  devminor: number;
-  xattrs?: Map<string, Buffer>;
-}
+};
 
 /** The header blocks of one entry (PAX header first when needed); data and padding follow them. */
 export function encodeHeader(h: HeaderFields): Buffer {
