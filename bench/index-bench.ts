@@ -67,8 +67,11 @@ await rm(out, { force: true });
     });
   }
   const tree = mergeLayers([entries]);
-  const image = { location: 'oci:/x', reference: 'x', manifestDigest: '', manifestMediaType: '', configDigest: '', platform: { os: 'linux', architecture: 'amd64' }, config: {}, indexedAt: '', indexedBy: '', spanSize: 4 << 20 };
-  const layer = { digest: 'sha256:x', mediaType: '', diffId: '', spans: { compression: 'none' as const, compressedSize: 300e6, uncompressedSize: 300e6, checkpoints: [{ in: 0, out: 0, window: Buffer.alloc(0) }], digests: [Buffer.alloc(32)] } };
+  // Digests and spans as the decoder demands them (it refuses what clip could not serve).
+  const d = (c: string): string => `sha256:${c.repeat(64)}`;
+  const image = { location: 'oci:/x', reference: 'x', manifestDigest: d('a'), manifestMediaType: '', configDigest: d('b'), platform: { os: 'linux', architecture: 'amd64' }, config: {}, indexedAt: '', indexedBy: '', spanSize: 4 << 20 };
+  const checkpoints = Array.from({ length: Math.ceil(300e6 / (4 << 20)) }, (_, i) => ({ in: i * (4 << 20), out: i * (4 << 20), window: Buffer.alloc(0) }));
+  const layer = { digest: d('c'), mediaType: '', diffId: d('d'), spans: { compression: 'none' as const, compressedSize: 300e6, uncompressedSize: 300e6, checkpoints, digests: checkpoints.map(() => Buffer.alloc(32)) } };
   const file = encodeIndex({ kind: 'oci', image, layers: [layer], ...tree });
   const rssBefore = process.memoryUsage().rss;
   const times: number[] = [];

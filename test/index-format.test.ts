@@ -20,7 +20,7 @@ function sample(files = 3): ClipIndex {
     entry('bin/su', { mode: 0o4755, uid: 0, gid: 0, size: 1000, dataOffset: 512, xattrs: new Map([['security.capability', Buffer.from([1, 0, 0, 2, 0, 4])]]) }),
     entry('bin/sh', { type: 'hardlink', linkname: 'bin/su' }),
     entry('dev/null', { type: 'char', devmajor: 1, devminor: 3, mode: 0o666 }),
-    entry('fifo', { type: 'fifo', uid: 123456, gid: 65534, atime: { sec: 3, nsec: 4 }, ctime: { sec: 2 ** 40, nsec: 1 } }),
+    entry('fifo', { type: 'fifo', uid: 123456, gid: 65534, atime: { sec: 3, nsec: 4 }, ctime: { sec: 2 ** 37, nsec: 1 } }),
     entry('héllo-世界', { type: 'symlink', linkname: '/bin/su' }),
   ];
   for (let i = 0; i < files; i++) entries.push(entry(`many/f${i}`, { size: 7, dataOffset: 2048 + i * 512 }));

@@ -31,3 +31,6 @@ export interface SpanTable {
   /** sha256 of each span's compressed bytes, 32 bytes each. */
   digests: Buffer[];
 }
+
+/** Most uncompressed bytes one span may cover: the most one read inflates (a hostile index or gzip bomb must not exhaust memory). */
+export const MAX_SPAN_OUTPUT = 64 * 1024 * 1024;

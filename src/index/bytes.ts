@@ -56,16 +56,35 @@ export class ByteWriter {
   }
 }
 
+// Fatal: invalid bytes must be refused, not turned into U+FFFD (two distinct
+// names would collapse into one). ignoreBOM keeps a leading U+FEFF as a character.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 export class ByteReader {
   pos = 0;
   constructor(private readonly buf: Buffer) {}
 
-  private fail(what: string): never {
+  fail(what: string): never {
     throw new ClipError('BAD_INDEX', `index body is corrupt: ${what} at byte ${this.pos}`);
   }
 
   get done(): boolean {
     return this.pos >= this.buf.length;
+  }
+
+  /** Bytes not yet read. */
+  get left(): number {
+    return this.buf.length - this.pos;
+  }
+
+  /**
+   * A count of records that take at least `minBytes` each: refused if the
+   * bytes left cannot hold that many, so no loop or allocation outgrows the body.
+   */
+  count(minBytes: number, what: string): number {
+    const n = this.uint();
+    if (n * minBytes > this.left) this.fail(`${n} ${what} cannot fit in the ${this.left} bytes left`);
+    return n;
   }
 
   u8(): number {
@@ -104,7 +123,15 @@ export class ByteReader {
     return this.raw(this.uint());
   }
 
+  /** UTF-8 text; invalid UTF-8 is refused. */
   string(): string {
-    return this.bytes().toString('utf8');
+    const start = this.pos;
+    const b = this.bytes();
+    try {
+      return UTF8.decode(b);
+    } catch {
+      this.pos = start;
+      this.fail('invalid UTF-8 in a string');
+    }
   }
 }

@@ -24,17 +24,30 @@ import type { Node, NodeType } from '../image/types.js';
 import type { Timespec } from '../tar/types.js';
 import { ByteReader, ByteWriter } from './bytes.js';
 import { FORMAT_VERSION, OLDEST_FORMAT_VERSION, summarizeLayer, type ClipIndex, type ImageRecord, type IndexKind, type LayerRecord, type LayerSummary } from './types.js';
+import { checkImage, checkLayerSummary, checkName, checkNode, checkSpanTable, checkTime, checkTree, corrupt } from './validate.js';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
 export const HEADER_SIZE = 64;
 /** Header plus the archive's data length: where an archive's data starts. */
 export const ARCHIVE_HEADER_SIZE = 80;
 const KINDS: IndexKind[] = ['oci', 'archive', 's3'];
-const COMPRESSIONS: SpanTable['compression'][] = ['gzip', 'gzip-flushed', 'none'];
 const TYPES: NodeType[] = ['file', 'dir', 'symlink', 'char', 'block', 'fifo'];
 const DIGEST_SIZE = 32;
 /** Refuse bodies that would inflate beyond this (a corrupt length must not exhaust memory). */
 const MAX_BODY = 4 * 1024 ** 3;
+/**
+ * Most a body may grow when inflated, and the floor of that bound for tiny
+ * bodies. Bodies clip writes grow 2.7-3.6x (archives of /etc, /usr/include,
+ * /usr/share/doc, python3), 9.7x for 100k empty files with sequential names:
+ * 64x leaves a wide margin and keeps a small file from claiming gigabytes.
+ */
+const MAX_BODY_RATIO = 64;
+const MIN_BODY_BOUND = 16 * 1024 * 1024;
+/** Fewest body bytes one record takes: a bound on counts before any loop. */
+const MIN_CHECKPOINT_BYTES = 3 + DIGEST_SIZE;
+const MIN_NODE_BYTES = 9;
+const MIN_ENTRY_BYTES = 3;
+const MIN_XATTR_BYTES = 2;
 
 // Node flag bits: which optional fields follow.
 const F_ATIME = 1;
@@ -42,6 +55,7 @@ const F_CTIME = 2;
 const F_XATTRS = 4;
 const F_DATA = 8;
 const F_DEVICE = 16;
+const F_KNOWN = F_ATIME | F_CTIME | F_XATTRS | F_DATA | F_DEVICE;
 
 interface Meta {
   image: ImageRecord;
@@ -57,11 +71,10 @@ function writeTime(w: ByteWriter, t: Timespec): void {
   w.uint(t.nsec);
 }
 
-function readTime(r: ByteReader): Timespec {
-  const sec = r.int();
-  const nsec = r.uint();
-  if (nsec >= 1e9) throw new ClipError('BAD_INDEX', `index body is corrupt: nanoseconds ${nsec} out of range`);
-  return { sec, nsec };
+function readTime(r: ByteReader, ino: number): Timespec {
+  const t = { sec: r.int(), nsec: r.uint() };
+  checkTime(t, ino);
+  return t;
 }
 
 /** An index file's bytes; for an archive use encodeIndexParts (its data goes between them). */
@@ -218,6 +231,11 @@ function openBody(header: IndexHeader, compressed: Buffer): Buffer {
     throw new ClipError('BAD_INDEX', `clip ${header.kind === 'archive' ? 'archive' : 'index'} checksum mismatch: the file is corrupt`);
   }
   if (header.rawLength > MAX_BODY) throw new ClipError('BAD_INDEX', `clip index body too large (${header.rawLength} bytes)`);
+  // Checked before inflating: a small file must not make clip allocate what its header claims.
+  const bound = Math.max(MIN_BODY_BOUND, MAX_BODY_RATIO * compressed.length);
+  if (header.rawLength > bound) {
+    throw new ClipError('BAD_INDEX', `clip index body claims ${header.rawLength} bytes inflated from ${compressed.length}: more than ${MAX_BODY_RATIO} times its size (at least ${MIN_BODY_BOUND} allowed), so the file is corrupt or hostile`);
+  }
   let body: Buffer;
   try {
     body = zlib.inflateRawSync(compressed, { maxOutputLength: Math.max(header.rawLength, 1) });
@@ -239,17 +257,19 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
   const kind = header.kind;
   const body = openBody(header, compressed);
   const r = new ByteReader(body);
-  let meta: Meta;
+  let json: unknown;
   try {
-    meta = JSON.parse(r.string()) as Meta;
+    json = JSON.parse(r.string());
   } catch (e) {
     if (e instanceof ClipError) throw e;
-    throw new ClipError('BAD_INDEX', 'index body is corrupt: bad metadata JSON');
+    corrupt('bad metadata JSON');
   }
-  if (!meta.image || !Array.isArray(meta.layers)) throw new ClipError('BAD_INDEX', 'index body is corrupt: metadata lacks image or layers');
-  const layers: LayerRecord[] = meta.layers.map((l) => {
-    if (!COMPRESSIONS.includes(l.compression)) throw new ClipError('BAD_INDEX', `index body is corrupt: unknown compression ${JSON.stringify(l.compression)}`);
-    const count = r.uint();
+  const meta = json as { image?: unknown; layers?: unknown };
+  if (typeof json !== 'object' || json === null || !meta.image || !Array.isArray(meta.layers)) corrupt('metadata lacks image or layers');
+  const image = checkImage(meta.image, kind);
+  const layers: LayerRecord[] = meta.layers.map((v: unknown, li) => {
+    const l = checkLayerSummary(v, li);
+    const count = r.count(MIN_CHECKPOINT_BYTES, `checkpoints of layer ${li}`);
     const checkpoints: Checkpoint[] = [];
     let prevIn = 0;
     let prevOut = 0;
@@ -260,29 +280,30 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
     }
     const digests: Buffer[] = [];
     for (let i = 0; i < count; i++) digests.push(Buffer.from(r.raw(DIGEST_SIZE)));
-    return {
-      digest: l.digest,
-      mediaType: l.mediaType,
-      diffId: l.diffId,
-      spans: { compression: l.compression, compressedSize: l.compressedSize, uncompressedSize: l.uncompressedSize, checkpoints, digests },
-    };
+    const spans: SpanTable = { compression: l.compression, compressedSize: l.compressedSize, uncompressedSize: l.uncompressedSize, checkpoints, digests };
+    checkSpanTable(spans, li);
+    return { digest: l.digest, mediaType: l.mediaType, diffId: l.diffId, spans };
   });
-  const count = r.uint();
-  if (count < 1 || count > body.length) throw new ClipError('BAD_INDEX', `index body is corrupt: ${count} nodes`);
+  const count = r.count(MIN_NODE_BYTES, 'nodes');
+  if (count < 1) corrupt('no nodes');
   const nodes: Node[] = new Array(count);
   for (let i = 0; i < count; i++) {
+    const ino = i + 1;
     const type = TYPES[r.u8()];
-    if (!type) throw new ClipError('BAD_INDEX', `index body is corrupt: unknown node type for inode ${i + 1}`);
+    if (!type) corrupt(`unknown node type for inode ${ino}`);
     const flags = r.u8();
+    if ((flags & ~F_KNOWN) !== 0) corrupt(`unknown flags ${flags} on inode ${ino}`);
+    if (flags & F_DATA && type !== 'file') corrupt(`inode ${ino} is a ${type} with file data`);
+    if (flags & F_DEVICE && type !== 'char' && type !== 'block') corrupt(`inode ${ino} is a ${type} with a device number`);
     const node: Node = {
-      ino: i + 1,
+      ino,
       type,
       mode: r.uint(),
       uid: r.uint(),
       gid: r.uint(),
       size: r.uint(),
       nlink: r.uint(),
-      mtime: readTime(r),
+      mtime: readTime(r, ino),
       atime: undefined as unknown as Timespec,
       ctime: undefined as unknown as Timespec,
       devmajor: 0,
@@ -290,45 +311,48 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
       layer: -1,
       offset: 0,
     };
-    node.atime = flags & F_ATIME ? readTime(r) : node.mtime;
-    node.ctime = flags & F_CTIME ? readTime(r) : node.mtime;
+    node.atime = flags & F_ATIME ? readTime(r, ino) : node.mtime;
+    node.ctime = flags & F_CTIME ? readTime(r, ino) : node.mtime;
     if (flags & F_DEVICE) {
       node.devmajor = r.uint();
       node.devminor = r.uint();
     }
     if (type === 'symlink') node.target = r.string();
     if (flags & F_XATTRS) {
-      const n = r.uint();
+      const n = r.count(MIN_XATTR_BYTES, `xattrs of inode ${ino}`);
       node.xattrs = new Map();
-      for (let k = 0; k < n; k++) node.xattrs.set(r.string(), Buffer.from(r.bytes()));
+      for (let k = 0; k < n; k++) {
+        const name = r.string();
+        if (node.xattrs.has(name)) corrupt(`inode ${ino} has xattr ${JSON.stringify(name)} twice`);
+        node.xattrs.set(name, Buffer.from(r.bytes()));
+      }
     }
     if (flags & F_DATA) {
       node.layer = r.uint();
       node.offset = r.uint();
       const layer = layers[node.layer];
-      if (!layer || node.offset + node.size > layer.spans.uncompressedSize) {
-        throw new ClipError('BAD_INDEX', `index body is corrupt: inode ${i + 1} points outside its layer`);
-      }
+      if (!layer || node.offset + node.size > layer.spans.uncompressedSize) corrupt(`inode ${ino} points outside its layer`);
     }
     if (type === 'dir') node.children = new Map();
+    checkNode(node);
     nodes[i] = node;
   }
   for (const node of nodes) {
     if (node.type !== 'dir') continue;
-    const n = r.uint();
+    const n = r.count(MIN_ENTRY_BYTES, `entries of inode ${node.ino}`);
     for (let k = 0; k < n; k++) {
       const name = r.string();
+      checkName(name, node.ino);
       const child = nodes[r.uint() - 1];
-      if (!child || name === '' || name.includes('/')) {
-        throw new ClipError('BAD_INDEX', `index body is corrupt: bad entry ${JSON.stringify(name)} in inode ${node.ino}`);
-      }
+      if (!child) corrupt(`entry ${JSON.stringify(name)} in inode ${node.ino} names no inode`);
+      if (node.children!.has(name)) corrupt(`entry ${JSON.stringify(name)} appears twice in inode ${node.ino}`);
       node.children!.set(name, child);
     }
   }
-  if (!r.done) throw new ClipError('BAD_INDEX', 'index body is corrupt: trailing bytes');
-  if (nodes[0]!.type !== 'dir') throw new ClipError('BAD_INDEX', 'index body is corrupt: the root is not a directory');
+  if (!r.done) corrupt('trailing bytes');
+  checkTree(nodes);
   if (kind === 'archive' && archiveLayer({ layers }).spans.compressedSize !== header.dataLength) {
     throw new ClipError('BAD_INDEX', `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`);
   }
-  return { kind, image: meta.image, layers, root: nodes[0]!, nodes };
+  return { kind, image, layers, root: nodes[0]!, nodes };
 }

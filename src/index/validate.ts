@@ -1,0 +1,173 @@
+// What a decoded .clip body must satisfy beyond its syntax. A .clip file is
+// untrusted (anyone can recompute its checksum), and what passes here is used
+// as cache paths, HTTP ranges, inflate sizes, times and a tree to walk: so
+// digests, seek tables, times and the tree's shape are all checked.
+
+import { ClipError } from '../errors.js';
+import { MAX_SPAN_OUTPUT, type LayerCompression, type SpanTable } from '../gzip/types.js';
+import type { Node } from '../image/types.js';
+import { isDigest } from '../oci/digest.js';
+import type { Platform } from '../oci/types.js';
+import { MAX_TIME_SEC, MIN_TIME_SEC, type Timespec } from '../tar/types.js';
+import type { ImageRecord, IndexKind, LayerSummary } from './types.js';
+
+const COMPRESSIONS: LayerCompression[] = ['gzip', 'gzip-flushed', 'none'];
+/** A 32 KiB window deflates to at most about 32.8 KiB; anything bigger is not one. */
+export const MAX_WINDOW_DEFLATED = 40 * 1024;
+/**
+ * Most compressed bytes one span may cover (one Range GET held in memory):
+ * deflate grows incompressible data by well under 1%, so twice the output
+ * bound only refuses spans no clip indexer writes.
+ */
+export const MAX_SPAN_INPUT = 2 * MAX_SPAN_OUTPUT;
+/** uid_t, gid_t and device numbers are 32 bits; the tar reader refuses more. */
+const MAX_ID = 0xffffffff;
+
+export function corrupt(what: string): never {
+  throw new ClipError('BAD_INDEX', `index body is corrupt: ${what}`);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(o: Record<string, unknown>, key: string, where: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') corrupt(`${where}.${key} is not a string`);
+  return v;
+}
+
+function digest(o: Record<string, unknown>, key: string, where: string, emptyAllowed = false): string {
+  const v = str(o, key, where);
+  if (!(isDigest(v) || (emptyAllowed && v === ''))) corrupt(`${where}.${key} ${JSON.stringify(v.slice(0, 100))} is not a digest (algorithm:hex)`);
+  return v;
+}
+
+function size(o: Record<string, unknown>, key: string, where: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) corrupt(`${where}.${key} ${JSON.stringify(v)} is not a byte count`);
+  return v;
+}
+
+/** The image record from the body's JSON, rebuilt from checked fields only. */
+export function checkImage(v: unknown, kind: IndexKind): ImageRecord {
+  if (!isRecord(v)) corrupt('the image record is not an object');
+  const p = v['platform'];
+  if (!isRecord(p)) corrupt('image.platform is not an object');
+  const platform: Platform = { os: str(p, 'os', 'image.platform'), architecture: str(p, 'architecture', 'image.platform') };
+  if (p['variant'] !== undefined) platform.variant = str(p, 'variant', 'image.platform');
+  const config = v['config'];
+  if (!isRecord(config)) corrupt('image.config is not an object');
+  const spanSize = size(v, 'spanSize', 'image');
+  if (spanSize === 0) corrupt('image.spanSize is 0');
+  return {
+    location: str(v, 'location', 'image'),
+    reference: str(v, 'reference', 'image'),
+    manifestDigest: digest(v, 'manifestDigest', 'image'),
+    manifestMediaType: str(v, 'manifestMediaType', 'image'),
+    // Archives of a directory have no image config: clip writes ''.
+    configDigest: digest(v, 'configDigest', 'image', kind !== 'oci'),
+    platform,
+    config,
+    indexedAt: str(v, 'indexedAt', 'image'),
+    indexedBy: str(v, 'indexedBy', 'image'),
+    spanSize,
+  };
+}
+
+/** One layer's summary from the body's JSON, rebuilt from checked fields only. */
+export function checkLayerSummary(v: unknown, i: number): LayerSummary {
+  const where = `layers[${i}]`;
+  if (!isRecord(v)) corrupt(`${where} is not an object`);
+  const compression = v['compression'] as LayerCompression;
+  if (!COMPRESSIONS.includes(compression)) corrupt(`${where} has unknown compression ${JSON.stringify(compression)}`);
+  return {
+    digest: digest(v, 'digest', where),
+    mediaType: str(v, 'mediaType', where),
+    diffId: digest(v, 'diffId', where),
+    compression,
+    compressedSize: size(v, 'compressedSize', where),
+    uncompressedSize: size(v, 'uncompressedSize', where),
+  };
+}
+
+/**
+ * A seek table every read can trust: checkpoint 0 at the start, offsets
+ * strictly increasing and inside the layer, windows of a sane size, and no
+ * span larger than one read may fetch or inflate.
+ */
+export function checkSpanTable(t: SpanTable, layer: number): void {
+  const cps = t.checkpoints;
+  const bad = (what: string): never => corrupt(`layer ${layer}: ${what}`);
+  if (cps.length === 0) bad('no checkpoints');
+  if (cps[0]!.out !== 0 || cps[0]!.window.length !== 0) bad('checkpoint 0 is not at the start of the stream');
+  for (let i = 0; i < cps.length; i++) {
+    const cp = cps[i]!;
+    if (i > 0 && (cp.in <= cps[i - 1]!.in || cp.out <= cps[i - 1]!.out)) bad(`checkpoint ${i} does not come after checkpoint ${i - 1}`);
+    if (cp.in > t.compressedSize || cp.out > t.uncompressedSize) bad(`checkpoint ${i} lies past the end of the layer`);
+    if (t.compression === 'none' && (cp.in !== cp.out || cp.window.length !== 0)) bad(`checkpoint ${i} of an uncompressed layer maps ${cp.in} to ${cp.out}`);
+    if (cp.window.length > MAX_WINDOW_DEFLATED) bad(`checkpoint ${i} has a ${cp.window.length}-byte window (at most ${MAX_WINDOW_DEFLATED})`);
+    const last = i + 1 === cps.length;
+    const output = (last ? t.uncompressedSize : cps[i + 1]!.out) - cp.out;
+    if (output > MAX_SPAN_OUTPUT) bad(`span ${i} covers ${output} uncompressed bytes (at most ${MAX_SPAN_OUTPUT})`);
+    // Span 0's bytes start at 0: they include the first gzip header.
+    const input = (last ? t.compressedSize : cps[i + 1]!.in) - (i === 0 ? 0 : cp.in);
+    if (input > MAX_SPAN_INPUT) bad(`span ${i} covers ${input} compressed bytes (at most ${MAX_SPAN_INPUT})`);
+  }
+  if (t.compression === 'none' && t.compressedSize !== t.uncompressedSize) bad('an uncompressed layer with two different sizes');
+}
+
+/** Years 1 to 9999: what every consumer (ls, extract, FUSE) can represent. */
+export function checkTime(t: Timespec, ino: number): void {
+  if (t.sec < MIN_TIME_SEC || t.sec > MAX_TIME_SEC) corrupt(`inode ${ino} has a time ${t.sec} s outside years 1 to 9999`);
+  if (t.nsec >= 1e9) corrupt(`inode ${ino} has nanoseconds ${t.nsec} out of range`);
+}
+
+/** The fields clip's writer bounds (32-bit ids, permission bits only, data on files only). */
+export function checkNode(n: Node): void {
+  const at = `inode ${n.ino}`;
+  if (n.mode > 0o7777) corrupt(`${at} has mode ${n.mode.toString(8)} beyond permission bits`);
+  if (n.uid > MAX_ID || n.gid > MAX_ID) corrupt(`${at} has an owner id beyond 32 bits`);
+  if (n.devmajor > MAX_ID || n.devminor > MAX_ID) corrupt(`${at} has a device number beyond 32 bits`);
+  if (n.type !== 'file' && n.type !== 'symlink' && n.size !== 0) corrupt(`${at} is a ${n.type} with size ${n.size}`);
+  if (n.type === 'file' && n.size > 0 && n.layer < 0) corrupt(`${at} has ${n.size} bytes but no data`);
+  if (n.target !== undefined && n.target.includes('\0')) corrupt(`${at} has a NUL byte in its symlink target`);
+  for (const name of n.xattrs?.keys() ?? []) {
+    if (name === '' || name.includes('\0')) corrupt(`${at} has an xattr named ${JSON.stringify(name)}`);
+  }
+}
+
+/** A directory entry's name: one path component, as a file system can hold it. */
+export function checkName(name: string, dir: number): void {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    corrupt(`bad entry ${JSON.stringify(name)} in inode ${dir}`);
+  }
+}
+
+/**
+ * The directories form one tree under the root: each directory has exactly
+ * one parent, the root none, and every directory is reached from the root
+ * (so no directory contains itself or an ancestor, and walks end). Other
+ * nodes may have several names (hardlinks).
+ */
+export function checkTree(nodes: Node[]): void {
+  const root = nodes[0]!;
+  if (root.type !== 'dir') corrupt('the root is not a directory');
+  const parents = new Uint8Array(nodes.length);
+  for (const node of nodes) {
+    for (const child of node.children?.values() ?? []) {
+      if (child.type !== 'dir') continue;
+      if (child === root) corrupt(`inode ${node.ino} lists the root directory as an entry`);
+      if (parents[child.ino - 1]!++ > 0) corrupt(`directory inode ${child.ino} has more than one parent`);
+    }
+  }
+  let reached = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    reached++;
+    for (const child of dir.children!.values()) if (child.type === 'dir') stack.push(child);
+  }
+  const dirs = nodes.reduce((a, n) => a + (n.type === 'dir' ? 1 : 0), 0);
+  if (reached !== dirs) corrupt(`${dirs - reached} directories are not reachable from the root (a cycle)`);
+}
