@@ -193,6 +193,26 @@ describe('zero-filled images: reads through the reader and a mount', () => {
     });
   }
 
+  it('the reader refuses a hostile index whose verified span inflates to more than it declares', async () => {
+    const blob = zlib.gzipSync(image.layers[0]!.tar, { level: 6 });
+    await replaceLayerBlob(image, 0, blob);
+    const out = path.join(work, 'zeros-hostile.clip');
+    await indexImage(`oci:${image.dir}:${image.tag}`, { output: out, spanSize: MiB });
+    const index = await loadIndex(out);
+    const layer = index.layers[0]!;
+    // One span over the whole blob, its digest right, its output declared as 4 KiB.
+    const t = layer.spans;
+    const forged = { ...layer, spans: { ...t, uncompressedSize: 4096, checkpoints: [t.checkpoints[0]!], digests: [createHash('sha256').update(blob).digest()] } };
+    const blobs = await openBlobSource(index.image.location);
+    try {
+      const reader = new LayerReader([forged], blobs, { smallLayer: 0 });
+      // image-fs answers any read failure with EIO and logs it.
+      await assert.rejects(reader.read(0, 0, 100), (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP' && /more than the 4096 bytes expected/.test(e.message));
+    } finally {
+      await blobs.close();
+    }
+  });
+
   it('a real mount reads the zero file byte-exactly at random offsets', async () => {
     const out = path.join(work, 'zeros-mount.clip');
     await replaceLayerBlob(image, 0, zlib.gzipSync(image.layers[0]!.tar, { level: 9 }));
