@@ -71,8 +71,9 @@ export class CheckpointBuilder {
   private head = Buffer.alloc(0);
   /** Output offset of the last checkpoint that kept its window. */
   private lastWindow = 0;
-  /** Input after the last whole slice: it starts at a multiple of SLICE. */
-  private carry = Buffer.alloc(0);
+  /** Input after the last whole slice (it starts at a multiple of SLICE): carry[0, carried). */
+  private readonly carry = Buffer.allocUnsafe(SLICE);
+  private carried = 0;
   private lastByte = 0;
 
   /**
@@ -93,19 +94,15 @@ export class CheckpointBuilder {
 
   push(chunk: Buffer): void {
     let off = 0;
-    if (this.carry.length > 0) {
-      const need = SLICE - this.carry.length;
-      if (chunk.length < need) {
-        this.carry = Buffer.concat([this.carry, chunk]);
-        return;
-      }
-      const slice = Buffer.concat([this.carry, chunk.subarray(0, need)]);
-      this.carry = Buffer.alloc(0);
-      this.feed(slice);
-      off = need;
+    if (this.carried > 0) {
+      off = chunk.copy(this.carry, this.carried, 0, Math.min(chunk.length, SLICE - this.carried));
+      this.carried += off;
+      if (this.carried < SLICE) return;
+      this.carried = 0;
+      this.feed(this.carry);
     }
     for (; chunk.length - off >= SLICE; off += SLICE) this.feed(chunk.subarray(off, off + SLICE));
-    if (off < chunk.length) this.carry = Buffer.from(chunk.subarray(off));
+    if (off < chunk.length) this.carried = chunk.copy(this.carry, 0, off);
   }
 
   private feed(chunk: Buffer): void {
@@ -140,9 +137,9 @@ export class CheckpointBuilder {
 
   /** Ends the stream; throws if the gzip data was truncated. Returns the seek table. */
   finish(): SpanTable {
-    if (this.carry.length > 0) {
-      const rest = this.carry;
-      this.carry = Buffer.alloc(0);
+    if (this.carried > 0) {
+      const rest = this.carry.subarray(0, this.carried);
+      this.carried = 0;
       this.feed(rest);
     }
     if (!this.ended) {
