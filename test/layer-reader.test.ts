@@ -187,7 +187,12 @@ describe('layer reader fetching', () => {
     const blobs = counting(await openBlobSource(index.image.location));
     const reader = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir), smallLayer: 0 });
     const bytes = await prefetchLayers(reader, index.layers, { bytesPerSecond: 1e12 });
-    assert.equal(bytes, index.layers.reduce((a, l) => a + l.spans.compressedSize, 0), 'every compressed byte once');
+    // Every compressed byte once, except that a checkpoint starting mid-byte
+    // shares its byte with the span before it: fetched twice when the two
+    // spans go in different requests.
+    const compressed = index.layers.reduce((a, l) => a + l.spans.compressedSize, 0);
+    const shared = index.layers.reduce((a, l) => a + l.spans.checkpoints.filter((c) => (c.bits ?? 0) > 0).length, 0);
+    assert.ok(bytes >= compressed && bytes <= compressed + shared, `${bytes} bytes fetched for ${compressed} (${shared} shared)`);
     const requests = blobs.ranges.length;
     const fresh = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir), smallLayer: 0 });
     const table = index.layers[1]!.spans;

@@ -12,6 +12,7 @@ import { ClipError } from '../errors.js';
 import { ARCHIVE_HEADER_SIZE, encodeIndexParts } from '../index/format.js';
 import type { ClipIndex, IndexKind } from '../index/types.js';
 import { DEFAULT_SPAN_SIZE } from '../indexer/span-size.js';
+import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
@@ -71,6 +72,8 @@ export interface ArchiveSummary {
 function checkOptions(opts: ArchiveOptions): number {
   const spanSize = opts.spanSize ?? (opts.s3 !== undefined ? S3_SPAN_SIZE : ARCHIVE_SPAN_SIZE);
   if (!Number.isSafeInteger(spanSize) || spanSize < MIN_SPAN_SIZE) throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
+  // Readers refuse spans of more output than this (one read inflates one span).
+  if (spanSize > MAX_SPAN_OUTPUT) throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too large (maximum ${MAX_SPAN_OUTPUT} bytes)`);
   if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= 0 && opts.level <= 9)) throw new ClipError('BAD_ARGUMENT', `compression level ${opts.level} is not 0-9`);
   return spanSize;
 }

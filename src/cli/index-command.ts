@@ -1,7 +1,7 @@
 // clip index IMAGE -o FILE: index an image into a .clip file.
 
-import { Command } from 'commander';
-import { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
+import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 
@@ -14,6 +14,7 @@ export function indexCommand(): Command {
     .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints: what one read fetches at least (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
     .option('--window-every <bytes>', `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`, parseSize)
     .option('--profile <file>', 'start-up profile (clip mount --record-profile, same --span-size): also keep windows where its reads begin')
+    .option('--max-ratio <n>', `refuse a layer that inflates to more than max(256 MiB, N x its compressed size), a gzip bomb; 0: no bound (default ${DEFAULT_MAX_RATIO})`, parseRatio)
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
@@ -28,6 +29,7 @@ export function indexCommand(): Command {
         ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
         ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
         ...(o.profile !== undefined ? { profile: o.profile } : {}),
+        ...(o.maxRatio !== undefined ? { maxRatio: o.maxRatio } : {}),
         onProgress: (read, total) => progress.update(read, total),
       });
     } finally {
@@ -49,4 +51,10 @@ export function indexCommand(): Command {
       ].join('\n') + '\n',
     );
   });
+}
+
+function parseRatio(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`bad ratio "${value}": expected a number >= 0 (0: no bound)`);
+  return n;
 }

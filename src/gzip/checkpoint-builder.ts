@@ -12,22 +12,42 @@
 // inflated on their own, from that byte, with the window as dictionary, and
 // must reproduce the output native zlib produced. Misaligned candidates fail
 // that test and the next boundary is tried.
+//
+// Long runs of highly compressible data (zeros) may have no byte-aligned
+// boundary at all, so once 2 x spanSize of output passed without one, the next
+// boundary is taken wherever it falls: zlib stopped inside the last byte it
+// consumed, with 0-7 bits of it unused, and each of those 8 positions is
+// proven the same way (resumed with empty blocks in front, unaligned-resume.ts);
+// it is kept only if exactly one of them reproduces the output. A span thus
+// covers at most 2 x spanSize + one block of output; a block longer than
+// MAX_SPAN_OUTPUT (only crafted gzip has them) fails the layer.
+//
+// zlib is fed in slices that end at fixed compressed offsets: where it stops,
+// and so where checkpoints go, depends on the bytes only, not on how they arrive.
 
 import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { ClipError } from '../errors.js';
 import { parseMemberHeader } from './member-header.js';
 import { BlockInflater } from './native-inflate.js';
-import type { Checkpoint, SpanTable } from './types.js';
+import { MAX_SPAN_OUTPUT, type Checkpoint, type SpanTable } from './types.js';
+import { resumeInput } from './unaligned-resume.js';
 import { OutputRing, WINDOW_SIZE } from './window-ring.js';
 
 const OUTPUT_BUFFER = 1 << 20;
 const NO_WINDOW = Buffer.alloc(0);
 /** Output a candidate must reproduce before it is trusted. */
 const PROBE_BYTES = 16 * 1024;
+/** zlib gets the input in slices ending at multiples of this compressed offset. */
+const SLICE = 64 * 1024;
 
 interface Candidate {
+  /** Compressed bytes consumed when zlib stopped at the boundary. */
   in: number;
+  /** Whether the block may start inside byte in - 1 (no aligned boundary came for too long). */
+  anyBit: boolean;
+  /** Byte in - 1, where an unaligned block starts. */
+  lastByte: number;
   out: number;
   window: Buffer;
   /** Compressed bytes from `in` onward, as consumed by the native inflater. */
@@ -51,6 +71,10 @@ export class CheckpointBuilder {
   private head = Buffer.alloc(0);
   /** Output offset of the last checkpoint that kept its window. */
   private lastWindow = 0;
+  /** Input after the last whole slice (it starts at a multiple of SLICE): carry[0, carried). */
+  private readonly carry = Buffer.allocUnsafe(SLICE);
+  private carried = 0;
+  private lastByte = 0;
 
   /**
    * @param spanSize minimum uncompressed distance between checkpoints
@@ -69,6 +93,19 @@ export class CheckpointBuilder {
   ) {}
 
   push(chunk: Buffer): void {
+    let off = 0;
+    if (this.carried > 0) {
+      off = chunk.copy(this.carry, this.carried, 0, Math.min(chunk.length, SLICE - this.carried));
+      this.carried += off;
+      if (this.carried < SLICE) return;
+      this.carried = 0;
+      this.feed(this.carry);
+    }
+    for (; chunk.length - off >= SLICE; off += SLICE) this.feed(chunk.subarray(off, off + SLICE));
+    if (off < chunk.length) this.carried = chunk.copy(this.carry, 0, off);
+  }
+
+  private feed(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length) {
       if (this.ended) {
@@ -100,6 +137,11 @@ export class CheckpointBuilder {
 
   /** Ends the stream; throws if the gzip data was truncated. Returns the seek table. */
   finish(): SpanTable {
+    if (this.carried > 0) {
+      const rest = this.carry.subarray(0, this.carried);
+      this.carried = 0;
+      this.feed(rest);
+    }
     if (!this.ended) {
       // Z_FINISH with no input makes zlib report a stream that stopped early.
       try {
@@ -126,12 +168,21 @@ export class CheckpointBuilder {
   private consumed(bytes: Buffer): void {
     if (this.checkpoints.length === 0) this.firstCheckpoint(bytes);
     this.inPos += bytes.length;
+    if (bytes.length > 0) this.lastByte = bytes[bytes.length - 1]!;
     if (this.candidate) this.candidate.compressed.push(Buffer.from(bytes));
     else this.spanHash.update(bytes);
   }
 
   private produced(data: Buffer): void {
     this.outPos += data.length;
+    const span = this.candidate ?? this.checkpoints[this.checkpoints.length - 1]!;
+    if (this.outPos - span.out > MAX_SPAN_OUTPUT) {
+      throw new ClipError(
+        'BAD_GZIP',
+        `gzip data: no deflate block boundary to resume at within ${MAX_SPAN_OUTPUT} bytes of output after compressed offset ${span.in} ` +
+          '(one deflate block this long is only made by crafted gzip; real compressors end blocks within about 8.5 MB)',
+      );
+    }
     const c = this.candidate;
     if (c && c.outputLength < PROBE_BYTES) {
       c.output.push(Buffer.from(data));
@@ -147,6 +198,8 @@ export class CheckpointBuilder {
     if (this.outPos - last.out < this.spanSize) return;
     this.candidate = {
       in: this.inPos,
+      anyBit: this.outPos - last.out >= 2 * this.spanSize,
+      lastByte: this.lastByte,
       out: this.outPos,
       window: Buffer.from(this.ring.window()),
       compressed: [],
@@ -165,34 +218,28 @@ export class CheckpointBuilder {
   }
 
   private probe(c: Candidate): void {
-    const compressed = Buffer.concat(c.compressed);
-    const expected = Buffer.concat(c.output);
-    let ok = false;
-    try {
-      const r = zlib.inflateRawSync(compressed, {
-        dictionary: c.window,
-        finishFlush: zlib.constants.Z_SYNC_FLUSH,
-        info: true,
-      }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-      // The probe must not hit a stream end (that would be a member end or a
-      // misread final block) and must reproduce the output.
-      ok =
-        r.engine.bytesWritten === compressed.length &&
-        r.buffer.length >= PROBE_BYTES &&
-        r.buffer.subarray(0, PROBE_BYTES).equals(expected.subarray(0, PROBE_BYTES));
-    } catch {
-      ok = false;
+    const after = Buffer.concat(c.compressed);
+    const expected = Buffer.concat(c.output).subarray(0, PROBE_BYTES);
+    // Bit 0 of byte `in`, or (when allowed) bits 1-7 of the byte before it.
+    const fits: number[] = [];
+    for (let bits = 0; bits < (c.anyBit ? 8 : 1); bits++) {
+      const input = bits === 0 ? after : resumeInput(Buffer.concat([Buffer.of(c.lastByte), after]), bits).input;
+      if (reproduces(input, c.window, expected)) fits.push(bits);
     }
-    if (!ok) {
+    // Two positions that both fit would leave the real one unknown: take neither.
+    if (fits.length !== 1) {
       this.reject();
       return;
     }
+    const bits = fits[0]!;
     this.digests.push(this.spanHash.digest());
     this.spanHash = createHash('sha256');
+    if (bits > 0) this.spanHash.update(Buffer.of(c.lastByte));
     for (const b of c.compressed) this.spanHash.update(b);
     const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(this.checkpoints.length);
     if (keepWindow) this.lastWindow = c.out;
-    this.checkpoints.push({ in: c.in, out: c.out, window: keepWindow ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW });
+    const window = keepWindow ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW;
+    this.checkpoints.push(bits > 0 ? { in: c.in - 1, bits, out: c.out, window } : { in: c.in, out: c.out, window });
     this.candidate = undefined;
   }
 
@@ -209,5 +256,21 @@ export class CheckpointBuilder {
     this.inPos += rest.length;
     if (this.candidate) this.candidate.compressed.push(Buffer.from(rest));
     else this.spanHash.update(rest);
+  }
+}
+
+/** Whether raw inflate of `input` with `window` as dictionary reproduces `expected` (PROBE_BYTES long). */
+function reproduces(input: Buffer, window: Buffer, expected: Buffer): boolean {
+  try {
+    const r = zlib.inflateRawSync(input, {
+      dictionary: window,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      info: true,
+    }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    // The probe must not hit a stream end (that would be a member end or a
+    // misread final block) and must reproduce the output.
+    return r.engine.bytesWritten === input.length && r.buffer.length >= PROBE_BYTES && r.buffer.subarray(0, PROBE_BYTES).equals(expected);
+  } catch {
+    return false;
   }
 }

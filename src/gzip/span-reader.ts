@@ -1,17 +1,27 @@
 // Turns the compressed bytes of consecutive spans back into their output:
 // inflate from the first span's checkpoint with its window as dictionary
 // (native zlib), crossing into following gzip members when a member ends.
+// Never more output than the index declares is inflated (or held): a hostile
+// index whose verified bytes inflate to more fails after one chunk too many.
 
 import zlib from 'node:zlib';
 import { ClipError } from '../errors.js';
-import type { SpanTable } from './types.js';
+import { MAX_SPAN_OUTPUT, type SpanTable } from './types.js';
+import { resumeInput } from './unaligned-resume.js';
 
-/** Compressed byte range of span i. Span 0 also holds the first gzip header. */
+/**
+ * Compressed byte range of span i. Span 0 also holds the first gzip header.
+ * When the next checkpoint starts mid-byte, span i's last block ends in that
+ * byte, so the range includes it: its high bits (the next block's header) can
+ * decode no output, as no deflate symbol is shorter than 7 bits after a 3-bit
+ * header, nor is a stored block's length field.
+ */
 export function spanRange(table: SpanTable, i: number): { start: number; end: number } {
   const cps = table.checkpoints;
+  const next = cps[i + 1];
   return {
     start: i === 0 ? 0 : cps[i]!.in,
-    end: i + 1 < cps.length ? cps[i + 1]!.in : table.compressedSize,
+    end: next ? next.in + ((next.bits ?? 0) > 0 ? 1 : 0) : table.compressedSize,
   };
 }
 
@@ -47,14 +57,33 @@ interface InflateResult {
   consumed: number;
 }
 
-function run(stream: zlib.Inflate | zlib.InflateRaw | zlib.Gunzip, input: Buffer): Promise<InflateResult> {
+/** Inflates `input`; fails as soon as the output exceeds `limit` bytes (then at most one chunk more is held). */
+function run(stream: zlib.Inflate | zlib.InflateRaw | zlib.Gunzip, input: Buffer, limit: number): Promise<InflateResult> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
-    stream.on('data', (b: Buffer) => parts.push(b));
+    let produced = 0;
+    stream.on('data', (b: Buffer) => {
+      produced += b.length;
+      if (produced > limit) {
+        stream.destroy();
+        reject(new Error(`inflates to more than the ${limit} bytes expected`));
+        return;
+      }
+      parts.push(b);
+    });
     stream.on('error', reject);
-    stream.on('end', () => resolve({ output: Buffer.concat(parts), consumed: stream.bytesWritten }));
+    stream.on('end', () => resolve({ output: Buffer.concat(parts, produced), consumed: stream.bytesWritten }));
     stream.end(input);
   });
+}
+
+/** A checkpoint's stored window, inflated: at most 32 KiB. */
+function inflateWindow(window: Buffer, i: number): Buffer {
+  try {
+    return zlib.inflateRawSync(window, { maxOutputLength: WINDOW_BYTES });
+  } catch (e) {
+    throw new ClipError('BAD_INDEX', `the window of checkpoint ${i} does not inflate to at most ${WINDOW_BYTES} bytes: ${(e as Error).message}`);
+  }
 }
 
 const CHUNK = 256 * 1024;
@@ -70,6 +99,12 @@ const WINDOW_BYTES = 32 * 1024;
  */
 export async function inflateSpans(table: SpanTable, first: number, last: number, compressed: Buffer, before?: Buffer): Promise<Buffer> {
   const expected = spanOutputRange(table, last).end - spanOutputRange(table, first).start;
+  for (let i = first; i <= last; i++) {
+    const o = spanOutputRange(table, i);
+    if (!(o.end - o.start <= MAX_SPAN_OUTPUT)) {
+      throw new ClipError('BAD_INDEX', `span ${i} claims ${o.end - o.start} bytes of output, more than one span may cover (${MAX_SPAN_OUTPUT})`);
+    }
+  }
   if (table.compression === 'none') return compressed;
   const cp = table.checkpoints[first]!;
   const skip = cp.in - spanRange(table, first).start;
@@ -77,22 +112,24 @@ export async function inflateSpans(table: SpanTable, first: number, last: number
   if (needsWindow(table, first)) {
     if (!before) throw new ClipError('BAD_INDEX', `span ${first} has no window in the index and the output before it was not given`);
     window = before.subarray(Math.max(0, before.length - WINDOW_BYTES));
-  } else if (cp.window.length > 0) window = zlib.inflateRawSync(cp.window);
+  } else if (cp.window.length > 0) window = inflateWindow(cp.window, first);
   const parts: Buffer[] = [];
   let produced = 0;
   try {
-    let rest = compressed.subarray(skip);
+    // A block that starts mid-byte is resumed behind empty blocks (unaligned-resume.ts).
+    const { input } = resumeInput(compressed.subarray(skip), cp.bits ?? 0);
     let raw = await run(
       zlib.createInflateRaw({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH, ...(window ? { dictionary: window } : {}) }),
-      rest,
+      input,
+      expected,
     );
     parts.push(raw.output);
     produced += raw.output.length;
     // A member ended inside the range: skip its 8-byte trailer and continue
     // with the members that follow (Node's gunzip handles several in a row).
-    rest = rest.subarray(raw.consumed + 8);
-    if (raw.consumed < compressed.length - skip && rest.some((b) => b !== 0)) {
-      raw = await run(zlib.createGunzip({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH }), rest);
+    const rest = input.subarray(raw.consumed + 8);
+    if (raw.consumed < input.length && rest.some((b) => b !== 0)) {
+      raw = await run(zlib.createGunzip({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH }), rest, expected - produced);
       parts.push(raw.output);
       produced += raw.output.length;
     }

@@ -7,10 +7,16 @@
  */
 export type LayerCompression = 'gzip' | 'gzip-flushed' | 'none';
 
-/** A place where inflate can resume: a byte-aligned deflate block boundary. */
+/** A place where inflate can resume: a deflate block boundary. */
 export interface Checkpoint {
-  /** Offset in the compressed blob where the next deflate block starts. */
+  /** Offset in the compressed blob of the byte the next deflate block starts in. */
   in: number;
+  /**
+   * Bit of byte `in` (0-7, least significant first) where the block starts;
+   * absent or 0: at the byte's start. Set only where no byte-aligned boundary
+   * came for long (long runs of highly compressible data).
+   */
+  bits?: number;
   /** Offset in the uncompressed stream that block produces first. */
   out: number;
   /** The (up to) 32 KiB of output before `out`, deflated; empty at a stream start. */
@@ -19,7 +25,9 @@ export interface Checkpoint {
 
 /**
  * Span i covers compressed [checkpoints[i].in, checkpoints[i+1].in) (the last
- * one ends at compressedSize) and uncompressed [checkpoints[i].out, next.out).
+ * one ends at compressedSize; when checkpoint i+1 starts mid-byte, span i
+ * also holds that byte, where its last block ends) and uncompressed
+ * [checkpoints[i].out, next.out).
  * For uncompressed layers `in === out` and windows are empty; 'gzip-flushed'
  * layers keep no windows either.
  */

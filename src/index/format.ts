@@ -95,6 +95,7 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
     layers: index.layers.map(summarizeLayer),
   };
   w.string(JSON.stringify(meta));
+  const version = formatVersion(index);
   for (const layer of index.layers) {
     const { checkpoints, digests } = layer.spans;
     w.uint(checkpoints.length);
@@ -104,6 +105,7 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
       w.uint(cp.in - prevIn);
       w.uint(cp.out - prevOut);
       w.bytes(cp.window);
+      if (version >= 4) w.u8(cp.bits ?? 0);
       prevIn = cp.in;
       prevOut = cp.out;
     }
@@ -157,9 +159,6 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
   const archive = index.kind === 'archive';
   const header = Buffer.alloc(archive ? ARCHIVE_HEADER_SIZE : HEADER_SIZE);
   MAGIC.copy(header, 0);
-  // Files every checkpoint of which keeps its window stay readable by version 1 readers.
-  const windowless = index.layers.some((l) => l.spans.compression === 'gzip' && l.spans.checkpoints.some((cp, i) => i > 0 && cp.window.length === 0));
-  const version = index.kind !== 'oci' ? 3 : windowless ? 2 : OLDEST_FORMAT_VERSION;
   header.writeUInt16LE(version, 8);
   header.writeUInt16LE(KINDS.indexOf(index.kind) + 1, 10);
   header.writeBigUInt64LE(BigInt(body.length), 16);
@@ -167,6 +166,16 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
   createHash('sha256').update(body).digest().copy(header, 32);
   if (archive) header.writeBigUInt64LE(BigInt(archiveLayer(index).spans.compressedSize), 64);
   return { header, body };
+}
+
+/** The oldest format version that can hold the index, so older readers read what they can. */
+function formatVersion(index: ClipIndex): number {
+  // Version 4: checkpoints that start mid-byte (their bit stored per checkpoint).
+  if (index.layers.some((l) => l.spans.checkpoints.some((cp) => (cp.bits ?? 0) > 0))) return 4;
+  if (index.kind !== 'oci') return 3;
+  // Files every checkpoint of which keeps its window stay readable by version 1 readers.
+  const windowless = index.layers.some((l) => l.spans.compression === 'gzip' && l.spans.checkpoints.some((cp, i) => i > 0 && cp.window.length === 0));
+  return windowless ? 2 : OLDEST_FORMAT_VERSION;
 }
 
 function archiveLayer(index: { layers: LayerRecord[] }): LayerRecord {
@@ -276,7 +285,10 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
     for (let i = 0; i < count; i++) {
       prevIn += r.uint();
       prevOut += r.uint();
-      checkpoints.push({ in: prevIn, out: prevOut, window: Buffer.from(r.bytes()) });
+      const window = Buffer.from(r.bytes());
+      const bits = header.version >= 4 ? r.u8() : 0;
+      if (bits > 7 || (bits > 0 && l.compression !== 'gzip')) throw new ClipError('BAD_INDEX', `index body is corrupt: checkpoint ${i} starts at bit ${bits}`);
+      checkpoints.push(bits > 0 ? { in: prevIn, bits, out: prevOut, window } : { in: prevIn, out: prevOut, window });
     }
     const digests: Buffer[] = [];
     for (let i = 0; i < count; i++) digests.push(Buffer.from(r.raw(DIGEST_SIZE)));

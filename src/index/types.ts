@@ -7,9 +7,10 @@ import type { Platform } from '../oci/types.js';
 
 /**
  * Version 2: checkpoints may keep no window (resumed from the span before).
- * Version 3: the kinds 'archive' and 's3' (clip archive). Older files still load.
+ * Version 3: the kinds 'archive' and 's3' (clip archive).
+ * Version 4: checkpoints may start mid-byte (a bit offset per checkpoint). Older files still load.
  */
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 export const OLDEST_FORMAT_VERSION = 1;
 
 /**

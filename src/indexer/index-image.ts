@@ -12,11 +12,14 @@ import type { TarEntry } from '../tar/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { indexLayer } from './index-layer.js';
-import { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
+import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
 import { profileWindows } from '../content/startup-profile.js';
+import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
 
-export { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
+export { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
 const MIN_SPAN_SIZE = 64 * 1024;
+/** A span covers up to 2 x spanSize + one deflate block of output: this keeps it within MAX_SPAN_OUTPUT for any real block. */
+export const MAX_SPAN_SIZE = MAX_SPAN_OUTPUT / 4;
 const LAYER_CONCURRENCY = 3;
 
 export interface IndexOptions extends RegistryOptions {
@@ -28,6 +31,11 @@ export interface IndexOptions extends RegistryOptions {
   windowEvery?: number;
   /** A start-up profile recorded on an index of this image with the same span size: windows are also kept where its reads begin. */
   profile?: string;
+  /**
+   * Refuse a layer whose uncompressed bytes exceed max(256 MiB, maxRatio x
+   * its compressed size): a gzip bomb. 0: no bound. Default DEFAULT_MAX_RATIO.
+   */
+  maxRatio?: number;
   /** Called as layers are read: bytes read so far and the total compressed size. */
   onProgress?: (read: number, total: number, image: ResolvedImage) => void;
 }
@@ -66,6 +74,13 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
   if (!Number.isSafeInteger(spanSize) || spanSize < MIN_SPAN_SIZE) {
     throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
   }
+  if (spanSize > MAX_SPAN_SIZE) {
+    throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too large (maximum ${MAX_SPAN_SIZE} bytes: a read must not inflate more than ${MAX_SPAN_OUTPUT})`);
+  }
+  const maxRatio = opts.maxRatio ?? DEFAULT_MAX_RATIO;
+  if (!Number.isFinite(maxRatio) || maxRatio < 0) {
+    throw new ClipError('BAD_ARGUMENT', `max ratio ${maxRatio} is not a number >= 0 (0: no bound)`);
+  }
   if (opts.windowEvery !== undefined && (!Number.isSafeInteger(opts.windowEvery) || opts.windowEvery < 0)) {
     throw new ClipError('BAD_ARGUMENT', `window spacing ${opts.windowEvery} is not a byte count`);
   }
@@ -79,7 +94,7 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
     const results = await mapLimit(image.layers, LAYER_CONCURRENCY, async (layer, i) => {
       const blob = await blobs.openBlob(layer.digest);
       const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>() };
-      return indexLayer(layer, blob, spanSize, windows, (n) => {
+      return indexLayer(layer, blob, spanSize, windows, maxRatio, (n) => {
         read += n - readPerLayer[i]!;
         readPerLayer[i] = n;
         opts.onProgress?.(read, total, image);

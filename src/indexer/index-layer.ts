@@ -34,8 +34,18 @@ export interface WindowPlan {
   at?: ReadonlySet<number>;
 }
 
+/** Layers up to this many uncompressed bytes pass whatever their compression ratio. */
+export const RATIO_FLOOR = 256 * 1024 * 1024;
+
+/** Whether `uncompressed` bytes out of `compressed` exceed the ratio bound (0: no bound). */
+export function exceedsRatio(uncompressed: number, compressed: number, maxRatio: number): boolean {
+  return maxRatio > 0 && uncompressed > Math.max(RATIO_FLOOR, maxRatio * compressed);
+}
+
 /**
  * @param windows which checkpoints keep their window
+ * @param maxRatio refuse the layer once its output exceeds max(RATIO_FLOOR,
+ *   maxRatio x its size); 0: no bound
  * @param onBytes called with the number of compressed bytes read so far (progress)
  */
 export async function indexLayer(
@@ -43,6 +53,7 @@ export async function indexLayer(
   blob: Readable,
   spanSize: number,
   windows: WindowPlan,
+  maxRatio: number,
   onBytes?: (read: number) => void,
 ): Promise<IndexedLayer> {
   if (!layer.digest.startsWith('sha256:')) {
@@ -55,7 +66,17 @@ export async function indexLayer(
   const tar = new TarScanner((e) => entries.push(e));
   const diffHash = createHash('sha256');
   const blobHash = createHash('sha256');
+  let uncompressed = 0;
   const onData = (chunk: Buffer): void => {
+    uncompressed += chunk.length;
+    // Checked as the bytes come: a gzip bomb is stopped after one chunk too many.
+    if (exceedsRatio(uncompressed, layer.size, maxRatio)) {
+      throw new ClipError(
+        'BAD_GZIP',
+        `layer ${layer.digest} inflates beyond a ratio of ${maxRatio}:1 (already ${uncompressed} bytes from ${layer.size} compressed): ` +
+          'refused as a likely gzip bomb; raise the bound with --max-ratio N (0: no bound)',
+      );
+    }
     diffHash.update(chunk);
     tar.push(chunk);
   };
@@ -67,8 +88,12 @@ export async function indexLayer(
   let failure: unknown;
   try {
     for await (const chunk of blob as AsyncIterable<Buffer>) {
-      blobHash.update(chunk);
       read += chunk.length;
+      // A body longer than the descriptor says could be endless: stop at once (finally destroys it).
+      if (read > layer.size) {
+        throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: the blob sent more than the ${layer.size} bytes the manifest says`);
+      }
+      blobHash.update(chunk);
       onBytes?.(read);
       if (failure !== undefined) continue;
       try {
