@@ -33,3 +33,7 @@ export interface TarEntry {
   /** SCHILY.xattr.* records, values as raw bytes. */
   xattrs?: Map<string, Buffer>;
 }
+
+/** Times clip keeps: years 1 to 9999 (what RFC 3339 prints); tar times outside are clamped, index times outside refused. */
+export const MIN_TIME_SEC = -62135596800;
+export const MAX_TIME_SEC = 253402300799;
