@@ -1,9 +1,15 @@
 // clip index IMAGE -o FILE: index an image into a .clip file.
 
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_MAX_ENTRIES } from '../image/layer-entries.js';
 import { DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
+
+function parseCount(s: string): number {
+  if (!/^[1-9]\d*$/.test(s.trim()) || !Number.isSafeInteger(Number(s))) throw new InvalidArgumentError(`bad count "${s}": expected a positive whole number`);
+  return Number(s);
+}
 
 export function indexCommand(): Command {
   const cmd = new Command('index')
@@ -14,6 +20,7 @@ export function indexCommand(): Command {
     .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints: what one read fetches at least (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
     .option('--window-every <bytes>', `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`, parseSize)
     .option('--profile <file>', 'start-up profile (clip mount --record-profile, same --span-size): also keep windows where its reads begin')
+    .option('--max-entries <n>', `most tar entries the layers may hold together, a bound on memory (default ${DEFAULT_MAX_ENTRIES})`, parseCount)
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
@@ -28,6 +35,7 @@ export function indexCommand(): Command {
         ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
         ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
         ...(o.profile !== undefined ? { profile: o.profile } : {}),
+        ...(o.maxEntries !== undefined ? { maxEntries: o.maxEntries } : {}),
         onProgress: (read, total) => progress.update(read, total),
       });
     } finally {
