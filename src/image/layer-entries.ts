@@ -9,7 +9,7 @@ import type { TarEntry } from '../tar/types.js';
 /** Far above real images (the largest have about a million files); about 0.5 KB of memory each while indexing. */
 export const DEFAULT_MAX_ENTRIES = 4_000_000;
 /** Characters of paths and link targets kept, all layers together. */
-export const MAX_NAME_CHARS = 1 << 30;
+export const MAX_NAME_CHARS = 1 << 29;
 
 /** What all layers of one image may keep, shared by the layers' collectors. */
 export class EntryBudget {
