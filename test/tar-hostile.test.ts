@@ -161,7 +161,7 @@ describe('TarScanner on hand-built archives', () => {
 
   it('verifies checksums, accepting signed sums', () => {
     rejects(tar(file('a', 'x'), file('b', 'y', { checksum: 'bad' })), 'BAD_TAR', /checksum at offset 1024\b/);
-    const high = Buffer.from('caf\xe9-\xff', 'latin1');
+    const high = Buffer.from('café-ÿ', 'utf8'); // bytes >= 0x80, where signed and unsigned sums differ
     for (const checksum of ['signed', 'unsigned'] as const) {
       const [e] = scan(tar(Buffer.concat([header({ name: high, size: 1, checksum }), padded('z')])));
       assert.equal(e!.size, 1);
@@ -362,18 +362,18 @@ describe('TarScanner on hand-built archives', () => {
     ]);
   });
 
-  it('reads every entry type, and skips data the header claims for non-files', () => {
+  it('reads every entry type; links, devices, fifos and directories have no data, whatever the size says', () => {
     const entries = scan(
       tar(
         file('reg', 'r'),
         file('areg', 'a', { type: '\0' }),
         file('contig', 'c', { type: '7' }),
-        header({ name: 'hl', type: '1', linkname: 'reg', size: 3 }), padded('xyz'),
-        header({ name: 'sl', type: '2', linkname: 'reg', size: 600 }), padded('s'.repeat(600)),
-        header({ name: 'chr', type: '3', devmajor: 1, devminor: 3, mode: 0o20666 }),
+        header({ name: 'hl', type: '1', linkname: 'reg', size: 3 }),
+        header({ name: 'sl', type: '2', linkname: 'reg', size: 600 }),
+        header({ name: 'chr', type: '3', devmajor: 1, devminor: 3, mode: 0o20666, size: 512 }),
         header({ name: 'blk', type: '4', devmajor: 259, devminor: 65536 }),
-        header({ name: 'dir/', type: '5', mode: 0o41777, size: 10 }), padded('dumpdir...'),
-        header({ name: 'fifo', type: '6', mode: 0o10600 }),
+        header({ name: 'dir/', type: '5', mode: 0o41777, size: 10 }),
+        header({ name: 'fifo', type: '6', mode: 0o10600, size: 1 }),
         header({ name: 'setuid', mode: 0o104755 }),
         header({ name: 'dumpdir', type: 'D', size: 4 }), padded('Yabc'),
         header({ name: 'vol', type: 'V', size: 700 }), padded('v'.repeat(700)),
@@ -470,5 +470,90 @@ describe('TarScanner on hand-built archives', () => {
     }
     s.finish();
     assert.deepEqual(entries.map((e) => [e.path, e.linkname, e.xattrs?.get('user.k')?.toString()]), [['pax-path', 'target', 'v']]);
+  });
+
+  // ---- issue 10: what Go's archive/tar (containerd, docker) reads --------
+
+  it('lists a header hidden in the "data" of a link, device, fifo or directory, as Go does', () => {
+    const hidden = (name: string): Buffer => file(name, 'x');
+    const entries = scan(
+      tar(
+        header({ name: 'd/', type: '5', size: 512 }), hidden('h-dir'),
+        header({ name: 'sl', type: '2', linkname: 't', size: 1024 }), hidden('h-symlink'),
+        header({ name: 'hl', type: '1', linkname: 'd', size: 600 }), hidden('h-hardlink'),
+        header({ name: 'c', type: '3', size: 512 }), hidden('h-char'),
+        header({ name: 'b', type: '4', size: 512 }), hidden('h-block'),
+        header({ name: 'p', type: '6', size: 512 }), hidden('h-fifo'),
+        // A PAX size does not give them data either.
+        pax([['size', '512']]), header({ name: 'sl2', type: '2', linkname: 't' }), hidden('h-pax'),
+        // An old '\0' entry named "x/" is a directory to Go: no data.
+        header({ name: 'old/', type: '\0', size: 512 }), hidden('h-old'),
+        // GNU dumpdirs and regular files keep their data.
+        header({ name: 'dump', type: 'D', size: 512 }), file('not-an-entry', 'x').subarray(0, 512),
+        header({ name: 'reg', size: 512 }), file('not-an-entry-either', 'x').subarray(0, 512),
+        file('last', 'end'),
+      ),
+    );
+    assert.deepEqual(entries.map((e) => `${e.path}:${e.type}:${e.size}`), [
+      'd:dir:0', 'h-dir:file:1', 'sl:symlink:0', 'h-symlink:file:1', 'hl:hardlink:0', 'h-hardlink:file:1',
+      'c:char:0', 'h-char:file:1', 'b:block:0', 'h-block:file:1', 'p:fifo:0', 'h-fifo:file:1',
+      'sl2:symlink:0', 'h-pax:file:1', 'old:dir:0', 'h-old:file:1', 'dump:dir:0', 'reg:file:512', 'last:file:3',
+    ]);
+  });
+
+  it('refuses names that are not UTF-8 wherever they come from, showing the bytes', () => {
+    const n = (tail: number): Buffer => Buffer.from([0x6e, tail]);
+    rejects(tar(header({ name: n(0xff) })), 'BAD_TAR', /^name "n\\xff" of the entry at offset 0 is not UTF-8/);
+    rejects(tar(file('ok', 'x'), header({ name: 'x', prefix: 'dir' }), header({ name: Buffer.concat([Buffer.from('a/'), n(0xfe)]) })), 'BAD_TAR', /name "a\/n\\xfe" of the entry at offset 1536 is not UTF-8/);
+    rejects(tar(pax([['path', n(0xfe)]]), file('x', '')), 'BAD_TAR', /name "n\\xfe" of the entry at offset 1024/);
+    rejects(tar(pax([['linkpath', n(0xfe)]]), header({ name: 's', type: '2' })), 'BAD_TAR', /link target "n\\xfe"/);
+    const gnu = (type: 'L' | 'K', value: Buffer): Buffer =>
+      Buffer.concat([header({ name: '././@LongLink', type, size: value.length + 1, magic: 'gnu' }), padded(Buffer.concat([value, Buffer.alloc(1)]))]);
+    rejects(tar(gnu('L', n(0xff)), file('x', '')), 'BAD_TAR', /name "n\\xff"/);
+    rejects(tar(gnu('K', n(0xff)), header({ name: 'h', type: '1' })), 'BAD_TAR', /link target "n\\xff"/);
+    const badLink = header({ name: 's', type: '2' });
+    Buffer.from([0x74, 0xc3]).copy(badLink, 157); // "t" + half a UTF-8 sequence
+    badLink.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const x of badLink) sum += x;
+    badLink.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+    rejects(tar(badLink), 'BAD_TAR', /link target "t\\xc3"/);
+    // Two xattr names that would both decode to "user.\uFFFD".
+    const record = Buffer.concat([Buffer.from('25 SCHILY.xattr.user.'), Buffer.from([0xff]), Buffer.from('=v\n')]);
+    assert.equal(record.length, 25);
+    rejects(tar(pax(record), file('x', '')), 'BAD_TAR', /xattr name in PAX key "SCHILY.xattr.user.\\xff" is not UTF-8/);
+    // Only what an entry uses counts: a ustar name cut inside a character, replaced by a PAX path, is fine.
+    const cut = Buffer.from('é'.repeat(50), 'utf8').subarray(0, 99);
+    const [e] = scan(tar(pax([['path', 'é'.repeat(50)]]), header({ name: cut, size: 0 })));
+    assert.equal(e!.path, 'é'.repeat(50));
+  });
+
+  it('clamps times to years 1..9999, from PAX records and base-256 fields', () => {
+    const MAX = 253402300799;
+    const MIN = -62135596800;
+    const entries = scan(
+      tar(
+        pax([['mtime', '9007199254740991'], ['atime', '-9007199254740991.5'], ['ctime', '1' + '0'.repeat(30)]]), file('pax', ''),
+        file('b256', '', { mtimeField: base256(2n ** 60n, 12) }),
+        file('b256neg', '', { mtimeField: base256(-(2n ** 62n), 12) }),
+        file('inside', '', { mtimeField: base256(BigInt(MAX), 12) }),
+      ),
+    );
+    assert.deepEqual(entries.map((e) => [e.path, e.mtime.sec, e.mtime.nsec, e.atime?.sec, e.ctime?.sec]), [
+      ['pax', MAX, 0, MIN, MAX],
+      ['b256', MAX, 0, undefined, undefined],
+      ['b256neg', MIN, 0, undefined, undefined],
+      ['inside', MAX, 0, undefined, undefined],
+    ]);
+  });
+
+  it('refuses device numbers Linux cannot hold (they would alias other devices)', () => {
+    const [ok] = scan(tar(header({ name: 'c', type: '3', devmajor: 0xfff, devminor: 0xfffff })));
+    assert.deepEqual([ok!.devmajor, ok!.devminor], [0xfff, 0xfffff]);
+    rejects(tar(header({ name: 'c', type: '3', devmajor: 0x1000 })), 'BAD_TAR', /device number 4096:0 of "c" at offset 0 is out of range/);
+    rejects(tar(header({ name: 'b', type: '4', devminor: 0x100000 })), 'BAD_TAR', /device number 0:1048576/);
+    // Other types' device fields mean nothing and are ignored.
+    const [f] = scan(tar(header({ name: 'f', devmajor: 0x7ffff })));
+    assert.equal(f!.devmajor, 0);
   });
 });

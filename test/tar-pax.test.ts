@@ -16,8 +16,15 @@ it('parses decimal times exactly, normalising negatives', () => {
   assert.deepEqual(parsePaxTime('-0.000000001'), { sec: -1, nsec: 999999999 });
   assert.deepEqual(parsePaxTime('-5'), { sec: -5, nsec: 0 });
   assert.deepEqual(parsePaxTime('-0'), { sec: 0, nsec: 0 });
-  assert.deepEqual(parsePaxTime('9007199254740991.5'), { sec: 9007199254740991, nsec: 500000000 });
-  for (const bad of ['', '.5', '1e3', '+1', '1.2.3', ' 1', '1 ', '0x10', '9007199254740992', '-9007199254740991.5']) {
+  // Outside years 1..9999 (what the index holds): clamped, however many digits.
+  assert.deepEqual(parsePaxTime('253402300799.999999999'), { sec: 253402300799, nsec: 999999999 });
+  assert.deepEqual(parsePaxTime('253402300800'), { sec: 253402300799, nsec: 0 });
+  assert.deepEqual(parsePaxTime('9007199254740991.5'), { sec: 253402300799, nsec: 0 });
+  assert.deepEqual(parsePaxTime('9'.repeat(400)), { sec: 253402300799, nsec: 0 });
+  assert.deepEqual(parsePaxTime('-62135596800'), { sec: -62135596800, nsec: 0 });
+  assert.deepEqual(parsePaxTime('-62135596800.5'), { sec: -62135596800, nsec: 0 });
+  assert.deepEqual(parsePaxTime('-9007199254740991.5'), { sec: -62135596800, nsec: 0 });
+  for (const bad of ['', '.5', '1e3', '+1', '1.2.3', ' 1', '1 ', '0x10', '--1', '1.-5']) {
     assert.equal(parsePaxTime(bad), null, bad);
   }
 });

@@ -1,9 +1,15 @@
 // clip index IMAGE -o FILE: index an image into a .clip file.
 
 import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_MAX_ENTRIES } from '../image/layer-entries.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
+
+function parseCount(s: string): number {
+  if (!/^[1-9]\d*$/.test(s.trim()) || !Number.isSafeInteger(Number(s))) throw new InvalidArgumentError(`bad count "${s}": expected a positive whole number`);
+  return Number(s);
+}
 
 export function indexCommand(): Command {
   const cmd = new Command('index')
@@ -15,6 +21,7 @@ export function indexCommand(): Command {
     .option('--window-every <bytes>', `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`, parseSize)
     .option('--profile <file>', 'start-up profile (clip mount --record-profile, same --span-size): also keep windows where its reads begin')
     .option('--max-ratio <n>', `refuse a layer that inflates to more than max(256 MiB, N x its compressed size), a gzip bomb; 0: no bound (default ${DEFAULT_MAX_RATIO})`, parseRatio)
+    .option('--max-entries <n>', `most tar entries the layers may hold together, a bound on memory (default ${DEFAULT_MAX_ENTRIES})`, parseCount)
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
@@ -30,6 +37,7 @@ export function indexCommand(): Command {
         ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
         ...(o.profile !== undefined ? { profile: o.profile } : {}),
         ...(o.maxRatio !== undefined ? { maxRatio: o.maxRatio } : {}),
+        ...(o.maxEntries !== undefined ? { maxEntries: o.maxEntries } : {}),
         onProgress: (read, total) => progress.update(read, total),
       });
     } finally {

@@ -3,12 +3,12 @@
 
 import { stat } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
+import { EntryBudget } from '../image/layer-entries.js';
 import { mergeLayers } from '../image/merge.js';
 import { encodeIndex } from '../index/format.js';
 import type { ClipIndex, LayerRecord } from '../index/types.js';
 import { openImage } from '../oci/index.js';
 import type { RegistryOptions, ResolvedImage } from '../oci/types.js';
-import type { TarEntry } from '../tar/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { indexLayer } from './index-layer.js';
@@ -29,6 +29,8 @@ export interface IndexOptions extends RegistryOptions {
   spanSize?: number;
   /** Minimum uncompressed distance between checkpoints that keep their 32 KiB window (at least spanSize). */
   windowEvery?: number;
+  /** Most tar entries all layers together may keep (default 4,000,000): a bound on memory while indexing. */
+  maxEntries?: number;
   /** A start-up profile recorded on an index of this image with the same span size: windows are also kept where its reads begin. */
   profile?: string;
   /**
@@ -85,6 +87,7 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
     throw new ClipError('BAD_ARGUMENT', `window spacing ${opts.windowEvery} is not a byte count`);
   }
   const windowEvery = Math.max(spanSize, opts.windowEvery ?? DEFAULT_WINDOW_EVERY);
+  const budget = new EntryBudget(opts.maxEntries);
   const { image, blobs } = await openImage(ref, opts);
   try {
     const windowsAt = opts.profile === undefined ? new Map<string, Set<number>>() : await profileWindows(opts.profile, image.manifestDigest, spanSize);
@@ -94,13 +97,13 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
     const results = await mapLimit(image.layers, LAYER_CONCURRENCY, async (layer, i) => {
       const blob = await blobs.openBlob(layer.digest);
       const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>() };
-      return indexLayer(layer, blob, spanSize, windows, maxRatio, (n) => {
+      return indexLayer(layer, blob, spanSize, windows, maxRatio, budget, (n) => {
         read += n - readPerLayer[i]!;
         readPerLayer[i] = n;
         opts.onProgress?.(read, total, image);
       });
     });
-    const tree = mergeLayers(results.map((r) => r.entries as TarEntry[]));
+    const tree = mergeLayers(results.map((r) => r.entries));
     const layers: LayerRecord[] = image.layers.map((l, i) => ({
       digest: l.digest,
       mediaType: l.mediaType,

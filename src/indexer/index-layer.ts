@@ -8,12 +8,12 @@ import { ClipError } from '../errors.js';
 import { CheckpointBuilder } from '../gzip/checkpoint-builder.js';
 import { RawSpanBuilder } from '../gzip/raw-span-builder.js';
 import type { SpanTable } from '../gzip/types.js';
+import { LayerEntries, type EntryBudget } from '../image/layer-entries.js';
 import type { LayerDescriptor } from '../oci/types.js';
 import { TarScanner } from '../tar/index.js';
-import type { TarEntry } from '../tar/types.js';
 
 export interface IndexedLayer {
-  entries: TarEntry[];
+  entries: LayerEntries;
   spans: SpanTable;
 }
 
@@ -46,6 +46,7 @@ export function exceedsRatio(uncompressed: number, compressed: number, maxRatio:
  * @param windows which checkpoints keep their window
  * @param maxRatio refuse the layer once its output exceeds max(RATIO_FLOOR,
  *   maxRatio x its size); 0: no bound
+ * @param budget entries all layers of the image may keep, shared
  * @param onBytes called with the number of compressed bytes read so far (progress)
  */
 export async function indexLayer(
@@ -54,6 +55,7 @@ export async function indexLayer(
   spanSize: number,
   windows: WindowPlan,
   maxRatio: number,
+  budget: EntryBudget,
   onBytes?: (read: number) => void,
 ): Promise<IndexedLayer> {
   if (!layer.digest.startsWith('sha256:')) {
@@ -62,8 +64,8 @@ export async function indexLayer(
   if (/zstd/.test(layer.mediaType)) {
     throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed (${layer.mediaType}): zstd layers are not supported yet`);
   }
-  const entries: TarEntry[] = [];
-  const tar = new TarScanner((e) => entries.push(e));
+  const entries = new LayerEntries(budget);
+  const tar = new TarScanner((e) => entries.add(e));
   const diffHash = createHash('sha256');
   const blobHash = createHash('sha256');
   let uncompressed = 0;

@@ -4,6 +4,8 @@
 
 import { ClipError } from '../errors.js';
 import { readNumber, readOctal } from './large-numbers.js';
+import { decodeName, type NameField } from './names.js';
+import { MAX_TIME_SEC, MIN_TIME_SEC } from './types.js';
 
 export const BLOCK_SIZE = 512;
 
@@ -32,8 +34,8 @@ export type HeaderFormat = 'v7' | 'ustar' | 'gnu' | 'star';
 export interface RawHeader {
   format: HeaderFormat;
   /** name, joined with the ustar prefix when there is one; as stored. */
-  name: string;
-  linkname: string;
+  name: NameField;
+  linkname: NameField;
   typeflag: number;
   mode: number;
   uid: number;
@@ -61,10 +63,10 @@ export function parseHeader(buf: Buffer, off: number, at: number): RawHeader | n
   const typeflag = buf[off + 156]!;
   const format = detectFormat(buf, off);
 
-  let name = readString(buf, off, 100);
+  let nameBytes = fieldBytes(buf, off, 100);
   if (format === 'ustar' || format === 'star') {
-    const prefix = readString(buf, off + 345, format === 'star' ? 130 : 155);
-    if (prefix !== '') name = prefix + '/' + name;
+    const prefix = fieldBytes(buf, off + 345, format === 'star' ? 130 : 155);
+    if (prefix.length > 0) nameBytes = Buffer.concat([prefix, SLASH, nameBytes]);
   }
 
   const size = readNumber(buf, off + 124, 12);
@@ -74,14 +76,14 @@ export function parseHeader(buf: Buffer, off: number, at: number): RawHeader | n
 
   const header: RawHeader = {
     format,
-    name,
-    linkname: readString(buf, off + 157, 100),
+    name: decodeName(nameBytes),
+    linkname: decodeName(fieldBytes(buf, off + 157, 100)),
     typeflag,
     mode: field(buf, off + 100, 8, at, 'mode', 0, 0o7777777),
     uid: field(buf, off + 108, 8, at, 'uid', 0, MAX_ID),
     gid: field(buf, off + 116, 8, at, 'gid', 0, MAX_ID),
     size,
-    mtime: field(buf, off + 136, 12, at, 'mtime', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+    mtime: timeField(buf, off + 136, at, 'mtime'),
     uname: '',
     gname: '',
     devmajor: 0,
@@ -149,7 +151,24 @@ function field(buf: Buffer, start: number, len: number, at: number, what: string
 
 function optionalTime(buf: Buffer, start: number, at: number, what: string): number | undefined {
   if (buf[start] === 0) return undefined;
-  return field(buf, start, 12, at, what, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  return timeField(buf, start, at, what);
+}
+
+/** Seconds, clamped to years 1..9999: base-256 fields reach far beyond what the index holds. */
+function timeField(buf: Buffer, start: number, at: number, what: string): number {
+  const v = readNumber(buf, start, 12);
+  if (Number.isNaN(v)) fail(at, `invalid ${what} field`);
+  return Math.min(MAX_TIME_SEC, Math.max(MIN_TIME_SEC, v));
+}
+
+const SLASH = Buffer.from('/');
+
+/** A NUL-terminated (or field-filling) byte field, not decoded (a view: copy before keeping). */
+function fieldBytes(buf: Buffer, start: number, len: number): Buffer {
+  let end = start;
+  const limit = start + len;
+  while (end < limit && buf[end] !== 0) end++;
+  return buf.subarray(start, end);
 }
 
 /** A NUL-terminated (or field-filling) string, decoded as UTF-8. */

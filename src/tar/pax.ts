@@ -2,15 +2,17 @@
 // (lengths validated) and turns the keys we understand into typed overrides
 // for the next entry. Times are parsed as decimal text, never via floats.
 
+import { isUtf8 } from 'node:buffer';
 import { ClipError } from '../errors.js';
-import type { Timespec } from './types.js';
+import { decodeName, escapeBytes, type NameField } from './names.js';
+import { MAX_TIME_SEC, MIN_TIME_SEC, type Timespec } from './types.js';
 
 /** Raw records by key, later records winning. Values are raw bytes. */
 export type PaxRecords = Map<string, Buffer>;
 
 export interface PaxOverrides {
-  path?: string;
-  linkpath?: string;
+  path?: NameField;
+  linkpath?: NameField;
   size?: number;
   uid?: number;
   gid?: number;
@@ -28,6 +30,7 @@ const SCHILY_XATTR = 'SCHILY.xattr.';
 const LIBARCHIVE_XATTR = 'LIBARCHIVE.xattr.';
 const GNU_SPARSE = 'GNU.sparse.';
 const MAX_ID = 0xffffffff;
+const XATTR_PREFIXES = [Buffer.from(SCHILY_XATTR), Buffer.from(LIBARCHIVE_XATTR)];
 
 /**
  * Parse the records of one extended header payload into `into`. `at` is the
@@ -63,7 +66,17 @@ export function parsePaxRecords(payload: Buffer, at: number, into: PaxRecords, g
     if (eq < 0 || eq >= end - 1 || eq === keyStart) bad(at + i, 'PAX record without key');
     const keyEnd = eq;
     for (let k = keyStart; k < keyEnd; k++) if (payload[k] === 0) bad(at + i, 'NUL byte in PAX key');
-    const key = payload.toString('utf8', keyStart, keyEnd);
+    const keyBytes = payload.subarray(keyStart, keyEnd);
+    if (!isUtf8(keyBytes)) {
+      // No key we read is anything but ASCII, except the names inside xattr
+      // keys: two such names must not collapse into one.
+      if (XATTR_PREFIXES.some((p) => keyBytes.subarray(0, p.length).equals(p))) {
+        bad(at + i, `xattr name in PAX key "${escapeBytes(keyBytes)}" is not UTF-8`);
+      }
+      i = end;
+      continue;
+    }
+    const key = keyBytes.toString('utf8');
     if (global && eq + 1 === end - 1) {
       into.delete(key);
     } else {
@@ -84,7 +97,7 @@ export function interpretPax(records: PaxRecords, at: number): PaxOverrides {
       continue;
     }
     if (key.startsWith(LIBARCHIVE_XATTR)) {
-      const name = percentDecode(key.slice(LIBARCHIVE_XATTR.length));
+      const name = percentDecode(key.slice(LIBARCHIVE_XATTR.length), at);
       if (name !== '') (o.xattrs ??= new Map()).set(name, Buffer.from(raw.toString('latin1'), 'base64'));
       continue;
     }
@@ -136,24 +149,25 @@ const TIME_RE = /^(-?)(\d+)(?:\.(\d*))?$/;
 /**
  * "1234.5678" -> {sec: 1234, nsec: 567800000}; "-1.25" -> {sec: -2,
  * nsec: 750000000} (nsec is always in [0, 1e9)). Digits past nanoseconds are
- * truncated. Returns null when malformed or out of the safe integer range.
+ * truncated. Times outside years 1..9999 are clamped to them (the index holds
+ * no more). Returns null when malformed.
  */
 export function parsePaxTime(s: string): Timespec | null {
   const m = TIME_RE.exec(s);
   if (m === null) return null;
+  // Beyond the clamp the exact value does not matter; Number() of many digits is just large.
   const whole = Number(m[2]);
-  if (!Number.isSafeInteger(whole)) return null;
   const frac = (m[3] ?? '').slice(0, 9);
   const nsec = frac === '' ? 0 : Number(frac.padEnd(9, '0'));
-  if (m[1] !== '-') return { sec: whole, nsec };
+  if (m[1] !== '-') return whole > MAX_TIME_SEC ? { sec: MAX_TIME_SEC, nsec: 0 } : { sec: whole, nsec };
+  if (-whole - 1 < MIN_TIME_SEC) return { sec: MIN_TIME_SEC, nsec: 0 };
   if (nsec === 0) return { sec: whole === 0 ? 0 : -whole, nsec: 0 };
-  if (!Number.isSafeInteger(whole + 1)) return null;
   return { sec: -whole - 1, nsec: 1_000_000_000 - nsec };
 }
 
-function pathValue(raw: Buffer, at: number, key: string): string {
+function pathValue(raw: Buffer, at: number, key: string): NameField {
   if (raw.includes(0)) bad(at, `NUL byte in PAX ${key}`);
-  return raw.toString('utf8');
+  return decodeName(raw);
 }
 
 function integerValue(raw: Buffer, at: number, key: string, max: number): number {
@@ -165,7 +179,7 @@ function integerValue(raw: Buffer, at: number, key: string, max: number): number
 }
 
 /** libarchive's xattr names: %XX escapes over UTF-8 bytes. */
-function percentDecode(s: string): string {
+function percentDecode(s: string, at: number): string {
   if (!s.includes('%')) return s;
   const bytes: number[] = [];
   const src = Buffer.from(s, 'utf8');
@@ -178,7 +192,9 @@ function percentDecode(s: string): string {
       bytes.push(c);
     }
   }
-  return Buffer.from(bytes).toString('utf8');
+  const decoded = Buffer.from(bytes);
+  if (!isUtf8(decoded)) bad(at, `LIBARCHIVE.xattr name "${escapeBytes(decoded)}" is not UTF-8`);
+  return decoded.toString('utf8');
 }
 
 function isHex(c: number): boolean {

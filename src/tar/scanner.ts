@@ -4,9 +4,10 @@
 
 import { ClipError } from '../errors.js';
 import { BLOCK_SIZE, parseHeader, TYPE, type RawHeader } from './header.js';
+import { decodeName, nameText, showName, type NameField } from './names.js';
 import { normalizePath } from './normalize-path.js';
 import { interpretPax, parsePaxRecords, type PaxOverrides, type PaxRecords } from './pax.js';
-import type { EntryType, TarEntry } from './types.js';
+import { MAX_TIME_SEC, MIN_TIME_SEC, type EntryType, type TarEntry, type Timespec } from './types.js';
 
 /** Largest PAX or GNU long-name payload we are willing to buffer. */
 export const MAX_EXTENSION_SIZE = 1 << 20;
@@ -27,7 +28,7 @@ export class TarScanner {
   /** Entry data, then its padding, still to be skipped. */
   private dataLeft = 0;
   private padLeft = 0;
-  private current = ''; // raw name of the entry whose data we are skipping
+  private current: NameField = ''; // name of the entry whose data we are skipping
 
   /** A header block split across chunks. */
   private readonly block = Buffer.alloc(BLOCK_SIZE);
@@ -41,8 +42,8 @@ export class TarScanner {
 
   /** Extensions collected for the next entry. */
   private pax: PaxRecords | null = null;
-  private longName: string | undefined = undefined;
-  private longLink: string | undefined = undefined;
+  private longName: NameField | undefined = undefined;
+  private longLink: NameField | undefined = undefined;
   /** Global PAX records ('g'), applied to every following entry. */
   private readonly globalPax: PaxRecords = new Map();
 
@@ -78,7 +79,7 @@ export class TarScanner {
     if (this.dataLeft > 0) {
       throw new ClipError(
         'BAD_TAR',
-        `tar archive truncated inside the data of ${JSON.stringify(this.current)} (${this.dataLeft} bytes missing)`,
+        `tar archive truncated inside the data of ${showName(this.current)} (${this.dataLeft} bytes missing)`,
       );
     }
     // Missing padding after complete data is harmless, like missing end blocks.
@@ -164,7 +165,7 @@ export class TarScanner {
         this.startExtension(h, at);
         return;
       case TYPE.GNU_SPARSE:
-        throw new ClipError('UNSUPPORTED', `sparse file ${JSON.stringify(this.longName ?? h.name)} at offset ${at} is not supported`);
+        throw new ClipError('UNSUPPORTED', `sparse file ${showName(this.longName ?? h.name)} at offset ${at} is not supported`);
       case TYPE.GNU_MULTIVOL:
         throw new ClipError('UNSUPPORTED', `multi-volume continuation entry at offset ${at} is not supported`);
     }
@@ -210,23 +211,27 @@ export class TarScanner {
     const longLink = this.longLink;
     this.longName = this.longLink = undefined;
 
-    const rawName = o?.path ?? longName ?? h.name;
-    const size = o?.size ?? h.size;
+    const nameField = o?.path ?? longName ?? h.name;
+    const type = entryType(h.typeflag, nameField, at);
+    // Like Go's archive/tar (so containerd and docker): links, devices, fifos
+    // and directories have no data, whatever the size field or a PAX size
+    // says; what follows their header is the next header. Everything else
+    // (files, GNU dumpdirs, vendor types) is followed by its data.
+    const size = headerOnly(h.typeflag, type) ? 0 : o?.size ?? h.size;
     const dataOffset = at + BLOCK_SIZE;
     const pad = padding(size);
     if (dataOffset + size + pad > Number.MAX_SAFE_INTEGER) {
-      throw new ClipError('BAD_TAR', `size ${size} of ${JSON.stringify(rawName)} at offset ${at} is too large`);
+      throw new ClipError('BAD_TAR', `size ${size} of ${showName(nameField)} at offset ${at} is too large`);
     }
     if (o?.sparse) {
-      throw new ClipError('UNSUPPORTED', `sparse file ${JSON.stringify(rawName)} at offset ${at} is not supported`);
+      throw new ClipError('UNSUPPORTED', `sparse file ${showName(nameField)} at offset ${at} is not supported`);
     }
-    // Whatever the type, the data the header claims is skipped.
     this.dataLeft = size;
     this.padLeft = pad;
-    this.current = rawName;
+    this.current = nameField;
 
-    const type = entryType(h.typeflag, rawName, at);
     if (type === null) return; // vendor extension type we do not index
+    const rawName = nameText(nameField, at, 'name');
     if (rawName === '') throw new ClipError('BAD_TAR', `empty name for the ${type} entry at offset ${at}`);
     const path = normalizePath(rawName, at);
     if (path === '' && type !== 'dir') {
@@ -241,20 +246,28 @@ export class TarScanner {
       gid: o?.gid ?? h.gid,
       size: type === 'file' ? size : 0,
       dataOffset,
-      mtime: o?.mtime ?? { sec: h.mtime, nsec: 0 },
-      devmajor: type === 'char' || type === 'block' ? h.devmajor : 0,
-      devminor: type === 'char' || type === 'block' ? h.devminor : 0,
+      mtime: clampTime(o?.mtime ?? { sec: h.mtime, nsec: 0 }),
+      devmajor: 0,
+      devminor: 0,
     };
+    if (type === 'char' || type === 'block') {
+      // What Linux's dev_t holds (and FUSE's rdev): larger numbers would alias another device.
+      if (h.devmajor > MAX_DEV_MAJOR || h.devminor > MAX_DEV_MINOR) {
+        throw new ClipError('BAD_TAR', `device number ${h.devmajor}:${h.devminor} of ${JSON.stringify(rawName)} at offset ${at} is out of range (Linux allows majors up to ${MAX_DEV_MAJOR}, minors up to ${MAX_DEV_MINOR})`);
+      }
+      e.devmajor = h.devmajor;
+      e.devminor = h.devminor;
+    }
     const uname = o?.uname ?? h.uname;
     if (uname !== '') e.uname = uname;
     const gname = o?.gname ?? h.gname;
     if (gname !== '') e.gname = gname;
     const atime = o?.atime ?? (h.atime !== undefined ? { sec: h.atime, nsec: 0 } : undefined);
-    if (atime !== undefined) e.atime = atime;
+    if (atime !== undefined) e.atime = clampTime(atime);
     const ctime = o?.ctime ?? (h.ctime !== undefined ? { sec: h.ctime, nsec: 0 } : undefined);
-    if (ctime !== undefined) e.ctime = ctime;
+    if (ctime !== undefined) e.ctime = clampTime(ctime);
     if (type === 'hardlink' || type === 'symlink') {
-      const rawLink = o?.linkpath ?? longLink ?? h.linkname;
+      const rawLink = nameText(o?.linkpath ?? longLink ?? h.linkname, at, 'link target');
       e.linkname = type === 'hardlink' ? hardlinkTarget(rawLink, at) : symlinkTarget(rawLink, at);
     }
     if (o?.xattrs !== undefined) e.xattrs = o.xattrs;
@@ -279,13 +292,16 @@ export class TarScanner {
   }
 }
 
-function entryType(typeflag: number, rawName: string, at: number): EntryType | null {
+const MAX_DEV_MAJOR = 0xfff;
+const MAX_DEV_MINOR = 0xfffff;
+
+function entryType(typeflag: number, name: NameField, at: number): EntryType | null {
   switch (typeflag) {
     case TYPE.AREG:
     case TYPE.REG:
     case TYPE.CONTIG:
       // Old tars mark directories with a trailing slash only (GNU tar agrees).
-      return rawName.endsWith('/') ? 'dir' : 'file';
+      return endsWithSlash(name) ? 'dir' : 'file';
     case TYPE.LINK:
       return 'hardlink';
     case TYPE.SYMLINK:
@@ -304,6 +320,36 @@ function entryType(typeflag: number, rawName: string, at: number): EntryType | n
   if (typeflag >= 0x41 && typeflag <= 0x5a) return null;
   const shown = typeflag >= 0x20 && typeflag < 0x7f ? `'${String.fromCharCode(typeflag)}'` : `0x${typeflag.toString(16)}`;
   throw new ClipError('BAD_TAR', `unknown tar entry type ${shown} at offset ${at}`);
+}
+
+function endsWithSlash(name: NameField): boolean {
+  return typeof name === 'string' ? name.endsWith('/') : name[name.length - 1] === 0x2f;
+}
+
+/**
+ * Go's isHeaderOnlyType, after Go turns an old '\0' entry whose name ends in
+ * "/" into a directory. A '0' or '7' entry ending in "/" stays a regular file
+ * to Go, data included (we list it as a directory, as GNU tar does).
+ */
+function headerOnly(typeflag: number, type: EntryType | null): boolean {
+  switch (typeflag) {
+    case TYPE.LINK:
+    case TYPE.SYMLINK:
+    case TYPE.CHAR:
+    case TYPE.BLOCK:
+    case TYPE.DIR:
+    case TYPE.FIFO:
+      return true;
+    case TYPE.AREG:
+      return type === 'dir';
+  }
+  return false;
+}
+
+function clampTime(t: Timespec): Timespec {
+  if (t.sec < MIN_TIME_SEC) return { sec: MIN_TIME_SEC, nsec: 0 };
+  if (t.sec > MAX_TIME_SEC) return { sec: MAX_TIME_SEC, nsec: 0 };
+  return t;
 }
 
 /** Hard links name a path in the image, so they get the same treatment. */
@@ -325,7 +371,7 @@ function padding(size: number): number {
 }
 
 /** GNU long names: the payload up to its first NUL. */
-function cString(payload: Buffer): string {
+function cString(payload: Buffer): NameField {
   const nul = payload.indexOf(0);
-  return payload.toString('utf8', 0, nul < 0 ? payload.length : nul);
+  return decodeName(payload.subarray(0, nul < 0 ? payload.length : nul));
 }
