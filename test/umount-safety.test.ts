@@ -271,6 +271,23 @@ describe('clip umount touches only what is its own', { timeout: 300_000 }, () =>
     await waitFor(() => processesMentioning(ws.dir).length === 0, 'no daemon left');
   });
 
+  it('two concurrent mounts on one mountpoint: one mounts, the other is refused, nothing stacks', async () => {
+    const mp = path.join(ws.dir, 'twice');
+    await mkdir(mp);
+    const results = await Promise.all([0, 1].map(() => runClip(['mount', index, mp], { env: ws.env })));
+    try {
+      assert.deepEqual(results.map((r) => r.code).sort(), [0, 1], results.map((r) => r.stderr).join(''));
+      assert.match(results.find((r) => r.code === 1)!.stderr, /already a mount point/);
+      assert.equal(readMounts().filter((m) => m.mountPoint === mp).length, 1, 'exactly one mount');
+      assert.equal(await readFile(path.join(mp, 'etc/hello'), 'utf8'), HELLO);
+    } finally {
+      const r = await runClip(['umount', mp], { env: ws.env });
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.ok(!isMounted(mp));
+    await waitFor(() => processesMentioning(mp).length === 0, 'no daemon left');
+  });
+
   it('a mountpoint, rootfs or index path too long for the kernel is named as such, not "does not exist"', async () => {
     // Built by a process that descends with relative mkdir and chdir: the whole path is longer than PATH_MAX (4096).
     const base = path.join(ws.dir, 'long');

@@ -16,7 +16,8 @@ import { KIND_NAMES } from '../index/types.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { createLogger } from './logger.js';
 import { processIdentity } from './process-identity.js';
-import { logPath, mountIdentity, removeOwnRecord, saveRecord, statsSocketPath, type ImageMountRecord } from './state.js';
+import { withLock } from './lock.js';
+import { lockPath, logPath, mountIdentity, removeOwnRecord, saveRecord, statsSocketPath, type ImageMountRecord } from './state.js';
 
 export interface DaemonOptions {
   index: string;
@@ -80,7 +81,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     probe.catch(() => undefined);
     const fs = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
-    server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+    // Checked again under a lock: two daemons started at once for one mountpoint must not stack mounts there.
+    server = await withLock(lockPath(mp, 'mount'), async () => {
+      if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
+      return serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+    });
     phases['mounted'] = Math.round(performance.now());
     await probe;
     closers.push(await serveMetrics(metrics, statsSocketPath(server.mount.mountpoint)));

@@ -69,7 +69,7 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
     throw new ClipError('IO', `cannot read index ${opts.index}: ${pathProblem(opts.index, e)}`);
   });
   const lower = path.join(stateDir(), 'images', await indexKey(index));
-  return withLock(lockPath(lower), async () => {
+  return withLock(lockPath(lower, 'rootfs'), async () => {
     await ensureShared(lower, index, opts);
     return mountOverlayOn(target, lower, index, opts);
   });

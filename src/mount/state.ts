@@ -85,9 +85,13 @@ export function logPath(mountpoint: string): string {
   return path.join(stateDir(), 'logs', `${keyOf(mountpoint)}.log`);
 }
 
-/** The lock file for check-then-act steps on the mount at `mountpoint` (see lock.ts). */
-export function lockPath(mountpoint: string): string {
-  return path.join(stateDir(), 'locks', `${keyOf(mountpoint)}.lock`);
+/**
+ * The lock file for check-then-act steps at `mountpoint` (see lock.ts):
+ * 'rootfs' for the users of a shared image mount (held while its daemon
+ * starts), 'mount' for a daemon's own "is it free? mount it".
+ */
+export function lockPath(mountpoint: string, purpose: 'rootfs' | 'mount'): string {
+  return path.join(stateDir(), 'locks', `${keyOf(mountpoint)}.${purpose}.lock`);
 }
 
 /** The unix socket where a mount daemon answers `clip stats`. */

@@ -86,7 +86,7 @@ async function releaseShared(lower: string, opts: UnmountOptions): Promise<void>
 }
 
 export async function unmountRootfs(r: RootfsRecord, opts: UnmountOptions = {}): Promise<UnmountResult> {
-  return withLock(lockPath(r.lower), async () => {
+  return withLock(lockPath(r.lower, 'rootfs'), async () => {
     const m = await recordedMount(r);
     if (m) {
       if (opts.lazy) await detach(r.mountpoint);
@@ -106,7 +106,7 @@ export async function unmountRootfs(r: RootfsRecord, opts: UnmountOptions = {}):
 
 /** Releases a shared read-only mount whose last rootfs users are gone; refuses while rootfs use it. */
 async function unmountShared(r: ImageMountRecord, opts: UnmountOptions): Promise<void> {
-  await withLock(lockPath(r.mountpoint), async () => {
+  await withLock(lockPath(r.mountpoint, 'rootfs'), async () => {
     const users = (await allRecords()).filter((x) => x.kind === 'rootfs' && x.lower === r.mountpoint).map((x) => x.mountpoint);
     if (users.length > 0) throw new ClipError('BAD_ARGUMENT', `${r.mountpoint} is the image under rootfs ${users.join(', ')}; unmount those instead`);
     await unmountImage(r, opts);
