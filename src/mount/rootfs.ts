@@ -64,12 +64,13 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
   } catch (e) {
     throw new ClipError('BAD_ARGUMENT', `rootfs directory ${opts.rootfs}: ${pathProblem(opts.rootfs, e)}${(e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (create it first)' : ''}`);
   }
-  if (isMounted(target)) throw new ClipError('BAD_ARGUMENT', `${target} is already a mount point (busy)`);
   const index = await realpath(opts.index).catch((e: unknown) => {
     throw new ClipError('IO', `cannot read index ${opts.index}: ${pathProblem(opts.index, e)}`);
   });
   const lower = path.join(stateDir(), 'images', await indexKey(index));
   return withLock(lockPath(lower, 'rootfs'), async () => {
+    // Under the lock: two rootfs of one image on one directory must not stack overlays.
+    if (isMounted(target)) throw new ClipError('BAD_ARGUMENT', `${target} is already a mount point (busy)`);
     await ensureShared(lower, index, opts);
     return mountOverlayOn(target, lower, index, opts);
   });
