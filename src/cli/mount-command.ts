@@ -6,6 +6,7 @@ import path from 'node:path';
 import { dataDir } from '../mount/state.js';
 import { ClipError } from '../errors.js';
 import { startBackgroundMount } from '../mount/background.js';
+import { pathProblem } from '../mount/path-errors.js';
 import { mountRootfs } from '../mount/rootfs.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 import { requireRoot } from './require-root.js';
@@ -84,11 +85,12 @@ export function mountCommand(): Command {
     let mp: string;
     try {
       mp = await realpath(mountpoint);
-    } catch {
-      throw new ClipError('BAD_ARGUMENT', `mount point ${mountpoint} does not exist (create the directory first)`);
+    } catch (e) {
+      const hint = (e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (create the directory first)' : '';
+      throw new ClipError('BAD_ARGUMENT', `mount point ${mountpoint}: ${pathProblem(mountpoint, e)}${hint}`);
     }
-    const index = await realpath(file).catch(() => {
-      throw new ClipError('IO', `cannot read index ${file}: no such file`);
+    const index = await realpath(file).catch((e: unknown) => {
+      throw new ClipError('IO', `cannot read index ${file}: ${pathProblem(file, e)}`);
     });
     if (o.foreground) {
       const { runDaemon } = await import('../mount/daemon.js');

@@ -1,4 +1,4 @@
-// clip umount MOUNTPOINT
+// clip umount [--lazy] MOUNTPOINT
 
 import { Command } from 'commander';
 import { unmountPath } from '../mount/unmount.js';
@@ -9,8 +9,10 @@ export function umountCommand(): Command {
     .alias('unmount')
     .description('unmount a clip mount or rootfs (the overlay first, then the image), stop its daemon, clean its state')
     .argument('<mountpoint>', 'image mountpoint or rootfs directory')
-    .action(async (mountpoint: string) => {
+    .option('--lazy', 'detach it even while processes use it (umount -l); their open files keep being served until closed')
+    .action(async (mountpoint: string, o: { lazy?: boolean }) => {
       requireRoot('umount');
-      await unmountPath(mountpoint);
+      const r = await unmountPath(mountpoint, { lazy: o.lazy === true });
+      if (r.kept !== undefined) process.stderr.write(`clip: kept ${r.kept}: the detached rootfs still uses it; remove it once its processes are gone\n`);
     });
 }

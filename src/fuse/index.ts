@@ -24,6 +24,7 @@ export { type InitOptions, type InitDecision, negotiateInit, DEFAULT_MAX_WRITE, 
 export {
   mountFuse,
   unmount,
+  detach,
   forceUnmount,
   forceUnmountSync,
   fuseMounts,
@@ -35,7 +36,7 @@ export {
   type MountErrorCode,
   type UnmountOptions,
 } from './mount.js';
-export { type MountEntry, parseMountInfo, readMounts, unescapeMountField } from './mountinfo.js';
+export { type MountEntry, canonicalMountPath, findMount, parseMountInfo, readMounts, unescapeMountField } from './mountinfo.js';
 export { serveFuse, type FuseServer, type ServeOptions } from './serve.js';
 export { formatRequest, formatReply, formatValue } from './format.js';
 export { OPS, OPCODES, opcodeName, type OpName, type OpIn, type OpOut, type OpSpec } from './opcodes.js';

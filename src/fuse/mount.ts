@@ -35,7 +35,7 @@ export interface FuseMount {
 }
 
 export type MountErrorCode =
-  'NO_MOUNTPOINT' | 'NOT_A_DIRECTORY' | 'STALE_MOUNT' | 'NOT_ROOT' | 'NO_DEVICE' | 'BAD_OPTION' | 'MOUNT_FAILED' | 'UNMOUNT_FAILED';
+  'NO_MOUNTPOINT' | 'NOT_A_DIRECTORY' | 'STALE_MOUNT' | 'NOT_ROOT' | 'NO_DEVICE' | 'BAD_OPTION' | 'MOUNT_FAILED' | 'UNMOUNT_FAILED' | 'BUSY';
 
 export class MountError extends Error {
   constructor(
@@ -120,21 +120,46 @@ function checkMountpoint(mp: string): void {
 export interface UnmountOptions {
   /** How long umount may take before it is killed and a lazy unmount done instead. Default 10 s. */
   timeoutMs?: number;
+  /**
+   * When the mount is in use: 'detach' it lazily (the default; open files keep
+   * working, the server keeps serving them) or 'refuse' with a BUSY MountError,
+   * leaving it mounted. With 'refuse' no failure falls back to a lazy unmount.
+   */
+  ifBusy?: 'detach' | 'refuse';
 }
 
 /**
  * Unmounts `mountpoint` with umount(8); if that fails (busy, server dead or
- * hung) or times out, detaches it lazily (umount -l). Nothing mounted: no-op.
+ * hung) or times out, detaches it lazily (umount -l), unless ifBusy is
+ * 'refuse'. Nothing mounted: no-op.
  */
 export async function unmount(mountpoint: string, opts: UnmountOptions = {}): Promise<void> {
   const mp = canonicalMountPath(mountpoint);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   if (!isMounted(mp)) return;
-  const r = await run('umount', [mp], { timeoutMs });
+  // -c: the path is canonical already; umount(8) need not stat it (a hung server would hang that).
+  const r = await run('umount', ['-c', mp], { timeoutMs });
   if (r.code === 0) return;
+  if (opts.ifBusy === 'refuse') {
+    if (/busy/i.test(r.stderr)) throw new MountError('BUSY', `${mp} is busy (in use by a process)`);
+    throw new MountError('UNMOUNT_FAILED', `cannot unmount ${mp}: ${r.stderr.trim() || `exit status ${r.code ?? r.signal}`}`);
+  }
   const lazy = await run('umount', ['-l', mp], { timeoutMs });
   if (lazy.code === 0 || !isMounted(mp)) return;
   throw new MountError('UNMOUNT_FAILED', `cannot unmount ${mp}: ${(lazy.stderr || r.stderr).trim()}`);
+}
+
+/**
+ * Detaches `mountpoint` at once (umount -l, MNT_DETACH): processes using it
+ * keep their open files and working directories, and the server keeps
+ * serving them until the last is closed (then its reads fail with ENODEV).
+ * Nothing mounted: no-op.
+ */
+export async function detach(mountpoint: string): Promise<void> {
+  const mp = canonicalMountPath(mountpoint);
+  if (!isMounted(mp)) return;
+  const r = await run('umount', ['-l', '-c', mp], { timeoutMs: 10_000 });
+  if (r.code !== 0 && isMounted(mp)) throw new MountError('UNMOUNT_FAILED', `cannot unmount ${mp}: ${r.stderr.trim()}`);
 }
 
 /**

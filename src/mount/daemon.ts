@@ -10,12 +10,14 @@ import { MountMetrics } from '../metrics/mount-metrics.js';
 import { serveMetrics } from '../metrics/stats-server.js';
 import { ClipError } from '../errors.js';
 import { ImageFileSystem } from '../fs/image-fs.js';
-import { isMounted, serveFuse, type LogLevel } from '../fuse/index.js';
+import { findMount, isMounted, serveFuse, type LogLevel } from '../fuse/index.js';
 import { loadIndex } from '../index/load.js';
 import { KIND_NAMES } from '../index/types.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { createLogger } from './logger.js';
-import { logPath, removeRecord, saveRecord, statsSocketPath } from './state.js';
+import { processIdentity } from './process-identity.js';
+import { withLock } from './lock.js';
+import { lockPath, logPath, mountIdentity, removeOwnRecord, saveRecord, statsSocketPath, type ImageMountRecord } from './state.js';
 
 export interface DaemonOptions {
   index: string;
@@ -58,6 +60,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const closers: (() => void)[] = [];
   let profile: ProfiledSpan[] | undefined;
   let recorder: ProfileRecorder | undefined;
+  let record: ImageMountRecord | undefined;
   try {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
     // Start-up phases, in ms since the process started (the 'mounted' line reports them).
@@ -78,20 +81,31 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     probe.catch(() => undefined);
     const fs = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
-    server = await serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+    // Checked again under a lock: two daemons started at once for one mountpoint must not stack mounts there.
+    server = await withLock(lockPath(mp, 'mount'), async () => {
+      if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
+      return serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+    });
     phases['mounted'] = Math.round(performance.now());
     await probe;
     closers.push(await serveMetrics(metrics, statsSocketPath(server.mount.mountpoint)));
     if (opts.metricsAddr) closers.push(await serveMetrics(metrics, opts.metricsAddr));
-    await saveRecord({
+    // Which mount and which process are clip's: umount checks both before touching either.
+    const entry = findMount(server.mount.mountpoint);
+    const daemon = processIdentity(process.pid);
+    if (!entry || !daemon) throw new ClipError('IO', `cannot find the new mount at ${server.mount.mountpoint} or this process in /proc`);
+    record = {
       kind: 'image',
       mountpoint: server.mount.mountpoint,
+      mount: mountIdentity(entry),
       index: opts.index,
       pid: process.pid,
+      daemon,
       log: logPath(server.mount.mountpoint),
       startedAt: new Date().toISOString(),
       ...(opts.shared ? { shared: opts.shared } : {}),
-    });
+    };
+    await saveRecord(record);
     phases['ready'] = Math.round(performance.now());
     log.info({ mountpoint: server.mount.mountpoint, index: opts.index, kind: KIND_NAMES[index.kind], cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
   } catch (e) {
@@ -132,7 +146,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   } finally {
     prefetching.abort();
     for (const close of closers) close();
-    await removeRecord(server.mount.mountpoint);
+    // Only its own: after a lazy unmount a newer mount may have the path (and a record) by now.
+    if (record) await removeOwnRecord(record);
     if (recorder && opts.recordProfile !== undefined) {
       await recorder.save(opts.recordProfile, reader.index).then(
         () => log.info({ file: opts.recordProfile, spans: recorder.spans.length }, 'start-up profile written'),

@@ -1,17 +1,22 @@
 // A writable container rootfs over an image: kernel overlayfs with an upper
 // and a work directory over the read-only clip mount (fuse-overlayfs when the
 // kernel's overlayfs refuses). Several rootfs of one index share one
-// read-only mount and daemon.
+// read-only mount and daemon; a lock per shared mount makes "is it mounted?
+// mount it" and the overlay on top one step against concurrent mounts and
+// the last rootfs's umount.
 
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { ClipError } from '../errors.js';
-import { isMounted } from '../fuse/index.js';
+import { findMount, forceUnmount, isMounted } from '../fuse/index.js';
 import { HEADER_SIZE } from '../index/format.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { startBackgroundMount } from './background.js';
-import { allRecords, dataDir, isAlive, keyOf, loadRecord, saveRecord, stateDir, type RootfsRecord } from './state.js';
+import { withLock } from './lock.js';
+import { pathProblem } from './path-errors.js';
+import { allRecords, dataDir, isDaemonAlive, isSameMount, keyOf, loadRecord, lockPath, mountIdentity, removeRecord, saveRecord, stateDir, type RootfsRecord } from './state.js';
 import { unmountImage } from './unmount.js';
 
 export interface RootfsOptions {
@@ -56,35 +61,55 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
   let target: string;
   try {
     target = await realpath(opts.rootfs);
-  } catch {
-    throw new ClipError('BAD_ARGUMENT', `rootfs directory ${opts.rootfs} does not exist (create it first)`);
+  } catch (e) {
+    throw new ClipError('BAD_ARGUMENT', `rootfs directory ${opts.rootfs}: ${pathProblem(opts.rootfs, e)}${(e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (create it first)' : ''}`);
   }
-  if (isMounted(target)) throw new ClipError('BAD_ARGUMENT', `${target} is already a mount point (busy)`);
-  const index = await realpath(opts.index).catch(() => {
-    throw new ClipError('IO', `cannot read index ${opts.index}`);
+  const index = await realpath(opts.index).catch((e: unknown) => {
+    throw new ClipError('IO', `cannot read index ${opts.index}: ${pathProblem(opts.index, e)}`);
   });
-  const key = await indexKey(index);
-  const lower = path.join(stateDir(), 'images', key);
+  const lower = path.join(stateDir(), 'images', await indexKey(index));
+  return withLock(lockPath(lower, 'rootfs'), async () => {
+    // Under the lock: two rootfs of one image on one directory must not stack overlays.
+    if (isMounted(target)) throw new ClipError('BAD_ARGUMENT', `${target} is already a mount point (busy)`);
+    await ensureShared(lower, index, opts);
+    return mountOverlayOn(target, lower, index, opts);
+  });
+}
+
+/** Makes sure the shared read-only mount of `index` is up and served at `lower`. Callers hold its lock. */
+async function ensureShared(lower: string, index: string, opts: RootfsOptions): Promise<void> {
   const existing = await loadRecord(lower);
-  if (!(existing?.kind === 'image' && isAlive(existing.pid) && isMounted(lower))) {
-    await mkdir(lower, { recursive: true, mode: 0o755 });
-    const { prefetchRate, metricsAddr, profile, recordProfile } = opts;
-    await startBackgroundMount({
-      index,
-      mountpoint: lower,
-      registry: opts.registry,
-      logLevel: opts.logLevel,
-      cacheDir: opts.cacheDir,
-      cacheBytes: opts.cacheBytes,
-      ...(prefetchRate !== undefined ? { prefetchRate } : {}),
-      ...(metricsAddr !== undefined ? { metricsAddr } : {}),
-      ...(profile !== undefined ? { profile } : {}),
-      ...(recordProfile !== undefined ? { recordProfile } : {}),
-      shared: key,
-    });
+  const m = findMount(lower);
+  if (existing?.kind === 'image' && isSameMount(existing.mount, m)) {
+    if (isDaemonAlive(existing)) return;
+    // Its daemon died (or its pid is another process now): detach the dead mount and start afresh.
+    await forceUnmount(lower);
+    await removeRecord(lower);
+  } else if (m) {
+    throw new ClipError('BAD_ARGUMENT', `${lower} (clip's shared mount of ${index}) is a ${m.fsType} mount clip did not make; unmount it first`);
   }
+  await mkdir(lower, { recursive: true, mode: 0o755 });
+  const { prefetchRate, metricsAddr, profile, recordProfile } = opts;
+  await startBackgroundMount({
+    index,
+    mountpoint: lower,
+    registry: opts.registry,
+    logLevel: opts.logLevel,
+    cacheDir: opts.cacheDir,
+    cacheBytes: opts.cacheBytes,
+    ...(prefetchRate !== undefined ? { prefetchRate } : {}),
+    ...(metricsAddr !== undefined ? { metricsAddr } : {}),
+    ...(profile !== undefined ? { profile } : {}),
+    ...(recordProfile !== undefined ? { recordProfile } : {}),
+    shared: path.basename(lower),
+  });
+}
+
+/** The overlay over the shared mount, and its record. Callers hold the shared mount's lock. */
+async function mountOverlayOn(target: string, lower: string, index: string, opts: RootfsOptions): Promise<RootfsRecord> {
   const ownsDirs = opts.upperDir === undefined;
-  const base = path.join(dataDir(), 'rootfs', keyOf(target));
+  // A fresh dir per mount: one a lazily detached rootfs still uses is never handed to the next.
+  const base = path.join(dataDir(), 'rootfs', `${keyOf(target)}-${randomBytes(4).toString('hex')}`);
   const upper = path.resolve(opts.upperDir ?? path.join(base, 'upper'));
   const work = path.resolve(opts.workDir ?? (ownsDirs ? path.join(base, 'work') : path.join(path.dirname(upper), `.${path.basename(upper)}.work`)));
   await mkdir(upper, { recursive: true, mode: 0o755 });
@@ -97,13 +122,15 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
       // Leave nothing half-made: drop the shared mount if no rootfs uses it.
       if (!(await allRecords()).some((r) => r.kind === 'rootfs' && r.lower === lower)) {
         const rec = await loadRecord(lower);
-        await unmountImage(lower, rec?.kind === 'image' ? rec : undefined);
+        if (rec?.kind === 'image') await unmountImage(rec).catch(() => undefined);
       }
       throw new ClipError('IO', `cannot mount an overlay at ${target}: overlayfs: ${failure}; fuse-overlayfs: ${fallback}`);
     }
     driver = 'fuse-overlayfs';
   }
-  const record: RootfsRecord = { kind: 'rootfs', mountpoint: target, index, lower, upper, work, driver, ownsDirs };
+  const m = findMount(target);
+  if (!m) throw new ClipError('IO', `the overlay at ${target} was mounted but is not in the mount table`);
+  const record: RootfsRecord = { kind: 'rootfs', mountpoint: target, mount: mountIdentity(m), index, lower, upper, work, driver, ownsDirs };
   await saveRecord(record);
   return record;
 }

@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { MountEntry } from '../fuse/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { isSameProcess, type ProcessIdentity } from './process-identity.js';
 
 export function stateDir(): string {
   return process.env['CLIP_STATE_DIR'] ?? '/run/clip';
@@ -17,11 +19,38 @@ export function dataDir(): string {
   return process.env['CLIP_DATA_DIR'] ?? '/var/lib/clip';
 }
 
+/**
+ * Which mount-table entry clip made: anything else at the path is not clip's.
+ * Mount IDs and anonymous device numbers are reused as soon as they are free
+ * (a tmpfs mounted where a dead clip mount was detached gets both), so the
+ * type, source and options count too.
+ */
+export interface MountIdentity {
+  id: number;
+  device: string;
+  fsType: string;
+  source: string;
+  superOptions: string;
+}
+
+export function mountIdentity(m: MountEntry): MountIdentity {
+  return { id: m.id, device: m.device, fsType: m.fsType, source: m.source, superOptions: m.superOptions };
+}
+
+/** Whether `m` (a mount-table entry, or another record's identity) is the mount `id` names. */
+export function isSameMount(id: MountIdentity | undefined, m: MountIdentity | undefined): boolean {
+  if (!id || !m) return false;
+  return id.id === m.id && id.device === m.device && id.fsType === m.fsType && id.source === m.source && id.superOptions === m.superOptions;
+}
+
 export interface ImageMountRecord {
   kind: 'image';
   mountpoint: string;
+  mount: MountIdentity;
   index: string;
   pid: number;
+  /** Who the daemon at `pid` is: a pid that is now another process is a dead daemon. */
+  daemon: ProcessIdentity;
   log: string;
   startedAt: string;
   /** Key of the shared read-only mount this is (set for mounts made for rootfs users). */
@@ -31,6 +60,7 @@ export interface ImageMountRecord {
 export interface RootfsRecord {
   kind: 'rootfs';
   mountpoint: string;
+  mount: MountIdentity;
   index: string;
   /** The read-only image mount underneath. */
   lower: string;
@@ -55,6 +85,15 @@ export function logPath(mountpoint: string): string {
   return path.join(stateDir(), 'logs', `${keyOf(mountpoint)}.log`);
 }
 
+/**
+ * The lock file for check-then-act steps at `mountpoint` (see lock.ts):
+ * 'rootfs' for the users of a shared image mount (held while its daemon
+ * starts), 'mount' for a daemon's own "is it free? mount it".
+ */
+export function lockPath(mountpoint: string, purpose: 'rootfs' | 'mount'): string {
+  return path.join(stateDir(), 'locks', `${keyOf(mountpoint)}.${purpose}.lock`);
+}
+
 /** The unix socket where a mount daemon answers `clip stats`. */
 export function statsSocketPath(mountpoint: string): string {
   return path.join(stateDir(), 'sockets', `${keyOf(mountpoint)}.sock`);
@@ -77,6 +116,16 @@ export async function removeRecord(mountpoint: string): Promise<void> {
   await rm(recordPath(mountpoint), { force: true });
 }
 
+/**
+ * Removes the record of `mountpoint` only if it is still the one `mine`
+ * describes: a daemon that exits after a lazy unmount must not remove the
+ * record of a newer mount at the same path.
+ */
+export async function removeOwnRecord(mine: MountRecord): Promise<void> {
+  const now = await loadRecord(mine.mountpoint);
+  if (now && isSameMount(mine.mount, now.mount)) await removeRecord(mine.mountpoint);
+}
+
 export async function allRecords(): Promise<MountRecord[]> {
   const dir = path.join(stateDir(), 'mounts');
   let names: string[];
@@ -97,7 +146,12 @@ export async function allRecords(): Promise<MountRecord[]> {
   return out;
 }
 
-/** Whether a process is alive (signal 0 only checks). */
+/** Whether the record's daemon still runs: its pid is alive and still the same process (pids are reused). */
+export function isDaemonAlive(r: ImageMountRecord): boolean {
+  return isSameProcess(r.pid, r.daemon);
+}
+
+/** Whether a process is alive (signal 0 only checks); says nothing of which process it is (see isDaemonAlive). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
