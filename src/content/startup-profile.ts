@@ -65,22 +65,21 @@ async function readProfile(file: string, manifestDigest: string): Promise<Profil
   } catch (e) {
     throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} is not valid JSON: ${(e as Error).message}`);
   }
-  const body = checkShape(file, parsed);
-  if (body.manifestDigest !== manifestDigest) {
-    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${body.manifestDigest}, not ${manifestDigest}`);
-  }
-  return body;
+  return checkShape(file, parsed, manifestDigest);
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-/** Checks every field of a parsed profile, naming the first one that is wrong. */
-function checkShape(file: string, v: unknown): ProfileFile {
+/** Checks every field of a parsed profile, naming the first one that is wrong; the image first (the likeliest mistake). */
+function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFile {
   const bad = (field: string, problem: string): ClipError => new ClipError('BAD_ARGUMENT', `start-up profile ${file}: ${field} ${problem}`);
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (expected a JSON object)`);
   const o = v as Record<string, unknown>;
   if (o['clipStartupProfile'] !== 1) throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (no "clipStartupProfile": 1)`);
   if (typeof o['manifestDigest'] !== 'string' || !DIGEST.test(o['manifestDigest'])) throw bad('"manifestDigest"', 'is not a sha256 digest');
+  if (o['manifestDigest'] !== manifestDigest) {
+    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${o['manifestDigest']}, not ${manifestDigest}`);
+  }
   const spanSize = o['spanSize'];
   if (typeof spanSize !== 'number' || !Number.isSafeInteger(spanSize) || spanSize <= 0) throw bad('"spanSize"', 'is not a positive whole number of bytes');
   const spans = o['spans'];
