@@ -25,7 +25,7 @@ describe('malformed start-up profiles', () => {
 
   const good = (): Record<string, unknown> => ({ clipStartupProfile: 1, manifestDigest: image.manifestDigest, spanSize: 4 << 20, spans: [[image.layers[1]!.digest, 0]] });
   const cases: { name: string; body: () => string; message: RegExp }[] = [
-    { name: 'not JSON', body: () => '{"clipStartupProfile": 1,', message: /is not valid JSON/ },
+    { name: 'not JSON', body: () => '{"clipStartupProfile": 1,', message: /is not a clip start-up profile \(not valid JSON\)/ },
     { name: 'null', body: () => 'null', message: /is not a clip start-up profile/ },
     { name: 'a spans entry that is null', body: () => JSON.stringify({ ...good(), spans: [null] }), message: /"spans"\[0\] is null, not \[layer digest, span number\]/ },
     { name: 'spans that is an object', body: () => JSON.stringify({ ...good(), spans: { a: 1 } }), message: /"spans" is not a list/ },

@@ -62,8 +62,9 @@ async function readProfile(file: string, manifestDigest: string): Promise<Profil
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch (e) {
-    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} is not valid JSON: ${(e as Error).message}`);
+  } catch {
+    // The parser's message quotes the bytes: useless (and binary) for a file that is something else.
+    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (not valid JSON)`);
   }
   return checkShape(file, parsed, manifestDigest);
 }
