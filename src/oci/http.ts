@@ -126,7 +126,9 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
     const timer = new DeadlineTimer(opts.deadline ?? RESPONSE_DEADLINE, sent + (opts.expectedBytes ?? 0));
     try {
       const res = await request(url, { method, headers, body: opts.body ?? null, dispatcher, signal: timer.signal });
-      timer.follow(res.body, opts.expectedBytes === undefined ? Number(header(res.headers, 'content-length')) : undefined, sent);
+      // A 200 to a range request (Range ignored) streams the whole blob: its length is what it will take.
+      const sized = opts.expectedBytes === undefined || res.statusCode === 200;
+      timer.follow(res.body, sized ? Number(header(res.headers, 'content-length')) : undefined, sent);
       if (!retry || !RETRIED_STATUS.has(res.statusCode)) {
         return { status: res.statusCode, headers: res.headers, body: res.body, url, signal: timer.signal };
       }
