@@ -45,6 +45,12 @@ export interface ArchiveOptions extends RegistryOptions {
   /** Read extended attributes of a directory (default true). */
   xattrs?: boolean;
   onSkip?: SkipListener;
+  /**
+   * Stops archiving (the CLI aborts it on SIGINT/SIGTERM): the temp file, or
+   * an S3 staging directory not yet uploading, is removed and the promise
+   * rejects with the signal's reason. A staged upload is kept for resuming.
+   */
+  signal?: AbortSignal;
   onProgress?: (phase: 'archiving' | 'uploading', done: number, total: number) => void;
   /** Told when an interrupted S3 upload is picked up again instead of archiving anew. */
   onResume?: (staging: string) => void;
@@ -145,9 +151,14 @@ async function archiveSource(source: string, opts: ArchiveOptions, skipped: Skip
   });
 }
 
-async function writeData(src: ArchiveSource, sink: (b: Buffer) => Promise<void>, opts: ArchiveOptions, spanSize: number, skipped: SkippedEntry[]): Promise<ArchiveData> {
+async function writeData(src: ArchiveSource, write: (b: Buffer) => Promise<void>, opts: ArchiveOptions, spanSize: number, skipped: SkippedEntry[]): Promise<ArchiveData> {
   let done = 0;
   opts.onProgress?.('archiving', 0, src.fileBytes);
+  // Checked at every write: archiving stops within one chunk of an abort.
+  const sink = async (b: Buffer): Promise<void> => {
+    opts.signal?.throwIfAborted();
+    await write(b);
+  };
   return writeArchiveData(src.entries, sink, {
     spanSize,
     ...(opts.level !== undefined ? { level: opts.level } : {}),
@@ -247,7 +258,13 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
       // Nothing to resume (or an archiving run that died half-way): archive anew.
       await rm(staging, { recursive: true, force: true });
       await mkdir(staging, { recursive: true });
-      const src = await archiveSource(source, opts, skipped);
+      let src: ArchiveSource;
+      try {
+        src = await archiveSource(source, opts, skipped);
+      } catch (e) {
+        await rm(staging, { recursive: true, force: true });
+        throw e;
+      }
       try {
         const fh = await open(files.data, 'w', 0o600);
         let data;
@@ -263,6 +280,10 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
         state = upload.newUploadState(target, data.layer.spans.compressedSize, data.layer.digest);
         await writeFileAtomic(files.state, Buffer.from(JSON.stringify(state)));
         summaryBase = { index, fileBytes: src.fileBytes };
+      } catch (e) {
+        // Nothing to resume yet (no upload state): the staging directory is only litter.
+        await rm(staging, { recursive: true, force: true });
+        throw e;
       } finally {
         await src.close();
       }

@@ -1,8 +1,8 @@
 // A local directory as archive entries: walked with lstat only (a fifo or a
 // socket is never opened, so nothing blocks), children in name order,
 // hardlinks found by device and inode, times in nanoseconds, xattrs from one
-// getfattr run. Sockets, and directories that cannot be listed, are reported
-// and skipped; files are opened only when their bytes are written, with
+// getfattr run. Sockets, names that are not UTF-8 (the index holds UTF-8
+// names), and directories that cannot be listed, are reported and skipped; files are opened only when their bytes are written, with
 // O_NONBLOCK and O_NOFOLLOW, and re-checked to still be regular files.
 // File system calls are synchronous on purpose: archiving is a batch job
 // that reads one file at a time, and async calls would each wait behind the
@@ -58,6 +58,13 @@ function typeOf(st: BigIntStats): ArchiveEntryType | 'socket' | undefined {
   if (st.isFIFO()) return 'fifo';
   if (st.isSocket()) return 'socket';
   return undefined;
+}
+
+/** A name that is not UTF-8, printable: bytes outside printable ASCII as \\xHH. */
+function escapeName(b: Buffer): string {
+  let out = '';
+  for (const c of b) out += c >= 0x20 && c < 0x7f && c !== 0x5c ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;
+  return out;
 }
 
 function errCode(e: unknown): string {
@@ -143,11 +150,18 @@ export async function readDirSource(root: string, opts: DirSourceOptions = {}): 
     }
     entries.push(e);
     if (type !== 'dir') return;
-    let names: string[];
+    let raw: Buffer[];
     try {
-      names = readdirSync(absPath);
+      // As bytes: as strings, a name that is not UTF-8 comes back altered and then "does not exist".
+      raw = readdirSync(absPath, { encoding: 'buffer' });
     } catch (err) {
       return skip(rel, `cannot list the directory (${errCode(err)}); its contents are left out`);
+    }
+    const names: string[] = [];
+    for (const b of raw) {
+      const name = b.toString('utf8');
+      if (Buffer.from(name, 'utf8').equals(b)) names.push(name);
+      else skip(rel === '' ? escapeName(b) : `${rel}/${escapeName(b)}`, 'its name is not valid UTF-8 (clip archives hold UTF-8 names only; rename it to archive it)');
     }
     names.sort();
     for (const name of names) {

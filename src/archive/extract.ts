@@ -21,6 +21,8 @@ import { treeEntries, treeFileBytes } from './tree-source.js';
 
 export interface ExtractOptions extends RegistryOptions {
   onProgress?: (done: number, total: number) => void;
+  /** Stops extracting (the CLI aborts it on SIGINT/SIGTERM): tar is stopped, the temp directory removed, the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface ExtractSummary {
@@ -55,7 +57,7 @@ export async function extractArchive(file: string, dir: string, opts: ExtractOpt
     const total = treeFileBytes(index);
     let done = 0;
     const entries = treeEntries(index, reader);
-    await untar(tmp, Readable.from(tarStream(entries, { onFileBytes: (n) => opts.onProgress?.((done += n), total) })));
+    await untar(tmp, Readable.from(tarStream(entries, { onFileBytes: (n) => opts.onProgress?.((done += n), total) })), opts.signal);
     await rename(tmp, target);
     return { dir: target, entries: index.nodes.length, fileBytes: total, seconds: (performance.now() - started) / 1000 };
   } catch (e) {
@@ -67,8 +69,15 @@ export async function extractArchive(file: string, dir: string, opts: ExtractOpt
 }
 
 /** Pipes a tar stream into GNU tar extracting into `dir`; fails with tar's own words. */
-async function untar(dir: string, tar: Readable): Promise<void> {
+async function untar(dir: string, tar: Readable, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
   const child = spawn('tar', [...TAR_ARGS, '-C', dir], { stdio: ['pipe', 'ignore', 'pipe'] });
+  // Aborted: tar must be gone before its directory is removed, or it keeps writing into it.
+  const stop = (): void => {
+    child.kill('SIGKILL');
+    tar.destroy();
+  };
+  signal?.addEventListener('abort', stop, { once: true });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
   const exited = new Promise<number>((resolve, reject) => {
@@ -77,7 +86,8 @@ async function untar(dir: string, tar: Readable): Promise<void> {
   });
   // If tar dies early, writing to its stdin fails: its exit status and message are the real story.
   const fed = pipeline(tar, child.stdin).catch((e: unknown) => e);
-  const [code, feedError] = await Promise.all([exited, fed]);
+  const [code, feedError] = await Promise.all([exited, fed]).finally(() => signal?.removeEventListener('abort', stop));
+  signal?.throwIfAborted();
   if (code !== 0) throw new ClipError('IO', `tar could not extract the tree (exit ${code}): ${stderr.trim() || 'no message'}`);
   if (feedError instanceof ClipError) throw feedError;
   if (feedError) throw new ClipError('IO', `writing the tree to tar failed: ${(feedError as Error).message}`);

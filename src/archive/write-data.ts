@@ -34,7 +34,16 @@ export async function writeArchiveData(
   const scanner = new TarScanner((e) => scanned.push(e));
   const diff = createHash('sha256');
   const gzip = new FlushedGzipWriter({ spanSize: opts.spanSize, ...(opts.level !== undefined ? { level: opts.level } : {}) }, sink);
-  for await (const chunk of tarStream(entries, opts)) {
+  // Files that failed half-way: their (zero-filled) bytes stay in the data, their entries leave the tree.
+  const dropped = new Set<string>();
+  const streamOpts: TarStreamOptions = {
+    ...opts,
+    onDropped: (p) => {
+      dropped.add(p);
+      opts.onDropped?.(p);
+    },
+  };
+  for await (const chunk of tarStream(entries, streamOpts)) {
     scanner.push(chunk);
     diff.update(chunk);
     await gzip.write(chunk);
@@ -43,6 +52,6 @@ export async function writeArchiveData(
   const { spans, digest } = await gzip.finish();
   return {
     layer: { digest, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, diffId: `sha256:${diff.digest('hex')}`, spans },
-    tree: mergeLayers([scanned]),
+    tree: mergeLayers([dropped.size === 0 ? scanned : scanned.filter((e) => !(e.type === 'file' && dropped.has(e.path)))]),
   };
 }

@@ -28,13 +28,19 @@ export function archiveCommand(): Command {
   addRegistryOptions(cmd);
   return cmd.action(async (source: string, o) => {
     // Loaded here, not at start-up (start-up time matters for the other commands).
-    const [{ createArchive }, { byteProgress }] = await Promise.all([import('../archive/create-archive.js'), import('./progress.js')]);
+    const [{ createArchive }, { byteProgress }, { interruptOnSignals }] = await Promise.all([
+      import('../archive/create-archive.js'),
+      import('./progress.js'),
+      import('./interrupt.js'),
+    ]);
+    const interrupt = interruptOnSignals();
     let phase = '';
     let progress = byteProgress('archiving');
     const summary = await (async () => {
       try {
-        return await createArchive(source, {
+        return await interrupt.run(async (signal) => createArchive(source, {
           ...(await registryOptions(o)),
+          signal,
           output: o.output,
           ...(o.s3 !== undefined ? { s3: o.s3 } : {}),
           ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
@@ -52,7 +58,7 @@ export function archiveCommand(): Command {
             }
             progress.update(done, total);
           },
-        });
+        }));
       } finally {
         progress.stop();
       }

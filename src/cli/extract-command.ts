@@ -11,11 +11,18 @@ export function extractCommand(): Command {
     .argument('<dir>', 'directory to create (or an empty one)');
   addRegistryOptions(cmd);
   return cmd.action(async (file: string, dir: string, o) => {
-    const [{ extractArchive }, { byteProgress }] = await Promise.all([import('../archive/extract.js'), import('./progress.js')]);
+    const [{ extractArchive }, { byteProgress }, { interruptOnSignals }] = await Promise.all([
+      import('../archive/extract.js'),
+      import('./progress.js'),
+      import('./interrupt.js'),
+    ]);
+    const interrupt = interruptOnSignals();
     const progress = byteProgress('extracting');
     let summary;
     try {
-      summary = await extractArchive(file, dir, { ...(await registryOptions(o)), onProgress: (done, total) => progress.update(done, total) });
+      summary = await interrupt.run(async (signal) =>
+        extractArchive(file, dir, { ...(await registryOptions(o)), signal, onProgress: (done, total) => progress.update(done, total) }),
+      );
     } finally {
       progress.stop();
     }

@@ -59,19 +59,37 @@ async function readProfile(file: string, manifestDigest: string): Promise<Profil
   } catch (e) {
     throw new ClipError('BAD_ARGUMENT', `cannot read start-up profile ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  let body: ProfileFile | undefined;
+  let parsed: unknown;
   try {
-    body = JSON.parse(text) as ProfileFile;
+    parsed = JSON.parse(text);
   } catch {
-    body = undefined;
+    // The parser's message quotes the bytes: useless (and binary) for a file that is something else.
+    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (not valid JSON)`);
   }
-  if (body?.clipStartupProfile !== 1 || !Array.isArray(body.spans)) {
-    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile`);
+  return checkShape(file, parsed, manifestDigest);
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** Checks every field of a parsed profile, naming the first one that is wrong; the image first (the likeliest mistake). */
+function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFile {
+  const bad = (field: string, problem: string): ClipError => new ClipError('BAD_ARGUMENT', `start-up profile ${file}: ${field} ${problem}`);
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (expected a JSON object)`);
+  const o = v as Record<string, unknown>;
+  if (o['clipStartupProfile'] !== 1) throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (no "clipStartupProfile": 1)`);
+  if (typeof o['manifestDigest'] !== 'string' || !DIGEST.test(o['manifestDigest'])) throw bad('"manifestDigest"', 'is not a sha256 digest');
+  if (o['manifestDigest'] !== manifestDigest) {
+    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${o['manifestDigest']}, not ${manifestDigest}`);
   }
-  if (body.manifestDigest !== manifestDigest) {
-    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${body.manifestDigest}, not ${manifestDigest}`);
-  }
-  return body;
+  const spanSize = o['spanSize'];
+  if (typeof spanSize !== 'number' || !Number.isSafeInteger(spanSize) || spanSize <= 0) throw bad('"spanSize"', 'is not a positive whole number of bytes');
+  const spans = o['spans'];
+  if (!Array.isArray(spans)) throw bad('"spans"', 'is not a list');
+  spans.forEach((entry: unknown, k) => {
+    const ok = Array.isArray(entry) && entry.length === 2 && typeof entry[0] === 'string' && DIGEST.test(entry[0]) && Number.isSafeInteger(entry[1]) && (entry[1] as number) >= 0;
+    if (!ok) throw bad(`"spans"[${k}]`, `is ${JSON.stringify(entry) ?? String(entry)}, not [layer digest, span number]`);
+  });
+  return o as unknown as ProfileFile;
 }
 
 /** Reads a profile and checks it describes this index's image. */

@@ -95,7 +95,7 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
     const readPerLayer = image.layers.map(() => 0);
     let read = 0;
     const results = await mapLimit(image.layers, LAYER_CONCURRENCY, async (layer, i) => {
-      const blob = await blobs.openBlob(layer.digest);
+      const blob = await blobs.openBlob(layer.digest, layer.size);
       const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>() };
       return indexLayer(layer, blob, spanSize, windows, maxRatio, budget, (n) => {
         read += n - readPerLayer[i]!;

@@ -5,6 +5,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ClipError } from '../errors.js';
+import type { ResponseDeadline } from './types.js';
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
 
@@ -14,6 +15,8 @@ export interface HttpResponse {
   body: ResponseBody;
   /** The URL that answered (after redirects). */
   url: URL;
+  /** Aborts the body when the response deadline passes (its reason is then a DeadlineError). */
+  signal?: AbortSignal;
 }
 
 export interface SendOptions {
@@ -27,10 +30,21 @@ export interface SendOptions {
   authorization?: { origin: string; value: string };
   /** Told about each retry, for metrics. */
   onRetry?: (reason: RetryReason) => void;
+  /** Bytes the answer is expected to carry (a range's length), to size the response deadline before headers arrive. */
+  expectedBytes?: number;
+  /** How long a response may take, headers and body (default: RESPONSE_DEADLINE from the environment). */
+  deadline?: ResponseDeadline;
 }
 
+/**
+ * The overall time one response may take, headers and body: `baseMs` plus
+ * its bytes at `minBytesPerSecond`. The stall timeout alone lets a body that
+ * trickles one byte every few seconds run forever.
+ */
+export type { ResponseDeadline };
+
 /** Why a request was sent again. */
-export type RetryReason = 'connection' | 'rate-limited' | 'server-error' | 'body-cut' | 'auth';
+export type RetryReason = 'connection' | 'rate-limited' | 'server-error' | 'body-cut' | 'auth' | 'deadline';
 
 export const USER_AGENT = 'clip/0.1';
 const MAX_REDIRECTS = 10;
@@ -59,6 +73,11 @@ export const STALL_TIMEOUT_MS = envMs('CLIP_STALL_TIMEOUT_MS', 15_000);
 /** Retries of one request stop once this much time has passed since it started. */
 export const REQUEST_DEADLINE_MS = envMs('CLIP_REQUEST_DEADLINE_MS', 30_000);
 const MAX_RETRIES = envMs('CLIP_RETRIES', 5);
+/** Default response deadline: 30 s plus the body at 64 KiB/s (a 4 MiB span: 94 s). */
+export const RESPONSE_DEADLINE: ResponseDeadline = {
+  baseMs: envMs('CLIP_RESPONSE_DEADLINE_MS', 30_000),
+  minBytesPerSecond: envMs('CLIP_MIN_BYTES_PER_SECOND', 64 * 1024),
+};
 const BACKOFF_BASE_MS = 200;
 const BACKOFF_CAP_MS = 5_000;
 
@@ -102,10 +121,16 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
   for (let attempt = 0; ; attempt++) {
     const retry = method !== 'POST' && attempt < MAX_RETRIES;
     let delay: number;
+    // An upload's bytes count too: a large PUT gets the time its body needs.
+    const sent = opts.body === undefined ? 0 : Buffer.byteLength(opts.body);
+    const timer = new DeadlineTimer(opts.deadline ?? RESPONSE_DEADLINE, sent + (opts.expectedBytes ?? 0));
     try {
-      const res = await request(url, { method, headers, body: opts.body ?? null, dispatcher });
+      const res = await request(url, { method, headers, body: opts.body ?? null, dispatcher, signal: timer.signal });
+      // A 200 to a range request (Range ignored) streams the whole blob: its length is what it will take.
+      const sized = opts.expectedBytes === undefined || res.statusCode === 200;
+      timer.follow(res.body, sized ? Number(header(res.headers, 'content-length')) : undefined, sent);
       if (!retry || !RETRIED_STATUS.has(res.statusCode)) {
-        return { status: res.statusCode, headers: res.headers, body: res.body, url };
+        return { status: res.statusCode, headers: res.headers, body: res.body, url, signal: timer.signal };
       }
       await discard(res.body);
       delay = backoff(attempt, header(res.headers, 'retry-after'));
@@ -114,13 +139,78 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
       }
       opts.onRetry?.(res.statusCode === 429 ? 'rate-limited' : 'server-error');
     } catch (e) {
+      timer.clear();
       if (e instanceof ClipError) throw e;
+      const passed = isDeadlineError(e) || isDeadlineError(timer.signal.reason);
       const code = (e as NodeJS.ErrnoException).code ?? '';
       delay = backoff(attempt);
-      if (!retry || !RETRIED_ERRORS.has(code) || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw networkError(url, e, undefined, opts.service);
-      opts.onRetry?.('connection');
+      if (!retry || !(passed || RETRIED_ERRORS.has(code)) || Date.now() + delay - started > REQUEST_DEADLINE_MS) {
+        throw networkError(url, passed ? timer.signal.reason : e, undefined, opts.service);
+      }
+      opts.onRetry?.(passed ? 'deadline' : 'connection');
     }
     await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+/** Why a response was aborted: it took longer than its deadline. */
+export class DeadlineError extends Error {
+  readonly code = 'CLIP_DEADLINE';
+  constructor(readonly ms: number) {
+    super(`response took longer than its deadline of ${(ms / 1000).toFixed(1)} s (too slow)`);
+    this.name = 'DeadlineError';
+  }
+}
+
+/** True for a DeadlineError, or an error (a ClipError from reading a body) caused by one. */
+export function isDeadlineError(e: unknown): boolean {
+  for (let c = e, depth = 0; c instanceof Error && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
+    if (c instanceof DeadlineError) return true;
+  }
+  return false;
+}
+
+/**
+ * Aborts one response when its deadline passes: sized first by the bytes
+ * asked for, then by the Content-Length once the headers are in. Cleared
+ * when the body is done (read, dropped or failed).
+ */
+class DeadlineTimer {
+  private readonly controller = new AbortController();
+  private readonly started = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  readonly signal = this.controller.signal;
+
+  constructor(private readonly deadline: ResponseDeadline, bytes: number) {
+    this.arm(bytes);
+  }
+
+  /**
+   * Re-arms for the body's length when the caller did not know it (a whole
+   * blob: its Content-Length); a body of unknown length has only the stall
+   * timeout. Clears once the body closes.
+   */
+  follow(body: ResponseBody, contentLength: number | undefined, sent: number): void {
+    if (contentLength !== undefined) {
+      if (Number.isFinite(contentLength) && contentLength >= 0) this.arm(sent + contentLength);
+      else this.clear();
+    }
+    if (body.closed || body.destroyed) this.clear();
+    else body.once('close', () => this.clear());
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private arm(bytes: number): void {
+    this.clear();
+    const ms = this.deadline.baseMs + (1000 * bytes) / this.deadline.minBytesPerSecond;
+    // setTimeout's limit is 2^31-1 ms (24 days): a longer deadline is no deadline.
+    if (ms > 2 ** 31 - 1) return;
+    const left = Math.max(0, this.started + ms - Date.now());
+    this.timer = setTimeout(() => this.controller.abort(new DeadlineError(ms)), left).unref();
   }
 }
 
@@ -174,9 +264,14 @@ export async function readBody(res: HttpResponse, limit: number, what: string): 
     }
   } catch (e) {
     if (e instanceof ClipError) throw e;
-    throw networkError(res.url, e, `reading ${what}`);
+    throw networkError(res.url, bodyError(res, e), `reading ${what}`);
   }
   return Buffer.concat(chunks, size);
+}
+
+/** The real cause of a body that failed: the deadline, when it is what aborted it. */
+export function bodyError(res: HttpResponse, e: unknown): unknown {
+  return res.signal?.aborted && isDeadlineError(res.signal.reason) ? res.signal.reason : e;
 }
 
 /** Drops a response body so the connection can be reused. */
@@ -204,9 +299,18 @@ export function networkError(url: URL, e: unknown, doing?: string, service = 're
     UND_ERR_BODY_TIMEOUT: 'response stalled (timed out)',
     UND_ERR_SOCKET: 'connection lost',
   };
-  const reason = (err.code && reasons[err.code]) ?? err.message ?? String(e);
+  const reason = e instanceof DeadlineError ? e.message : (err.code && reasons[err.code]) ?? err.message ?? String(e);
   const message = doing
     ? `${url.host}: ${reason} while ${doing}`
     : `cannot connect to ${service} ${url.host} (${url.protocol}//${url.host}): ${reason}`;
-  return new ClipError('REGISTRY', message, { cause: e });
+  const out = new ClipError('REGISTRY', message, { cause: e });
+  if (doing) bodyCuts.add(out);
+  return out;
+}
+
+const bodyCuts = new WeakSet<ClipError>();
+
+/** True for the error of a body lost mid-way (connection, stall, deadline): worth asking again. */
+export function isBodyCut(e: unknown): boolean {
+  return e instanceof ClipError && bodyCuts.has(e);
 }

@@ -12,6 +12,21 @@ import type { BlobSource } from './types.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 const CONTAINERD_NAME = 'io.containerd.image.name';
+const MAX_MARKER_BYTES = 64 * 1024;
+
+/** A small file of the layout as text, refusing more than `limit` bytes (a hostile layout could hold gigabytes). */
+async function readBounded(file: string, limit: number): Promise<string> {
+  const fh = await open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    if (size > limit) throw new ClipError('IO', `${file} is too large (${size} bytes, limit ${limit})`);
+    const buf = Buffer.alloc(size);
+    const { bytesRead } = await fh.read(buf, 0, size, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
 
 /** Splits "oci:DIR[:TAG]" at the first colon after "oci:" (skopeo's rule). */
 export function parseLayoutReference(ref: string): { dir: string; tag?: string } {
@@ -43,8 +58,10 @@ export class OciLayout implements BlobSource, ManifestSource {
     }
     let marker: { imageLayoutVersion?: unknown };
     try {
-      marker = JSON.parse(await readFile(join(abs, 'oci-layout'), 'utf8')) as typeof marker;
+      marker = JSON.parse(await readBounded(join(abs, 'oci-layout'), MAX_MARKER_BYTES)) as typeof marker;
     } catch (e) {
+      if (e instanceof ClipError) throw e;
+      if (e instanceof SyntaxError) throw new ClipError('IO', `${join(abs, 'oci-layout')} is not valid JSON: ${e.message}`);
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new ClipError('NOT_FOUND', `${abs} is not an OCI image layout (no oci-layout file)`);
       }
@@ -61,12 +78,14 @@ export class OciLayout implements BlobSource, ManifestSource {
     const file = join(this.dir, 'index.json');
     let json: { manifests?: unknown };
     try {
-      json = JSON.parse(await readFile(file, 'utf8')) as typeof json;
+      json = JSON.parse(await readBounded(file, MAX_MANIFEST_BYTES)) as typeof json;
     } catch (e) {
+      if (e instanceof ClipError) throw e;
       if (e instanceof SyntaxError) throw new ClipError('IO', `${file} is not valid JSON: ${e.message}`);
       throw fsError(e, file);
     }
-    return descriptors(this, json?.manifests ?? [], 'index.json manifests');
+    if (!json || typeof json !== 'object' || Array.isArray(json)) throw new ClipError('IO', `${file} is not a JSON object`);
+    return descriptors(this, json.manifests ?? [], 'index.json manifests');
   }
 
   /**

@@ -3,7 +3,7 @@
 // ignores Range and sends the whole blob (200) is sliced while streaming.
 
 import { ClipError } from '../errors.js';
-import { discard, header, networkError, readBody, type HttpResponse } from './http.js';
+import { bodyError, discard, header, networkError, readBody, type HttpResponse } from './http.js';
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
@@ -60,7 +60,7 @@ async function sliceWholeBody(res: HttpResponse, start: number, end: number, wha
       if (offset >= end) break; // leaving the loop destroys the body
     }
   } catch (e) {
-    throw networkError(res.url, e, `reading ${what}`);
+    throw networkError(res.url, bodyError(res, e), `reading ${what}`);
   }
   if (offset < end) throw beyondEnd(what, start, end, offset);
   return out;

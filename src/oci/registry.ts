@@ -8,12 +8,13 @@ import { ClipError } from '../errors.js';
 import { Authenticator } from './auth.js';
 import { findCredentials } from './credentials.js';
 import { checkDigest, digestOf, isDigest, verifyDigest } from './digest.js';
-import { backoff, createAgent, discard, header, headerList, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse, type RetryReason } from './http.js';
+import { backoff, createAgent, discard, header, headerList, isBodyCut, isDeadlineError, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse, type RetryReason } from './http.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DOCKER_HUB } from './reference.js';
 import { MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestSource } from './resolve.js';
 import { readSlice } from './range.js';
-import type { BlobSource, RangeOptions, Reference, RegistryOptions } from './types.js';
+import { resumableBlob } from './resumable-blob.js';
+import type { BlobSource, RangeOptions, Reference, RegistryOptions, ResponseDeadline } from './types.js';
 
 const MAX_AUTH_ATTEMPTS = 4;
 const MAX_ERROR_BODY = 64 * 1024;
@@ -46,6 +47,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
   private readonly agent: Agent;
   private readonly auth: Authenticator;
   private readonly scope: string;
+  private readonly deadline: ResponseDeadline | undefined;
 
   constructor(ref: Pick<Reference, 'registry' | 'repository'>, opts: RegistryOptions = {}) {
     this.registry = ref.registry;
@@ -54,6 +56,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
     this.base = registryBaseUrl(ref.registry, opts.plainHttp);
     this.agent = createAgent();
     this.scope = `repository:${ref.repository}:pull`;
+    this.deadline = opts.deadline;
     const lookup: { username?: string; password?: string } = {};
     if (opts.username !== undefined) lookup.username = opts.username;
     if (opts.password !== undefined) lookup.password = opts.password;
@@ -71,9 +74,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
       throw new ClipError('BAD_ARGUMENT', `invalid tag or digest ${JSON.stringify(reference)} for ${this.name}`);
     }
     const target: Target = { kind: 'manifest', reference };
-    const res = await this.get(`manifests/${reference}`, { accept: MANIFEST_ACCEPT }, target);
-    if (res.status !== 200) throw await this.failure(res, target);
-    const bytes = await readBody(res, MAX_MANIFEST_BYTES, `manifest of ${this.describe(target)}`);
+    const { res, bytes } = await this.readWhole(() => this.get(`manifests/${reference}`, { accept: MANIFEST_ACCEPT }, target), target, MAX_MANIFEST_BYTES, `manifest of ${this.describe(target)}`);
     const contentType = header(res.headers, 'content-type');
     let digest: string;
     if (isDigest(reference)) {
@@ -94,17 +95,39 @@ export class RegistryClient implements BlobSource, ManifestSource {
 
   /** Fetches a small blob whole (an image config) and verifies its digest. */
   async fetchBlob(digest: string, maxBytes: number, what: string): Promise<Buffer> {
-    const res = await this.blobRequest(digest, {});
-    if (res.status !== 200) throw await this.failure(res, { kind: 'blob', digest });
-    const bytes = await readBody(res, maxBytes, what);
+    const target: Target = { kind: 'blob', digest };
+    const { bytes } = await this.readWhole(() => this.blobRequest(digest, {}), target, maxBytes, what);
     verifyDigest(bytes, digest, what);
     return bytes;
   }
 
-  async openBlob(digest: string): Promise<Readable> {
-    const res = await this.blobRequest(digest, {});
-    if (res.status !== 200) throw await this.failure(res, { kind: 'blob', digest });
-    return res.body;
+  /** A 200 answer's whole (bounded) body; a body lost mid-way is asked for again, within the request deadline. */
+  private async readWhole(request: () => Promise<HttpResponse>, target: Target, limit: number, what: string): Promise<{ res: HttpResponse; bytes: Buffer }> {
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const res = await request();
+      if (res.status !== 200) throw await this.failure(res, target);
+      try {
+        return { res, bytes: await readBody(res, limit, what) };
+      } catch (e) {
+        const delay = backoff(attempt);
+        if (!isBodyCut(e) || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Streams a whole blob; a connection lost mid-way is resumed from the byte reached (see resumable-blob.ts). */
+  async openBlob(digest: string, size?: number): Promise<Readable> {
+    const what = `blob ${digest} of ${this.name}`;
+    const open = async (from: number, onRetry: (reason: RetryReason) => void): Promise<HttpResponse> => {
+      const extra: Record<string, string> = from > 0 ? { range: `bytes=${from}-` } : {};
+      const expected = size === undefined ? undefined : size - from;
+      const res = await this.blobRequest(digest, extra, onRetry, expected);
+      if (res.status !== 200 && res.status !== 206) throw await this.failure(res, { kind: 'blob', digest });
+      return res;
+    };
+    return resumableBlob(open, what);
   }
 
   async readRange(digest: string, start: number, end: number, opts: RangeOptions = {}): Promise<Buffer> {
@@ -116,14 +139,14 @@ export class RegistryClient implements BlobSource, ManifestSource {
     // A body cut short (connection lost mid-transfer) is asked for again, within the request deadline.
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      const res = await this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` }, opts.onRetry);
+      const res = await this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` }, opts.onRetry, end - start);
       if (res.status !== 200 && res.status !== 206 && res.status !== 416) throw await this.failure(res, { kind: 'blob', digest });
       try {
         return await readSlice(res, start, end, `blob ${digest} of ${this.name}`);
       } catch (e) {
         const delay = backoff(attempt);
         if (!(e instanceof ClipError && e.code === 'REGISTRY') || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw e;
-        opts.onRetry?.('body-cut');
+        opts.onRetry?.(isDeadlineError(e) ? 'deadline' : 'body-cut');
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -138,13 +161,19 @@ export class RegistryClient implements BlobSource, ManifestSource {
     if (!this.agent.destroyed) await this.agent.destroy();
   }
 
-  private blobRequest(digest: string, extra: Record<string, string>, onRetry?: (reason: RetryReason) => void): Promise<HttpResponse> {
+  private blobRequest(digest: string, extra: Record<string, string>, onRetry?: (reason: RetryReason) => void, expectedBytes?: number): Promise<HttpResponse> {
     checkDigest(digest, 'blob digest');
-    return this.get(`blobs/${digest}`, { 'accept-encoding': 'identity', ...extra }, { kind: 'blob', digest }, onRetry);
+    return this.get(`blobs/${digest}`, { 'accept-encoding': 'identity', ...extra }, { kind: 'blob', digest }, onRetry, expectedBytes);
   }
 
   /** GET /v2/<repository>/<path>, answering authentication challenges; returns any non-401 response. */
-  private async get(path: string, headers: Record<string, string>, target: Target, onRetry?: (reason: RetryReason) => void): Promise<HttpResponse> {
+  private async get(
+    path: string,
+    headers: Record<string, string>,
+    target: Target,
+    onRetry?: (reason: RetryReason) => void,
+    expectedBytes?: number,
+  ): Promise<HttpResponse> {
     const url = new URL(`/v2/${this.repository}/${path}`, this.base);
     const startGeneration = this.auth.currentGeneration;
     for (let attempt = 1; ; attempt++) {
@@ -153,6 +182,8 @@ export class RegistryClient implements BlobSource, ManifestSource {
         headers,
         ...(authorization ? { authorization: { origin: this.base.origin, value: authorization } } : {}),
         ...(onRetry ? { onRetry } : {}),
+        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+        ...(this.deadline ? { deadline: this.deadline } : {}),
       });
       if (res.status !== 401) return res;
       if (res.url.origin !== this.base.origin) {

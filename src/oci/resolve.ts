@@ -87,9 +87,30 @@ export async function resolveDescriptors(
   return resolveManifest(source, fetched, wanted, depth);
 }
 
-/** The best descriptor for `wanted`; NOT_FOUND listing what exists when none can run there. */
+/** The error for a Docker schema 1 manifest (`what` names where it was found). */
+export function schema1Error(name: string, what: string): ClipError {
+  return new ClipError(
+    'UNSUPPORTED',
+    `${name}: ${what} is a Docker image manifest v2 schema 1, which clip does not support (a deprecated format); re-push the image with a current tool (docker, skopeo copy, crane) to convert it to schema 2 or OCI`,
+  );
+}
+
+/**
+ * The best descriptor for `wanted`; NOT_FOUND listing what exists when none
+ * can run there, UNSUPPORTED naming the real problem when the index holds no
+ * manifest clip can read (schema 1, unknown media types) or none at all.
+ */
 export function selectPlatform(name: string, list: Descriptor[], wanted: Platform): Descriptor {
   const candidates = list.filter((d) => isIndexType(d.mediaType) || isManifestType(d.mediaType));
+  const others = list.filter((d) => !candidates.includes(d));
+  // A schema 1 entry that could be the wanted image is the reason, not "no such platform".
+  const schema1 = others.find((d) => isSchema1Type(d.mediaType) && (!d.platform || platformScore(wanted, d.platform) !== undefined));
+  if (candidates.length === 0) {
+    if (list.length === 0) throw new ClipError('NOT_FOUND', `${name}: the image index lists no manifests (an empty image index)`);
+    if (schema1) throw schema1Error(name, `the image index entry ${schema1.digest}`);
+    const types = [...new Set(others.map((d) => (d.mediaType === '' ? '(no media type)' : d.mediaType)))];
+    throw new ClipError('UNSUPPORTED', `${name}: the image index lists no image manifest clip can read (media types: ${types.join(', ')})`);
+  }
   const withPlatform = candidates.filter((d) => d.platform && d.platform.os !== 'unknown');
   if (withPlatform.length === 0 && candidates.length === 1) return candidates[0]!;
   let best: Descriptor | undefined;
@@ -102,6 +123,7 @@ export function selectPlatform(name: string, list: Descriptor[], wanted: Platfor
     }
   }
   if (best) return best;
+  if (schema1) throw schema1Error(name, `the image index entry ${schema1.digest}`);
   const available = [...new Set(withPlatform.map((d) => formatPlatform(d.platform!)))];
   throw new ClipError(
     'NOT_FOUND',
@@ -113,10 +135,7 @@ function manifestMediaType(source: ManifestSource, json: Json, fetched: FetchedM
   const declared = typeof json['mediaType'] === 'string' ? json['mediaType'] : undefined;
   const served = bareMediaType(fetched.contentType);
   if (json['schemaVersion'] === 1 || isSchema1Type(declared ?? '') || isSchema1Type(served ?? '')) {
-    throw new ClipError(
-      'UNSUPPORTED',
-      `${source.name}: Docker schema 1 manifests are not supported (deprecated format); re-push the image with a current docker or skopeo`,
-    );
+    throw schema1Error(source.name, `manifest ${fetched.digest}`);
   }
   if (declared) return declared;
   if (served && (isIndexType(served) || isManifestType(served))) return served;

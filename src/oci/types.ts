@@ -46,8 +46,8 @@ export interface ResolvedImage {
 
 /** Reads blobs of one repository (or one OCI layout directory). */
 export interface BlobSource {
-  /** Streams a whole blob. Callers verify its digest. */
-  openBlob(digest: string): Promise<Readable>;
+  /** Streams a whole blob (of `size` bytes, when known: it sizes the response deadline). Callers verify its digest. */
+  openBlob(digest: string, size?: number): Promise<Readable>;
   /** Reads bytes [start, end) of a blob; `onRetry` hears of requests sent again. */
   readRange(digest: string, start: number, end: number, opts?: RangeOptions): Promise<Buffer>;
   close(): Promise<void>;
@@ -64,4 +64,12 @@ export interface RegistryOptions {
   password?: string;
   /** Platform to pick from an index; default: linux and the host's architecture. */
   platform?: Platform;
+  /** How long one response may take (default: 30 s + its bytes at 64 KiB/s; CLIP_RESPONSE_DEADLINE_MS, CLIP_MIN_BYTES_PER_SECOND). */
+  deadline?: ResponseDeadline;
+}
+
+/** See oci/http.ts. */
+export interface ResponseDeadline {
+  baseMs: number;
+  minBytesPerSecond: number;
 }

@@ -1,14 +1,17 @@
 // A fault-injecting HTTP proxy on 127.0.0.1 in front of a real registry: it
 // forwards everything, and blob requests can be made to fail the ways real
 // links fail (dropped connections, stalls, 500s, 429s, flipped bits,
-// truncated bodies, a registry that is down). The mode can change at any time.
+// truncated bodies, bodies that trickle, a registry that is down). The mode can change at any time.
 // It can also play a token-auth registry (anonymous Bearer tokens from its own
 // /token realm) whose tokens expire on demand, as real registries' do.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type FaultMode = 'pass' | 'drop' | 'stall' | 'http500' | 'http429' | 'flip' | 'truncate' | 'down';
+export type FaultMode = 'pass' | 'drop' | 'stall' | 'http500' | 'http429' | 'flip' | 'truncate' | 'trickle' | 'down';
+
+/** 'trickle': the headers, then one byte of the body every this many ms (never a stall). */
+export const TRICKLE_MS = 3000;
 
 export interface FaultProxy {
   host: string;
@@ -93,7 +96,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         up.on('data', (c: Buffer) => chunks.push(c));
         up.on('end', () => {
           const body = Buffer.concat(chunks);
-          if (fault === 'flip') {
+          if (fault === 'trickle') {
+            res.writeHead(up.statusCode ?? 200, up.headers);
+            let sent = 0;
+            const drip = (): void => {
+              if (sent < body.length) res.write(body.subarray(sent, ++sent));
+              else clearInterval(timer);
+            };
+            const timer = setInterval(drip, TRICKLE_MS);
+            drip();
+            res.on('close', () => clearInterval(timer));
+          } else if (fault === 'flip') {
             for (let i = 7; i < body.length; i += 997) body[i] = body[i]! ^ 0x20;
             res.writeHead(up.statusCode ?? 200, up.headers).end(body);
           } else {
