@@ -188,7 +188,7 @@ export class SpanCache {
   }
 
   /** Stores a span; resolves once it is on disk (or skipped: already there, or bigger than the bound). */
-  put(key: SpanKey, data: Buffer): Promise<void> {
+  async put(key: SpanKey, data: Buffer): Promise<void> {
     const file = this.file(key);
     const write = this.writes.then(() => this.write(key.layer, file, data));
     this.writes = write.catch(() => undefined);
