@@ -14,9 +14,9 @@ export interface S3Location {
 }
 
 const BUCKET = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
-/** Whether `s` is a bucket name clip accepts (it goes into a host name or a path segment). */
+/** Whether `s` can stand in a host name or one path segment as it is (what S3Client needs; parsing is stricter). */
 export function isBucketName(s: string): boolean {
-  return BUCKET.test(s);
+  return /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..';
 }
 
 /** Region names go into a host name ("s3.REGION.amazonaws.com"): letters, digits, '-' and '_' only. */
