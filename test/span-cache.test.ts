@@ -30,27 +30,36 @@ async function cacheBytes(dir: string): Promise<{ bytes: number; files: string[]
   return { bytes, files };
 }
 
-// A writer process: puts `count` spans of 8-48 KiB under layer digests of its own.
+// A writer process (once both are ready): puts `count` spans of 8-48 KiB under layer digests of its own.
 const WRITER = `
 const [moduleUrl, dir, bound, seed, count] = process.argv.slice(1);
 const { createHash } = await import('node:crypto');
 const { SpanCache } = await import(moduleUrl);
 const hex = (s) => createHash('sha256').update(s).digest('hex');
 const cache = new SpanCache(dir, Number(bound));
+// Start together: say ready, then wait for the other writer (process start-up times differ).
+const { existsSync, writeFileSync } = await import('node:fs');
+writeFileSync(dir + '.ready-' + seed, '');
+while (!['1', '2'].every((s) => existsSync(dir + '.ready-' + s))) await new Promise((r) => setTimeout(r, 2));
+const start = Date.now();
 for (let k = 0; k < Number(count); k++) {
   const size = 8192 + ((k * 7919 + Number(seed) * 104729) % 40960);
   await cache.put({ layer: 'sha256:' + hex(seed + '/' + (k % 3)), span: k, identity: hex(seed + ':' + k) }, Buffer.alloc(size, k));
 }
+process.stdout.write(JSON.stringify({ start, end: Date.now() }));
 `;
 
-function runWriter(dir: string, bound: number, seed: number, count: number): Promise<void> {
+/** Runs a writer; resolves with when its writes began and ended (ms since the epoch). */
+function runWriter(dir: string, bound: number, seed: number, count: number): Promise<{ start: number; end: number }> {
   const moduleUrl = new URL('../src/content/span-cache.js', import.meta.url).href;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', WRITER, moduleUrl, dir, String(bound), String(seed), String(count)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', WRITER, moduleUrl, dir, String(bound), String(seed), String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`writer ${seed} exited ${code}: ${err}`))));
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as { start: number; end: number }) : reject(new Error(`writer ${seed} exited ${code}: ${err}`))));
   });
 }
 
@@ -67,32 +76,28 @@ describe('span cache', () => {
     const dir = path.join(work, 'shared');
     const bound = 256 * 1024;
     let done = false;
-    const writers = Promise.all([runWriter(dir, bound, 1, 150), runWriter(dir, bound, 2, 150)]).finally(() => (done = true));
+    const writers = Promise.all([runWriter(dir, bound, 1, 300), runWriter(dir, bound, 2, 300)]).finally(() => (done = true));
     // Measured under the writers' own lock, so no write is half-way through while we count.
     let samples = 0;
     let peak = 0;
-    let together = false;
-    const writerOf = (files: string[]): Set<number> =>
-      new Set(files.flatMap((f) => [1, 2].filter((seed) => [0, 1, 2].some((k) => f.split(path.sep)[2] === hex(`${seed}/${k}`)))));
     while (!done) {
       await withFileLock(path.join(dir, '.lock'), async () => {
-        const { bytes, files } = await cacheBytes(dir).catch(() => ({ bytes: 0, files: [] as string[] }));
+        const { bytes } = await cacheBytes(dir).catch(() => ({ bytes: 0 }));
         peak = Math.max(peak, bytes);
-        if (writerOf(files).size === 2) together = true;
         samples++;
       }).catch((e: NodeJS.ErrnoException) => {
         if (e.code !== 'ENOENT') throw e; // the directory is not there yet
       });
       await new Promise((r) => setTimeout(r, 3));
     }
-    await writers;
+    const [a, b] = await writers;
     const { bytes, files } = await cacheBytes(dir);
     assert.ok(samples > 0, 'sampled while the writers ran');
     assert.ok(peak <= bound, `peak while writing: ${peak} bytes, bound ${bound}`);
     assert.ok(bytes <= bound, `${bytes} bytes in the directory after both writers, bound ${bound}`);
     assert.ok(bytes > bound / 2, `the cache is used (${bytes} bytes), not emptied`);
     assert.ok(!files.some((f) => f.includes('.tmp-')), 'no temp file is left');
-    assert.ok(together, 'the spans of both writers were in the directory at once');
+    assert.ok(a!.start < b!.end && b!.start < a!.end, `the writers ran at the same time: ${JSON.stringify([a, b])}`);
   });
 
   it('refuses layer digests, span numbers and identities that are not what they claim, and creates nothing', async () => {

@@ -16,7 +16,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** Runs `fn` while holding the lock file `file` (waits for it). */
 export async function withFileLock<T>(file: string, fn: () => Promise<T>, opts: FileLockOptions = {}): Promise<T> {
   const token = `${process.pid} ${randomBytes(8).toString('hex')}`;
-  for (let wait = 1; ; wait = Math.min(2 * wait, 50)) {
+  for (let wait = 1; ; wait = Math.min(2 * wait, 10)) {
     try {
       await writeFile(file, token, { flag: 'wx', mode: 0o600 });
       break;
