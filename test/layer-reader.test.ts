@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { loadIndex } from '../src/clip.js';
 import { LayerReader } from '../src/content/layer-reader.js';
 import { prefetchLayers } from '../src/content/prefetch.js';
-import { SpanCache } from '../src/content/span-cache.js';
+import { SpanCache, type SpanKey } from '../src/content/span-cache.js';
+import { SpanIdentities } from '../src/content/span-identity.js';
 import { needsWindow, spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
@@ -32,6 +33,12 @@ function counting(inner: BlobSource): BlobSource & { ranges: [string, number, nu
     },
     close: () => inner.close(),
   };
+}
+
+/** Where the disk cache keeps span i of a layer as `index` describes it. */
+function keyOf(index: ClipIndex, layer: number, i: number): SpanKey {
+  const record = index.layers[layer]!;
+  return { layer: record.digest, span: i, identity: new SpanIdentities(record).of(i) };
 }
 
 async function dirBytes(dir: string): Promise<number> {
@@ -96,7 +103,11 @@ describe('layer reader fetching', () => {
     const bound = 600 * 1024;
     const blobs = counting(await openBlobSource(index.image.location));
     let evicted = 0;
-    const cache = new SpanCache(dir, bound, (_l, b) => (evicted += b));
+    const evictedLayers = new Set<string>();
+    const cache = new SpanCache(dir, bound, (l, b) => {
+      evicted += b;
+      evictedLayers.add(l);
+    });
     const reader = new LayerReader(index.layers, blobs, { disk: cache, memoryBytes: 0, smallLayer: 0 });
     const table = index.layers[0]!.spans;
     for (let i = 0; i < table.checkpoints.length; i++) {
@@ -107,9 +118,10 @@ describe('layer reader fetching', () => {
     }
     await new Promise((res) => setTimeout(res, 100));
     assert.ok(evicted > 0, 'least recently used spans were evicted');
+    assert.deepEqual([...evictedLayers], [index.layers[0]!.digest], 'evictions are reported with the layer they belong to');
     assert.ok((await dirBytes(dir)) <= bound + 70 * 1024, 'bytes on disk within the bound');
     const restarted = new SpanCache(dir, 200 * 1024);
-    await restarted.has(index.layers[0]!.digest, 0);
+    await restarted.has(keyOf(index, 0, 0));
     assert.ok(restarted.size <= 200 * 1024);
     assert.ok((await dirBytes(dir)) <= 200 * 1024, 'a smaller bound at restart evicts down to it');
     await blobs.close();
@@ -119,9 +131,8 @@ describe('layer reader fetching', () => {
     const dir = path.join(work, 'shared');
     const bound = 600 * 1024;
     const blobs = counting(await openBlobSource(index.image.location));
-    // rescanMs 0: every write first looks at what the other daemon did (the default is 1 s).
-    const a = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir, bound, undefined, { rescanMs: 0 }), memoryBytes: 0, smallLayer: 0 });
-    const b = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir, bound, undefined, { rescanMs: 0 }), memoryBytes: 0, smallLayer: 0 });
+    const a = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir, bound), memoryBytes: 0, smallLayer: 0 });
+    const b = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir, bound), memoryBytes: 0, smallLayer: 0 });
     const t0 = index.layers[0]!.spans;
     const t1 = index.layers[1]!.spans;
     const n = Math.min(t0.checkpoints.length, t1.checkpoints.length);
@@ -141,7 +152,7 @@ describe('layer reader fetching', () => {
     while (spanOutputRange(t1, k).end - spanOutputRange(t1, k).start > bound / 4) k--;
     const last = spanOutputRange(t1, k);
     const probe = new SpanCache(dir);
-    for (let i = 0; i < 200 && !(await probe.get(index.layers[1]!.digest, k, last.end - last.start)); i++) await new Promise((res) => setTimeout(res, 25));
+    for (let i = 0; i < 200 && !(await probe.get(keyOf(index, 1, k), last.end - last.start)); i++) await new Promise((res) => setTimeout(res, 25));
     const before = blobs.ranges.length;
     assert.ok((await a.read(1, last.start, last.end - last.start)).equals(tarBytes(1, last.start, last.end)));
     assert.equal(blobs.ranges.length, before, "served from the other daemon's span");

@@ -3,6 +3,7 @@
 // S3 and keep a small index.
 
 import { Command, InvalidArgumentError } from 'commander';
+import { checkOutputFile } from '../util/output-file.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 
@@ -27,6 +28,8 @@ export function archiveCommand(): Command {
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (source: string, o) => {
+    // Before any work: `-o /dev/null` must not replace the device after a long archiving run.
+    await checkOutputFile(o.output);
     // Loaded here, not at start-up (start-up time matters for the other commands).
     const [{ createArchive }, { byteProgress }, { interruptOnSignals }] = await Promise.all([
       import('../archive/create-archive.js'),

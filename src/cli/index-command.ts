@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_MAX_ENTRIES } from '../image/layer-entries.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
+import { checkOutputFile } from '../util/output-file.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 
@@ -25,6 +26,8 @@ export function indexCommand(): Command {
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
+    // Before any work: `-o /dev/null` must not replace the device after a long indexing run.
+    await checkOutputFile(o.output);
     // Loaded here, not at start-up: the registry client is most of clip's start-up time.
     const [{ indexImage }, { byteProgress }] = await Promise.all([import('../indexer/index-image.js'), import('./progress.js')]);
     const progress = byteProgress('indexing');

@@ -11,6 +11,7 @@ import { mountRootfs } from '../mount/rootfs.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 import { requireRoot } from './require-root.js';
 import { parseSize } from './format.js';
+import { checkOutputFile } from '../util/output-file.js';
 
 const DEFAULT_CACHE_SIZE = 10 * 1024 ** 3;
 const DEFAULT_PREFETCH_RATE = 20 * 1024 ** 2;
@@ -47,7 +48,7 @@ export function mountCommand(): Command {
     .option('--cache-dir <dir>', 'where inflated spans are cached, shared by mounts of images with the same layers (default /var/lib/clip/cache)')
     .option('--cache-size <bytes>', 'bound on the span cache directory (all mounts using it); least recently used spans are evicted', parseSize, DEFAULT_CACHE_SIZE)
     .option('--prefetch', 'after mount, fetch the rest of the image into the cache in the background (yields to reads)')
-    .option('--prefetch-rate <bytes>', 'prefetch bandwidth per second', parseSize, DEFAULT_PREFETCH_RATE)
+    .option('--prefetch-rate <bytes>', 'prefetch bandwidth per second (at least 1)', parseSize, DEFAULT_PREFETCH_RATE)
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--profile <file>', 'start-up profile (from --record-profile): fetch the spans it lists right after mounting, all together')
     .option('--record-profile <file>', 'write the spans read, in first-read order, to this start-up profile at unmount')
@@ -58,6 +59,11 @@ export function mountCommand(): Command {
   addRegistryOptions(cmd);
   return cmd.action(async (file: string, mountpoint: string | undefined, o: MountFlags) => {
     requireRoot('mount');
+    // Checked here, before a daemon starts: the daemon would find out only later (at unmount, or in a log).
+    if (!Number.isSafeInteger(o.prefetchRate) || o.prefetchRate < 1) {
+      throw new ClipError('BAD_ARGUMENT', `bad --prefetch-rate ${o.prefetchRate}: give at least 1 byte per second (without --prefetch nothing is prefetched)`);
+    }
+    if (o.recordProfile !== undefined) await checkOutputFile(o.recordProfile, 'start-up profile');
     const registry = await registryOptions(o);
     const daemon = {
       cacheDir: path.resolve(o.cacheDir ?? path.join(dataDir(), 'cache')),

@@ -11,7 +11,8 @@ import { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '.
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
-import type { SpanCache } from './span-cache.js';
+import type { SpanCache, SpanKey } from './span-cache.js';
+import { SpanIdentities } from './span-identity.js';
 
 export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
 /**
@@ -45,6 +46,8 @@ export class LayerReader {
   active = 0;
   /** The disk writes queued so far (see store()). */
   private storing: Promise<void> = Promise.resolve();
+  /** Per layer, the identities its spans are cached under (computed when first needed). */
+  private readonly identities = new Map<LayerRecord, SpanIdentities>();
 
   constructor(
     private readonly layers: LayerRecord[],
@@ -101,16 +104,16 @@ export class LayerReader {
     let i = first;
     let fetched = 0;
     while (i <= last) {
-      if (this.spans.has(`${layerIndex}:${i}`) || (await disk.has(layer.digest, i))) {
+      if (this.spans.has(`${layerIndex}:${i}`) || (await disk.has(this.diskKey(layer, i)))) {
         i++;
         continue;
       }
       let j = i;
-      while (j < last && !this.spans.has(`${layerIndex}:${j + 1}`) && !(await disk.has(layer.digest, j + 1))) j++;
+      while (j < last && !this.spans.has(`${layerIndex}:${j + 1}`) && !(await disk.has(this.diskKey(layer, j + 1)))) j++;
       const data = await this.fetchRemote(layer, i, j);
       fetched += spanRange(layer.spans, j).end - spanRange(layer.spans, i).start;
       for (let k = i; k <= j; k++) {
-        await disk.put(layer.digest, k, data[k - i]!);
+        await disk.put(this.diskKey(layer, k), data[k - i]!);
         this.events.cacheStored(layer.digest, data[k - i]!.length);
       }
       i = j + 1;
@@ -212,7 +215,7 @@ export class LayerReader {
     const out: (Buffer | undefined)[] = await Promise.all(
       indices.map(async (i) => {
         const r = spanOutputRange(layer.spans, i);
-        const hit = await disk?.get(layer.digest, i, r.end - r.start);
+        const hit = await disk?.get(this.diskKey(layer, i), r.end - r.start);
         if (hit) this.events.cacheHit(layer.digest, 'disk');
         return hit;
       }),
@@ -288,7 +291,7 @@ export class LayerReader {
     const entry = this.spans.get(`${this.layers.indexOf(layer)}:${i}`);
     if (entry) return entry.data.catch(() => undefined);
     const r = spanOutputRange(layer.spans, i);
-    return this.opts.disk?.get(layer.digest, i, r.end - r.start);
+    return this.opts.disk?.get(this.diskKey(layer, i), r.end - r.start);
   }
 
   /** Caches a span fetched along with others (in memory unless already there, and on disk). */
@@ -311,11 +314,22 @@ export class LayerReader {
     const disk = this.opts.disk;
     if (!disk) return;
     this.storing = this.storing.then(() =>
-      disk.put(layer.digest, i, data).then(
+      disk.put(this.diskKey(layer, i), data).then(
         () => this.events.cacheStored(layer.digest, data.length),
         () => undefined,
       ),
     );
+  }
+
+  /**
+   * Where the disk cache keeps span i: under the span's identity as this
+   * index describes it, never under (digest, span) alone, which another
+   * index could claim for other bytes.
+   */
+  private diskKey(layer: LayerRecord, i: number): SpanKey {
+    let ids = this.identities.get(layer);
+    if (!ids) this.identities.set(layer, (ids = new SpanIdentities(layer)));
+    return { layer: layer.digest, span: i, identity: ids.of(i) };
   }
 
   /** Index of the first span whose bytes do not hash to the index's digest, or -1. */

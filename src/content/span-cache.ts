@@ -1,37 +1,54 @@
-// Inflated spans on local disk, keyed by layer digest and span index, so
-// mounts of images that share layers share the cache, also across daemon
-// restarts. A span file appears only once completely written (temp file +
-// rename) and carries the sha256 of its bytes, checked on every read: a torn
-// or rotted file is dropped and fetched again, never served. The cache is
-// bounded: least recently used spans are evicted to stay under `maxBytes`,
-// counted over the whole directory, also when several daemons share it.
+// Inflated spans on local disk, so mounts of images that share layers share
+// the cache, also across daemon restarts. A span file is named by the layer
+// digest, the span index and the span's identity (span-identity.ts: a hash of
+// how the reading index describes the span), so an index that describes a
+// span differently, a hostile one included, never reads another's file.
+// Files of the earlier naming ("N.span", keyed by digest and index only) are
+// no longer read; they still count towards the bound and age out by LRU.
+//
+// A span file appears only once completely written (temp file + rename) and
+// carries the sha256 of its bytes, checked on every read: a torn or rotted
+// file is dropped and fetched again, never served.
+//
+// The bound: every write to a bounded cache happens under a lock on the
+// directory, after a fresh scan of it and after evicting least recently used
+// spans (whoever wrote them) to make room. So the span and temp files in the
+// directory never exceed `maxBytes`, however many daemons share it, as long
+// as they all bound it by the same number (a span bigger than the bound is
+// not cached). An unbounded cache (maxBytes Infinity) takes no lock.
 
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
+import { ClipError } from '../errors.js';
+import { checkDigest } from '../oci/digest.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { withFileLock } from '../util/file-lock.js';
 
 const MAGIC = Buffer.from('CLIPSPN1');
 const HEADER = MAGIC.length + 32;
 /** A temp file this old was left by a writer that died (a live one renames within seconds). */
 const STALE_TEMP_MS = 10 * 60 * 1000;
+const LOCK = '.lock';
+
+/** Which cached span: the layer, the span's index and its identity (SpanIdentities.of). */
+export interface SpanKey {
+  layer: string;
+  span: number;
+  identity: string;
+}
 
 interface Entry {
   size: number;
   /** Last use (ms since the epoch); the file's mtime says the same to other daemons. */
   used: number;
-  /** Written by this process (only those are reported to onEvict). */
-  own: boolean;
+  /** The layer, for spans written by this process (only those are reported to onEvict). */
+  layer?: string;
 }
 
 export interface SpanCacheOptions {
-  /**
-   * Several daemons may share one cache directory (the default one is shared).
-   * While writing, the directory is rescanned at most this often (ms) to count
-   * and evict what the others wrote, so the bound holds for the directory as a
-   * whole. Default 1000.
-   */
-  rescanMs?: number;
+  /** A directory lock held longer than this (ms) is taken to be abandoned by a dead writer. Default 30 s. */
+  lockStaleMs?: number;
 }
 
 export class SpanCache {
@@ -39,11 +56,8 @@ export class SpanCache {
   private files = new Map<string, Entry>();
   private usedBytes = 0;
   private loaded: Promise<void> | undefined;
-  private scanning: Promise<void> | undefined;
-  private lastScan = 0;
-  private readonly rescanMs: number;
-  /** Files being written by this process (reserved, not renamed into place yet). */
-  private readonly writing = new Set<string>();
+  /** This instance's writes, one at a time (the directory lock orders them against other processes). */
+  private writes: Promise<unknown> = Promise.resolve();
 
   /**
    * @param maxBytes bound on the bytes of span files in `dir` (Infinity: unbounded)
@@ -53,41 +67,44 @@ export class SpanCache {
     readonly dir: string,
     readonly maxBytes = Infinity,
     private readonly onEvict?: (layerDigest: string, bytes: number) => void,
-    opts: SpanCacheOptions = {},
-  ) {
-    this.rescanMs = opts.rescanMs ?? 1000;
-  }
+    private readonly opts: SpanCacheOptions = {},
+  ) {}
 
   /** Bytes of span files in the directory, as of the last scan plus this process's writes since. */
   get size(): number {
     return this.usedBytes;
   }
 
-  private file(layerDigest: string, span: number): string {
-    const [alg, hex] = layerDigest.split(':') as [string, string];
-    return path.join(this.dir, alg, hex.slice(0, 2), hex, `${span}.span`);
+  /** The span's file. Every component is checked: index files are untrusted input. */
+  private file(key: SpanKey): string {
+    const { algorithm, hex } = checkDigest(key.layer, 'layer digest');
+    if (!Number.isSafeInteger(key.span) || key.span < 0) throw new ClipError('BAD_INDEX', `invalid span number ${key.span}`);
+    if (!/^[0-9a-f]{64}$/.test(key.identity)) throw new ClipError('BAD_INDEX', `invalid span identity ${JSON.stringify(key.identity)}`);
+    return path.join(this.dir, algorithm, hex.slice(0, 2), hex, `${key.span}-${key.identity}.span`);
   }
 
   /** Learns what an earlier daemon left in the cache (its recency from mtimes), and evicts down to the bound. */
   private load(): Promise<void> {
-    this.loaded ??= this.rescan();
+    this.loaded ??= this.maxBytes === Infinity ? this.scan() : this.locked(async () => {
+      await this.scan();
+      await this.evict(0);
+    });
     return this.loaded;
   }
 
-  /** One scan at a time; callers arriving meanwhile share it. */
-  private rescan(): Promise<void> {
-    this.scanning ??= this.scan().finally(() => (this.scanning = undefined));
-    return this.scanning;
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+    await mkdir(this.dir, { recursive: true });
+    return withFileLock(path.join(this.dir, LOCK), fn, this.opts.lockStaleMs !== undefined ? { staleMs: this.opts.lockStaleMs } : {});
   }
 
   /**
-   * Makes the accounting match the directory: spans another daemon evicted are
-   * forgotten, spans it wrote are counted (by mtime), then the least recently
-   * used spans, whoever wrote them, are evicted down to the bound.
+   * Makes the accounting match the directory: spans another daemon evicted
+   * are forgotten, spans it wrote are counted (recency from their mtime), and
+   * temp files count as used (stale ones are removed). Entries already known
+   * keep this process's recency: only new files are stat'ed.
    */
   private async scan(): Promise<void> {
-    this.lastScan = Date.now();
-    const found = new Map<string, { size: number; mtime: number }>();
+    const merged: [string, Entry][] = [];
     const walk = async (dir: string): Promise<void> => {
       let names;
       try {
@@ -98,35 +115,32 @@ export class SpanCache {
       for (const d of names) {
         const p = path.join(dir, d.name);
         if (d.isDirectory()) await walk(p);
+        else if (!d.isFile()) continue;
         else if (d.name.endsWith('.span')) {
-          const st = await stat(p).catch(() => undefined);
-          if (st) found.set(p, { size: st.size, mtime: st.mtimeMs });
+          const known = this.files.get(p);
+          if (known) merged.push([p, known]);
+          else {
+            const st = await stat(p).catch(() => undefined);
+            if (st) merged.push([p, { size: st.size, used: st.mtimeMs }]);
+          }
         } else if (d.name.includes('.tmp-')) {
           const st = await stat(p).catch(() => undefined);
           if (st && Date.now() - st.mtimeMs > STALE_TEMP_MS) await rm(p, { force: true });
+          // Not evictable (a writer without the lock may own it), but on disk: counted, oldest first.
+          else if (st) merged.push([p, { size: st.size, used: -Infinity }]);
         }
       }
     };
     await walk(this.dir);
-    const merged: [string, Entry][] = [];
-    for (const [file, f] of found) {
-      const known = this.files.get(file);
-      merged.push([file, known ?? { size: f.size, used: f.mtime, own: false }]);
-    }
-    // Spans being written, or written after the walk passed their directory, are not on the list: keep them.
-    for (const [file, e] of this.files) {
-      if (!found.has(file) && e.own && (this.writing.has(file) || e.used >= this.lastScan)) merged.push([file, e]);
-    }
     merged.sort((a, b) => a[1].used - b[1].used);
     this.files = new Map(merged);
     this.usedBytes = merged.reduce((sum, [, e]) => sum + e.size, 0);
-    await this.evict();
   }
 
   /** Whether a span is in the cache (not checked: get() checks). */
-  async has(layerDigest: string, span: number): Promise<boolean> {
+  async has(key: SpanKey): Promise<boolean> {
+    const file = this.file(key);
     await this.load();
-    const file = this.file(layerDigest, span);
     if (this.files.has(file)) return true;
     // Another daemon sharing the directory may have written it since the last scan.
     const st = await stat(file).catch(() => undefined);
@@ -135,16 +149,16 @@ export class SpanCache {
   }
 
   private adopt(file: string, size: number): Entry {
-    const e: Entry = { size, used: Date.now(), own: false };
+    const e: Entry = { size, used: Date.now() };
     this.files.set(file, e);
     this.usedBytes += size;
     return e;
   }
 
   /** The cached span, or undefined when absent or damaged (then it is removed). */
-  async get(layerDigest: string, span: number, expectedSize: number): Promise<Buffer | undefined> {
+  async get(key: SpanKey, expectedSize: number): Promise<Buffer | undefined> {
+    const file = this.file(key);
     await this.load();
-    const file = this.file(layerDigest, span);
     let raw: Buffer;
     try {
       // Also when not known: another daemon sharing the directory may have written it.
@@ -173,28 +187,33 @@ export class SpanCache {
     return undefined;
   }
 
-  async put(layerDigest: string, span: number, data: Buffer): Promise<void> {
+  /** Stores a span; resolves once it is on disk (or skipped: already there, or bigger than the bound). */
+  async put(key: SpanKey, data: Buffer): Promise<void> {
+    const file = this.file(key);
+    const write = this.writes.then(() => this.write(key.layer, file, data));
+    this.writes = write.catch(() => undefined);
+    return write;
+  }
+
+  private async write(layer: string, file: string, data: Buffer): Promise<void> {
     await this.load();
     const size = HEADER + data.length;
     if (size > this.maxBytes) return;
-    if (this.maxBytes !== Infinity && Date.now() - this.lastScan >= this.rescanMs) await this.rescan();
-    const file = this.file(layerDigest, span);
-    if (this.files.has(file)) return;
-    // Reserve first, so concurrent puts never take the cache past its bound.
-    this.files.set(file, { size, used: Date.now(), own: true });
-    this.usedBytes += size;
-    this.writing.add(file);
-    try {
-      await this.evict(file);
+    const store = async (): Promise<void> => {
+      if (this.files.has(file)) return;
+      if (this.maxBytes !== Infinity) await this.evict(size);
       await mkdir(path.dirname(file), { recursive: true });
       // No fsync: a file torn by a crash fails its checksum and is fetched again.
       await writeFileAtomic(file, [MAGIC, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
-    } catch (e) {
-      this.forget(file);
-      throw e;
-    } finally {
-      this.writing.delete(file);
-    }
+      this.files.set(file, { size, used: Date.now(), layer });
+      this.usedBytes += size;
+    };
+    if (this.maxBytes === Infinity) return store();
+    // A fresh view of the directory, under the lock: what other daemons wrote and evicted counts.
+    return this.locked(async () => {
+      await this.scan();
+      await store();
+    });
   }
 
   private forget(file: string): void {
@@ -204,12 +223,12 @@ export class SpanCache {
     this.usedBytes -= e.size;
   }
 
-  private async evict(keep?: string): Promise<void> {
+  /** Evicts least recently used spans until `room` more bytes fit under the bound (call with the lock held). */
+  private async evict(room: number): Promise<void> {
     const victims: [string, Entry][] = [];
     for (const [file, e] of this.files) {
-      if (this.usedBytes <= this.maxBytes) break;
-      // Spans being written stay: removing one before its rename would leave it on disk uncounted.
-      if (file === keep || this.writing.has(file)) continue;
+      if (this.usedBytes + room <= this.maxBytes) break;
+      if (!file.endsWith('.span')) continue;
       this.files.delete(file);
       this.usedBytes -= e.size;
       victims.push([file, e]);
@@ -217,7 +236,7 @@ export class SpanCache {
     await Promise.all(
       victims.map(async ([file, e]) => {
         await rm(file, { force: true });
-        if (e.own) this.onEvict?.(`sha256:${path.basename(path.dirname(file))}`, e.size);
+        if (e.layer !== undefined) this.onEvict?.(e.layer, e.size);
       }),
     );
   }

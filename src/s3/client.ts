@@ -7,7 +7,7 @@ import type { Agent } from 'undici';
 import { ClipError } from '../errors.js';
 import { createAgent, discard, readBody, send, type HttpResponse, type RetryReason } from '../oci/http.js';
 import { defaultRegion, endpointFromEnv, resolveCredentials, type AwsCredentials } from './credentials.js';
-import { describeS3, encodeSegment, type S3Location } from './location.js';
+import { badKey, checkRegion, describeS3, encodeSegment, isBucketName, type S3Location } from './location.js';
 import { signRequest } from './sign.js';
 import { xmlText } from './xml.js';
 
@@ -34,6 +34,11 @@ export class S3Client {
   /** Resolves region (location, else AWS_REGION ..., else us-east-1), endpoint (location, else AWS_ENDPOINT_URL_S3 ...) and credentials. */
   static async open(loc: S3Location): Promise<S3Client> {
     const region = loc.region ?? (await defaultRegion());
+    // Every S3Location passes here, however it was made: its parts become a URL.
+    checkRegion(region);
+    if (!isBucketName(loc.bucket)) throw new ClipError('BAD_ARGUMENT', `bad S3 bucket name ${JSON.stringify(loc.bucket)}`);
+    const bad = badKey(loc.key);
+    if (bad !== undefined) throw new ClipError('BAD_ARGUMENT', `bad S3 object s3://${loc.bucket}/${loc.key}: ${bad}`);
     const endpoint = loc.endpoint ?? endpointFromEnv();
     if (endpoint !== undefined) {
       let u: URL;
@@ -53,14 +58,20 @@ export class S3Client {
     return describeS3(this.location);
   }
 
-  /** The object's URL: path-style on a custom endpoint, virtual-hosted on AWS (path-style for dotted bucket names). */
+  /**
+   * The object's URL: path-style on a custom endpoint, virtual-hosted on AWS
+   * (path-style for dotted bucket names). Built from encoded segments; the
+   * URL parser must not have changed the path (it resolves "." and "..").
+   */
   objectUrl(query = ''): URL {
     const { bucket, key, region, endpoint } = this.location;
     const path = key.split('/').map(encodeSegment).join('/');
-    const q = query ? `?${query}` : '';
-    if (endpoint) return new URL(`${endpoint}/${encodeSegment(bucket)}/${path}${q}`);
-    if (bucket.includes('.')) return new URL(`https://s3.${region}.amazonaws.com/${bucket}/${path}${q}`);
-    return new URL(`https://${bucket}.s3.${region}.amazonaws.com/${path}${q}`);
+    const pathStyle = endpoint !== undefined || bucket.includes('.');
+    const origin = endpoint ?? (pathStyle ? `https://s3.${region}.amazonaws.com` : `https://${bucket}.s3.${region}.amazonaws.com`);
+    const pathname = `${new URL(origin).pathname.replace(/\/+$/, '')}${pathStyle ? `/${encodeSegment(bucket)}` : ''}/${path}`;
+    const url = new URL(`${new URL(origin).origin}${pathname}${query ? `?${query}` : ''}`);
+    if (url.pathname !== pathname) throw new ClipError('BAD_ARGUMENT', `S3 key ${JSON.stringify(key)} cannot be addressed: the URL path became ${url.pathname}`);
+    return url;
   }
 
   /** One signed request (retried by the HTTP layer on transient failures, except POST). */

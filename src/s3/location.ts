@@ -14,6 +14,30 @@ export interface S3Location {
 }
 
 const BUCKET = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
+/** Whether `s` can stand in a host name or one path segment as it is (what S3Client needs; parsing is stricter). */
+export function isBucketName(s: string): boolean {
+  return /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..';
+}
+
+/** Region names go into a host name ("s3.REGION.amazonaws.com"): letters, digits, '-' and '_' only. */
+const REGION = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Why a key cannot be addressed, or undefined. URL parsers (WHATWG URL, and
+ * so fetch and undici) resolve "." and ".." path segments, also spelled
+ * "%2e", so such a key would address another key, or another bucket.
+ */
+export function badKey(key: string): string | undefined {
+  if (key === '' || key.endsWith('/')) return 'it names no object (expected s3://BUCKET/KEY)';
+  const dots = key.split('/').find((seg) => seg === '.' || seg === '..');
+  if (dots !== undefined) return `its key has a ${JSON.stringify(dots)} segment, which URLs resolve to another key`;
+  return undefined;
+}
+
+/** Throws unless `region` can be put in a host name. */
+export function checkRegion(region: string, code: 'BAD_ARGUMENT' | 'BAD_INDEX' = 'BAD_ARGUMENT'): void {
+  if (!REGION.test(region)) throw new ClipError(code, `bad S3 region ${JSON.stringify(region)}: expected letters, digits and dashes (e.g. eu-west-1)`);
+}
 
 /** RFC 3986 percent-encoding of one path segment, as S3 canonicalises it. */
 export function encodeSegment(s: string): string {
@@ -28,7 +52,8 @@ export function parseS3Url(url: string): S3Location {
   const bucket = slash < 0 ? rest : rest.slice(0, slash);
   const key = slash < 0 ? '' : rest.slice(slash + 1);
   if (!BUCKET.test(bucket)) throw new ClipError('BAD_ARGUMENT', `bad S3 URL ${JSON.stringify(url)}: ${JSON.stringify(bucket)} is not a bucket name`);
-  if (key === '' || key.endsWith('/')) throw new ClipError('BAD_ARGUMENT', `bad S3 URL ${JSON.stringify(url)}: it names no object (expected s3://BUCKET/KEY)`);
+  const bad = badKey(key);
+  if (bad !== undefined) throw new ClipError('BAD_ARGUMENT', `bad S3 URL ${JSON.stringify(url)}: ${bad}`);
   return { bucket, key };
 }
 
@@ -55,9 +80,13 @@ export function parseS3Location(location: string): S3Location {
     throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}`);
   }
   const loc: S3Location = { bucket: path.slice(0, slash), key };
-  if (slash <= 0 || key === '') throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}`);
+  if (slash <= 0 || !BUCKET.test(loc.bucket)) throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}: no valid bucket name`);
+  // Checked after decoding: "%2e%2e" is ".." to a URL parser too.
+  const bad = badKey(key);
+  if (bad !== undefined) throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}: ${bad}`);
   const region = query.get('region');
   const endpoint = query.get('endpoint');
+  if (region) checkRegion(region, 'BAD_INDEX');
   if (region) loc.region = region;
   if (endpoint) loc.endpoint = endpoint;
   return loc;
