@@ -228,7 +228,7 @@ describe('.clip decoder fuzz', () => {
     assert.equal(files.length, 2);
     for (const [n, { name, bytes }] of files.entries()) {
       const clip = openClip(bytes);
-      const map = mapBody(clip.raw);
+      const map = mapBody(clip.raw, clip.version);
       assert.ok(map.fields.some((f) => f.kind === 'window' && (f.value as string).length > 0) || name === 'archive', 'the image index keeps windows');
       assertSafe(decodeIndex(bytes));
       const structural: Tally = { refused: 0, accepted: 0 };

@@ -80,7 +80,7 @@ function refuses(change: (i: ClipIndex) => void, re: RegExp): void {
 /** The sample's body with field number `which` of `kind` replaced by `by`, sealed with a correct checksum. */
 function withField(kind: FieldKind, which: number, by: Buffer): Buffer {
   const c = openClip(encodeIndex(sample()));
-  const f = mapBody(c.raw).fields.filter((x) => x.kind === kind)[which]!;
+  const f = mapBody(c.raw, c.version).fields.filter((x) => x.kind === kind)[which]!;
   return sealClip(c, splice(c.raw, f, by));
 }
 
@@ -138,7 +138,7 @@ describe('.clip decoder: hostile files', () => {
 
   it('refuses a huge count before looping or allocating', () => {
     const c = openClip(encodeIndex(sample()));
-    const count = mapBody(c.raw).fields.find((f) => f.kind === 'cp-count')!;
+    const count = mapBody(c.raw, c.version).fields.find((f) => f.kind === 'cp-count')!;
     refused(sealClip(c, splice(c.raw, count, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]))), /4294967295 checkpoints of layer 0 cannot fit/);
   });
 
@@ -193,8 +193,8 @@ describe('.clip decoder: hostile files', () => {
   it('refuses entries that name no inode, data on non-files, files without data, and bad symlinks or xattrs', () => {
     refused(withField('child', 0, Buffer.from([0])), /names no inode/);
     refused(withField('child', 0, Buffer.from([0x7f])), /names no inode/);
-    const dirFlags = mapBody(openClip(encodeIndex(sample())).raw).fields.filter((f) => f.kind === 'flags' && f.ino === 2)[0]!;
     const c = openClip(encodeIndex(sample()));
+    const dirFlags = mapBody(c.raw, c.version).fields.filter((f) => f.kind === 'flags' && f.ino === 2)[0]!;
     refused(sealClip(c, splice(c.raw, dirFlags, Buffer.from([8]))), /inode 2 is a dir with file data/);
     refused(sealClip(c, splice(c.raw, dirFlags, Buffer.from([64]))), /unknown flags 64/);
     refuses((i) => {

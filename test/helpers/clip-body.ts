@@ -13,6 +13,8 @@ export interface OpenedClip {
   data: Buffer;
   /** The inflated body. */
   raw: Buffer;
+  /** The format version in the header. */
+  version: number;
 }
 
 export function openClip(file: Buffer): OpenedClip {
@@ -22,7 +24,7 @@ export function openClip(file: Buffer): OpenedClip {
   const dataLength = archive ? Number(header.readBigUInt64LE(64)) : 0;
   const data = file.subarray(headerSize, headerSize + dataLength);
   const raw = zlib.inflateRawSync(file.subarray(headerSize + dataLength));
-  return { header, data, raw };
+  return { header, data, raw, version: header.readUInt16LE(8) };
 }
 
 /** A file holding `raw` as its body (deflated), with the header's lengths and checksum fixed. */
@@ -35,7 +37,7 @@ export function sealClip(c: OpenedClip, raw: Buffer, deflated = zlib.deflateRawS
 }
 
 export type FieldKind =
-  | 'json' | 'cp-count' | 'cp-in' | 'cp-out' | 'window' | 'digest'
+  | 'json' | 'cp-count' | 'cp-in' | 'cp-out' | 'window' | 'cp-bits' | 'digest'
   | 'node-count' | 'type' | 'flags' | 'mode' | 'uid' | 'gid' | 'size' | 'nlink' | 'sec' | 'nsec' | 'dev'
   | 'target' | 'xattr-count' | 'xattr-name' | 'xattr-value' | 'data-layer' | 'data-offset'
   | 'dir-count' | 'name' | 'child';
@@ -60,8 +62,11 @@ export interface BodyMap {
 
 const TYPES = ['file', 'dir', 'symlink', 'char', 'block', 'fifo'];
 
-/** Where every field of a well-formed body sits (an independent reading of the format). */
-export function mapBody(raw: Buffer): BodyMap {
+/**
+ * Where every field of a well-formed body sits (an independent reading of the
+ * format); `version` from the file's header (4 adds a bit offset per checkpoint).
+ */
+export function mapBody(raw: Buffer, version: number): BodyMap {
   let pos = 0;
   const fields: Field[] = [];
   const uint = (kind: FieldKind, ino?: number): number => {
@@ -93,6 +98,10 @@ export function mapBody(raw: Buffer): BodyMap {
       uint('cp-in');
       uint('cp-out');
       bytes('window');
+      if (version >= 4) {
+        fields.push({ kind: 'cp-bits', start: pos, end: pos + 1, value: raw[pos] });
+        pos++;
+      }
     }
     for (let i = 0; i < n; i++) {
       fields.push({ kind: 'digest', start: pos, end: pos + 32 });
