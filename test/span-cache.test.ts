@@ -157,7 +157,11 @@ describe('span cache', () => {
     assert.deepEqual(spansChanged((l) => (l.spans.compression = 'gzip-flushed')), [0, 1, 2]);
     assert.deepEqual(spansChanged((l) => (l.spans.digests[0] = Buffer.alloc(32))), [0]);
     assert.deepEqual(spansChanged((l) => (l.spans.checkpoints[1]!.window = Buffer.from('window two'))), [1, 2], 'span 2 has no window: it inflates from span 1');
-    assert.deepEqual(spansChanged((l) => ((l.spans.checkpoints[1] as { bits?: number }).bits = 3)), [1, 2]);
+    assert.deepEqual(
+      spansChanged((l) => ((l.spans.checkpoints[1] as { bits?: number }).bits = 3)),
+      [0, 1, 2],
+      'span 0 now ends with the byte it shares with span 1, which starts mid-byte; span 2 inflates from span 1',
+    );
     assert.deepEqual(spansChanged((l) => (l.spans.checkpoints[1]!.out = 3001)), [0, 1, 2], 'the output ranges of spans 0 and 1 moved');
     assert.deepEqual(spansChanged((l) => (l.spans.compressedSize = 3001)), [2]);
     assert.deepEqual(spansChanged((l) => (l.spans.checkpoints[0]!.in = 11)), [0]);

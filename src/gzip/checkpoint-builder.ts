@@ -263,19 +263,7 @@ export class CheckpointBuilder {
   }
 }
 
-/**
- * Output a probe that reaches the end of its gzip member must reproduce: a
- * member's last block may be short, but a misread start that ends a stream
- * cleanly after this much identical output is not a real risk.
- */
-const PROBE_BYTES_AT_MEMBER_END = 1024;
-
-/**
- * Whether raw inflate of `input` with `window` as dictionary reproduces
- * `expected` (PROBE_BYTES long). The probe may end its deflate stream (the
- * member ends: concatenated members, each one block, as multi-member
- * compressors write them), but only after reproducing enough output.
- */
+/** Whether raw inflate of `input` with `window` as dictionary reproduces `expected` (PROBE_BYTES long). */
 function reproduces(input: Buffer, window: Buffer, expected: Buffer): boolean {
   try {
     const r = zlib.inflateRawSync(input, {
@@ -283,9 +271,10 @@ function reproduces(input: Buffer, window: Buffer, expected: Buffer): boolean {
       finishFlush: zlib.constants.Z_SYNC_FLUSH,
       info: true,
     }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-    const n = Math.min(r.buffer.length, PROBE_BYTES);
-    const ended = r.engine.bytesWritten < input.length;
-    return n >= (ended ? PROBE_BYTES_AT_MEMBER_END : PROBE_BYTES) && r.buffer.subarray(0, n).equals(expected.subarray(0, n));
+    // The probe must not hit a stream end before its input ends (that would be
+    // a misread final block: from a wrong bit, a stored block can pass for a
+    // final one) and must reproduce the output.
+    return r.engine.bytesWritten === input.length && r.buffer.length >= PROBE_BYTES && r.buffer.subarray(0, PROBE_BYTES).equals(expected);
   } catch {
     return false;
   }
