@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -100,6 +100,28 @@ describe('crafted layers through clip index', () => {
     const r = await runClip(['index', img.ref, '-o', img.out]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim(), 'clip: name "n\\xff" of the entry at offset 1024 is not UTF-8 (clip keeps names as text)');
+  });
+
+  it('a mount answers a name that is not UTF-8 with ENOENT, not with the file whose name has a real U+FFFD', async () => {
+    const img = await image([buildTar([{ type: 'file', path: 'n\uFFFD', data: 'replacement\n' }])]);
+    const r = await runClip(['index', img.ref, '-o', img.out]);
+    assert.equal(r.code, 0, r.stderr);
+    sweepClipMounts();
+    const mp = path.join(ws.dir, 'mnt-names');
+    await mkdir(mp);
+    const m = await runClip(['mount', img.out, mp], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      assert.equal(await readFile(path.join(mp, 'n\uFFFD'), 'utf8'), 'replacement\n');
+      // "n\xff" and a truncated 4-byte sequence (as long as U+FFFD's encoding) both decode to "n\uFFFD".
+      for (const bad of [[0xff], [0xf0, 0x90, 0x80]]) {
+        const name = Buffer.concat([Buffer.from(`${mp}/n`), Buffer.from(bad)]);
+        await assert.rejects(stat(name), { code: 'ENOENT' }, `n + ${Buffer.from(bad).toString('hex')}`);
+      }
+    } finally {
+      if (isMounted(mp)) await runClip(['umount', mp], { env: ws.env });
+    }
+    assert.ok(!isMounted(mp));
   });
 
   it('indexes 20,000 levels of nesting; clip ls -R and a mount walk list every level', async () => {

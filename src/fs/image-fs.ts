@@ -5,7 +5,7 @@
 // kernel may cache names, attributes and pages for as long as it likes.
 
 import type { FileReader } from '../content/file-reader.js';
-import { FuseError, type DirEntry, type Entry, type FileSystem, type StatFs } from '../fuse/index.js';
+import { FuseError, type DirEntry, type Entry, type FileSystem, type LookupContext, type StatFs } from '../fuse/index.js';
 import type { Node } from '../image/types.js';
 import type { ClipIndex } from '../index/types.js';
 import { attrOf, modeOf } from './attributes.js';
@@ -37,9 +37,12 @@ export class ImageFileSystem implements FileSystem {
     return { attr: attrOf(node), entryTimeout: TIMEOUT, attrTimeout: TIMEOUT };
   }
 
-  lookup(parent: number, name: string): Entry {
+  lookup(parent: number, name: string, ctx?: LookupContext): Entry {
     const dir = this.node(parent);
     if (dir.type !== 'dir') throw new FuseError('ENOTDIR');
+    // Index names are valid UTF-8; a name that is not decodes with U+FFFD
+    // and must not match an image file whose name has a real U+FFFD.
+    if (ctx && !Buffer.from(name, 'utf8').equals(ctx.nameBytes)) throw new FuseError('ENOENT');
     const child = dir.children!.get(name);
     if (!child) throw new FuseError('ENOENT');
     return this.entry(child);
