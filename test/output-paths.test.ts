@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { lstat, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createArchive } from '../src/archive/create-archive.js';
 import { ClipError } from '../src/errors.js';
 import { isMounted } from '../src/fuse/index.js';
 import { indexImage } from '../src/indexer/index-image.js';
@@ -105,6 +106,16 @@ describe('output paths', () => {
     assert.doesNotMatch(rate.stderr, /TimeoutOverflowWarning/);
     assert.ok(!isMounted(mp), 'nothing was mounted');
     assert.deepEqual(await mountRecords(ws), []);
+    await unchanged();
+  });
+
+  it('createArchive, the library call, refuses them too', async () => {
+    const src = path.join(ws.dir, 'tree-lib');
+    await mkdir(src, { recursive: true });
+    await writeFile(path.join(src, 'f.txt'), 'x');
+    for (const [name, file] of Object.entries(special)) {
+      await assert.rejects(createArchive(src, { output: file, xattrs: false }), (e: unknown) => e instanceof ClipError && e.code === 'BAD_ARGUMENT', name);
+    }
     await unchanged();
   });
 

@@ -15,6 +15,7 @@ import { DEFAULT_SPAN_SIZE } from '../indexer/span-size.js';
 import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { checkOutputFile } from '../util/output-file.js';
 import { VERSION } from '../version.js';
 import { openArchiveSource, type ArchiveSource } from './source.js';
 import type { SkippedEntry, SkipListener } from './types.js';
@@ -192,6 +193,7 @@ function fileSink(fh: import('node:fs/promises').FileHandle, start: number): { s
 async function archiveToFile(source: string, opts: ArchiveOptions, spanSize: number): Promise<ArchiveSummary> {
   const started = performance.now();
   const skipped: SkippedEntry[] = [];
+  await checkOutputFile(opts.output);
   const tmp = path.join(path.dirname(opts.output), `.${path.basename(opts.output)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const src = await archiveSource(source, opts, skipped);
   let fh;
@@ -207,6 +209,8 @@ async function archiveToFile(source: string, opts: ArchiveOptions, spanSize: num
     await fh.sync();
     await fh.close();
     fh = undefined;
+    // Again at the end: the path may have become a device or a link during a long run.
+    await checkOutputFile(opts.output);
     await rename(tmp, opts.output);
     return summarize(opts, index, skipped, src.fileBytes, (await stat(opts.output)).size - data.layer.spans.compressedSize, started);
   } catch (e) {
@@ -299,6 +303,7 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
       const message = e instanceof Error ? e.message : String(e);
       throw new ClipError(e instanceof ClipError ? e.code : 'IO', `upload to ${client.name} failed: ${message}\n  ${n} of ${Math.max(1, Math.ceil(state.size / state.partSize))} parts are uploaded; run the same command again to resume (state in ${staging})`, { cause: e });
     }
+    await checkOutputFile(opts.output);
     await rename(files.index, opts.output);
     await rm(staging, { recursive: true, force: true });
     const s = summarize(opts, summaryBase.index, skipped, summaryBase.fileBytes, (await stat(opts.output)).size, started);
