@@ -19,7 +19,11 @@ export function unexportedTypes(entry: string, root: string): string[] {
   if (!moduleSymbol) throw new Error(`${entry} is not a module`);
 
   const resolve = (s: ts.Symbol): ts.Symbol => (s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s);
-  const inPackage = (d: ts.Declaration): boolean => !path.relative(root, d.getSourceFile().fileName).startsWith('..');
+  // The package's own files: not outside root, nor its installed dependencies under root/node_modules.
+  const inPackage = (d: ts.Declaration): boolean => {
+    const rel = path.relative(root, d.getSourceFile().fileName);
+    return !rel.startsWith('..') && !rel.split(path.sep).includes('node_modules');
+  };
   const exported = new Set(checker.getExportsOfModule(moduleSymbol).map(resolve));
 
   const missing = new Map<ts.Symbol, string>();
