@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what clip's demo and tests need on a fresh Debian 12 machine:
 # Debian packages (only those missing) and the npm dependencies, then builds.
+# Node.js itself must be there already, new enough (check-node.sh says so first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/check-node.sh
 
 packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap squashfs-tools squashfuse)  # debootstrap: images of bench:coldstart; squashfs-tools, squashfuse: bench:archive
 missing=()
