@@ -20,7 +20,7 @@ import type { ReaderEnd } from './device-reader.js';
 import { GETATTR_FH, errno } from './constants.js';
 import { FuseError, errnoName, errnoOf, sanitizeErrno } from './errors.js';
 import { DEFAULT_ANSWERS, type FileSystem } from './filesystem.js';
-import { formatReply, formatRequest, formatValue } from './format.js';
+import { formatReply, formatRequest, formatValue } from './print.js';
 import { type InitOptions, DEFAULT_MAX_WRITE, negotiateInit } from './init.js';
 import { type DirReply, type OpIn, type OpName, type OpOut, type OpcodeInfo, type XattrReply, OPCODES, OPS } from './opcodes.js';
 import type { Awaitable, ConnectionInfo, DirEntries, DirEntry, Entry, RequestContext } from './types.js';
