@@ -30,6 +30,7 @@ export {
   fuseMounts,
   isMounted,
   MountError,
+  mustRunAsRoot,
   DEFAULT_MOUNT_OPTIONS,
   type FuseMount,
   type MountOptions,
