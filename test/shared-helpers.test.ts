@@ -27,7 +27,7 @@ describe('one helper each', () => {
     await assert.rejects(registryOptions({ platform: 'linux/' }), (e: unknown) => e instanceof ClipError && e.code === 'BAD_ARGUMENT');
   });
 
-  it('the CLI refuses a non-root caller with the mount library\'s wording', async () => {
+  it("the CLI refuses a non-root caller with the mount library's wording", async () => {
     // A child process that is told it is not root (the tests run as root).
     const lib = new URL('../src/cli/require-root.js', import.meta.url).href;
     const code = `process.geteuid = () => 1000;
@@ -46,7 +46,7 @@ describe('one helper each', () => {
     assert.match(streamed, /^sha256:[0-9a-f]{64}$/);
   });
 
-  it('metrics and stats call the disk cache\'s bytes cachedBytes / clip_cached_bytes', async () => {
+  it("metrics and stats call the disk cache's bytes cachedBytes / clip_cached_bytes", async () => {
     const m = new MountMetrics();
     m.cacheStored('sha256:aa', 100);
     m.cacheStored('sha256:aa', 50);

@@ -39,7 +39,8 @@ export function bridgeHandlers(filesystem: FileSystem, opts: BridgeOptions): Han
         });
     },
     GETATTR: (n, a, ctx) => filesystem.getattr(n, ctx, a.getattrFlags & GETATTR_FH ? a.fh : undefined),
-    READLINK: (n, _a, ctx) => map(filesystem.readlink ? filesystem.readlink(n, ctx) : d.readlink(), (t) => (typeof t === 'string' ? Buffer.from(t) : t)),
+    READLINK: (n, _a, ctx) =>
+      map(filesystem.readlink ? filesystem.readlink(n, ctx) : d.readlink(), (t) => (typeof t === 'string' ? Buffer.from(t) : t)),
     OPEN: (n, a, ctx) => {
       if ((a.flags & O_ACCMODE) !== 0) throw new FuseError('EROFS');
       return filesystem.open ? filesystem.open(n, a.flags, ctx) : d.open();
