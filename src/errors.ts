@@ -7,6 +7,8 @@ export type ClipErrorCode =
   | 'NOT_FOUND'
   | 'UNAUTHORIZED'
   | 'REGISTRY'
+  /** An S3 endpoint refused, failed or could not be reached. */
+  | 'S3'
   | 'DIGEST_MISMATCH'
   | 'BAD_TAR'
   | 'BAD_GZIP'

@@ -200,7 +200,7 @@ class ToyFs implements FileSystem {
 }
 
 interface Toy {
-  fs: ToyFs;
+  filesystem: ToyFs;
   data: Map<string, Buffer>;
   manyNames: string[];
   manyIno: number;
@@ -262,7 +262,7 @@ function buildToy(): Toy {
     manyNames.push(name);
     file(manyIno, `many/${name}`, Buffer.from(`${i}\n`));
   }
-  return { fs: t, data, manyNames, manyIno };
+  return { filesystem: t, data, manyNames, manyIno };
 }
 
 interface Run {
@@ -383,7 +383,7 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
     mnt = path.join(tmp, 'mnt point'); // a space, escaped as \040 in mountinfo
     fs.mkdirSync(mnt);
     toy = buildToy();
-    server = await serveFuse(mnt, toy.fs, {
+    server = await serveFuse(mnt, toy.filesystem, {
       fsname: 'clip-test',
       subtype: 'clip',
       debug: true,
@@ -426,7 +426,7 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
     assert.equal(st.mtimeNs, 1_700_000_000_123_456_789n);
     assert.equal(st.atimeNs, 1_600_000_000_000_000_001n);
     assert.equal(st.ctimeNs, 1_650_000_000_999_999_999n);
-    assert.equal(st.ino, BigInt(toy.fs.lookup(1, 'hello.txt').attr.ino));
+    assert.equal(st.ino, BigInt(toy.filesystem.lookup(1, 'hello.txt').attr.ino));
 
     const root = await fsp.stat(mnt);
     assert.ok(root.isDirectory());
@@ -472,7 +472,7 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
 
   it('lists directories, one of 5000 entries over many READDIRPLUS buffers', async () => {
     const root = await fsp.readdir(mnt);
-    assert.deepEqual(root.sort(), [...toy.fs.nodes.get(1)!.children!.keys()].sort());
+    assert.deepEqual(root.sort(), [...toy.filesystem.nodes.get(1)!.children!.keys()].sort());
     const typed = new Map((await fsp.readdir(mnt, { withFileTypes: true })).map((d) => [d.name, d]));
     assert.ok(typed.get('dir')!.isDirectory());
     assert.ok(typed.get('link')!.isSymbolicLink());
@@ -521,10 +521,10 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
       assert.ok(got.equals(src.subarray(off, off + len)), `${rel} @${off}+${len}`);
     }
     // One 3 MiB read(2) of a direct-I/O file reaches the server as requests of up to max_pages (1 MiB).
-    toy.fs.maxRead = 0;
+    toy.filesystem.maxRead = 0;
     const got = await readRange(p('big-direct.bin'), 777, 3 * 1024 * 1024 + 5);
     assert.ok(got.equals(big.subarray(777, 777 + 3 * 1024 * 1024 + 5)));
-    assert.ok(toy.fs.maxRead > 1024 * 1024 - 4096 && toy.fs.maxRead <= 1024 * 1024, `largest READ ${toy.fs.maxRead}`);
+    assert.ok(toy.filesystem.maxRead > 1024 * 1024 - 4096 && toy.filesystem.maxRead <= 1024 * 1024, `largest READ ${toy.filesystem.maxRead}`);
   });
 
   it('resolves symlinks', async () => {
@@ -576,12 +576,12 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
 
   it('answers a lookup and 32 parallel reads while one READ is slow', async () => {
     const order: string[] = [];
-    toy.fs.resetSlow();
+    toy.filesystem.resetSlow();
     const slow = fsp.readFile(p('slow.bin')).then((b) => {
       order.push('slow');
       return b;
     });
-    await toy.fs.slowStarted;
+    await toy.filesystem.slowStarted;
     const big = toy.data.get('big.bin')!;
     const reads = Array.from({ length: 32 }, async (_, i) => {
       const off = i * 150_001 + (i % 7);
@@ -599,15 +599,15 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
   });
 
   it('aborts a READ the kernel interrupts (the reader was killed)', async () => {
-    toy.fs.resetSlow();
-    const before = toy.fs.interrupted;
+    toy.filesystem.resetSlow();
+    const before = toy.filesystem.interrupted;
     const child = spawn('cat', [p('slow.bin')], { stdio: 'ignore' });
     const exited = once(child, 'exit');
-    await toy.fs.slowStarted;
+    await toy.filesystem.slowStarted;
     child.kill('SIGTERM');
     const [code, signal] = await exited;
     assert.ok(signal === 'SIGTERM' || code !== 0);
-    assert.equal(toy.fs.interrupted, before + 1);
+    assert.equal(toy.filesystem.interrupted, before + 1);
     assert.ok(logs.some((l) => /^debug <- \d+ INTERRUPT n0 \{unique:\d+\}/.test(l)));
     assert.ok(logs.some((l) => /^debug -> \d+ READ EINTR$/.test(l)));
     assert.equal((await fsp.readFile(p('hello.txt'))).toString(), 'hello, world\n');
@@ -641,7 +641,7 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
     assert.ok(closeEvent);
     assert.ok(!isMounted(mnt));
     assert.deepEqual(await fsp.readdir(mnt), []);
-    assert.ok(toy.fs.forgotten >= 0);
+    assert.ok(toy.filesystem.forgotten >= 0);
   });
 });
 
@@ -659,7 +659,7 @@ describe('FUSE: mounted without "ro" and without READDIRPLUS', { skip, timeout: 
     mnt = path.join(tmp, 'mnt');
     fs.mkdirSync(mnt);
     toy = buildToy();
-    server = await serveFuse(mnt, toy.fs, {
+    server = await serveFuse(mnt, toy.filesystem, {
       options: ['allow_other', 'default_permissions'],
       wantFlags: WANTED_INIT_FLAGS & ~InitFlag.DO_READDIRPLUS,
       debug: true,
@@ -755,8 +755,8 @@ describe('FUSE: mount errors and cleanup', { skip, timeout: 60_000 }, () => {
       const code = `
         const m = await import(${JSON.stringify(lib)});
         const root = { attr: m.attr({ ino: 1, mode: 0o40755, nlink: 2 }), timeout: 1 };
-        const fs = { lookup() { throw new m.FuseError('ENOENT'); }, getattr: () => root, read: () => Buffer.alloc(0), readdir: () => [] };
-        await m.serveFuse(${JSON.stringify(dir)}, fs);
+        const filesystem = { lookup() { throw new m.FuseError('ENOENT'); }, getattr: () => root, read: () => Buffer.alloc(0), readdir: () => [] };
+        await m.serveFuse(${JSON.stringify(dir)}, filesystem);
         console.log('mounted');
         setTimeout(() => { ${ending}; }, 50);`;
       const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -29,7 +29,8 @@ import {
   parseMountInfo,
   unescapeMountField,
 } from '../src/fuse/index.js';
-import { encodeInHeader, parseDirents, readAttr, direntSize } from '../src/fuse/wire.js';
+import { direntSize } from '../src/fuse/wire.js';
+import { encodeInHeader, parseDirents, readAttr } from './helpers/fuse-wire.js';
 import { errno } from '../src/fuse/constants.js';
 
 interface Reply {
@@ -122,7 +123,7 @@ function toy(overrides: Partial<FileSystem> = {}) {
   const forgets: Array<[number, number]> = [];
   const f = attr({ ino: 2, mode: 0o100644, size: 5, mtime: ts });
   const entryOf = (a: typeof f): Entry => ({ attr: a, entryTimeout: 1.5, attrTimeout: 0.25 });
-  const fs: FileSystem = {
+  const filesystem: FileSystem = {
     lookup(parent, name) {
       if (parent === 1 && name === 'f') return entryOf(f);
       throw new FuseError('ENOENT');
@@ -160,13 +161,13 @@ function toy(overrides: Partial<FileSystem> = {}) {
     },
     ...overrides,
   };
-  return { fs, forgets };
+  return { filesystem, forgets };
 }
 
-async function start(fs: FileSystem, opts: ConstructorParameters<typeof FuseSession>[2] = {}) {
+async function start(filesystem: FileSystem, opts: ConstructorParameters<typeof FuseSession>[2] = {}) {
   const k = new FakeKernel();
   const logs: string[] = [];
-  const s = new FuseSession(k, fs, { log: (level, m) => logs.push(`${level} ${m}`), ...opts }).start();
+  const s = new FuseSession(k, filesystem, { log: (level, m) => logs.push(`${level} ${m}`), ...opts }).start();
   const init = await k.call(OPS.INIT.code, 0, initBody(45, ALL_FLAGS));
   assert.equal(init.error, 0);
   await s.ready;
@@ -176,7 +177,7 @@ async function start(fs: FileSystem, opts: ConstructorParameters<typeof FuseSess
 describe('FUSE INIT negotiation', () => {
   it('answers a 7.45 kernel with 7.38, the wanted flags it offers, and a 64-byte reply', async () => {
     const k = new FakeKernel();
-    const s = new FuseSession(k, toy().fs).start();
+    const s = new FuseSession(k, toy().filesystem).start();
     const r = await k.call(OPS.INIT.code, 0, initBody(45, ALL_FLAGS));
     assert.equal(r.error, 0);
     assert.equal(r.payload.length, 64);
@@ -212,7 +213,7 @@ describe('FUSE INIT negotiation', () => {
 
   it('sizes fuse_init_out for old minors (24 bytes before 7.23) and refuses kernels older than 7.12', async () => {
     const k = new FakeKernel();
-    const s = new FuseSession(k, toy().fs).start();
+    const s = new FuseSession(k, toy().filesystem).start();
     const r = await k.call(OPS.INIT.code, 0, u32(7, 19, 4096, Number(InitFlag.ASYNC_READ | InitFlag.BIG_WRITES)));
     assert.equal(r.error, 0);
     assert.equal(r.payload.length, 24);
@@ -222,7 +223,7 @@ describe('FUSE INIT negotiation', () => {
     await s.closed;
 
     const k2 = new FakeKernel();
-    const s2 = new FuseSession(k2, toy().fs).start();
+    const s2 = new FuseSession(k2, toy().filesystem).start();
     const old = await k2.call(OPS.INIT.code, 0, u32(7, 8, 4096, 0));
     assert.equal(old.error, errno.EPROTO);
     await assert.rejects(s2.ready, /older than/);
@@ -232,7 +233,7 @@ describe('FUSE INIT negotiation', () => {
 
   it('answers requests that come before INIT with EIO', async () => {
     const k = new FakeKernel();
-    const s = new FuseSession(k, toy().fs).start();
+    const s = new FuseSession(k, toy().filesystem).start();
     assert.equal((await k.call(OPS.GETATTR.code, 1, Buffer.alloc(16))).error, errno.EIO);
     k.unmount();
     await s.closed;
@@ -242,7 +243,7 @@ describe('FUSE INIT negotiation', () => {
 
 describe('FUSE session dispatch', () => {
   it('answers LOOKUP and GETATTR with entry_out/attr_out built from plain attributes', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     const r = await k.call(OPS.LOOKUP.code, 1, cstr('f'));
     assert.equal(r.error, 0);
     assert.equal(r.payload.length, 128);
@@ -262,7 +263,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('skips request extensions (total_extlen) when decoding', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     const r = await k.call(OPS.LOOKUP.code, 1, cstr('f'), { ext: Buffer.alloc(16, 0xee) });
     assert.equal(r.error, 0);
     k.unmount();
@@ -270,7 +271,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('answers every write-type opcode with EROFS and unknown ones with ENOSYS', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     const writes = Object.values(OPS).filter((o) => o.mutates);
     assert.ok(writes.length >= 16);
     for (const o of writes) {
@@ -291,7 +292,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('follows the xattr size rules: 0 asks for the size, too small is ERANGE, missing is ENODATA', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     const size = await k.call(OPS.GETXATTR.code, 2, Buffer.concat([u32(0, 0), cstr('user.k')]));
     assert.equal(size.payload.length, 8);
     assert.equal(size.payload.readUInt32LE(0), 5);
@@ -308,7 +309,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('trims READ replies to the size asked', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     const r = await k.call(OPS.READ.code, 2, readIn(0, 1, 2));
     assert.equal(r.payload.toString(), 'el');
     k.unmount();
@@ -317,7 +318,7 @@ describe('FUSE session dispatch', () => {
 
   it('sends no reply to FORGET and BATCH_FORGET, and passes the counts on', async () => {
     const t = toy();
-    const { k, s } = await start(t.fs);
+    const { k, s } = await start(t.filesystem);
     const before = k.replies.length;
     k.send(OPS.FORGET.code, 2, u64(3));
     k.send(OPS.BATCH_FORGET.code, 0, Buffer.concat([u32(2, 0), u64(2, 1, 7, 4)]));
@@ -333,7 +334,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('aborts an interrupted request (EINTR) and asks the kernel to retry interrupts it cannot match', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     const slow = k.send(OPS.READ.code, 3, readIn(0, 0, 4096));
     const fast = await k.call(OPS.LOOKUP.code, 1, cstr('f'));
     assert.equal(fast.error, 0, 'a pending READ does not hold up a LOOKUP');
@@ -347,7 +348,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('survives replies the kernel refuses (ENOENT for abandoned requests)', async () => {
-    const { k, s, logs } = await start(toy().fs);
+    const { k, s, logs } = await start(toy().filesystem);
     const r = k.send(OPS.READ.code, 3, readIn(0, 0, 10));
     k.abandoned.add(r.unique);
     k.send(OPS.INTERRUPT.code, 0, u64(r.unique), { unique: r.unique | 1n });
@@ -366,7 +367,7 @@ describe('FUSE session dispatch', () => {
         getattr: async () => {
           throw thrown;
         },
-      }).fs,
+      }).filesystem,
     );
     const cases: Array<[unknown, number]> = [
       [new FuseError('EACCES'), errno.EACCES],
@@ -391,7 +392,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('answers an undecodable (truncated) request with EIO and keeps going', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     assert.equal((await k.call(OPS.READ.code, 2, Buffer.alloc(8))).error, errno.EIO);
     assert.equal((await k.call(OPS.READ.code, 2, readIn(0, 0, 5))).payload.toString(), 'hello');
     k.unmount();
@@ -399,7 +400,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('caches failed lookups when asked (nodeid 0 with an entry timeout)', async () => {
-    const { k, s } = await start(toy().fs, { negativeTimeout: 30 });
+    const { k, s } = await start(toy().filesystem, { negativeTimeout: 30 });
     const r = await k.call(OPS.LOOKUP.code, 1, cstr('nope'));
     assert.equal(r.error, 0);
     assert.equal(r.payload.readBigUInt64LE(0), 0n);
@@ -409,7 +410,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('packs READDIR and READDIRPLUS into the kernel buffer, 8-byte aligned, resuming at offsets', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     for (const plus of [false, true]) {
       const code = plus ? OPS.READDIRPLUS.code : OPS.READDIR.code;
       const names: string[] = [];
@@ -444,7 +445,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('ends on ENODEV: closes the channel, resolves closed, emits close', async () => {
-    const { k, s } = await start(toy().fs);
+    const { k, s } = await start(toy().filesystem);
     let emitted = false;
     s.on('close', () => (emitted = true));
     k.unmount();
@@ -453,7 +454,7 @@ describe('FUSE session dispatch', () => {
   });
 
   it('prints each request and reply on one line from the table', async () => {
-    const { k, s, logs } = await start(toy().fs, { debug: true });
+    const { k, s, logs } = await start(toy().filesystem, { debug: true });
     await k.call(OPS.LOOKUP.code, 1, cstr('f'));
     await k.call(OPS.LOOKUP.code, 1, cstr('zz'));
     assert.ok(

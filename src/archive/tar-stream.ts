@@ -7,20 +7,14 @@
 // reported.
 
 import { ClipError } from '../errors.js';
-import { BLOCK_SIZE, encodeHeader, END_OF_ARCHIVE, padding, type HeaderFields } from './tar-header.js';
+import { BLOCK_SIZE, encodeHeader, END_OF_ARCHIVE, padding, tarName, type HeaderFields } from '../tar/header-writer.js';
 import type { ArchiveEntry, SkipListener } from './types.js';
 
 const ZEROS = Buffer.alloc(BLOCK_SIZE);
 
-/** Name in the tar: "./" for the root, a trailing "/" for directories. */
-function tarName(e: ArchiveEntry): string {
-  if (e.path === '') return './';
-  return e.type === 'dir' ? `${e.path}/` : e.path;
-}
-
 function fields(e: ArchiveEntry): HeaderFields {
   const h: HeaderFields = {
-    name: tarName(e),
+    name: tarName(e.path, e.type),
     type: e.type,
     mode: e.mode,
     uid: e.uid,

@@ -1,14 +1,16 @@
 // Writes an archive's data part: entries -> tar stream -> seekable gzip
-// (flushed spans), and indexes it on the way exactly as a layer is indexed:
-// the tar scanner reads back what was written (entries and data offsets),
-// the merge builds the tree, each span keeps its sha256.
+// (flushed spans), and indexes it on the way with the indexer's own per-layer
+// scan (entries, data offsets, diff id) over what was written; the merge
+// builds the tree, each span keeps its sha256.
 
 import { createHash } from 'node:crypto';
+import { FlushedGzipWriter } from '../gzip/flushed-writer.js';
+import { EntryBudget } from '../image/layer-entries.js';
 import { mergeLayers } from '../image/merge.js';
 import type { ImageTree } from '../image/types.js';
 import type { LayerRecord } from '../index/types.js';
-import { TarScanner, type TarEntry } from '../tar/index.js';
-import { FlushedGzipWriter } from './flushed-gzip.js';
+import { LayerScan } from '../indexer/layer-scan.js';
+import { digestOf } from '../oci/digest.js';
 import { tarStream, type TarStreamOptions } from './tar-stream.js';
 import type { ArchiveEntry } from './types.js';
 
@@ -30,10 +32,13 @@ export async function writeArchiveData(
   sink: (chunk: Buffer) => Promise<void>,
   opts: DataOptions,
 ): Promise<ArchiveData> {
-  const scanned: TarEntry[] = [];
-  const scanner = new TarScanner((e) => scanned.push(e));
-  const diff = createHash('sha256');
-  const gzip = new FlushedGzipWriter({ spanSize: opts.spanSize, ...(opts.level !== undefined ? { level: opts.level } : {}) }, sink);
+  // No entry bound: the tar is our own making, not an untrusted layer.
+  const scan = new LayerScan(new EntryBudget(Number.MAX_SAFE_INTEGER));
+  const compressed = createHash('sha256');
+  const gzip = new FlushedGzipWriter({ spanSize: opts.spanSize, ...(opts.level !== undefined ? { level: opts.level } : {}) }, (chunk) => {
+    compressed.update(chunk);
+    return sink(chunk);
+  });
   // Files that failed half-way: their (zero-filled) bytes stay in the data, their entries leave the tree.
   const dropped = new Set<string>();
   const streamOpts: TarStreamOptions = {
@@ -44,14 +49,13 @@ export async function writeArchiveData(
     },
   };
   for await (const chunk of tarStream(entries, streamOpts)) {
-    scanner.push(chunk);
-    diff.update(chunk);
+    scan.push(chunk);
     await gzip.write(chunk);
   }
-  scanner.finish();
-  const { spans, digest } = await gzip.finish();
+  const scanned = scan.finish();
+  const spans = await gzip.finish();
   return {
-    layer: { digest, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, diffId: `sha256:${diff.digest('hex')}`, spans },
-    tree: mergeLayers([dropped.size === 0 ? scanned : scanned.filter((e) => !(e.type === 'file' && dropped.has(e.path)))]),
+    layer: { digest: digestOf(compressed), mediaType: ARCHIVE_LAYER_MEDIA_TYPE, diffId: scanned.diffId, spans },
+    tree: mergeLayers([dropped.size === 0 ? scanned.entries : [...scanned.entries].filter((e) => !(e.type === 'file' && dropped.has(e.path)))]),
   };
 }

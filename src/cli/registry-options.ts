@@ -1,8 +1,8 @@
 // Registry flags shared by every command that talks to a registry.
 
 import { Command, Option } from 'commander';
-import { ClipError } from '../errors.js';
-import type { Platform, RegistryOptions } from '../oci/types.js';
+import { parsePlatform } from '../oci/platform.js';
+import type { RegistryOptions } from '../oci/types.js';
 
 export function addRegistryOptions(cmd: Command): Command {
   return cmd
@@ -10,15 +10,6 @@ export function addRegistryOptions(cmd: Command): Command {
     .option('--username <name>', 'registry user name (or CLIP_USERNAME)')
     .addOption(new Option('--password <secret>', 'registry password (or CLIP_PASSWORD)'))
     .option('--password-stdin', 'read the registry password from stdin');
-}
-
-export function parsePlatform(s: string): Platform {
-  const parts = s.split('/');
-  if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) {
-    throw new ClipError('BAD_ARGUMENT', `bad platform "${s}": expected os/arch[/variant], e.g. linux/amd64`);
-  }
-  const [os, architecture, variant] = parts as [string, string, string | undefined];
-  return variant ? { os, architecture, variant } : { os, architecture };
 }
 
 async function readStdin(): Promise<string> {

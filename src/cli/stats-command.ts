@@ -54,7 +54,7 @@ export function statsCommand(): Command {
           requests: s?.requests ?? 0,
           cacheHits: s?.cacheHits ?? 0,
           cacheMisses: s?.cacheMisses ?? 0,
-          cachedBytes: s?.storedBytes ?? 0,
+          cachedBytes: s?.cachedBytes ?? 0,
         };
       });
       if (o.json) {

@@ -40,7 +40,8 @@ interface CachedSpan {
 export class LayerReader {
   /** Map order is recency order: the first entry is the least recently used. */
   private readonly spans = new Map<string, CachedSpan>();
-  private cachedBytes = 0;
+  /** Bytes of the spans held in memory (bounded by memoryBytes). */
+  private inMemoryBytes = 0;
   private readonly events: ReadEvents;
   /** On-demand reads in progress (prefetch yields to them). */
   active = 0;
@@ -183,11 +184,11 @@ export class LayerReader {
       data.catch(() => {
         if (this.spans.get(key) === entry) {
           this.spans.delete(key);
-          this.cachedBytes -= entry.size;
+          this.inMemoryBytes -= entry.size;
         }
       });
       this.spans.set(key, entry);
-      this.cachedBytes += entry.size;
+      this.inMemoryBytes += entry.size;
       resolvers.set(i, { resolve, reject });
       promises.push(data);
     }
@@ -202,10 +203,10 @@ export class LayerReader {
   private evictMemory(keep: Set<string>): void {
     const max = this.opts.memoryBytes ?? DEFAULT_MEMORY_CACHE;
     for (const [key, e] of this.spans) {
-      if (this.cachedBytes <= max) break;
+      if (this.inMemoryBytes <= max) break;
       if (keep.has(key)) continue;
       this.spans.delete(key);
-      this.cachedBytes -= e.size;
+      this.inMemoryBytes -= e.size;
     }
   }
 
@@ -299,7 +300,7 @@ export class LayerReader {
     const key = `${this.layers.indexOf(layer)}:${i}`;
     if (!this.spans.has(key)) {
       this.spans.set(key, { data: Promise.resolve(data), size: data.length });
-      this.cachedBytes += data.length;
+      this.inMemoryBytes += data.length;
       this.evictMemory(new Set([key]));
     }
     this.store(layer, i, data);

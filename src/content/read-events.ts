@@ -9,7 +9,7 @@ export interface ReadEvents {
   cacheHit(layer: string, where: 'memory' | 'disk'): void;
   /** A span had to be fetched. */
   cacheMiss(layer: string): void;
-  /** Inflated span bytes written to / evicted from the disk cache. */
+  /** Inflated span bytes written to / evicted from the disk cache: what metrics and `clip stats` call cached bytes. */
   cacheStored(layer: string, bytes: number): void;
   cacheEvicted(layer: string, bytes: number): void;
   /** A fetched span did not match its digest. */

@@ -12,8 +12,6 @@ export const MIN_KERNEL_MINOR = 12;
 export const MAX_MINOR = 38;
 /** Node id of the filesystem's root; a filesystem must use inode 1 for its root. */
 export const ROOT_ID = 1;
-/** Set in the `unique` of an INTERRUPT request (the kernel's FUSE_INT_REQ_BIT). */
-export const INT_REQ_BIT = 1n;
 
 /** INIT flags (fuse_init_in/out.flags, with flags2 as bits 32..63). */
 export const InitFlag = {
@@ -102,13 +100,5 @@ export function initFlagNames(flags: bigint): string {
     }
   }
   if (rest) names.push(`0x${rest.toString(16)}`);
-  return names.length ? names.join('|') : '0';
-}
-
-/** Names FOPEN_* bits of an open reply. */
-export function openFlagNames(flags: number): string {
-  const names = Object.entries(OpenFlag)
-    .filter(([, bit]) => flags & bit)
-    .map(([name]) => name);
   return names.length ? names.join('|') : '0';
 }

@@ -30,6 +30,7 @@ export {
   fuseMounts,
   isMounted,
   MountError,
+  mustRunAsRoot,
   DEFAULT_MOUNT_OPTIONS,
   type FuseMount,
   type MountOptions,
@@ -38,6 +39,6 @@ export {
 } from './mount.js';
 export { type MountEntry, canonicalMountPath, findMount, parseMountInfo, readMounts, unescapeMountField } from './mountinfo.js';
 export { serveFuse, type FuseServer, type ServeOptions } from './serve.js';
-export { formatRequest, formatReply, formatValue } from './format.js';
+export { formatRequest, formatReply, formatValue } from './print.js';
 export { OPS, OPCODES, opcodeName, type OpName, type OpIn, type OpOut, type OpSpec } from './opcodes.js';
 export { InitFlag, OpenFlag, WANTED_INIT_FLAGS, MAX_MINOR, MIN_KERNEL_MINOR, ROOT_ID, initFlagNames } from './constants.js';

@@ -47,9 +47,15 @@ export class MountError extends Error {
   }
 }
 
-const ROOT_HINT =
-  'clip must run as root to mount a FUSE filesystem: mount(2) needs CAP_SYS_ADMIN, and the unprivileged route ' +
-  '(fusermount3) hands the /dev/fuse descriptor over a unix socket, which Node cannot receive';
+/** Why `who` must run as root: the one wording for the library and the CLI. */
+export function mustRunAsRoot(who: string): string {
+  return (
+    `${who} must run as root: mount(2) needs CAP_SYS_ADMIN, and the unprivileged route ` +
+    '(fusermount3) hands the /dev/fuse descriptor over a unix socket, which Node cannot receive'
+  );
+}
+
+const ROOT_HINT = mustRunAsRoot('clip');
 
 /** Mounts an empty FUSE connection at `mountpoint`; start a FuseSession on `fd` right after. */
 export async function mountFuse(mountpoint: string, opts: MountOptions = {}): Promise<FuseMount> {

@@ -17,14 +17,15 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { ReaderEnd } from './device-reader.js';
-import { GETATTR_FH, errno } from './constants.js';
+import { type Handler, type Handlers, bridgeHandlers, isPromiseLike } from './bridge.js';
+import { errno } from './constants.js';
 import { FuseError, errnoName, errnoOf, sanitizeErrno } from './errors.js';
-import { DEFAULT_ANSWERS, type FileSystem } from './filesystem.js';
-import { formatReply, formatRequest, formatValue } from './format.js';
+import type { FileSystem } from './filesystem.js';
+import { formatReply, formatRequest, formatValue } from './print.js';
 import { type InitOptions, DEFAULT_MAX_WRITE, negotiateInit } from './init.js';
-import { type DirReply, type OpIn, type OpName, type OpOut, type OpcodeInfo, type XattrReply, OPCODES, OPS } from './opcodes.js';
-import type { Awaitable, ConnectionInfo, DirEntries, DirEntry, Entry, RequestContext } from './types.js';
-import { type InHeader, BodyReader, DirentPacker, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
+import { type OpIn, type OpName, type OpcodeInfo, OPCODES, OPS } from './opcodes.js';
+import type { ConnectionInfo, RequestContext } from './types.js';
+import { type InHeader, BodyReader, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** Where the session's log lines go (e.g. `(level, msg) => pino[level](msg)`). */
@@ -102,12 +103,6 @@ export interface SessionOptions extends InitOptions {
   closeFd?: boolean;
 }
 
-type Handler<N extends OpName> = (nodeid: number, args: OpIn<N>, ctx: RequestContext) => Awaitable<OpOut<N>>;
-type Handlers = { [N in OpName]?: Handler<N> };
-
-const O_ACCMODE = 3;
-const W_OK = 2;
-
 /**
  * Serves one FileSystem on one FUSE connection.
  * Events: 'init' (ConnectionInfo) once INIT is answered; 'close' (error?) when the loop has ended.
@@ -135,7 +130,7 @@ export class FuseSession extends EventEmitter {
 
   constructor(
     device: number | Channel,
-    readonly fs: FileSystem,
+    readonly filesystem: FileSystem,
     options: SessionOptions = {},
   ) {
     super();
@@ -160,7 +155,7 @@ export class FuseSession extends EventEmitter {
     // Callers need not await these; a failure is still reported to those who do.
     this.closed.catch(() => {});
     this.ready.catch(() => {});
-    this.handlers = this.makeHandlers();
+    this.handlers = bridgeHandlers(filesystem, { negativeTimeout: options.negativeTimeout ?? 0 });
   }
 
   /** Requests being handled right now. */
@@ -255,7 +250,7 @@ export class FuseSession extends EventEmitter {
     if (d.kind === 'retry') return;
     this.connection = d.conn;
     try {
-      this.fs.init?.(d.conn);
+      this.filesystem.init?.(d.conn);
     } catch (e) {
       this.log('error', `filesystem init failed: ${toError(e).stack}`);
     }
@@ -267,9 +262,9 @@ export class FuseSession extends EventEmitter {
   private noReply(h: InHeader, name: OpName, args: unknown): void {
     try {
       if (name === 'FORGET') {
-        this.fs.forget?.(h.nodeid, (args as OpIn<'FORGET'>).nlookup);
+        this.filesystem.forget?.(h.nodeid, (args as OpIn<'FORGET'>).nlookup);
       } else if (name === 'BATCH_FORGET') {
-        for (const it of (args as OpIn<'BATCH_FORGET'>).items) this.fs.forget?.(it.nodeid, it.nlookup);
+        for (const it of (args as OpIn<'BATCH_FORGET'>).items) this.filesystem.forget?.(it.nodeid, it.nlookup);
       } else if (name === 'INTERRUPT') {
         const target = (args as OpIn<'INTERRUPT'>).unique;
         const ac = this.inflight.get(target);
@@ -366,95 +361,6 @@ export class FuseSession extends EventEmitter {
       }
     }
   }
-
-  private makeHandlers(): Handlers {
-    const fs = this.fs;
-    const d = DEFAULT_ANSWERS;
-    const negativeTimeout = this.opts.negativeTimeout ?? 0;
-    return {
-      LOOKUP: (n, a, ctx) => {
-        const lookup = () => fs.lookup(n, a.name.toString('utf8'), { ...ctx, nameBytes: a.name });
-        if (!(negativeTimeout > 0)) return lookup();
-        return Promise.resolve()
-          .then(lookup)
-          .catch((e: unknown) => {
-            if (errnoOf(e) === errno.ENOENT) return negativeEntry(negativeTimeout);
-            throw e;
-          });
-      },
-      GETATTR: (n, a, ctx) => fs.getattr(n, ctx, a.getattrFlags & GETATTR_FH ? a.fh : undefined),
-      READLINK: (n, _a, ctx) => map(fs.readlink ? fs.readlink(n, ctx) : d.readlink(), (t) => (typeof t === 'string' ? Buffer.from(t) : t)),
-      OPEN: (n, a, ctx) => {
-        if ((a.flags & O_ACCMODE) !== 0) throw new FuseError('EROFS');
-        return fs.open ? fs.open(n, a.flags, ctx) : d.open();
-      },
-      READ: (n, a, ctx) => map(fs.read(n, a.fh, a.offset, a.size, ctx), (data) => toBuffer(data).subarray(0, a.size)),
-      FLUSH: (n, a, ctx) => (fs.flush ? fs.flush(n, a.fh, ctx) : d.flush()),
-      RELEASE: (n, a, ctx) => (fs.release ? fs.release(n, a.fh, ctx) : d.release()),
-      OPENDIR: (n, a, ctx) => (fs.opendir ? fs.opendir(n, a.flags, ctx) : d.opendir()),
-      READDIR: (n, a, ctx) => this.readdir(n, a, ctx, false),
-      READDIRPLUS: (n, a, ctx) => this.readdir(n, a, ctx, true),
-      RELEASEDIR: (n, a, ctx) => (fs.releasedir ? fs.releasedir(n, a.fh, ctx) : d.releasedir()),
-      STATFS: (n, _a, ctx) => (fs.statfs ? fs.statfs(n, ctx) : d.statfs()),
-      GETXATTR: (n, a, ctx) =>
-        map(fs.getxattr ? fs.getxattr(n, a.name.toString('utf8'), ctx) : d.getxattr(), (v) => {
-          if (v === undefined) throw new FuseError('ENODATA');
-          return sized(v, a.size);
-        }),
-      LISTXATTR: (n, a, ctx) =>
-        map(fs.listxattr ? fs.listxattr(n, ctx) : d.listxattr(), (names) =>
-          sized(Buffer.concat(names.flatMap((x) => [typeof x === 'string' ? Buffer.from(x) : x, NUL])), a.size),
-        ),
-      ACCESS: (n, a, ctx) => {
-        if (a.mask & W_OK) throw new FuseError('EROFS');
-        return fs.access ? fs.access(n, a.mask, ctx) : d.access();
-      },
-      DESTROY: () => fs.destroy?.(),
-    };
-  }
-
-  private async readdir(n: number, a: OpIn<'READDIR'>, ctx: RequestContext, plus: boolean): Promise<DirReply> {
-    const packer = new DirentPacker(a.size, plus);
-    const add = (e: DirEntry) =>
-      packer.add(typeof e.name === 'string' ? Buffer.from(e.name) : e.name, e.ino, e.mode, e.nextOffset, plus ? e.entry : undefined);
-    const list: DirEntries = await this.fs.readdir(n, a.fh, a.offset, plus, ctx);
-    if (Symbol.iterator in list) {
-      for (const e of list) if (!add(e)) break;
-    } else {
-      for await (const e of list) if (!add(e)) break;
-    }
-    return { data: packer.finish(), count: packer.count };
-  }
-}
-
-const NUL = Buffer.alloc(1);
-
-/** GETXATTR/LISTXATTR size rules: size 0 asks for the length; a smaller buffer is ERANGE. */
-function sized(data: Buffer, size: number): XattrReply {
-  if (size === 0) return { size: data.length };
-  if (data.length > size) throw new FuseError('ERANGE');
-  return { data };
-}
-
-function negativeEntry(timeout: number): Entry {
-  const zero = { sec: 0, nsec: 0 };
-  return {
-    attr: { ino: 0, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 0, atime: zero, mtime: zero, ctime: zero },
-    entryTimeout: timeout,
-    attrTimeout: 0,
-  };
-}
-
-function map<T, U>(v: Awaitable<T>, f: (t: T) => U): Awaitable<U> {
-  return isPromiseLike(v) ? Promise.resolve(v).then(f) : f(v);
-}
-
-function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
-  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
-
-function toBuffer(data: Buffer | Uint8Array): Buffer {
-  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 function toError(e: unknown): Error {

@@ -2,10 +2,9 @@
 // filesystem returns (attributes, entries, directory listings, statfs) in
 // JavaScript numbers and strings. No wire layout here; wire.ts owns that.
 
-export interface Timespec {
-  sec: number;
-  nsec: number;
-}
+import type { Timespec } from '../util/timespec.js';
+
+export type { Timespec };
 
 /** What stat(2) reports for an inode. */
 export interface Attr {

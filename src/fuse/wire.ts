@@ -56,20 +56,6 @@ export function decodeInHeader(buf: Buffer, n: number): InHeader {
   };
 }
 
-/** Encodes a request header (the kernel's side; used by tests and tools that replay requests). */
-export function encodeInHeader(h: Omit<InHeader, 'len'>, bodyLength: number): Buffer {
-  const b = Buffer.alloc(IN_HEADER_SIZE);
-  b.writeUInt32LE(IN_HEADER_SIZE + bodyLength, 0);
-  b.writeUInt32LE(h.opcode, 4);
-  b.writeBigUInt64LE(h.unique, 8);
-  writeU64(b, 16, h.nodeid);
-  b.writeUInt32LE(h.uid, 24);
-  b.writeUInt32LE(h.gid, 28);
-  b.writeUInt32LE(h.pid, 32);
-  b.writeUInt16LE(h.totalExtlen, 36);
-  return b;
-}
-
 /** struct fuse_out_header: error is a positive errno here, sent negated. */
 export function encodeOutHeader(payloadLength: number, error: number, unique: bigint): Buffer {
   const b = Buffer.allocUnsafe(OUT_HEADER_SIZE);
@@ -102,16 +88,8 @@ export class BodyReader {
     return at;
   }
 
-  u16(): number {
-    return this.buf.readUInt16LE(this.take(2));
-  }
-
   u32(): number {
     return this.buf.readUInt32LE(this.take(4));
-  }
-
-  i32(): number {
-    return this.buf.readInt32LE(this.take(4));
   }
 
   /** A u64 as a JS number (exact below 2^53: inode numbers, offsets, handles). */
@@ -133,13 +111,6 @@ export class BodyReader {
     const stop = nul < 0 || nul >= this.end ? this.end : nul;
     const out = Buffer.from(this.buf.subarray(this.pos, stop));
     this.pos = Math.min(this.end, stop + 1);
-    return out;
-  }
-
-  /** The rest of the body, copied. */
-  rest(): Buffer {
-    const out = Buffer.from(this.buf.subarray(this.pos, this.end));
-    this.pos = this.end;
     return out;
   }
 }
@@ -186,24 +157,6 @@ export function writeAttr(b: Buffer, off: number, a: Attr): void {
   b.writeUInt32LE(a.rdev >>> 0, off + 76);
   b.writeUInt32LE(a.blksize >>> 0, off + 80);
   b.writeUInt32LE(0, off + 84); // flags (FUSE_ATTR_SUBMOUNT, FUSE_ATTR_DAX): none
-}
-
-/** Decodes struct fuse_attr (for tests and debugging). */
-export function readAttr(b: Buffer, off: number): Attr {
-  return {
-    ino: readU64(b, off),
-    size: readU64(b, off + 8),
-    blocks: readU64(b, off + 16),
-    atime: { sec: readU64(b, off + 24), nsec: b.readUInt32LE(off + 48) },
-    mtime: { sec: readU64(b, off + 32), nsec: b.readUInt32LE(off + 52) },
-    ctime: { sec: readU64(b, off + 40), nsec: b.readUInt32LE(off + 56) },
-    mode: b.readUInt32LE(off + 60),
-    nlink: b.readUInt32LE(off + 64),
-    uid: b.readUInt32LE(off + 68),
-    gid: b.readUInt32LE(off + 72),
-    rdev: b.readUInt32LE(off + 76),
-    blksize: b.readUInt32LE(off + 80),
-  };
 }
 
 /** struct fuse_entry_out (128 bytes); an entry whose attr.ino is 0 is a cacheable "no such name". */
@@ -403,39 +356,4 @@ export class DirentPacker {
   finish(): Buffer {
     return this.buf.subarray(0, this.used);
   }
-}
-
-/** One parsed record of a READDIR/READDIRPLUS reply (for tests and debugging). */
-export interface ParsedDirent {
-  name: Buffer;
-  ino: number;
-  nextOffset: number;
-  type: number;
-  nodeid?: number;
-  attr?: Attr;
-}
-
-export function parseDirents(b: Buffer, plus: boolean): ParsedDirent[] {
-  const out: ParsedDirent[] = [];
-  let off = 0;
-  while (off < b.length) {
-    let nodeid: number | undefined;
-    let attr: Attr | undefined;
-    let d = off;
-    if (plus) {
-      nodeid = readU64(b, off);
-      attr = readAttr(b, off + 40);
-      d += ENTRY_OUT_SIZE;
-    }
-    const namelen = b.readUInt32LE(d + 16);
-    out.push({
-      ino: readU64(b, d),
-      nextOffset: readU64(b, d + 8),
-      type: b.readUInt32LE(d + 20),
-      name: Buffer.from(b.subarray(d + 24, d + 24 + namelen)),
-      ...(plus ? { nodeid, attr } : {}),
-    });
-    off += direntSize(namelen, plus);
-  }
-  return out;
 }

@@ -8,9 +8,10 @@ import { ClipError } from '../errors.js';
 import { CheckpointBuilder } from '../gzip/checkpoint-builder.js';
 import { RawSpanBuilder } from '../gzip/raw-span-builder.js';
 import type { SpanTable } from '../gzip/types.js';
-import { LayerEntries, type EntryBudget } from '../image/layer-entries.js';
+import type { EntryBudget, LayerEntries } from '../image/layer-entries.js';
+import { digestOf } from '../oci/digest.js';
 import type { LayerDescriptor } from '../oci/types.js';
-import { TarScanner } from '../tar/index.js';
+import { LayerScan } from './layer-scan.js';
 
 export interface IndexedLayer {
   entries: LayerEntries;
@@ -22,10 +23,6 @@ const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
 function startsWith(buf: Buffer, magic: number[]): boolean {
   return magic.every((b, i) => buf[i] === b);
-}
-
-function sha256Hex(h: ReturnType<typeof createHash>): string {
-  return `sha256:${h.digest('hex')}`;
 }
 
 /** Which checkpoints keep their window: every so many bytes, and these (by number). */
@@ -64,9 +61,7 @@ export async function indexLayer(
   if (/zstd/.test(layer.mediaType)) {
     throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed (${layer.mediaType}): zstd layers are not supported yet`);
   }
-  const entries = new LayerEntries(budget);
-  const tar = new TarScanner((e) => entries.add(e));
-  const diffHash = createHash('sha256');
+  const scan = new LayerScan(budget);
   const blobHash = createHash('sha256');
   let uncompressed = 0;
   const onData = (chunk: Buffer): void => {
@@ -79,8 +74,7 @@ export async function indexLayer(
           'refused as a likely gzip bomb; raise the bound with --max-ratio N (0: no bound)',
       );
     }
-    diffHash.update(chunk);
-    tar.push(chunk);
+    scan.push(chunk);
   };
   let builder: CheckpointBuilder | RawSpanBuilder | undefined;
   let read = 0;
@@ -124,15 +118,14 @@ export async function indexLayer(
   if (read !== layer.size) {
     throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: read ${read} bytes, the manifest says ${layer.size}`);
   }
-  const digest = sha256Hex(blobHash);
+  const digest = digestOf(blobHash);
   if (digest !== layer.digest) {
     throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: the blob's bytes hash to ${digest}`);
   }
   if (failure !== undefined) throw failure;
   builder ??= new RawSpanBuilder(spanSize, onData);
   const spans = builder.finish();
-  tar.finish();
-  const diffId = sha256Hex(diffHash);
+  const { entries, diffId } = scan.finish();
   if (layer.diffId && diffId !== layer.diffId) {
     throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: uncompressed content hashes to ${diffId}, the image config says ${layer.diffId}`);
   }

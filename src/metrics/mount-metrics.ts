@@ -11,7 +11,8 @@ export interface LayerStats {
   requests: number;
   cacheHits: number;
   cacheMisses: number;
-  storedBytes: number;
+  /** Inflated span bytes this daemon wrote to the disk cache, less what was evicted. */
+  cachedBytes: number;
 }
 
 export class MountMetrics implements ReadEvents {
@@ -25,7 +26,7 @@ export class MountMetrics implements ReadEvents {
   private readonly hits = new Counter({ name: 'clip_span_cache_hits_total', help: 'Spans served from a cache', labelNames: ['cache'], registers: [this.registry] });
   private readonly misses = new Counter({ name: 'clip_span_cache_misses_total', help: 'Spans that had to be fetched', registers: [this.registry] });
   private readonly evictions = new Counter({ name: 'clip_span_cache_evictions_total', help: 'Spans evicted from the disk cache', registers: [this.registry] });
-  private readonly cacheSize = new Gauge({ name: 'clip_span_cache_bytes', help: 'Bytes this daemon stored in the disk cache, less what it evicted', registers: [this.registry] });
+  private readonly cachedBytes = new Gauge({ name: 'clip_cached_bytes', help: 'Inflated span bytes this daemon wrote to the disk cache, less what was evicted', registers: [this.registry] });
   private readonly verifyFailures = new Counter({ name: 'clip_verify_failures_total', help: 'Fetched spans that did not match their digest', registers: [this.registry] });
   private readonly retries = new Counter({ name: 'clip_retries_total', help: 'Requests retried', labelNames: ['reason'], registers: [this.registry] });
   private readonly inflateSeconds = new Histogram({ name: 'clip_inflate_seconds', help: 'Time to inflate one span', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25], registers: [this.registry] });
@@ -42,7 +43,7 @@ export class MountMetrics implements ReadEvents {
   private stats(layer: string): LayerStats {
     let s = this.layers.get(layer);
     if (!s) {
-      s = { layer, fetchedBytes: 0, requests: 0, cacheHits: 0, cacheMisses: 0, storedBytes: 0 };
+      s = { layer, fetchedBytes: 0, requests: 0, cacheHits: 0, cacheMisses: 0, cachedBytes: 0 };
       this.layers.set(layer, s);
     }
     return s;
@@ -78,13 +79,13 @@ export class MountMetrics implements ReadEvents {
     this.stats(layer).cacheMisses++;
   }
   cacheStored(layer: string, bytes: number): void {
-    this.cacheSize.inc(bytes);
-    this.stats(layer).storedBytes += bytes;
+    this.cachedBytes.inc(bytes);
+    this.stats(layer).cachedBytes += bytes;
   }
   cacheEvicted(layer: string, bytes: number): void {
     this.evictions.inc();
-    this.cacheSize.dec(bytes);
-    this.stats(layer).storedBytes -= bytes;
+    this.cachedBytes.dec(bytes);
+    this.stats(layer).cachedBytes -= bytes;
   }
   verifyFailed(): void {
     this.verifyFailures.inc();

@@ -79,12 +79,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     // The registry check (a round trip or more) and the mount go on together; if the check fails, the mount is undone.
     const probe = reader.probe().then(() => void (phases['registryAnswered'] = Math.round(performance.now())));
     probe.catch(() => undefined);
-    const fs = new ImageFileSystem(index, reader, log);
+    const filesystem = new ImageFileSystem(index, reader, log);
     const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
     // Checked again under a lock: two daemons started at once for one mountpoint must not stack mounts there.
     server = await withLock(lockPath(mp, 'mount'), async () => {
       if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
-      return serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+      return serveFuse(mp, filesystem, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
     });
     phases['mounted'] = Math.round(performance.now());
     await probe;

@@ -1,7 +1,7 @@
 // Content digests ("sha256:<hex>"): syntax checks (they become URL and file
 // path components, so nothing else may pass) and verification of fetched bytes.
 
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { ClipError } from '../errors.js';
 
 const HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
@@ -24,8 +24,10 @@ export function checkDigest(s: string, what = 'digest'): { algorithm: string; he
   return { algorithm: s.slice(0, colon), hex: s.slice(colon + 1) };
 }
 
-export function digestOf(bytes: Uint8Array, algorithm = 'sha256'): string {
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+/** "sha256:<hex>" of `data`: whole bytes, or a hash (of that algorithm) fed with streamed chunks. */
+export function digestOf(data: Uint8Array | Hash, algorithm = 'sha256'): string {
+  const hash = data instanceof Uint8Array ? createHash(algorithm).update(data) : data;
+  return `${algorithm}:${hash.digest('hex')}`;
 }
 
 /** Throws DIGEST_MISMATCH unless `bytes` hash to `expected`. */

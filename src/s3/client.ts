@@ -85,6 +85,9 @@ export class S3Client {
         service: SERVICE,
         ...(opts.body !== undefined ? { body: opts.body } : {}),
         ...(opts.onRetry ? { onRetry: opts.onRetry } : {}),
+      }).catch((e: unknown) => {
+        // The HTTP layer names its network failures REGISTRY; here they are S3's.
+        throw e instanceof ClipError && e.code === 'REGISTRY' ? new ClipError('S3', e.message, { cause: e }) : e;
       });
       if (res.status !== 403 || refreshed || method === 'HEAD') return res;
       // Credentials may have been rotated since they were read: look once more.
@@ -119,7 +122,7 @@ export class S3Client {
     const creds = this.credentials ? `credentials from ${this.credentials.source}` : 'no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials with AWS_PROFILE)';
     if (status === 403 || status === 401) return new ClipError('UNAUTHORIZED', `S3 refused ${doing} ${this.name} (${what}; ${creds})`);
     if (status === 404) return new ClipError('NOT_FOUND', `S3 has no ${e.code === 'NoSuchBucket' ? 'such bucket' : e.code === 'NoSuchUpload' ? 'such upload' : 'such object'} for ${doing} ${this.name} (${what})`);
-    return new ClipError('REGISTRY', `S3 answered HTTP ${status} to ${doing} ${this.name} (${what})`);
+    return new ClipError('S3', `S3 answered HTTP ${status} to ${doing} ${this.name} (${what})`);
   }
 }
 

@@ -89,11 +89,11 @@ async function initiate(client: S3Client): Promise<string> {
       const res = await client.request('POST', { query: 'uploads', headers: { 'content-type': 'application/octet-stream' } });
       if (res.status !== 200) throw await client.error(res, 'starting an upload to');
       const id = xmlText(await text(res), 'UploadId');
-      if (!id) throw new ClipError('REGISTRY', `S3 started an upload to ${client.name} without an UploadId`);
+      if (!id) throw new ClipError('S3', `S3 started an upload to ${client.name} without an UploadId`);
       return id;
     } catch (e) {
       // POSTs are not retried below us: a lost answer only leaves an unused upload behind.
-      if (!(e instanceof ClipError && e.code === 'REGISTRY') || attempt >= COMPLETE_TRIES) throw e;
+      if (!(e instanceof ClipError && e.code === 'S3') || attempt >= COMPLETE_TRIES) throw e;
     }
   }
 }
@@ -151,7 +151,7 @@ export async function uploadFile(client: S3Client, file: string, state: UploadSt
           if (res.status !== 200) throw await client.error(res, `uploading part ${n} of ${count} to`);
           const etag = res.headers['etag'];
           await discard(res.body);
-          if (typeof etag !== 'string' || etag === '') throw new ClipError('REGISTRY', `S3 took part ${n} of ${client.name} without an ETag`);
+          if (typeof etag !== 'string' || etag === '') throw new ClipError('S3', `S3 took part ${n} of ${client.name} without an ETag`);
           state.parts[n] = etag;
           done += body.length;
           opts.onProgress?.(done, state.size);
@@ -173,7 +173,7 @@ export async function uploadFile(client: S3Client, file: string, state: UploadSt
   await discard(head.body);
   const length = Number(head.headers['content-length']);
   if (head.status !== 200 || length !== state.size) {
-    throw new ClipError('REGISTRY', `after the upload ${client.name} has ${head.status === 200 ? `${length} bytes, expected ${state.size}` : `HTTP ${head.status}`}`);
+    throw new ClipError('S3', `after the upload ${client.name} has ${head.status === 200 ? `${length} bytes, expected ${state.size}` : `HTTP ${head.status}`}`);
   }
   return { resumedParts, uploadedParts: count - resumedParts, parts: count };
 }
@@ -186,7 +186,7 @@ async function complete(client: S3Client, uploadId: string, state: UploadState, 
     try {
       res = await client.request('POST', { query: `uploadId=${encodeURIComponent(uploadId)}`, headers: { 'content-type': 'application/xml' }, body });
     } catch (e) {
-      if (!(e instanceof ClipError && e.code === 'REGISTRY') || attempt >= COMPLETE_TRIES) throw e;
+      if (!(e instanceof ClipError && e.code === 'S3') || attempt >= COMPLETE_TRIES) throw e;
       continue;
     }
     // An earlier try may have completed it with its answer lost: the HEAD that follows tells.
@@ -195,7 +195,7 @@ async function complete(client: S3Client, uploadId: string, state: UploadState, 
     // S3 can answer 200 and still fail the completion (the error is in the body).
     const answer = await text(res);
     if (/<Error>/.test(answer)) {
-      if (attempt >= COMPLETE_TRIES) throw new ClipError('REGISTRY', `S3 could not complete the upload to ${client.name}: ${xmlText(answer, 'Code')}: ${xmlText(answer, 'Message')}`);
+      if (attempt >= COMPLETE_TRIES) throw new ClipError('S3', `S3 could not complete the upload to ${client.name}: ${xmlText(answer, 'Code')}: ${xmlText(answer, 'Message')}`);
       continue;
     }
     return;

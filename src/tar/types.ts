@@ -1,12 +1,11 @@
 // What the tar scanner reports for each entry of a layer: metadata plus the
 // exact position of the entry's data in the uncompressed layer stream.
 
-export type EntryType = 'file' | 'hardlink' | 'symlink' | 'dir' | 'char' | 'block' | 'fifo';
+import type { Timespec } from '../util/timespec.js';
 
-export interface Timespec {
-  sec: number;
-  nsec: number;
-}
+export type { Timespec };
+
+export type EntryType = 'file' | 'hardlink' | 'symlink' | 'dir' | 'char' | 'block' | 'fifo';
 
 export interface TarEntry {
   /** Normalised path relative to the layer root: no leading "/" or "./", no

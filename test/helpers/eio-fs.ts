@@ -28,7 +28,7 @@ export async function mountEioFs(mountpoint: string, files: EioFile[]): Promise<
     return attr({ ino, mode: S_IFREG | 0o644, size: f.data.length });
   };
   const entry = (ino: number): Entry => ({ attr: attrOf(ino), entryTimeout: 1, attrTimeout: 1 });
-  const fs: FileSystem = {
+  const filesystem: FileSystem = {
     lookup(parent, name) {
       const ino = parent === 1 ? byName.get(name) : undefined;
       if (ino === undefined) throw new FuseError('ENOENT');
@@ -53,5 +53,5 @@ export async function mountEioFs(mountpoint: string, files: EioFile[]): Promise<
       return list.slice(offset);
     },
   };
-  return serveFuse(mountpoint, fs, { fsname: 'clip-test-eio', subtype: 'clip-test' });
+  return serveFuse(mountpoint, filesystem, { fsname: 'clip-test-eio', subtype: 'clip-test' });
 }

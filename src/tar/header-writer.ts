@@ -4,9 +4,10 @@
 // SCHILY.xattr.* records). What it writes is what the tar scanner (and GNU
 // tar) reads back: the archive's metadata is exact by construction.
 
-import type { TarEntry, Timespec } from '../tar/types.js';
+import { BLOCK_SIZE } from './header.js';
+import type { EntryType, TarEntry, Timespec } from './types.js';
 
-export const BLOCK_SIZE = 512;
+export { BLOCK_SIZE };
 
 const TYPEFLAG = { file: '0', hardlink: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6' } as const;
 const MAX_OCTAL_7 = 0o7777777;
@@ -19,6 +20,12 @@ export type HeaderFields = Pick<TarEntry, 'mode' | 'uid' | 'gid' | 'size' | 'mti
   name: string;
   type: keyof typeof TYPEFLAG;
 };
+
+/** Name in the tar for a normalised path: "./" for the root, a trailing "/" for directories. */
+export function tarName(path: string, type: EntryType): string {
+  if (path === '') return './';
+  return type === 'dir' ? `${path}/` : path;
+}
 
 /** The header blocks of one entry (PAX header first when needed); data and padding follow them. */
 export function encodeHeader(h: HeaderFields): Buffer {

@@ -6,9 +6,9 @@
 // concurrently on the libuv pool (both cores), written in order, and each
 // one's sha256 is the checksum a reader verifies before inflating it.
 
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
-import type { Checkpoint, SpanTable } from '../gzip/types.js';
+import type { Checkpoint, SpanTable } from './types.js';
 import { crc32 } from './crc32.js';
 
 /** gzip member header: no name, no mtime (reproducible), OS = Unix. */
@@ -21,12 +21,6 @@ export interface FlushedGzipOptions {
   level?: number;
   /** Spans deflated at once (default 4: the libuv pool's size). */
   concurrency?: number;
-}
-
-export interface FlushedGzipResult {
-  spans: SpanTable;
-  /** "sha256:..." of all compressed bytes: the data part's digest. */
-  digest: string;
 }
 
 interface Job {
@@ -54,7 +48,6 @@ export class FlushedGzipWriter {
   private readonly queue: Job[] = [];
   private readonly checkpoints: Checkpoint[] = [];
   private readonly digests: Buffer[] = [];
-  private readonly whole: Hash = createHash('sha256');
   /** Compressed bytes written so far. */
   private written = 0;
   private readonly level: number;
@@ -84,14 +77,10 @@ export class FlushedGzipWriter {
   }
 
   /** Deflates what is left as the final span, writes the trailer, returns the seek table. */
-  async finish(): Promise<FlushedGzipResult> {
+  async finish(): Promise<SpanTable> {
     await this.dispatch(true);
     while (this.queue.length > 0) await this.drainOne();
-    const uncompressedSize = this.out;
-    return {
-      spans: { compression: 'gzip-flushed', compressedSize: this.written, uncompressedSize, checkpoints: this.checkpoints, digests: this.digests },
-      digest: `sha256:${this.whole.digest('hex')}`,
-    };
+    return { compression: 'gzip-flushed', compressedSize: this.written, uncompressedSize: this.out, checkpoints: this.checkpoints, digests: this.digests };
   }
 
   private async dispatch(last: boolean): Promise<void> {
@@ -120,7 +109,6 @@ export class FlushedGzipWriter {
     const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     this.checkpoints.push({ in: this.written + (first ? GZIP_HEADER.length : 0), out: job.out, window: NO_WINDOW });
     this.digests.push(createHash('sha256').update(bytes).digest());
-    this.whole.update(bytes);
     this.written += bytes.length;
     await this.sink(bytes);
   }
