@@ -2,20 +2,22 @@
 
 export { ClipError, isClipError } from './errors.js';
 export type { ClipErrorCode } from './errors.js';
-export { indexImage, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './indexer/index-image.js';
-export type { IndexOptions, IndexSummary } from './indexer/index-image.js';
+export { indexImage, buildIndex, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './indexer/index-image.js';
+export type { BuildOptions, IndexOptions, IndexSummary } from './indexer/index-image.js';
 export { encodeIndex, decodeIndex } from './index/format.js';
 export { loadIndex } from './index/load.js';
+export { writeIndex } from './index/write.js';
 export type { ClipIndex, ImageRecord, LayerRecord } from './index/types.js';
 export type { Node, NodeType, ImageTree } from './image/types.js';
 export { mergeLayers } from './image/merge.js';
 export { lookupPath, walk } from './image/lookup.js';
 export { FileReader } from './content/file-reader.js';
 export { LayerReader } from './content/layer-reader.js';
-export { inspectIndex, listEntry, listNode } from './inspect.js';
-export type { InspectReport, LayerReport, ListEntry } from './inspect.js';
-export { parseReference, openImage, openBlobSource } from './oci/index.js';
-export type { Platform, Reference, RegistryOptions, ResolvedImage, LayerDescriptor, BlobSource } from './oci/types.js';
+export { inspectIndex, listEntry, listNode } from './index/inspect.js';
+export type { InspectReport, LayerReport, ListEntry } from './index/inspect.js';
+export { parseReference, openImage } from './oci/index.js';
+export { openBlobSource } from './content/sources/open.js';
+export type { Platform, Reference, RegistryOptions, ResolvedImage, LayerDescriptor, BlobSource, RangeOptions } from './oci/types.js';
 export { TarScanner } from './tar/index.js';
 export type { TarEntry, EntryType, Timespec } from './tar/types.js';
 export { CheckpointBuilder, RawSpanBuilder, inflateSpans, needsWindow } from './gzip/index.js';
