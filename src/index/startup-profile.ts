@@ -39,7 +39,10 @@ async function readProfile(file: string, manifestDigest: string): Promise<Profil
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new ClipError('BAD_ARGUMENT', `cannot read start-up profile ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `cannot read start-up profile ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   let parsed: unknown;
   try {
@@ -56,19 +59,28 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /** Checks every field of a parsed profile, naming the first one that is wrong; the image first (the likeliest mistake). */
 function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFile {
   const bad = (field: string, problem: string): ClipError => new ClipError('BAD_ARGUMENT', `start-up profile ${file}: ${field} ${problem}`);
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (expected a JSON object)`);
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (expected a JSON object)`);
   const o = v as Record<string, unknown>;
-  if (o['clipStartupProfile'] !== 1) throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (no "clipStartupProfile": 1)`);
+  if (o['clipStartupProfile'] !== 1)
+    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (no "clipStartupProfile": 1)`);
   if (typeof o['manifestDigest'] !== 'string' || !DIGEST.test(o['manifestDigest'])) throw bad('"manifestDigest"', 'is not a sha256 digest');
   if (o['manifestDigest'] !== manifestDigest) {
     throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${o['manifestDigest']}, not ${manifestDigest}`);
   }
   const spanSize = o['spanSize'];
-  if (typeof spanSize !== 'number' || !Number.isSafeInteger(spanSize) || spanSize <= 0) throw bad('"spanSize"', 'is not a positive whole number of bytes');
+  if (typeof spanSize !== 'number' || !Number.isSafeInteger(spanSize) || spanSize <= 0)
+    throw bad('"spanSize"', 'is not a positive whole number of bytes');
   const spans = o['spans'];
   if (!Array.isArray(spans)) throw bad('"spans"', 'is not a list');
   spans.forEach((entry: unknown, k) => {
-    const ok = Array.isArray(entry) && entry.length === 2 && typeof entry[0] === 'string' && DIGEST.test(entry[0]) && Number.isSafeInteger(entry[1]) && (entry[1] as number) >= 0;
+    const ok =
+      Array.isArray(entry) &&
+      entry.length === 2 &&
+      typeof entry[0] === 'string' &&
+      DIGEST.test(entry[0]) &&
+      Number.isSafeInteger(entry[1]) &&
+      (entry[1] as number) >= 0;
     if (!ok) throw bad(`"spans"[${k}]`, `is ${JSON.stringify(entry) ?? String(entry)}, not [layer digest, span number]`);
   });
   return o as unknown as ProfileFile;
@@ -95,7 +107,10 @@ export async function loadProfile(file: string, index: ClipIndex): Promise<Profi
 export async function profileWindows(file: string, manifestDigest: string, spanSize: number): Promise<Map<string, Set<number>>> {
   const body = await readProfile(file, manifestDigest);
   if (body.spanSize !== spanSize) {
-    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on an index with span size ${body.spanSize}; index with --span-size ${body.spanSize} to use it`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `start-up profile ${file} was recorded on an index with span size ${body.spanSize}; index with --span-size ${body.spanSize} to use it`,
+    );
   }
   const profiled = new Set(body.spans.map(([digest, span]) => `${digest}:${span}`));
   const out = new Map<string, Set<number>>();

@@ -15,7 +15,8 @@ export async function openBlobSource(location: string, opts: RegistryOptions = {
   if (location.startsWith('oci:') || location.startsWith('docker://')) return openRegistrySource(location, opts);
   if (location.startsWith('archive:')) {
     const file = location.slice('archive:'.length);
-    if (file === '') throw new ClipError('BAD_ARGUMENT', 'an archive\'s data is in its .clip file: load the archive from its file (loadIndex) to read it');
+    if (file === '')
+      throw new ClipError('BAD_ARGUMENT', "an archive's data is in its .clip file: load the archive from its file (loadIndex) to read it");
     const { EmbeddedBlobSource } = await import('./embedded.js');
     return EmbeddedBlobSource.open(file);
   }
@@ -23,5 +24,8 @@ export async function openBlobSource(location: string, opts: RegistryOptions = {
     const { S3BlobSource } = await import('./s3.js');
     return S3BlobSource.open(location);
   }
-  throw new ClipError('BAD_REFERENCE', `unknown image location ${JSON.stringify(location)} (expected docker://..., oci:..., archive:... or s3://...)`);
+  throw new ClipError(
+    'BAD_REFERENCE',
+    `unknown image location ${JSON.stringify(location)} (expected docker://..., oci:..., archive:... or s3://...)`,
+  );
 }
