@@ -18,7 +18,7 @@ import { LayerReader } from '../src/content/layer-reader.js';
 import { walk } from '../src/image/lookup.js';
 import type { Node } from '../src/image/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
-import { openBlobSource } from '../src/oci/open.js';
+import { openBlobSource } from '../src/content/sources/open.js';
 import { buildImage } from '../test/helpers/image-builder.js';
 import { createPrng } from '../test/helpers/prng.js';
 import { pushImage, startRegistry } from '../test/helpers/registry.js';

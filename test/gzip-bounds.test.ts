@@ -22,7 +22,7 @@ import { MAX_SPAN_OUTPUT, type SpanTable } from '../src/gzip/types.js';
 import { decodeIndex, encodeIndex } from '../src/index/format.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { exceedsRatio, RATIO_FLOOR } from '../src/indexer/index-layer.js';
-import { openBlobSource } from '../src/oci/index.js';
+import { openBlobSource } from '../src/content/sources/open.js';
 import { runClip } from './helpers/cli.js';
 import { DeflateBits } from './helpers/deflate-bits.js';
 import { buildImage, hostArchitecture, type BuiltImage } from './helpers/image-builder.js';

@@ -21,7 +21,7 @@ import type { Node } from '../src/image/types.js';
 import { decodeIndex } from '../src/index/format.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
-import { inspectIndex, listNode } from '../src/inspect.js';
+import { inspectIndex, listNode } from '../src/index/inspect.js';
 import { bytesField, intBytes, mapBody, openClip, sealClip, splice, uintBytes, type BodyMap, type Field, type OpenedClip } from './helpers/clip-body.js';
 import { buildFixture } from './helpers/fixtures.js';
 import type { BuiltImage } from './helpers/image-builder.js';

@@ -17,7 +17,7 @@ import { mergeLayers } from '../src/image/merge.js';
 import type { Node } from '../src/image/types.js';
 import { decodeIndex, encodeIndex } from '../src/index/format.js';
 import type { ClipIndex } from '../src/index/types.js';
-import { inspectIndex, listNode } from '../src/inspect.js';
+import { inspectIndex, listNode } from '../src/index/inspect.js';
 import { MAX_TIME_SEC, MIN_TIME_SEC, type TarEntry } from '../src/tar/types.js';
 import { bytesField, mapBody, openClip, sealClip, splice, type FieldKind } from './helpers/clip-body.js';
 import { runClip } from './helpers/cli.js';

@@ -16,7 +16,7 @@ import { SpanIdentities } from '../src/content/span-identity.js';
 import { needsWindow, spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
-import { openBlobSource } from '../src/oci/index.js';
+import { openBlobSource } from '../src/content/sources/open.js';
 import type { BlobSource } from '../src/oci/types.js';
 import { buildFixture } from './helpers/fixtures.js';
 import type { BuiltImage } from './helpers/image-builder.js';

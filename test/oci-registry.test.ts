@@ -15,7 +15,8 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { isClipError } from '../src/errors.js';
-import { openBlobSource, openImage } from '../src/oci/index.js';
+import { openBlobSource } from '../src/content/sources/open.js';
+import { openImage } from '../src/oci/index.js';
 import * as mt from '../src/oci/media-types.js';
 
 const run = promisify(execFile);

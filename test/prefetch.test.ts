@@ -15,7 +15,7 @@ import { SpanCache } from '../src/content/span-cache.js';
 import { ClipError } from '../src/errors.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
-import { openBlobSource } from '../src/oci/index.js';
+import { openBlobSource } from '../src/content/sources/open.js';
 import type { BlobSource } from '../src/oci/types.js';
 import { buildFixture } from './helpers/fixtures.js';
 import type { BuiltImage } from './helpers/image-builder.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeIndex, loadIndex } from '../src/clip.js';
 import { ClipError } from '../src/errors.js';
-import { readBody } from '../src/oci/http.js';
+import { readBody } from '../src/http/client.js';
 import { S3Client } from '../src/s3/client.js';
 import { parseS3Location, parseS3Url } from '../src/s3/location.js';
 import { runClip } from './helpers/cli.js';

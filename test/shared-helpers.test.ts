@@ -14,7 +14,7 @@ import { registryOptions } from '../src/cli/registry-options.js';
 import { ClipError } from '../src/errors.js';
 import { mustRunAsRoot } from '../src/fuse/index.js';
 import { MountMetrics } from '../src/metrics/mount-metrics.js';
-import { digestOf } from '../src/oci/digest.js';
+import { digestOf } from '../src/util/digest.js';
 import { S3Client } from '../src/s3/client.js';
 import { metric } from './helpers/prometheus.js';
 

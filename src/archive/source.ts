@@ -1,9 +1,8 @@
 // What `clip archive SOURCE` archives: a local directory, an existing .clip
-// file (any kind), or an image reference (indexed first, then its merged
-// tree read through the FileReader: only what is archived is fetched).
+// file (any kind), or an image reference (indexed in memory first, then its
+// merged tree read through the FileReader: only what is archived is fetched).
 
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { FileReader } from '../content/file-reader.js';
 import type { ClipIndex } from '../index/types.js';
@@ -32,7 +31,7 @@ export interface SourceOptions extends RegistryOptions {
 
 const NO_PLATFORM: Platform = { os: '', architecture: '' };
 
-async function fromIndex(index: ClipIndex, reader: FileReader, cleanup: () => Promise<void>): Promise<ArchiveSource> {
+function fromIndex(index: ClipIndex, reader: FileReader): ArchiveSource {
   return {
     reference: index.image.reference,
     entries: treeEntries(index, reader),
@@ -40,10 +39,7 @@ async function fromIndex(index: ClipIndex, reader: FileReader, cleanup: () => Pr
     config: index.image.config,
     configDigest: index.image.configDigest,
     platform: index.image.platform,
-    close: async () => {
-      await reader.close();
-      await cleanup();
-    },
+    close: () => reader.close(),
   };
 }
 
@@ -57,18 +53,10 @@ export async function openArchiveSource(source: string, opts: SourceOptions = {}
   const [{ loadIndex }, { FileReader }] = await Promise.all([import('../index/load.js'), import('../content/file-reader.js')]);
   if (st?.isFile()) {
     const index = await loadIndex(source);
-    return fromIndex(index, await FileReader.open(index, opts), async () => undefined);
+    return fromIndex(index, await FileReader.open(index, opts));
   }
-  // An image reference: index it into a scratch file, then read its tree.
-  const { indexImage } = await import('../indexer/index-image.js');
-  const scratch = await mkdtemp(path.join(os.tmpdir(), 'clip-archive-'));
-  try {
-    const file = path.join(scratch, 'image.clip');
-    await indexImage(source, { ...opts, output: file });
-    const index = await loadIndex(file);
-    return await fromIndex(index, await FileReader.open(index, opts), () => rm(scratch, { recursive: true, force: true }));
-  } catch (e) {
-    await rm(scratch, { recursive: true, force: true });
-    throw e;
-  }
+  // An image reference: indexed in memory, nothing written.
+  const { buildIndex } = await import('../indexer/index-image.js');
+  const index = await buildIndex(source, opts);
+  return fromIndex(index, await FileReader.open(index, opts));
 }

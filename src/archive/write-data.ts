@@ -10,7 +10,7 @@ import { mergeLayers } from '../image/merge.js';
 import type { ImageTree } from '../image/types.js';
 import type { LayerRecord } from '../index/types.js';
 import { LayerScan } from '../indexer/layer-scan.js';
-import { digestOf } from '../oci/digest.js';
+import { digestOf } from '../util/digest.js';
 import { tarStream, type TarStreamOptions } from './tar-stream.js';
 import type { ArchiveEntry } from './types.js';
 

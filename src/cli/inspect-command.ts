@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { loadIndex } from '../index/load.js';
 import { KIND_NAMES } from '../index/types.js';
-import { inspectIndex } from '../inspect.js';
+import { inspectIndex } from '../index/inspect.js';
 import { formatBytes } from './format.js';
 
 export function inspectCommand(): Command {

@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { loadIndex } from '../index/load.js';
 import { lookupPath } from '../image/lookup.js';
-import { listNode, type ListEntry } from '../inspect.js';
+import { listNode, type ListEntry } from '../index/inspect.js';
 import { modeString } from './format.js';
 
 /** ls shows names inside the listed directory; a recursive listing shows paths. */

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { ClipError } from '../errors.js';
 import type { Node } from '../image/types.js';
 import type { ClipIndex } from '../index/types.js';
-import { openBlobSource } from '../oci/index.js';
+import { openBlobSource } from './sources/open.js';
 import type { BlobSource, RegistryOptions } from '../oci/types.js';
 import { LayerReader, type LayerReaderOptions } from './layer-reader.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';

@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { ClipError } from '../errors.js';
-import { checkDigest } from '../oci/digest.js';
+import { checkDigest } from '../util/digest.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { withFileLock } from '../util/file-lock.js';
 

@@ -4,6 +4,13 @@
 
 import type { Timespec } from '../tar/types.js';
 
+/** Which system an image is for (an OCI platform: "linux/amd64", "linux/arm/v7"). */
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
 export type NodeType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo';
 
 export interface Node {

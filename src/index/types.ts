@@ -2,8 +2,7 @@
 // table, and the merged tree. Metadata only: never file contents.
 
 import type { SpanTable } from '../gzip/types.js';
-import type { ImageTree } from '../image/types.js';
-import type { Platform } from '../oci/types.js';
+import type { ImageTree, Platform } from '../image/types.js';
 
 /**
  * Version 2: checkpoints may keep no window (resumed from the span before).

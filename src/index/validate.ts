@@ -5,9 +5,8 @@
 
 import { ClipError } from '../errors.js';
 import { MAX_SPAN_OUTPUT, type LayerCompression, type SpanTable } from '../gzip/types.js';
-import type { Node } from '../image/types.js';
-import { isDigest } from '../oci/digest.js';
-import type { Platform } from '../oci/types.js';
+import type { Node, Platform } from '../image/types.js';
+import { isDigest } from '../util/digest.js';
 import { MAX_TIME_SEC, MIN_TIME_SEC, type Timespec } from '../tar/types.js';
 import type { ImageRecord, IndexKind, LayerSummary } from './types.js';
 

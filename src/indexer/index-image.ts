@@ -1,19 +1,18 @@
-// `clip index`: resolve an image, stream each layer once (a few at a time),
-// merge the layers into one tree and write the .clip file atomically.
+// `clip index`: resolve an image, stream each layer once (a few at a time)
+// and merge the layers into one tree: a ClipIndex in memory (buildIndex).
+// indexImage also writes it to a .clip file (index/write.ts).
 
-import { stat } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
 import { EntryBudget } from '../image/layer-entries.js';
 import { mergeLayers } from '../image/merge.js';
-import { encodeIndex } from '../index/format.js';
 import type { ClipIndex, LayerRecord } from '../index/types.js';
+import { writeIndex } from '../index/write.js';
 import { openImage } from '../oci/index.js';
 import type { RegistryOptions, ResolvedImage } from '../oci/types.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { indexLayer } from './index-layer.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
-import { profileWindows } from '../content/startup-profile.js';
+import { profileWindows } from '../index/startup-profile.js';
 import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
 
 export { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
@@ -22,9 +21,8 @@ const MIN_SPAN_SIZE = 64 * 1024;
 export const MAX_SPAN_SIZE = MAX_SPAN_OUTPUT / 4;
 const LAYER_CONCURRENCY = 3;
 
-export interface IndexOptions extends RegistryOptions {
-  /** Where to write the .clip file. */
-  output: string;
+/** How to index an image (buildIndex); indexImage also takes where to write it. */
+export interface BuildOptions extends RegistryOptions {
   /** Minimum uncompressed distance between checkpoints. */
   spanSize?: number;
   /** Minimum uncompressed distance between checkpoints that keep their 32 KiB window (at least spanSize). */
@@ -40,6 +38,11 @@ export interface IndexOptions extends RegistryOptions {
   maxRatio?: number;
   /** Called as layers are read: bytes read so far and the total compressed size. */
   onProgress?: (read: number, total: number, image: ResolvedImage) => void;
+}
+
+export interface IndexOptions extends BuildOptions {
+  /** Where to write the .clip file. */
+  output: string;
 }
 
 export interface IndexSummary {
@@ -70,8 +73,30 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number
   return results;
 }
 
+/** Indexes `ref` and writes the .clip file to opts.output (atomically). */
 export async function indexImage(ref: string, opts: IndexOptions): Promise<IndexSummary> {
   const started = performance.now();
+  const index = await buildIndex(ref, opts);
+  const indexBytes = await writeIndex(opts.output, index);
+  const nodes = index.nodes;
+  return {
+    output: opts.output,
+    reference: index.image.reference,
+    manifestDigest: index.image.manifestDigest,
+    layers: index.layers.length,
+    files: nodes.filter((n) => n.type === 'file').length,
+    directories: nodes.filter((n) => n.type === 'dir').length,
+    entries: nodes.length,
+    compressedBytes: index.layers.reduce((a, l) => a + l.spans.compressedSize, 0),
+    uncompressedBytes: index.layers.reduce((a, l) => a + l.spans.uncompressedSize, 0),
+    checkpoints: index.layers.reduce((a, l) => a + l.spans.checkpoints.length, 0),
+    indexBytes,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** Indexes `ref` in memory: nothing is written. */
+export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<ClipIndex> {
   const spanSize = opts.spanSize ?? DEFAULT_SPAN_SIZE;
   if (!Number.isSafeInteger(spanSize) || spanSize < MIN_SPAN_SIZE) {
     throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
@@ -110,7 +135,7 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
       diffId: l.diffId,
       spans: results[i]!.spans,
     }));
-    const index: ClipIndex = {
+    return {
       kind: 'oci',
       image: {
         location: image.location,
@@ -126,23 +151,6 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
       },
       layers,
       ...tree,
-    };
-    const encoded = encodeIndex(index);
-    await writeFileAtomic(opts.output, encoded);
-    const size = (await stat(opts.output)).size;
-    return {
-      output: opts.output,
-      reference: image.reference,
-      manifestDigest: image.manifestDigest,
-      layers: layers.length,
-      files: tree.nodes.filter((n) => n.type === 'file').length,
-      directories: tree.nodes.filter((n) => n.type === 'dir').length,
-      entries: tree.nodes.length,
-      compressedBytes: total,
-      uncompressedBytes: layers.reduce((a, l) => a + l.spans.uncompressedSize, 0),
-      checkpoints: layers.reduce((a, l) => a + l.spans.checkpoints.length, 0),
-      indexBytes: size,
-      seconds: (performance.now() - started) / 1000,
     };
   } finally {
     await blobs.close();

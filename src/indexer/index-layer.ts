@@ -9,7 +9,7 @@ import { CheckpointBuilder } from '../gzip/checkpoint-builder.js';
 import { RawSpanBuilder } from '../gzip/raw-span-builder.js';
 import type { SpanTable } from '../gzip/types.js';
 import type { EntryBudget, LayerEntries } from '../image/layer-entries.js';
-import { digestOf } from '../oci/digest.js';
+import { digestOf } from '../util/digest.js';
 import type { LayerDescriptor } from '../oci/types.js';
 import { LayerScan } from './layer-scan.js';
 

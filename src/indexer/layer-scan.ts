@@ -5,7 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import { LayerEntries, type EntryBudget } from '../image/layer-entries.js';
-import { digestOf } from '../oci/digest.js';
+import { digestOf } from '../util/digest.js';
 import { TarScanner } from '../tar/index.js';
 
 export interface ScannedLayer {

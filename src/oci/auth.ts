@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { ClipError } from '../errors.js';
 import type { Credentials } from './credentials.js';
-import { discard, header, readBody, sendFollowingRedirects } from './http.js';
+import { discard, header, readBody, sendFollowingRedirects } from '../http/client.js';
 
 export interface Challenge {
   /** Lowercase scheme: "bearer", "basic", ... */

@@ -6,7 +6,7 @@ import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ClipError } from '../errors.js';
-import { checkDigest, verifyDigest } from './digest.js';
+import { checkDigest, verifyDigest } from '../util/digest.js';
 import { MAX_MANIFEST_BYTES, descriptors, type Descriptor, type FetchedManifest, type ManifestSource } from './resolve.js';
 import type { BlobSource } from './types.js';
 

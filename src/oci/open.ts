@@ -1,8 +1,7 @@
-// The two ways in: openImage resolves a reference (registry or "oci:DIR[:TAG]")
-// to a ResolvedImage plus its blobs; openBlobSource reopens the blobs later
-// from the ResolvedImage.location recorded in an index file.
+// The way in: openImage resolves a reference (registry or "oci:DIR[:TAG]") to
+// a ResolvedImage plus its blobs. (Reopening the blobs later, from the
+// location an index records, is content/sources/open.ts.)
 
-import { ClipError } from '../errors.js';
 import { OciLayout, parseLayoutReference } from './layout.js';
 import { hostPlatform } from './platform.js';
 import { formatReference, parseReference, repositoryName } from './reference.js';
@@ -47,28 +46,4 @@ export async function openImage(ref: string, opts: RegistryOptions = {}): Promis
     await client.close();
     throw e;
   }
-}
-
-/**
- * Reopens the blobs of an image from its ResolvedImage.location ("docker://..."
- * or "oci:/abs/dir"), or an archive's data ("archive:/abs/file.clip",
- * "s3://bucket/key?..."; those modules load only when used).
- */
-export async function openBlobSource(location: string, opts: RegistryOptions = {}): Promise<BlobSource> {
-  if (location.startsWith('oci:')) return OciLayout.open(location.slice('oci:'.length));
-  if (location.startsWith('archive:')) {
-    const file = location.slice('archive:'.length);
-    if (file === '') throw new ClipError('BAD_ARGUMENT', 'an archive\'s data is in its .clip file: load the archive from its file (loadIndex) to read it');
-    const { EmbeddedBlobSource } = await import('../archive/embedded-blob-source.js');
-    return EmbeddedBlobSource.open(file);
-  }
-  if (location.startsWith('s3://')) {
-    const { S3BlobSource } = await import('../s3/blob-source.js');
-    return S3BlobSource.open(location);
-  }
-  if (location.startsWith('docker://')) {
-    const parsed = parseReference(location.slice('docker://'.length));
-    return new RegistryClient(parsed, opts);
-  }
-  throw new ClipError('BAD_REFERENCE', `unknown image location ${JSON.stringify(location)} (expected docker://..., oci:..., archive:... or s3://...)`);
 }

@@ -7,13 +7,13 @@ import type { Agent } from 'undici';
 import { ClipError } from '../errors.js';
 import { Authenticator } from './auth.js';
 import { findCredentials } from './credentials.js';
-import { checkDigest, digestOf, isDigest, verifyDigest } from './digest.js';
-import { backoff, createAgent, discard, header, headerList, isBodyCut, isDeadlineError, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse, type RetryReason } from './http.js';
+import { checkDigest, digestOf, isDigest, verifyDigest } from '../util/digest.js';
+import { backoff, createAgent, discard, header, headerList, isBodyCut, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse, type RetryReason } from '../http/client.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DOCKER_HUB } from './reference.js';
 import { MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestSource } from './resolve.js';
-import { readSlice } from './range.js';
-import { resumableBlob } from './resumable-blob.js';
+import { checkRange, readRangeRetrying } from '../http/range-read.js';
+import { resumableBlob } from '../http/resumable-blob.js';
 import type { BlobSource, RangeOptions, Reference, RegistryOptions, ResponseDeadline } from './types.js';
 
 const MAX_AUTH_ATTEMPTS = 4;
@@ -131,25 +131,15 @@ export class RegistryClient implements BlobSource, ManifestSource {
   }
 
   async readRange(digest: string, start: number, end: number, opts: RangeOptions = {}): Promise<Buffer> {
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-      throw new ClipError('BAD_ARGUMENT', `invalid byte range [${start}, ${end}) of blob ${digest}`);
-    }
+    const what = `blob ${digest} of ${this.name}`;
+    checkRange(start, end, what);
     checkDigest(digest, 'blob digest');
-    if (start === end) return Buffer.alloc(0);
-    // A body cut short (connection lost mid-transfer) is asked for again, within the request deadline.
-    const started = Date.now();
-    for (let attempt = 0; ; attempt++) {
-      const res = await this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` }, opts.onRetry, end - start);
-      if (res.status !== 200 && res.status !== 206 && res.status !== 416) throw await this.failure(res, { kind: 'blob', digest });
-      try {
-        return await readSlice(res, start, end, `blob ${digest} of ${this.name}`);
-      } catch (e) {
-        const delay = backoff(attempt);
-        if (!(e instanceof ClipError && e.code === 'REGISTRY') || Date.now() + delay - started > REQUEST_DEADLINE_MS) throw e;
-        opts.onRetry?.(isDeadlineError(e) ? 'deadline' : 'body-cut');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+    return readRangeRetrying(start, end, {
+      send: () => this.blobRequest(digest, { range: `bytes=${start}-${end - 1}` }, opts.onRetry, end - start),
+      failure: (res) => this.failure(res, { kind: 'blob', digest }),
+      what,
+      onRetry: opts.onRetry,
+    });
   }
 
   /** Closes the connections, waiting briefly for requests in flight (an unread blob stream must not hang it). */

@@ -3,7 +3,7 @@
 // digest verified and the layers paired with the config's diff_ids.
 
 import { ClipError, type ClipErrorCode } from '../errors.js';
-import { isDigest } from './digest.js';
+import { isDigest } from '../util/digest.js';
 import {
   OCI_INDEX,
   OCI_MANIFEST,

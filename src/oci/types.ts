@@ -2,12 +2,10 @@
 // blobs can be read from (whole or by range).
 
 import type { Readable } from 'node:stream';
+import type { ResponseDeadline } from '../http/client.js';
+import type { Platform } from '../image/types.js';
 
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
+export type { Platform, ResponseDeadline };
 
 export interface Reference {
   /** Registry host as docker names it ("docker.io", "localhost:5000"). */
@@ -68,8 +66,3 @@ export interface RegistryOptions {
   deadline?: ResponseDeadline;
 }
 
-/** See oci/http.ts. */
-export interface ResponseDeadline {
-  baseMs: number;
-  minBytesPerSecond: number;
-}

@@ -5,7 +5,7 @@
 
 import type { Agent } from 'undici';
 import { ClipError } from '../errors.js';
-import { createAgent, discard, readBody, send, type HttpResponse, type RetryReason } from '../oci/http.js';
+import { createAgent, discard, readBody, send, type HttpResponse, type RetryReason } from '../http/client.js';
 import { defaultRegion, endpointFromEnv, resolveCredentials, type AwsCredentials } from './credentials.js';
 import { badKey, checkRegion, describeS3, encodeSegment, isBucketName, type S3Location } from './location.js';
 import { signRequest } from './sign.js';

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
-import { discard, readBody, type HttpResponse } from '../oci/http.js';
+import { discard, readBody, type HttpResponse } from '../http/client.js';
 import type { S3Client } from './client.js';
 import { escapeXml, xmlBlocks, xmlText } from './xml.js';
 

@@ -1,7 +1,7 @@
 // SigV4 request signing for S3. The signer is aws4 (a small, widely used,
 // dependency-free module that follows the AWS signing spec and its test
 // vectors), not the AWS SDK: requests then go through clip's own HTTP layer
-// (src/oci/http.ts) and get the same retries, backoff, stall timeouts and
+// (src/http/client.ts) and get the same retries, backoff, stall timeouts and
 // fault handling as registry reads, and start-up stays fast.
 
 import aws4 from 'aws4';

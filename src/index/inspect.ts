@@ -1,9 +1,9 @@
 // Summaries of an index for `clip inspect` and `clip ls`: plain data, so the
 // CLI can print it as text or JSON and library users can use it directly.
 
-import { walk } from './image/lookup.js';
-import type { Node } from './image/types.js';
-import { KIND_NAMES, summarizeLayer, type ClipIndex, type IndexKind } from './index/types.js';
+import { walk } from '../image/lookup.js';
+import type { Node } from '../image/types.js';
+import { KIND_NAMES, summarizeLayer, type ClipIndex, type IndexKind } from './types.js';
 
 export interface LayerReport {
   digest: string;

@@ -3,7 +3,7 @@
 // ignores Range and sends the whole blob (200) is sliced while streaming.
 
 import { ClipError } from '../errors.js';
-import { bodyError, discard, header, networkError, readBody, type HttpResponse } from './http.js';
+import { bodyError, discard, header, networkError, readBody, type HttpResponse } from './client.js';
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 

@@ -5,9 +5,9 @@
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { ClipError } from '../errors.js';
-import { ARCHIVE_HEADER_SIZE, readHeader } from '../index/format.js';
-import type { BlobSource } from '../oci/types.js';
+import { ClipError } from '../../errors.js';
+import { ARCHIVE_HEADER_SIZE, readHeader } from '../../index/format.js';
+import type { BlobSource } from '../../oci/types.js';
 
 export class EmbeddedBlobSource implements BlobSource {
   private constructor(

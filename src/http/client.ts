@@ -1,11 +1,11 @@
-// HTTP for registries on undici: one keep-alive Agent per client, transient
-// failures retried, redirects followed by hand so that an Authorization header
-// never reaches another host (registries redirect blobs to object storage).
+// HTTP on undici, for registries and S3: one keep-alive Agent per client,
+// transient failures retried, redirects followed by hand so that an
+// Authorization header never reaches another host (registries redirect blobs
+// to object storage).
 
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ClipError } from '../errors.js';
-import type { ResponseDeadline } from './types.js';
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
 
@@ -41,7 +41,10 @@ export interface SendOptions {
  * its bytes at `minBytesPerSecond`. The stall timeout alone lets a body that
  * trickles one byte every few seconds run forever.
  */
-export type { ResponseDeadline };
+export interface ResponseDeadline {
+  baseMs: number;
+  minBytesPerSecond: number;
+}
 
 /** Why a request was sent again. */
 export type RetryReason = 'connection' | 'rate-limited' | 'server-error' | 'body-cut' | 'auth' | 'deadline';

@@ -6,7 +6,7 @@
 
 import { Readable } from 'node:stream';
 import { ClipError } from '../errors.js';
-import { backoff, bodyError, discard, header, isDeadlineError, networkError, type HttpResponse, type RetryReason } from './http.js';
+import { backoff, bodyError, discard, header, isDeadlineError, networkError, type HttpResponse, type RetryReason } from './client.js';
 
 /** Resumes of one blob before giving up (CLIP_BLOB_RESUMES). */
 const MAX_RESUMES = positive(process.env['CLIP_BLOB_RESUMES'], 4);

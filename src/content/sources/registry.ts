@@ -1,0 +1,16 @@
+// An image's layer blobs where the index found them: a registry repository
+// ("docker://registry/repository") or an OCI layout directory ("oci:/dir").
+// Both clients live in oci/, which also resolves manifests with them.
+
+import { ClipError } from '../../errors.js';
+import { OciLayout } from '../../oci/layout.js';
+import { parseReference } from '../../oci/reference.js';
+import { RegistryClient } from '../../oci/registry.js';
+import type { BlobSource, RegistryOptions } from '../../oci/types.js';
+
+/** Opens "docker://..." or "oci:/dir". */
+export async function openRegistrySource(location: string, opts: RegistryOptions = {}): Promise<BlobSource> {
+  if (location.startsWith('oci:')) return OciLayout.open(location.slice('oci:'.length));
+  if (location.startsWith('docker://')) return new RegistryClient(parseReference(location.slice('docker://'.length)), opts);
+  throw new ClipError('BAD_REFERENCE', `${JSON.stringify(location)} is not a registry or OCI layout location (docker://... or oci:...)`);
+}
