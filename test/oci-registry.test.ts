@@ -54,7 +54,7 @@ async function tarOf(files: Record<string, Buffer | string>): Promise<Buffer> {
     encoding: 'buffer',
     maxBuffer: 64 << 20,
   });
-  return stdout as unknown as Buffer;
+  return stdout;
 }
 
 async function buildFixture(): Promise<Fixture> {
