@@ -43,7 +43,7 @@ console.log('| span size | index time (s) | vs native gunzip | index size | % of
 console.log('|---|---|---|---|---|---|');
 for (const spanSize of spanSizes) {
   const times: number[] = [];
-  let summary;
+  let summary: Awaited<ReturnType<typeof indexImage>> | undefined;
   for (let r = 0; r < runs; r++) {
     summary = await indexImage(`oci:${CACHE}:bench`, { output: out, spanSize });
     times.push(summary.seconds);

@@ -49,7 +49,11 @@ async function timedReads(root: string, reads: { file: string; offset: number }[
 
 function download(url: string, file: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    http.get(url, (res) => pipeline(res, createWriteStream(file)).then(resolve, reject)).on('error', reject);
+    http
+      .get(url, (res) => {
+        pipeline(res, createWriteStream(file)).then(resolve, reject);
+      })
+      .on('error', reject);
   });
 }
 
@@ -133,7 +137,11 @@ try {
   // Full download + gunzip: nothing can be read before this is done.
   t = performance.now();
   await new Promise<void>((resolve, reject) => {
-    http.get(blobUrl, (res) => pipeline(res, zlib.createGunzip(), createWriteStream(path.join(work, 'layer.tar'))).then(resolve, reject)).on('error', reject);
+    http
+      .get(blobUrl, (res) => {
+        pipeline(res, zlib.createGunzip(), createWriteStream(path.join(work, 'layer.tar'))).then(resolve, reject);
+      })
+      .on('error', reject);
   });
   const tFull = performance.now() - t;
   rows.push(`| full download + gunzip before any read | ${ms(tFull)} | ${ms(tFull)} | | | ${(layerBytes / 1e6).toFixed(1)} MB (100%) | |`);

@@ -10,7 +10,6 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   type Attr,
@@ -34,8 +33,8 @@ import {
   serveFuse,
   unmount,
 } from '../src/fuse/index.js';
+import { clipWorkspace, sweepClipMounts } from './helpers/mounts.js';
 
-const ROOT = path.join(os.tmpdir(), 'clip-fuse-tests');
 const canMount = process.getuid?.() === 0 && fs.existsSync('/dev/fuse');
 const skip = canMount ? false : 'needs root and /dev/fuse';
 
@@ -281,34 +280,9 @@ function sh(cmd: string, args: string[]): Promise<Run> {
   });
 }
 
-/** Another test process's directory (named "<pid>-..."), still alive: not ours to clean. */
-function ownedByLiveProcess(rel: string): boolean {
-  const pid = Number(/^(\d+)-/.exec(rel)?.[1]);
-  if (!pid || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Unmounts fuse.clip mounts left under ROOT by test runs that died, and removes their directories. */
-async function sweep(): Promise<void> {
-  fs.mkdirSync(ROOT, { recursive: true });
-  for (const m of fuseMounts({ fsType: 'fuse.clip', under: ROOT })) {
-    if (!ownedByLiveProcess(path.relative(ROOT, m.mountPoint))) await forceUnmount(m.mountPoint);
-  }
-  for (const d of fs.readdirSync(ROOT)) {
-    const dir = path.join(ROOT, d);
-    if (/^\d+-/.test(d) && !ownedByLiveProcess(d) && fuseMounts({ under: dir }).length === 0)
-      fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** A fresh directory under ROOT named after this process, so concurrent runs leave each other alone. */
-function runDir(kind: string): string {
-  return fs.mkdtempSync(path.join(ROOT, `${process.pid}-${kind}-`));
+/** A fresh directory under the temp dir, named after this process (test/helpers/mounts.ts sweeps what a dead run left). */
+async function runDir(): Promise<string> {
+  return (await clipWorkspace('fuse')).dir;
 }
 
 function devFuseFds(): number {
@@ -378,8 +352,8 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
   const p = (rel: string) => path.join(mnt, rel);
 
   before(async () => {
-    await sweep();
-    tmp = runDir('ro');
+    sweepClipMounts();
+    tmp = await runDir();
     mnt = path.join(tmp, 'mnt point'); // a space, escaped as \040 in mountinfo
     fs.mkdirSync(mnt);
     toy = buildToy();
@@ -654,8 +628,8 @@ describe('FUSE: mounted without "ro" and without READDIRPLUS', { skip, timeout: 
   const p = (rel: string) => path.join(mnt, rel);
 
   before(async () => {
-    await sweep();
-    tmp = runDir('rw');
+    sweepClipMounts();
+    tmp = await runDir();
     mnt = path.join(tmp, 'mnt');
     fs.mkdirSync(mnt);
     toy = buildToy();
@@ -701,8 +675,8 @@ describe('FUSE: mount errors and cleanup', { skip, timeout: 60_000 }, () => {
   let tmp = '';
 
   before(async () => {
-    await sweep();
-    tmp = runDir('err');
+    sweepClipMounts();
+    tmp = await runDir();
   });
 
   after(async () => {

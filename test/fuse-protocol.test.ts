@@ -427,7 +427,7 @@ describe('FUSE session dispatch', () => {
           names.push(d.name.toString());
           if (plus) {
             const dots = d.name.toString() === '.' || d.name.toString() === '..';
-            assert.equal(d.nodeid, dots ? 0 : 2, `nodeid of ${d.name}`);
+            assert.equal(d.nodeid, dots ? 0 : 2, `nodeid of ${d.name.toString()}`);
           }
         }
         offset = ds[ds.length - 1]!.nextOffset;

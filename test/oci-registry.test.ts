@@ -4,10 +4,9 @@
 // OCI layout directory the image was pushed from.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -18,6 +17,7 @@ import { isClipError } from '../src/errors.js';
 import { openBlobSource } from '../src/content/sources/open.js';
 import { openImage } from '../src/oci/index.js';
 import * as mt from '../src/oci/media-types.js';
+import { freePort, startRegistry, type RegistryHandle } from './helpers/registry.js';
 
 const run = promisify(execFile);
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -55,7 +55,7 @@ async function tarOf(files: Record<string, Buffer | string>): Promise<Buffer> {
     encoding: 'buffer',
     maxBuffer: 64 << 20,
   });
-  return stdout as unknown as Buffer;
+  return stdout;
 }
 
 async function buildFixture(): Promise<Fixture> {
@@ -117,74 +117,7 @@ async function buildFixture(): Promise<Fixture> {
   return { dir, blobs, layers, configs, manifests };
 }
 
-// ---- the registry process ----
-
-interface Registry {
-  host: string;
-  stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRegistry(authConfig = ''): Promise<Registry> {
-  const port = await freePort();
-  const root = await mkdtemp(join(work, 'registry-'));
-  const config = join(root, 'config.yml');
-  await writeFile(
-    config,
-    `version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: ${join(root, 'data')}
-http:
-  addr: 127.0.0.1:${port}
-${authConfig}`,
-  );
-  // The registry reads REGISTRY_* variables as configuration (REGISTRY_AUTH_FILE would be auth.file).
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
-  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', config], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  // Should the test process end without running its after hooks, take the registry along.
-  const onExit = () => child.kill('SIGKILL');
-  process.once('exit', onExit);
-  void exited.then(() => process.off('exit', onExit));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM');
-      await exited;
-    }
-  };
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/v2/`);
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`docker-registry did not start: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { host: `127.0.0.1:${port}`, stop };
-}
+// ---- the registry process (test/helpers/registry.ts), and pushes that may convert ----
 
 async function push(fixture: Fixture, tag: string, dest: string, extra: string[] = []): Promise<void> {
   await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...extra, `oci:${fixture.dir}:${tag}`, `docker://${dest}`], {
@@ -207,7 +140,7 @@ const fails = (code: string, pattern?: RegExp) => (e: unknown) => {
 
 describe('anonymous registry', () => {
   let fixture: Fixture;
-  let registry: Registry;
+  let registry: RegistryHandle;
 
   before(async () => {
     fixture = await buildFixture();
@@ -347,18 +280,11 @@ describe('anonymous registry', () => {
 
 describe('registry with Basic authentication', () => {
   let fixture: Fixture;
-  let registry: Registry;
+  let registry: RegistryHandle;
 
   before(async () => {
     fixture = await buildFixture2();
-    const htpasswd = join(work, 'htpasswd');
-    const { stdout } = await run('htpasswd', ['-Bbn', 'user', 'pass']);
-    await writeFile(htpasswd, stdout);
-    registry = await startRegistry(`auth:
-  htpasswd:
-    realm: clip-test
-    path: ${htpasswd}
-`);
+    registry = await startRegistry({ htpasswd: { username: 'user', password: 'pass' } });
     await push(fixture, 'v1', `${registry.host}/private/app:v1`, ['--dest-creds', 'user:pass']);
   });
 

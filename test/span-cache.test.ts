@@ -97,7 +97,7 @@ describe('span cache', () => {
     assert.ok(bytes <= bound, `${bytes} bytes in the directory after both writers, bound ${bound}`);
     assert.ok(bytes > bound / 2, `the cache is used (${bytes} bytes), not emptied`);
     assert.ok(!files.some((f) => f.includes('.tmp-')), 'no temp file is left');
-    assert.ok(a!.start < b!.end && b!.start < a!.end, `the writers ran at the same time: ${JSON.stringify([a, b])}`);
+    assert.ok(a.start < b.end && b.start < a.end, `the writers ran at the same time: ${JSON.stringify([a, b])}`);
   });
 
   it('refuses layer digests, span numbers and identities that are not what they claim, and creates nothing', async () => {

@@ -46,7 +46,7 @@ function holdOpen(cwd: string, file: string): Promise<{ child: ChildProcess; out
   let out = '';
   const output = new Promise<{ code: number | null; out: string }>((resolve) => child.on('close', (code) => resolve({ code, out })));
   return new Promise((resolve, reject) => {
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       if (out === 'open\n') {
         out = '';

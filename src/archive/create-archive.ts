@@ -299,7 +299,7 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
       });
     } catch (e) {
       const saved = await readFile(files.state, 'utf8').then((t) => JSON.parse(t) as typeof state, () => state);
-      const n = Object.keys(saved!.parts).length;
+      const n = Object.keys(saved.parts).length;
       const message = e instanceof Error ? e.message : String(e);
       throw new ClipError(e instanceof ClipError ? e.code : 'IO', `upload to ${client.name} failed: ${message}\n  ${n} of ${Math.max(1, Math.ceil(state.size / state.partSize))} parts are uploaded; run the same command again to resume (state in ${staging})`, { cause: e });
     }

@@ -232,7 +232,7 @@ export class LayerReader {
     if (run.length) runs.push(run);
     await Promise.all(
       runs.map(async (r) => {
-        for (const i of r) this.events.cacheMiss(layer.digest);
+        for (const _span of r) this.events.cacheMiss(layer.digest);
         // The span before the run, when it is in this batch, came from the disk: it resumes the run.
         const k = indices.indexOf(r[0]!);
         const fetched = await this.fetchRemote(layer, r[0]!, r[r.length - 1]!, k > 0 ? out[k - 1] : undefined);

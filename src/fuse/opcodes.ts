@@ -252,7 +252,7 @@ export interface OpcodeInfo {
 
 /** The same table keyed by opcode number, as requests name it. */
 export const OPCODES: ReadonlyMap<number, OpcodeInfo> = new Map(
-  (Object.keys(OPS) as OpName[]).map((name) => [OPS[name].code, { name, spec: OPS[name] as OpSpec<unknown, unknown> }]),
+  (Object.keys(OPS) as OpName[]).map((name) => [OPS[name].code, { name, spec: OPS[name] }]),
 );
 
 /** "LOOKUP" for 1, "OPCODE_999" for numbers the table does not know. */

@@ -30,6 +30,7 @@ export function formatValue(v: unknown, key = ''): string {
   if (typeof v === 'bigint') return key === 'flags' || key === 'kernelFlags' ? initFlagNames(v) : v.toString();
   if (typeof v === 'number') return key === 'mode' || key === 'umask' ? `0o${v.toString(8)}` : String(v);
   if (typeof v === 'string') return JSON.stringify(v.length > MAX_STRING ? `${v.slice(0, MAX_STRING)}…` : v);
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- only booleans, symbols, functions and undefined are left
   if (typeof v !== 'object') return String(v);
   if (Buffer.isBuffer(v) || v instanceof Uint8Array) return formatBytes(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
   if (Array.isArray(v)) {

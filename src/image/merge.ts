@@ -142,7 +142,7 @@ export class OverlayMerge {
       for (const [name, child] of d.children!) {
         const childPath = p === '' ? name : `${p}/${name}`;
         if (!unpacked.has(childPath)) d.children!.delete(name);
-        else if (child.type === 'dir') stack.push([childPath, child as Draft]);
+        else if (child.type === 'dir') stack.push([childPath, child]);
       }
     }
   }
@@ -151,7 +151,7 @@ export class OverlayMerge {
     if (path === '') return this.root;
     let node: Draft | undefined = this.root;
     for (const part of path.split('/')) {
-      node = node.children?.get(part) as Draft | undefined;
+      node = node.children?.get(part);
       if (!node) return undefined;
     }
     return node;

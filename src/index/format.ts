@@ -264,8 +264,22 @@ export function decodeIndex(file: Buffer): ClipIndex {
 /** Decodes the body (`compressed`: exactly header.bodyLength bytes) that `header` describes. */
 export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
   const kind = header.kind;
-  const body = openBody(header, compressed);
-  const r = new ByteReader(body);
+  const r = new ByteReader(openBody(header, compressed));
+  const meta = readMeta(r);
+  const image = checkImage(meta.image, kind);
+  const layers = meta.layers.map((v: unknown, li) => readLayer(r, header.version, v, li));
+  const nodes = readNodes(r, layers);
+  readEntries(r, nodes);
+  if (!r.done) corrupt('trailing bytes');
+  checkTree(nodes);
+  if (kind === 'archive' && archiveLayer({ layers }).spans.compressedSize !== header.dataLength) {
+    throw new ClipError('BAD_INDEX', `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`);
+  }
+  return { kind, image, layers, root: nodes[0]!, nodes };
+}
+
+/** The body's JSON head: the image record and the layer descriptors, each still unchecked. */
+function readMeta(r: ByteReader): { image: unknown; layers: unknown[] } {
   let json: unknown;
   try {
     json = JSON.parse(r.string());
@@ -275,96 +289,107 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
   }
   const meta = json as { image?: unknown; layers?: unknown };
   if (typeof json !== 'object' || json === null || !meta.image || !Array.isArray(meta.layers)) corrupt('metadata lacks image or layers');
-  const image = checkImage(meta.image, kind);
-  const layers: LayerRecord[] = meta.layers.map((v: unknown, li) => {
-    const l = checkLayerSummary(v, li);
-    const count = r.count(MIN_CHECKPOINT_BYTES, `checkpoints of layer ${li}`);
-    const checkpoints: Checkpoint[] = [];
-    let prevIn = 0;
-    let prevOut = 0;
-    for (let i = 0; i < count; i++) {
-      prevIn += r.uint();
-      prevOut += r.uint();
-      const window = Buffer.from(r.bytes());
-      const bits = header.version >= 4 ? r.u8() : 0;
-      if (bits > 7 || (bits > 0 && l.compression !== 'gzip')) throw new ClipError('BAD_INDEX', `index body is corrupt: checkpoint ${i} starts at bit ${bits}`);
-      checkpoints.push(bits > 0 ? { in: prevIn, bits, out: prevOut, window } : { in: prevIn, out: prevOut, window });
-    }
-    const digests: Buffer[] = [];
-    for (let i = 0; i < count; i++) digests.push(Buffer.from(r.raw(DIGEST_SIZE)));
-    const spans: SpanTable = { compression: l.compression, compressedSize: l.compressedSize, uncompressedSize: l.uncompressedSize, checkpoints, digests };
-    checkSpanTable(spans, li);
-    return { digest: l.digest, mediaType: l.mediaType, diffId: l.diffId, spans };
-  });
+  return { image: meta.image, layers: meta.layers as unknown[] };
+}
+
+/** One layer: its checked descriptor, then its checkpoints (deltas from the previous) and span digests. */
+function readLayer(r: ByteReader, version: number, descriptor: unknown, li: number): LayerRecord {
+  const l = checkLayerSummary(descriptor, li);
+  const count = r.count(MIN_CHECKPOINT_BYTES, `checkpoints of layer ${li}`);
+  const checkpoints: Checkpoint[] = [];
+  let prevIn = 0;
+  let prevOut = 0;
+  for (let i = 0; i < count; i++) {
+    prevIn += r.uint();
+    prevOut += r.uint();
+    const window = Buffer.from(r.bytes());
+    const bits = version >= 4 ? r.u8() : 0;
+    if (bits > 7 || (bits > 0 && l.compression !== 'gzip')) throw new ClipError('BAD_INDEX', `index body is corrupt: checkpoint ${i} starts at bit ${bits}`);
+    checkpoints.push(bits > 0 ? { in: prevIn, bits, out: prevOut, window } : { in: prevIn, out: prevOut, window });
+  }
+  const digests: Buffer[] = [];
+  for (let i = 0; i < count; i++) digests.push(Buffer.from(r.raw(DIGEST_SIZE)));
+  const spans: SpanTable = { compression: l.compression, compressedSize: l.compressedSize, uncompressedSize: l.uncompressedSize, checkpoints, digests };
+  checkSpanTable(spans, li);
+  return { digest: l.digest, mediaType: l.mediaType, diffId: l.diffId, spans };
+}
+
+/** Every node, in inode order (inode = position + 1), each checked on its own. */
+function readNodes(r: ByteReader, layers: LayerRecord[]): Node[] {
   const count = r.count(MIN_NODE_BYTES, 'nodes');
   if (count < 1) corrupt('no nodes');
   const nodes: Node[] = new Array(count);
-  for (let i = 0; i < count; i++) {
-    const ino = i + 1;
-    const type = TYPES[r.u8()];
-    if (!type) corrupt(`unknown node type for inode ${ino}`);
-    const flags = r.u8();
-    if ((flags & ~F_KNOWN) !== 0) corrupt(`unknown flags ${flags} on inode ${ino}`);
-    if (flags & F_DATA && type !== 'file') corrupt(`inode ${ino} is a ${type} with file data`);
-    if (flags & F_DEVICE && type !== 'char' && type !== 'block') corrupt(`inode ${ino} is a ${type} with a device number`);
-    const node: Node = {
-      ino,
-      type,
-      mode: r.uint(),
-      uid: r.uint(),
-      gid: r.uint(),
-      size: r.uint(),
-      nlink: r.uint(),
-      mtime: readTime(r, ino),
-      atime: undefined as unknown as Timespec,
-      ctime: undefined as unknown as Timespec,
-      devmajor: 0,
-      devminor: 0,
-      layer: -1,
-      offset: 0,
-    };
-    node.atime = flags & F_ATIME ? readTime(r, ino) : node.mtime;
-    node.ctime = flags & F_CTIME ? readTime(r, ino) : node.mtime;
-    if (flags & F_DEVICE) {
-      node.devmajor = r.uint();
-      node.devminor = r.uint();
-    }
-    if (type === 'symlink') node.target = r.string();
-    if (flags & F_XATTRS) {
-      const n = r.count(MIN_XATTR_BYTES, `xattrs of inode ${ino}`);
-      node.xattrs = new Map();
-      for (let k = 0; k < n; k++) {
-        const name = r.string();
-        if (node.xattrs.has(name)) corrupt(`inode ${ino} has xattr ${JSON.stringify(name)} twice`);
-        node.xattrs.set(name, Buffer.from(r.bytes()));
-      }
-    }
-    if (flags & F_DATA) {
-      node.layer = r.uint();
-      node.offset = r.uint();
-      const layer = layers[node.layer];
-      if (!layer || node.offset + node.size > layer.spans.uncompressedSize) corrupt(`inode ${ino} points outside its layer`);
-    }
-    if (type === 'dir') node.children = new Map();
-    checkNode(node);
-    nodes[i] = node;
+  for (let i = 0; i < count; i++) nodes[i] = readNode(r, i + 1, layers);
+  return nodes;
+}
+
+/** One node: type, flags, the fixed fields, then the optional fields its flags announce. */
+function readNode(r: ByteReader, ino: number, layers: LayerRecord[]): Node {
+  const type = TYPES[r.u8()];
+  if (!type) corrupt(`unknown node type for inode ${ino}`);
+  const flags = r.u8();
+  if ((flags & ~F_KNOWN) !== 0) corrupt(`unknown flags ${flags} on inode ${ino}`);
+  if (flags & F_DATA && type !== 'file') corrupt(`inode ${ino} is a ${type} with file data`);
+  if (flags & F_DEVICE && type !== 'char' && type !== 'block') corrupt(`inode ${ino} is a ${type} with a device number`);
+  const node: Node = {
+    ino,
+    type,
+    mode: r.uint(),
+    uid: r.uint(),
+    gid: r.uint(),
+    size: r.uint(),
+    nlink: r.uint(),
+    mtime: readTime(r, ino),
+    atime: undefined as unknown as Timespec,
+    ctime: undefined as unknown as Timespec,
+    devmajor: 0,
+    devminor: 0,
+    layer: -1,
+    offset: 0,
+  };
+  node.atime = flags & F_ATIME ? readTime(r, ino) : node.mtime;
+  node.ctime = flags & F_CTIME ? readTime(r, ino) : node.mtime;
+  if (flags & F_DEVICE) {
+    node.devmajor = r.uint();
+    node.devminor = r.uint();
   }
+  if (type === 'symlink') node.target = r.string();
+  if (flags & F_XATTRS) node.xattrs = readXattrs(r, ino);
+  if (flags & F_DATA) {
+    node.layer = r.uint();
+    node.offset = r.uint();
+    const layer = layers[node.layer];
+    if (!layer || node.offset + node.size > layer.spans.uncompressedSize) corrupt(`inode ${ino} points outside its layer`);
+  }
+  if (type === 'dir') node.children = new Map();
+  checkNode(node);
+  return node;
+}
+
+function readXattrs(r: ByteReader, ino: number): Map<string, Buffer> {
+  const n = r.count(MIN_XATTR_BYTES, `xattrs of inode ${ino}`);
+  const xattrs = new Map<string, Buffer>();
+  for (let k = 0; k < n; k++) {
+    const name = r.string();
+    if (xattrs.has(name)) corrupt(`inode ${ino} has xattr ${JSON.stringify(name)} twice`);
+    xattrs.set(name, Buffer.from(r.bytes()));
+  }
+  return xattrs;
+}
+
+/** Each directory's entries, in inode order: name and child inode, into the directory's children. */
+function readEntries(r: ByteReader, nodes: Node[]): void {
   for (const node of nodes) {
     if (node.type !== 'dir') continue;
+    const children = node.children!;
     const n = r.count(MIN_ENTRY_BYTES, `entries of inode ${node.ino}`);
     for (let k = 0; k < n; k++) {
       const name = r.string();
       checkName(name, node.ino);
       const child = nodes[r.uint() - 1];
       if (!child) corrupt(`entry ${JSON.stringify(name)} in inode ${node.ino} names no inode`);
-      if (node.children!.has(name)) corrupt(`entry ${JSON.stringify(name)} appears twice in inode ${node.ino}`);
-      node.children!.set(name, child);
+      if (children.has(name)) corrupt(`entry ${JSON.stringify(name)} appears twice in inode ${node.ino}`);
+      children.set(name, child);
     }
   }
-  if (!r.done) corrupt('trailing bytes');
-  checkTree(nodes);
-  if (kind === 'archive' && archiveLayer({ layers }).spans.compressedSize !== header.dataLength) {
-    throw new ClipError('BAD_INDEX', `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`);
-  }
-  return { kind, image, layers, root: nodes[0]!, nodes };
 }

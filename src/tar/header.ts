@@ -96,12 +96,13 @@ export function parseHeader(buf: Buffer, off: number, at: number): RawHeader | n
     header.devmajor = field(buf, off + 329, 8, at, 'devmajor', 0, MAX_ID);
     header.devminor = field(buf, off + 337, 8, at, 'devminor', 0, MAX_ID);
   }
-  if (format === 'gnu') {
-    header.atime = optionalTime(buf, off + 345, at, 'atime');
-    header.ctime = optionalTime(buf, off + 357, at, 'ctime');
-  } else if (format === 'star') {
-    header.atime = optionalTime(buf, off + 476, at, 'atime');
-    header.ctime = optionalTime(buf, off + 488, at, 'ctime');
+  if (format === 'gnu' || format === 'star') {
+    // Both keep atime then ctime, 12 bytes each, at different places; a zero first byte means none.
+    const timesAt = off + (format === 'gnu' ? 345 : 476);
+    const atime = optionalTime(buf, timesAt, at, 'atime');
+    const ctime = optionalTime(buf, timesAt + 12, at, 'ctime');
+    if (atime !== undefined) header.atime = atime;
+    if (ctime !== undefined) header.ctime = ctime;
   }
   return header;
 }

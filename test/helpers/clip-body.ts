@@ -79,7 +79,7 @@ export function mapBody(raw: Buffer, version: number): BodyMap {
       scale *= 128;
       if (b < 0x80) break;
     }
-    fields.push({ kind, start, end: pos, ino, value: v });
+    fields.push({ kind, start, end: pos, value: v, ...(ino !== undefined ? { ino } : {}) });
     return v;
   };
   const bytes = (kind: FieldKind, ino?: number): Buffer => {
@@ -88,7 +88,7 @@ export function mapBody(raw: Buffer, version: number): BodyMap {
     fields.pop();
     const b = raw.subarray(pos, pos + n);
     pos += n;
-    fields.push({ kind, start, end: pos, ino, value: b.toString('utf8') });
+    fields.push({ kind, start, end: pos, value: b.toString('utf8'), ...(ino !== undefined ? { ino } : {}) });
     return b;
   };
   const meta = JSON.parse(bytes('json').toString('utf8')) as BodyMap['meta'];
@@ -99,7 +99,7 @@ export function mapBody(raw: Buffer, version: number): BodyMap {
       uint('cp-out');
       bytes('window');
       if (version >= 4) {
-        fields.push({ kind: 'cp-bits', start: pos, end: pos + 1, value: raw[pos] });
+        fields.push({ kind: 'cp-bits', start: pos, end: pos + 1, value: raw[pos]! });
         pos++;
       }
     }
@@ -111,9 +111,9 @@ export function mapBody(raw: Buffer, version: number): BodyMap {
   const nodeCount = uint('node-count');
   const types: string[] = [];
   for (let ino = 1; ino <= nodeCount; ino++) {
-    fields.push({ kind: 'type', start: pos, end: pos + 1, ino, value: raw[pos] });
+    fields.push({ kind: 'type', start: pos, end: pos + 1, ino, value: raw[pos]! });
     types.push(TYPES[raw[pos++]!]!);
-    fields.push({ kind: 'flags', start: pos, end: pos + 1, ino, value: raw[pos] });
+    fields.push({ kind: 'flags', start: pos, end: pos + 1, ino, value: raw[pos]! });
     const flags = raw[pos++]!;
     for (const k of ['mode', 'uid', 'gid', 'size', 'nlink', 'sec', 'nsec'] as const) uint(k, ino);
     for (const bit of [1, 2]) {

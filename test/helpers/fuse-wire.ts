@@ -51,21 +51,15 @@ export function parseDirents(b: Buffer, plus: boolean): ParsedDirent[] {
   const out: ParsedDirent[] = [];
   let off = 0;
   while (off < b.length) {
-    let nodeid: number | undefined;
-    let attr: Attr | undefined;
-    let d = off;
-    if (plus) {
-      nodeid = readU64(b, off);
-      attr = readAttr(b, off + 40);
-      d += ENTRY_OUT_SIZE;
-    }
+    // READDIRPLUS puts an entry_out (node id, attributes) before each dirent.
+    const d = plus ? off + ENTRY_OUT_SIZE : off;
     const namelen = b.readUInt32LE(d + 16);
     out.push({
       ino: readU64(b, d),
       nextOffset: readU64(b, d + 8),
       type: b.readUInt32LE(d + 20),
       name: Buffer.from(b.subarray(d + 24, d + 24 + namelen)),
-      ...(plus ? { nodeid, attr } : {}),
+      ...(plus ? { nodeid: readU64(b, off), attr: readAttr(b, off + 40) } : {}),
     });
     off += direntSize(namelen, plus);
   }

@@ -140,7 +140,7 @@ export function compressLayer(spec: LayerSpec, tar: Buffer): Pick<BuiltLayer, 'b
       let off = 0;
       for (let i = 0; i < starts.length; i++) {
         compressedStarts.push(off);
-        const member = gzipSync(tar.subarray(starts[i]!, starts[i + 1] ?? tar.length), { level: 6 });
+        const member = gzipSync(tar.subarray(starts[i], starts[i + 1] ?? tar.length), { level: 6 });
         parts.push(member);
         off += member.length;
       }
