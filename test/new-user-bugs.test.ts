@@ -3,10 +3,12 @@
 // trace, no output file, nothing left running.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createArchive } from '../src/archive/create-archive.js';
+import { loadIndex } from '../src/index/load.js';
 import { runClip, type CliResult } from './helpers/cli.js';
 import { buildImage, compressLayer, hostArchitecture, type BuiltImage, type LayerSpec } from './helpers/image-builder.js';
 import { replaceLayerBlob } from './helpers/mutate-image.js';
@@ -94,5 +96,62 @@ describe('bugs a new user hits', () => {
       failsWith(await runClip(['index', reference, '-o', path.join(dir, 'x.clip')]), /zstd-compressed: zstd layers are not supported/);
     }
     await assertEmpty(dir);
+  });
+
+  it('-o MISSING_DIR/a.clip is refused before any work, naming the directory', async () => {
+    const missing = path.join(work, 'no-such-dir');
+    failsWith(await runClip(['index', small, '-o', path.join(missing, 'a.clip')]), new RegExp(`${missing} is not a directory`));
+    failsWith(await runClip(['archive', small, '-o', path.join(missing, 'a.clip')]), new RegExp(`${missing} is not a directory`));
+  });
+
+  it('--platform a single-platform image does not have is refused', async () => {
+    const other = hostArchitecture() === 'arm64' ? 'amd64' : 'arm64';
+    const dir = await outDir();
+    failsWith(
+      await runClip(['index', small, '--platform', `linux/${other}`, '-o', path.join(dir, 'x.clip')]),
+      new RegExp(`no image for platform linux/${other}: it is a linux/${hostArchitecture()} image`),
+    );
+    const layout = images[0]!;
+    failsWith(await runClip(['index', `oci:${layout.dir}:${layout.tag}`, '--platform', `linux/${other}`, '-o', path.join(dir, 'x.clip')]), /no image for platform/);
+    failsWith(await runClip(['archive', small, '--platform', `linux/${other}`, '-o', path.join(dir, 'x.clip')]), /no image for platform/);
+    await assertEmpty(dir);
+    // Its own platform, in another spelling, still passes.
+    const same = await runClip(['index', small, '--platform', `linux/${hostArchitecture() === 'amd64' ? 'x86_64' : hostArchitecture()}`, '-o', path.join(dir, 'x.clip')]);
+    assert.equal(same.code, 0, same.stderr);
+  });
+
+  it('-o - writes the index to stdout and the summary to stderr; clip archive refuses it', async () => {
+    const r = await runClip(['index', small, '-o', '-']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /indexed .* \(sha256:/, 'the summary on stderr');
+    const dir = await outDir();
+    assert.deepEqual(await readdir(process.cwd()).then((names) => names.includes('-')), false, 'no file named -');
+    const file = path.join(dir, 'from-stdout.clip');
+    await writeFile(file, r.stdout);
+    const loaded = await loadIndex(file);
+    assert.equal(loaded.image.reference, small);
+    const json = await runClip(['index', small, '-o', '-', '--json']);
+    assert.equal(JSON.parse(json.stderr).indexBytes, json.stdout.length);
+    failsWith(await runClip(['archive', small, '-o', '-']), /cannot write to stdout \(-o -\)/);
+  });
+
+  it('clip version and clip --version print the same line', async () => {
+    const a = await runClip(['version']);
+    const b = await runClip(['--version']);
+    assert.equal(a.code, 0);
+    assert.match(a.stdout.toString(), /^clip \d+\.\d+\.\d+\S*\n$/);
+    assert.equal(b.stdout.toString(), a.stdout.toString());
+  });
+
+  it('the archive of an image reports progress with its own signature (a phase first)', async () => {
+    const calls: unknown[][] = [];
+    const dir = await outDir();
+    await createArchive(small, { output: path.join(dir, 'a.clip'), onProgress: (...args) => void calls.push(args) });
+    assert.ok(calls.length > 0);
+    for (const [phase, done, total] of calls) {
+      assert.ok(phase === 'indexing' || phase === 'archiving', `phase ${String(phase)}`);
+      assert.ok(typeof done === 'number' && typeof total === 'number' && done <= total, `${String(done)}/${String(total)}`);
+    }
+    assert.ok(calls.some(([p]) => p === 'indexing'), 'the image is indexed first');
   });
 });

@@ -1,7 +1,6 @@
 // `clip index`: resolve an image, stream each layer once (a few at a time),
 // merge the layers into one tree and write the .clip file atomically.
 
-import { stat } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
 import { EntryBudget } from '../image/layer-entries.js';
 import { mergeLayers } from '../image/merge.js';
@@ -24,8 +23,10 @@ export const MAX_SPAN_SIZE = MAX_SPAN_OUTPUT / 4;
 const LAYER_CONCURRENCY = 3;
 
 export interface IndexOptions extends RegistryOptions {
-  /** Where to write the .clip file. */
+  /** Where to write the .clip file (with `write`: only its name in the summary). */
   output: string;
+  /** Writes the index somewhere else than a file at `output` (the CLI's `-o -`: stdout). */
+  write?: (data: Buffer) => Promise<void>;
   /** Minimum uncompressed distance between checkpoints. */
   spanSize?: number;
   /** Minimum uncompressed distance between checkpoints that keep their 32 KiB window (at least spanSize). */
@@ -161,8 +162,9 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
       ...tree,
     };
     const encoded = encodeIndex(index);
-    await writeFileAtomic(opts.output, encoded);
-    const size = (await stat(opts.output)).size;
+    if (opts.write) await opts.write(encoded);
+    else await writeFileAtomic(opts.output, encoded);
+    const size = encoded.length;
     return {
       output: opts.output,
       reference: image.reference,
