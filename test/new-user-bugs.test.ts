@@ -9,7 +9,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createArchive } from '../src/archive/create-archive.js';
 import { loadIndex } from '../src/index/load.js';
+import { ClipError } from '../src/errors.js';
+import { isMounted } from '../src/fuse/index.js';
+import { startBackgroundMount } from '../src/mount/background.js';
+import { settingsFromFlags, type MountLogLevel } from '../src/mount/settings.js';
 import { runClip, type CliResult } from './helpers/cli.js';
+import { alive, clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { buildImage, compressLayer, hostArchitecture, type BuiltImage, type LayerSpec } from './helpers/image-builder.js';
 import { replaceLayerBlob } from './helpers/mutate-image.js';
 import { createPrng } from './helpers/prng.js';
@@ -153,5 +158,87 @@ describe('bugs a new user hits', () => {
       assert.ok(typeof done === 'number' && typeof total === 'number' && done <= total, `${String(done)}/${String(total)}`);
     }
     assert.ok(calls.some(([p]) => p === 'indexing'), 'the image is indexed first');
+  });
+});
+
+describe('bugs a new user hits: clip mount', () => {
+  let registry: RegistryHandle;
+  let img: BuiltImage;
+  let ws: ClipWorkspace;
+  let index: string;
+  const mounted: string[] = [];
+  before(async () => {
+    sweepClipMounts();
+    registry = await startRegistry();
+    ws = await clipWorkspace('newuser');
+    img = await buildImage({ tag: 'm', layers: [bigLayer(50, 1, 'gzip')] });
+    const { reference } = await pushImage(img.dir, img.tag, registry.host, 'newuser/mount');
+    index = path.join(ws.dir, 'm.clip');
+    const r = await runClip(['index', reference, '-o', index]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    // Rootfs first: the last one takes the shared mount and its daemon down.
+    for (const mp of mounted.reverse()) if (isMounted(mp)) await runClip(['umount', mp], { env: ws.env });
+    sweepClipMounts();
+    await registry?.stop();
+    if (img) await rm(img.dir, { recursive: true, force: true });
+    if (ws) await rm(ws.dir, { recursive: true, force: true });
+  });
+
+  async function noDaemons(): Promise<void> {
+    for (const r of await mountRecords(ws)) assert.ok(!alive(r.pid), `daemon ${r.pid} for ${r.mountpoint} still runs`);
+  }
+
+  it('--log-level verbose is refused before a daemon starts, naming the levels', async () => {
+    const mp = await mkdtemp(path.join(ws.dir, 'mp-'));
+    failsWith(await runClip(['mount', index, mp, '--log-level', 'verbose'], { env: ws.env }), /bad --log-level verbose: expected one of trace, debug, info, warn, error/);
+    const rootfs = await mkdtemp(path.join(ws.dir, 'rootfs-'));
+    failsWith(await runClip(['mount', index, '--rootfs', rootfs, '--log-level', 'verbose'], { env: ws.env }), /bad --log-level verbose/);
+    assert.ok(!isMounted(mp) && !isMounted(rootfs));
+    assert.deepEqual(await mountRecords(ws), []);
+  });
+
+  it('a daemon that fails before it is ready: its own error line is relayed', async () => {
+    const mp = await mkdtemp(path.join(ws.dir, 'mp-'));
+    const saved = process.env['CLIP_STATE_DIR'];
+    process.env['CLIP_STATE_DIR'] = ws.env['CLIP_STATE_DIR'];
+    try {
+      // Past the CLI's checks (a library caller can): the daemon refuses the level itself, before its ready fd.
+      const settings = { ...settingsFromFlags({ cacheDir: path.join(ws.dir, 'cache') }), logLevel: 'verbose' as MountLogLevel };
+      await assert.rejects(startBackgroundMount({ index, mountpoint: mp, registry: {}, settings }), (e: unknown) => {
+        assert.ok(e instanceof ClipError);
+        assert.match(e.message, /^bad --log-level verbose: expected one of/);
+        return true;
+      });
+    } finally {
+      if (saved === undefined) delete process.env['CLIP_STATE_DIR'];
+      else process.env['CLIP_STATE_DIR'] = saved;
+    }
+    assert.ok(!isMounted(mp));
+  });
+
+  it('a second --rootfs of a mounted image is refused what its daemon was not started with', async () => {
+    const a = await mkdtemp(path.join(ws.dir, 'rootfs-'));
+    const cacheA = path.join(ws.dir, 'cache-a');
+    const first = await runClip(['mount', index, '--rootfs', a, '--cache-dir', cacheA], { env: ws.env });
+    assert.equal(first.code, 0, first.stderr);
+    mounted.push(a);
+    const b = await mkdtemp(path.join(ws.dir, 'rootfs-'));
+    const cacheB = path.join(ws.dir, 'cache-b');
+    const refused = await runClip(['mount', index, '--rootfs', b, '--cache-dir', cacheB, '--prefetch', '--metrics-addr', '127.0.0.1:9'], { env: ws.env });
+    failsWith(refused, new RegExp(`already mounted .*--cache-dir ${cacheB} \\(it has ${cacheA}\\), --prefetch --prefetch-rate \\d+ \\(it does not prefetch\\), --metrics-addr 127.0.0.1:9 \\(it serves no metrics\\)`));
+    assert.ok(!isMounted(b), 'nothing mounted for the refused rootfs');
+    // What the running daemon serves, or nothing asked for: the shared mount is reused.
+    for (const flags of [['--cache-dir', cacheA], []]) {
+      const ok = await runClip(['mount', index, '--rootfs', b, ...flags], { env: ws.env });
+      assert.equal(ok.code, 0, ok.stderr);
+      mounted.push(b);
+      const u = await runClip(['umount', b], { env: ws.env });
+      assert.equal(u.code, 0, u.stderr);
+    }
+    const u = await runClip(['umount', a], { env: ws.env });
+    assert.equal(u.code, 0, u.stderr);
+    await noDaemons();
   });
 });

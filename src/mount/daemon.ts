@@ -15,6 +15,7 @@ import { loadIndex } from '../index/load.js';
 import { KIND_NAMES } from '../index/types.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { createLogger } from './logger.js';
+import type { MountSettings } from './settings.js';
 import { processIdentity } from './process-identity.js';
 import { withLock } from './lock.js';
 import { lockPath, logPath, mountIdentity, removeOwnRecord, saveRecord, statsSocketPath, type ImageMountRecord } from './state.js';
@@ -23,18 +24,7 @@ export interface DaemonOptions {
   index: string;
   mountpoint: string;
   registry: RegistryOptions;
-  logLevel: string;
-  /** Where inflated spans are cached on disk, and at most how many bytes. */
-  cacheDir: string;
-  cacheBytes: number;
-  /** Fetch the rest of the image in the background at this many compressed bytes per second. */
-  prefetchRate?: number;
-  /** Also serve Prometheus metrics on this HOST:PORT. */
-  metricsAddr?: string;
-  /** Fetch the spans of this start-up profile right after mounting, all together. */
-  profile?: string;
-  /** Record which spans are read, in order, into this start-up profile file at unmount. */
-  recordProfile?: string;
+  settings: MountSettings;
   /** Descriptor to write "ready" (or the error) to once mounted: how a background start learns the outcome. */
   readyFd?: number;
   /** Key of the shared read-only mount for rootfs users. */
@@ -52,7 +42,8 @@ function tellParent(fd: number | undefined, message: string): void {
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
-  const log = createLogger(opts.logLevel);
+  const settings = opts.settings;
+  const log = createLogger(settings.logLevel);
   const mp = opts.mountpoint;
   let server;
   let reader: FileReader | undefined;
@@ -67,12 +58,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     const phases: Record<string, number> = { modulesLoaded: Math.round(performance.now()) };
     const index = await loadIndex(opts.index);
     phases['indexLoaded'] = Math.round(performance.now());
-    if (opts.profile !== undefined) profile = await loadProfile(opts.profile, index);
-    if (opts.recordProfile !== undefined) recorder = new ProfileRecorder();
+    if (settings.profile !== undefined) profile = await loadProfile(settings.profile, index);
+    if (settings.recordProfile !== undefined) recorder = new ProfileRecorder();
     reader = await FileReader.open(index, {
       ...opts.registry,
-      cacheDir: opts.cacheDir,
-      cacheBytes: opts.cacheBytes,
+      cacheDir: settings.cacheDir,
+      cacheBytes: settings.cacheBytes,
       events: metrics,
       ...(recorder ? { onRead: recorder.record } : {}),
     });
@@ -84,12 +75,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     // Checked again under a lock: two daemons started at once for one mountpoint must not stack mounts there.
     server = await withLock(lockPath(mp, 'mount'), async () => {
       if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
-      return serveFuse(mp, fs, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+      return serveFuse(mp, fs, { log: fuseLog, debug: settings.logLevel === 'debug' || settings.logLevel === 'trace', onOp: metrics.onOp });
     });
     phases['mounted'] = Math.round(performance.now());
     await probe;
     closers.push(await serveMetrics(metrics, statsSocketPath(server.mount.mountpoint)));
-    if (opts.metricsAddr) closers.push(await serveMetrics(metrics, opts.metricsAddr));
+    if (settings.metricsAddr) closers.push(await serveMetrics(metrics, settings.metricsAddr));
     // Which mount and which process are clip's: umount checks both before touching either.
     const entry = findMount(server.mount.mountpoint);
     const daemon = processIdentity(process.pid);
@@ -104,10 +95,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       log: logPath(server.mount.mountpoint),
       startedAt: new Date().toISOString(),
       ...(opts.shared ? { shared: opts.shared } : {}),
+      settings,
     };
     await saveRecord(record);
     phases['ready'] = Math.round(performance.now());
-    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, kind: KIND_NAMES[index.kind], cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
+    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, kind: KIND_NAMES[index.kind], cacheDir: settings.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
   } catch (e) {
     for (const close of closers) close();
     await server?.close().catch(() => undefined);
@@ -124,9 +116,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     );
   }
   const prefetching = new AbortController();
-  if (opts.prefetchRate !== undefined) {
+  if (settings.prefetchRate !== undefined) {
     const started = performance.now();
-    prefetchLayers(reader.layerReader, reader.index.layers, { bytesPerSecond: opts.prefetchRate, signal: prefetching.signal }).then(
+    prefetchLayers(reader.layerReader, reader.index.layers, { bytesPerSecond: settings.prefetchRate, signal: prefetching.signal }).then(
       (bytes) => log.info({ bytes, seconds: (performance.now() - started) / 1000 }, 'prefetch done'),
       (e: unknown) => log.warn({ err: (e as Error).message }, 'prefetch stopped'),
     );
@@ -148,10 +140,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     for (const close of closers) close();
     // Only its own: after a lazy unmount a newer mount may have the path (and a record) by now.
     if (record) await removeOwnRecord(record);
-    if (recorder && opts.recordProfile !== undefined) {
-      await recorder.save(opts.recordProfile, reader.index).then(
-        () => log.info({ file: opts.recordProfile, spans: recorder.spans.length }, 'start-up profile written'),
-        (e: unknown) => log.error({ err: (e as Error).message, file: opts.recordProfile }, 'cannot write the start-up profile'),
+    if (recorder && settings.recordProfile !== undefined) {
+      await recorder.save(settings.recordProfile, reader.index).then(
+        () => log.info({ file: settings.recordProfile, spans: recorder.spans.length }, 'start-up profile written'),
+        (e: unknown) => log.error({ err: (e as Error).message, file: settings.recordProfile }, 'cannot write the start-up profile'),
       );
     }
     await reader.close();
