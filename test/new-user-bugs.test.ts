@@ -52,7 +52,11 @@ describe('bugs a new user hits', () => {
   before(async () => {
     registry = await startRegistry();
     work = await mkdtemp(path.join(tmpdir(), 'clip-newuser-'));
-    const img = await buildImage({ tag: 'small', layers: [bigLayer(1, 1, 'gzip')], platform: { os: 'linux', architecture: hostArchitecture() } });
+    const img = await buildImage({
+      tag: 'small',
+      layers: [bigLayer(1, 1, 'gzip')],
+      platform: { os: 'linux', architecture: hostArchitecture() },
+    });
     images.push(img);
     small = (await pushImage(img.dir, img.tag, registry.host, 'newuser/small')).reference;
   });
@@ -117,11 +121,21 @@ describe('bugs a new user hits', () => {
       new RegExp(`no image for platform linux/${other}: it is a linux/${hostArchitecture()} image`),
     );
     const layout = images[0]!;
-    failsWith(await runClip(['index', `oci:${layout.dir}:${layout.tag}`, '--platform', `linux/${other}`, '-o', path.join(dir, 'x.clip')]), /no image for platform/);
+    failsWith(
+      await runClip(['index', `oci:${layout.dir}:${layout.tag}`, '--platform', `linux/${other}`, '-o', path.join(dir, 'x.clip')]),
+      /no image for platform/,
+    );
     failsWith(await runClip(['archive', small, '--platform', `linux/${other}`, '-o', path.join(dir, 'x.clip')]), /no image for platform/);
     await assertEmpty(dir);
     // Its own platform, in another spelling, still passes.
-    const same = await runClip(['index', small, '--platform', `linux/${hostArchitecture() === 'amd64' ? 'x86_64' : hostArchitecture()}`, '-o', path.join(dir, 'x.clip')]);
+    const same = await runClip([
+      'index',
+      small,
+      '--platform',
+      `linux/${hostArchitecture() === 'amd64' ? 'x86_64' : hostArchitecture()}`,
+      '-o',
+      path.join(dir, 'x.clip'),
+    ]);
     assert.equal(same.code, 0, same.stderr);
   });
 
@@ -157,7 +171,10 @@ describe('bugs a new user hits', () => {
       assert.ok(phase === 'indexing' || phase === 'archiving', `phase ${String(phase)}`);
       assert.ok(typeof done === 'number' && typeof total === 'number' && done <= total, `${String(done)}/${String(total)}`);
     }
-    assert.ok(calls.some(([p]) => p === 'indexing'), 'the image is indexed first');
+    assert.ok(
+      calls.some(([p]) => p === 'indexing'),
+      'the image is indexed first',
+    );
   });
 });
 
@@ -192,7 +209,10 @@ describe('bugs a new user hits: clip mount', () => {
 
   it('--log-level verbose is refused before a daemon starts, naming the levels', async () => {
     const mp = await mkdtemp(path.join(ws.dir, 'mp-'));
-    failsWith(await runClip(['mount', index, mp, '--log-level', 'verbose'], { env: ws.env }), /bad --log-level verbose: expected one of trace, debug, info, warn, error/);
+    failsWith(
+      await runClip(['mount', index, mp, '--log-level', 'verbose'], { env: ws.env }),
+      /bad --log-level verbose: expected one of trace, debug, info, warn, error/,
+    );
     const rootfs = await mkdtemp(path.join(ws.dir, 'rootfs-'));
     failsWith(await runClip(['mount', index, '--rootfs', rootfs, '--log-level', 'verbose'], { env: ws.env }), /bad --log-level verbose/);
     assert.ok(!isMounted(mp) && !isMounted(rootfs));
@@ -226,8 +246,15 @@ describe('bugs a new user hits: clip mount', () => {
     mounted.push(a);
     const b = await mkdtemp(path.join(ws.dir, 'rootfs-'));
     const cacheB = path.join(ws.dir, 'cache-b');
-    const refused = await runClip(['mount', index, '--rootfs', b, '--cache-dir', cacheB, '--prefetch', '--metrics-addr', '127.0.0.1:9'], { env: ws.env });
-    failsWith(refused, new RegExp(`already mounted .*--cache-dir ${cacheB} \\(it has ${cacheA}\\), --prefetch --prefetch-rate \\d+ \\(it does not prefetch\\), --metrics-addr 127.0.0.1:9 \\(it serves no metrics\\)`));
+    const refused = await runClip(['mount', index, '--rootfs', b, '--cache-dir', cacheB, '--prefetch', '--metrics-addr', '127.0.0.1:9'], {
+      env: ws.env,
+    });
+    failsWith(
+      refused,
+      new RegExp(
+        `already mounted .*--cache-dir ${cacheB} \\(it has ${cacheA}\\), --prefetch --prefetch-rate \\d+ \\(it does not prefetch\\), --metrics-addr 127.0.0.1:9 \\(it serves no metrics\\)`,
+      ),
+    );
     assert.ok(!isMounted(b), 'nothing mounted for the refused rootfs');
     // What the running daemon serves, or nothing asked for: the shared mount is reused.
     for (const flags of [['--cache-dir', cacheA], []]) {

@@ -48,7 +48,8 @@ function bad(message: string): ClipError {
 export function askedSettings(f: MountFlags): Partial<MountSettings> {
   const s: Partial<MountSettings> = {};
   if (f.logLevel !== undefined) {
-    if (!(LOG_LEVELS as readonly string[]).includes(f.logLevel)) throw bad(`bad --log-level ${f.logLevel}: expected one of ${LOG_LEVELS.join(', ')}`);
+    if (!(LOG_LEVELS as readonly string[]).includes(f.logLevel))
+      throw bad(`bad --log-level ${f.logLevel}: expected one of ${LOG_LEVELS.join(', ')}`);
     s.logLevel = f.logLevel as MountLogLevel;
   }
   if (f.cacheDir !== undefined) s.cacheDir = path.resolve(f.cacheDir);
@@ -62,7 +63,8 @@ export function askedSettings(f: MountFlags): Partial<MountSettings> {
   if (f.prefetch) s.prefetchRate = f.prefetchRate ?? DEFAULT_PREFETCH_RATE;
   if (f.metricsAddr !== undefined) {
     const m = /^(.+):(\d+)$/.exec(f.metricsAddr);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw bad(`bad --metrics-addr ${f.metricsAddr}: expected HOST:PORT, e.g. 127.0.0.1:9100`);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      throw bad(`bad --metrics-addr ${f.metricsAddr}: expected HOST:PORT, e.g. 127.0.0.1:9100`);
     s.metricsAddr = f.metricsAddr;
   }
   if (f.profile !== undefined) s.profile = path.resolve(f.profile);
