@@ -52,7 +52,8 @@ export interface ArchiveOptions extends RegistryOptions {
    * rejects with the signal's reason. A staged upload is kept for resuming.
    */
   signal?: AbortSignal;
-  onProgress?: (phase: 'archiving' | 'uploading', done: number, total: number) => void;
+  /** 'indexing': an image source's layers read (compressed bytes); 'archiving': file bytes packed; 'uploading': bytes sent to S3. */
+  onProgress?: (phase: 'indexing' | 'archiving' | 'uploading', done: number, total: number) => void;
   /** Told when an interrupted S3 upload is picked up again instead of archiving anew. */
   onResume?: (staging: string) => void;
 }
@@ -145,6 +146,8 @@ async function archiveSource(source: string, opts: ArchiveOptions, skipped: Skip
   return openArchiveSource(source, {
     ...opts,
     exclude: excluder(opts.output),
+    // Its own callback, not the archive's (whose first argument is the phase): the spread above passed that one on.
+    onProgress: (read, total) => opts.onProgress?.('indexing', read, total),
     onSkip: (s) => {
       skipped.push(s);
       opts.onSkip?.(s);

@@ -27,6 +27,8 @@ export interface SourceOptions extends RegistryOptions {
   exclude?: (absPath: string) => boolean;
   xattrs?: boolean;
   onSkip?: SkipListener;
+  /** An image source: compressed bytes of its layers read so far, of `total`. */
+  onProgress?: (read: number, total: number) => void;
 }
 
 const NO_PLATFORM: Platform = { os: '', architecture: '' };

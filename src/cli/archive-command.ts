@@ -3,6 +3,7 @@
 // S3 and keep a small index.
 
 import { Command, InvalidArgumentError } from 'commander';
+import { ClipError } from '../errors.js';
 import { checkOutputFile } from '../util/output-file.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
@@ -17,7 +18,7 @@ export function archiveCommand(): Command {
   const cmd = new Command('archive')
     .description('pack a directory, an image or a .clip file into a self-contained .clip archive (data embedded, or uploaded to S3 with --s3)')
     .argument('<source>', 'directory, image reference (alpine:3.20, oci:DIR[:TAG]) or .clip file')
-    .requiredOption('-o, --output <file>', 'the .clip file to write (with --s3: the small index that points at the data)')
+    .requiredOption('-o, --output <file>', 'the .clip file to write (with --s3: the small index that points at the data); not - (stdout): an archive is written beside its path and renamed into place')
     .option('--s3 <url>', 'upload the data to s3://BUCKET/KEY (multipart; a failed upload resumes when the command is run again)')
     .option('--endpoint <url>', 'S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL_S3)')
     .option('--region <region>', 'S3 region (default: AWS_REGION, the profile, else us-east-1)')
@@ -28,6 +29,10 @@ export function archiveCommand(): Command {
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (source: string, o) => {
+    if (o.output === '-') {
+      // The header is written last (it needs the data's length) and an S3 upload resumes from OUTPUT.s3-upload/: both need a file.
+      throw new ClipError('BAD_ARGUMENT', 'clip archive cannot write to stdout (-o -): an archive is written next to its output file and renamed into place; give a file path');
+    }
     // Before any work: `-o /dev/null` must not replace the device after a long archiving run.
     await checkOutputFile(o.output);
     // Loaded here, not at start-up (start-up time matters for the other commands).

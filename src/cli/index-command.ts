@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_MAX_ENTRIES } from '../image/layer-entries.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
+import { ClipError } from '../errors.js';
 import { checkOutputFile } from '../util/output-file.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
@@ -16,7 +17,7 @@ export function indexCommand(): Command {
   const cmd = new Command('index')
     .description('index an image (registry reference or oci:DIR[:TAG]) into a metadata-only .clip file')
     .argument('<image>', 'image reference, e.g. alpine:3.20, localhost:5000/app@sha256:..., oci:./layout:tag')
-    .requiredOption('-o, --output <file>', 'where to write the .clip index')
+    .requiredOption('-o, --output <file>', 'where to write the .clip index (-: to stdout, the summary then goes to stderr)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
     .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints: what one read fetches at least (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
     .option('--window-every <bytes>', `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`, parseSize)
@@ -26,8 +27,14 @@ export function indexCommand(): Command {
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
+    const toStdout = o.output === '-';
+    if (toStdout && process.stdout.isTTY) {
+      throw new ClipError('BAD_ARGUMENT', 'refusing to write a binary .clip index to a terminal: redirect stdout (-o - > FILE) or give a file');
+    }
     // Before any work: `-o /dev/null` must not replace the device after a long indexing run.
-    await checkOutputFile(o.output);
+    if (!toStdout) await checkOutputFile(o.output);
+    // With the index on stdout, the summary goes to stderr: stdout stays the index's bytes.
+    const report = toStdout ? process.stderr : process.stdout;
     // Loaded here, not at start-up: the registry client is most of clip's start-up time.
     const [{ indexImage }, { byteProgress }] = await Promise.all([import('../indexer/index-image.js'), import('./progress.js')]);
     const progress = byteProgress('indexing');
@@ -35,7 +42,8 @@ export function indexCommand(): Command {
     try {
       summary = await indexImage(image, {
         ...(await registryOptions(o)),
-        output: o.output,
+        output: toStdout ? '(stdout)' : o.output,
+        ...(toStdout ? { write: writeStdout } : {}),
         ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
         ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
         ...(o.profile !== undefined ? { profile: o.profile } : {}),
@@ -47,11 +55,11 @@ export function indexCommand(): Command {
       progress.stop();
     }
     if (o.json) {
-      process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+      report.write(JSON.stringify(summary, null, 2) + '\n');
       return;
     }
     const pct = ((100 * summary.indexBytes) / Math.max(1, summary.compressedBytes)).toFixed(2);
-    process.stdout.write(
+    report.write(
       [
         `indexed ${summary.reference} (${summary.manifestDigest})`,
         `  layers:  ${summary.layers} (${formatBytes(summary.compressedBytes)} compressed, ${formatBytes(summary.uncompressedBytes)} uncompressed)`,
@@ -62,6 +70,11 @@ export function indexCommand(): Command {
       ].join('\n') + '\n',
     );
   });
+}
+
+/** Resolves once `data` is handed to stdout (an EPIPE rejects: main.ts treats it as the reader leaving). */
+function writeStdout(data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())));
 }
 
 function parseRatio(value: string): number {

@@ -17,7 +17,7 @@ import { MountError } from '../fuse/index.js';
 
 const program = new Command('clip')
   .description('index OCI images into metadata-only .clip files and read them lazily from the registry; pack trees into .clip archives')
-  .version(VERSION, '-V, --version')
+  .version(`clip ${VERSION}`, '-V, --version', 'print the clip version')
   .showHelpAfterError()
   .addCommand(indexCommand())
   .addCommand(archiveCommand())

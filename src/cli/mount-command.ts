@@ -2,35 +2,23 @@
 
 import { Command, Option } from 'commander';
 import { realpath } from 'node:fs/promises';
-import path from 'node:path';
-import { dataDir } from '../mount/state.js';
 import { ClipError } from '../errors.js';
 import { startBackgroundMount } from '../mount/background.js';
 import { pathProblem } from '../mount/path-errors.js';
 import { mountRootfs } from '../mount/rootfs.js';
+import { askedSettings, DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, withDefaults, type MountFlags } from '../mount/settings.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 import { requireRoot } from './require-root.js';
-import { parseSize } from './format.js';
+import { formatBytes, parseSize } from './format.js';
 import { checkOutputFile } from '../util/output-file.js';
 
-const DEFAULT_CACHE_SIZE = 10 * 1024 ** 3;
-const DEFAULT_PREFETCH_RATE = 20 * 1024 ** 2;
-
-interface MountFlags {
+interface Flags extends MountFlags {
   rootfs?: string;
   upperDir?: string;
   workDir?: string;
   foreground?: boolean;
   readyFd?: string;
   shared?: string;
-  logLevel: string;
-  cacheDir?: string;
-  cacheSize: number;
-  prefetch?: boolean;
-  prefetchRate: number;
-  metricsAddr?: string;
-  profile?: string;
-  recordProfile?: string;
   plainHttp?: boolean;
   username?: string;
   password?: string;
@@ -46,41 +34,30 @@ export function mountCommand(): Command {
     .option('--upper-dir <dir>', 'with --rootfs: where writes go (default: under /var/lib/clip/rootfs, removed at umount)')
     .option('--work-dir <dir>', 'with --rootfs: overlayfs work directory (same filesystem as the upper dir)')
     .option('--cache-dir <dir>', 'where inflated spans are cached, shared by mounts of images with the same layers (default /var/lib/clip/cache)')
-    .option('--cache-size <bytes>', 'bound on the span cache directory (all mounts using it); least recently used spans are evicted', parseSize, DEFAULT_CACHE_SIZE)
+    .option('--cache-size <bytes>', `bound on the span cache directory (all mounts using it); least recently used spans are evicted (default ${formatBytes(DEFAULT_CACHE_BYTES)})`, parseSize)
     .option('--prefetch', 'after mount, fetch the rest of the image into the cache in the background (yields to reads)')
-    .option('--prefetch-rate <bytes>', 'prefetch bandwidth per second (at least 1)', parseSize, DEFAULT_PREFETCH_RATE)
+    .option('--prefetch-rate <bytes>', `prefetch bandwidth per second, at least 1 (default ${formatBytes(DEFAULT_PREFETCH_RATE)})`, parseSize)
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--profile <file>', 'start-up profile (from --record-profile): fetch the spans it lists right after mounting, all together')
     .option('--record-profile <file>', 'write the spans read, in first-read order, to this start-up profile at unmount')
     .option('--foreground', 'stay attached and log to stderr (for systemd and debugging)')
-    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`)
     .addOption(new Option('--ready-fd <fd>').hideHelp())
     .addOption(new Option('--shared <key>').hideHelp());
   addRegistryOptions(cmd);
-  return cmd.action(async (file: string, mountpoint: string | undefined, o: MountFlags) => {
+  return cmd.action(async (file: string, mountpoint: string | undefined, o: Flags) => {
+    // Every setting is checked here, before a daemon starts: the daemon would find out only later (at unmount, or in a log).
+    const asked = askedSettings(o);
     requireRoot('mount');
-    // Checked here, before a daemon starts: the daemon would find out only later (at unmount, or in a log).
-    if (!Number.isSafeInteger(o.prefetchRate) || o.prefetchRate < 1) {
-      throw new ClipError('BAD_ARGUMENT', `bad --prefetch-rate ${o.prefetchRate}: give at least 1 byte per second (without --prefetch nothing is prefetched)`);
-    }
     if (o.recordProfile !== undefined) await checkOutputFile(o.recordProfile, 'start-up profile');
     const registry = await registryOptions(o);
-    const daemon = {
-      cacheDir: path.resolve(o.cacheDir ?? path.join(dataDir(), 'cache')),
-      cacheBytes: o.cacheSize,
-      ...(o.prefetch ? { prefetchRate: o.prefetchRate } : {}),
-      ...(o.metricsAddr !== undefined ? { metricsAddr: o.metricsAddr } : {}),
-      ...(o.profile !== undefined ? { profile: path.resolve(o.profile) } : {}),
-      ...(o.recordProfile !== undefined ? { recordProfile: path.resolve(o.recordProfile) } : {}),
-    };
     if (o.rootfs !== undefined) {
       if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
       const r = await mountRootfs({
         index: file,
         rootfs: o.rootfs,
         registry,
-        logLevel: o.logLevel,
-        ...daemon,
+        settings: asked,
         ...(o.upperDir !== undefined ? { upperDir: o.upperDir } : {}),
         ...(o.workDir !== undefined ? { workDir: o.workDir } : {}),
       });
@@ -104,14 +81,13 @@ export function mountCommand(): Command {
         index,
         mountpoint: mp,
         registry,
-        logLevel: o.logLevel,
-        ...daemon,
+        settings: withDefaults(asked),
         ...(o.readyFd !== undefined ? { readyFd: Number(o.readyFd) } : {}),
         ...(o.shared !== undefined ? { shared: o.shared } : {}),
       });
       return;
     }
-    const m = await startBackgroundMount({ index, mountpoint: mp, registry, logLevel: o.logLevel, ...daemon });
+    const m = await startBackgroundMount({ index, mountpoint: mp, registry, settings: withDefaults(asked) });
     process.stdout.write(`${m.mountpoint}\n`);
   });
 }

@@ -22,12 +22,16 @@ export type OpenFrom = (from: number, onRetry: (reason: RetryReason) => void) =>
 
 /** The blob's bytes, resumed after failures; `onRetry` hears of each resume. */
 export async function resumableBlob(open: OpenFrom, what: string, onRetry: (reason: RetryReason) => void = () => undefined): Promise<Readable> {
-  const first = await open(0, onRetry);
-  return Readable.from(chunks(first, open, what, onRetry), { objectMode: false });
+  const current = { res: await open(0, onRetry) };
+  const stream = Readable.from(chunks(current, open, what, onRetry), { objectMode: false });
+  // A stream destroyed before it was read never runs the generator (nor its
+  // finally): close the answer in hand here, or its connection stays busy.
+  stream.once('close', () => current.res.body.destroy());
+  return stream;
 }
 
-async function* chunks(first: HttpResponse, open: OpenFrom, what: string, onRetry: (reason: RetryReason) => void): AsyncGenerator<Buffer> {
-  let res = first;
+async function* chunks(current: { res: HttpResponse }, open: OpenFrom, what: string, onRetry: (reason: RetryReason) => void): AsyncGenerator<Buffer> {
+  let res = current.res;
   let offset = 0;
   // Bytes of a 200 answer to a resume (a server that ignores Range) already delivered: dropped.
   let skip = 0;
@@ -57,7 +61,7 @@ async function* chunks(first: HttpResponse, open: OpenFrom, what: string, onRetr
       res.body.destroy();
     }
     await new Promise((r) => setTimeout(r, backoff(resumes)));
-    res = await open(offset, onRetry);
+    res = current.res = await open(offset, onRetry);
     skip = await resumedAt(res, offset, what);
   }
 }

@@ -5,12 +5,14 @@
 import { ClipError } from '../errors.js';
 import { EntryBudget } from '../image/layer-entries.js';
 import { mergeLayers } from '../image/merge.js';
+import { encodeIndex } from '../index/format.js';
 import type { ClipIndex, LayerRecord } from '../index/types.js';
 import { writeIndex } from '../index/write.js';
 import { openImage } from '../oci/index.js';
-import type { RegistryOptions, ResolvedImage } from '../oci/types.js';
+import type { BlobSource, LayerDescriptor, RegistryOptions, ResolvedImage } from '../oci/types.js';
 import { VERSION } from '../version.js';
-import { indexLayer } from './index-layer.js';
+import type { Readable } from 'node:stream';
+import { indexLayer, refuseZstdMediaType, type IndexedLayer } from './index-layer.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
 import { profileWindows } from '../index/startup-profile.js';
 import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
@@ -41,8 +43,10 @@ export interface BuildOptions extends RegistryOptions {
 }
 
 export interface IndexOptions extends BuildOptions {
-  /** Where to write the .clip file. */
+  /** Where to write the .clip file (with `write`: only its name in the summary). */
   output: string;
+  /** Writes the index somewhere else than a file at `output` (the CLI's `-o -`: stdout). */
+  write?: (data: Buffer) => Promise<void>;
 }
 
 export interface IndexSummary {
@@ -60,16 +64,47 @@ export interface IndexSummary {
   seconds: number;
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
+/**
+ * Indexes the layers, a few at a time. The first failure stops the rest: no
+ * new layer is opened and the bodies in flight are destroyed, and it is
+ * thrown only once every layer has settled, so that no read outlives the call
+ * (an open body would keep the registry's connection, and the process, busy).
+ */
+async function indexLayers(
+  layers: readonly LayerDescriptor[],
+  blobs: BlobSource,
+  indexOne: (layer: LayerDescriptor, blob: Readable, i: number) => Promise<IndexedLayer>,
+): Promise<IndexedLayer[]> {
+  const results: IndexedLayer[] = new Array(layers.length);
+  const inFlight = new Set<Readable>();
+  let failure: { error: unknown } | undefined;
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (!failure && next < layers.length) {
       const i = next++;
-      results[i] = await fn(items[i]!, i);
+      const layer = layers[i]!;
+      let blob: Readable | undefined;
+      try {
+        blob = await blobs.openBlob(layer.digest, layer.size);
+        if (failure) return;
+        inFlight.add(blob);
+        results[i] = await indexOne(layer, blob, i);
+      } catch (e) {
+        // Later errors are mostly the cancellation's own (a destroyed body): the first one is the cause.
+        if (!failure) {
+          failure = { error: e };
+          for (const other of inFlight) other.destroy();
+        }
+      } finally {
+        if (blob) {
+          inFlight.delete(blob);
+          blob.destroy();
+        }
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, layers.length) }, worker));
+  if (failure) throw failure.error;
   return results;
 }
 
@@ -77,7 +112,12 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number
 export async function indexImage(ref: string, opts: IndexOptions): Promise<IndexSummary> {
   const started = performance.now();
   const index = await buildIndex(ref, opts);
-  const indexBytes = await writeIndex(opts.output, index);
+  let indexBytes: number;
+  if (opts.write) {
+    const encoded = encodeIndex(index);
+    await opts.write(encoded);
+    indexBytes = encoded.length;
+  } else indexBytes = await writeIndex(opts.output, index);
   const nodes = index.nodes;
   return {
     output: opts.output,
@@ -119,8 +159,9 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
     const total = image.layers.reduce((a, l) => a + l.size, 0);
     const readPerLayer = image.layers.map(() => 0);
     let read = 0;
-    const results = await mapLimit(image.layers, LAYER_CONCURRENCY, async (layer, i) => {
-      const blob = await blobs.openBlob(layer.digest, layer.size);
+    // Refused before any blob is fetched: the media type already says it.
+    for (const layer of image.layers) refuseZstdMediaType(layer);
+    const results = await indexLayers(image.layers, blobs, (layer, blob, i) => {
       const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>() };
       return indexLayer(layer, blob, spanSize, windows, maxRatio, budget, (n) => {
         read += n - readPerLayer[i]!;

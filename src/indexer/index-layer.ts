@@ -39,7 +39,15 @@ export function exceedsRatio(uncompressed: number, compressed: number, maxRatio:
   return maxRatio > 0 && uncompressed > Math.max(RATIO_FLOOR, maxRatio * compressed);
 }
 
+/** Throws for a layer whose media type says zstd (not supported yet). */
+export function refuseZstdMediaType(layer: LayerDescriptor): void {
+  if (/zstd/.test(layer.mediaType)) {
+    throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed (${layer.mediaType}): zstd layers are not supported yet`);
+  }
+}
+
 /**
+ * The caller destroys `blob` when this returns or throws (it may throw before reading it).
  * @param windows which checkpoints keep their window
  * @param maxRatio refuse the layer once its output exceeds max(RATIO_FLOOR,
  *   maxRatio x its size); 0: no bound
@@ -58,9 +66,7 @@ export async function indexLayer(
   if (!layer.digest.startsWith('sha256:')) {
     throw new ClipError('UNSUPPORTED', `layer ${layer.digest}: only sha256 digests are supported`);
   }
-  if (/zstd/.test(layer.mediaType)) {
-    throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed (${layer.mediaType}): zstd layers are not supported yet`);
-  }
+  refuseZstdMediaType(layer);
   const scan = new LayerScan(budget);
   const blobHash = createHash('sha256');
   let uncompressed = 0;

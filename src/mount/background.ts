@@ -3,11 +3,12 @@
 // returns once the mount answers (or with the daemon's error).
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClipError } from '../errors.js';
 import type { DaemonOptions } from './daemon.js';
+import { settingsToFlags } from './settings.js';
 import { logPath } from './state.js';
 
 const CLIP_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/clip.js');
@@ -25,11 +26,9 @@ export async function startBackgroundMount(opts: BackgroundMountOptions): Promis
   const log = logPath(opts.mountpoint);
   mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
   const logFd = openSync(log, 'a', 0o600);
-  const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', '--log-level', opts.logLevel, '--cache-dir', opts.cacheDir, '--cache-size', String(opts.cacheBytes)];
-  if (opts.prefetchRate !== undefined) args.push('--prefetch', '--prefetch-rate', String(opts.prefetchRate));
-  if (opts.metricsAddr !== undefined) args.push('--metrics-addr', opts.metricsAddr);
-  if (opts.profile !== undefined) args.push('--profile', path.resolve(opts.profile));
-  if (opts.recordProfile !== undefined) args.push('--record-profile', path.resolve(opts.recordProfile));
+  // Where this daemon's own output starts in the shared log: its last words are relayed if it dies before ready.
+  const logStart = fstatSync(logFd).size;
+  const args = [CLIP_BIN, 'mount', opts.index, opts.mountpoint, '--foreground', '--ready-fd', '3', ...settingsToFlags(opts.settings)];
   if (opts.registry.plainHttp) args.push('--plain-http');
   if (opts.shared) args.push('--shared', opts.shared);
   // Credentials go through the environment, never the command line (ps shows it).
@@ -50,8 +49,21 @@ export async function startBackgroundMount(opts: BackgroundMountOptions): Promis
   });
   if (message !== 'ready') {
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-    throw new ClipError('IO', message.replace(/^error: /, '') || `the mount daemon exited (${child.exitCode}); see ${log}`);
+    const own = message.replace(/^error: /, '') || lastClipLine(log, logStart);
+    throw new ClipError('IO', own ?? `the mount daemon exited (${child.exitCode ?? child.signalCode}); see ${log}`);
   }
   child.unref();
   return { mountpoint: opts.mountpoint, pid: child.pid!, log };
+}
+
+/** The daemon's last `clip: ...` line in its log from `start` (how the CLI reports an error before the ready fd is written). */
+function lastClipLine(log: string, start: number): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(log).subarray(start).toString('utf8');
+  } catch {
+    return undefined;
+  }
+  const line = text.split('\n').reverse().find((l) => l.startsWith('clip: '));
+  return line?.slice('clip: '.length);
 }

@@ -15,6 +15,7 @@ import { loadIndex } from '../index/load.js';
 import { KIND_NAMES } from '../index/types.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { createLogger, type Logger } from './logger.js';
+import type { MountSettings } from './settings.js';
 import { processIdentity } from './process-identity.js';
 import { withLock } from './lock.js';
 import { lockPath, logPath, mountIdentity, removeOwnRecord, saveRecord, statsSocketPath, type ImageMountRecord } from './state.js';
@@ -23,18 +24,7 @@ export interface DaemonOptions {
   index: string;
   mountpoint: string;
   registry: RegistryOptions;
-  logLevel: string;
-  /** Where inflated spans are cached on disk, and at most how many bytes. */
-  cacheDir: string;
-  cacheBytes: number;
-  /** Fetch the rest of the image in the background at this many compressed bytes per second. */
-  prefetchRate?: number;
-  /** Also serve Prometheus metrics on this HOST:PORT. */
-  metricsAddr?: string;
-  /** Fetch the spans of this start-up profile right after mounting, all together. */
-  profile?: string;
-  /** Record which spans are read, in order, into this start-up profile file at unmount. */
-  recordProfile?: string;
+  settings: MountSettings;
   /** Descriptor to write "ready" (or the error) to once mounted: how a background start learns the outcome. */
   readyFd?: number;
   /** Key of the shared read-only mount for rootfs users. */
@@ -63,7 +53,7 @@ interface RunningMount {
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
-  const log = createLogger(opts.logLevel);
+  const log = createLogger(opts.settings.logLevel);
   let running: RunningMount;
   try {
     running = await startMount(opts, log);
@@ -97,12 +87,12 @@ async function startMount(opts: DaemonOptions, log: Logger): Promise<RunningMoun
     const phases: Record<string, number> = { modulesLoaded: Math.round(performance.now()) };
     const index = await loadIndex(opts.index);
     phases['indexLoaded'] = Math.round(performance.now());
-    if (opts.profile !== undefined) profile = await loadProfile(opts.profile, index);
-    if (opts.recordProfile !== undefined) recorder = new ProfileRecorder();
+    if (opts.settings.profile !== undefined) profile = await loadProfile(opts.settings.profile, index);
+    if (opts.settings.recordProfile !== undefined) recorder = new ProfileRecorder();
     reader = await FileReader.open(index, {
       ...opts.registry,
-      cacheDir: opts.cacheDir,
-      cacheBytes: opts.cacheBytes,
+      cacheDir: opts.settings.cacheDir,
+      cacheBytes: opts.settings.cacheBytes,
       events: metrics,
       ...(recorder ? { onRead: recorder.record } : {}),
     });
@@ -113,10 +103,10 @@ async function startMount(opts: DaemonOptions, log: Logger): Promise<RunningMoun
     phases['mounted'] = Math.round(performance.now());
     await probe;
     closers.push(await serveMetrics(metrics, statsSocketPath(server.mount.mountpoint)));
-    if (opts.metricsAddr) closers.push(await serveMetrics(metrics, opts.metricsAddr));
+    if (opts.settings.metricsAddr) closers.push(await serveMetrics(metrics, opts.settings.metricsAddr));
     const record = await saveMountRecord(opts, server);
     phases['ready'] = Math.round(performance.now());
-    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, kind: KIND_NAMES[index.kind], cacheDir: opts.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
+    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, kind: KIND_NAMES[index.kind], cacheDir: opts.settings.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
     return { server, reader, closers, record, profile, recorder };
   } catch (e) {
     for (const close of closers) close();
@@ -132,7 +122,7 @@ async function mountUnderLock(opts: DaemonOptions, filesystem: ImageFileSystem, 
   const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
   return withLock(lockPath(mp, 'mount'), async () => {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
-    return serveFuse(mp, filesystem, { log: fuseLog, debug: opts.logLevel === 'debug' || opts.logLevel === 'trace', onOp: metrics.onOp });
+    return serveFuse(mp, filesystem, { log: fuseLog, debug: opts.settings.logLevel === 'debug' || opts.settings.logLevel === 'trace', onOp: metrics.onOp });
   });
 }
 
@@ -151,6 +141,7 @@ async function saveMountRecord(opts: DaemonOptions, server: FuseServer): Promise
     log: logPath(server.mount.mountpoint),
     startedAt: new Date().toISOString(),
     ...(opts.shared ? { shared: opts.shared } : {}),
+    settings: opts.settings,
   };
   await saveRecord(record);
   return record;
@@ -167,9 +158,9 @@ function startBackgroundFetches(opts: DaemonOptions, running: RunningMount, log:
     );
   }
   const prefetching = new AbortController();
-  if (opts.prefetchRate !== undefined) {
+  if (opts.settings.prefetchRate !== undefined) {
     const started = performance.now();
-    prefetchLayers(reader.layerReader, reader.index.layers, { bytesPerSecond: opts.prefetchRate, signal: prefetching.signal }).then(
+    prefetchLayers(reader.layerReader, reader.index.layers, { bytesPerSecond: opts.settings.prefetchRate, signal: prefetching.signal }).then(
       (bytes) => log.info({ bytes, seconds: (performance.now() - started) / 1000 }, 'prefetch done'),
       (e: unknown) => log.warn({ err: (e as Error).message }, 'prefetch stopped'),
     );
@@ -196,10 +187,10 @@ async function shutDown(opts: DaemonOptions, running: RunningMount, log: Logger)
   for (const close of running.closers) close();
   // Only its own: after a lazy unmount a newer mount may have the path (and a record) by now.
   await removeOwnRecord(record);
-  if (recorder && opts.recordProfile !== undefined) {
-    await recorder.save(opts.recordProfile, reader.index).then(
-      () => log.info({ file: opts.recordProfile, spans: recorder.spans.length }, 'start-up profile written'),
-      (e: unknown) => log.error({ err: (e as Error).message, file: opts.recordProfile }, 'cannot write the start-up profile'),
+  if (recorder && opts.settings.recordProfile !== undefined) {
+    await recorder.save(opts.settings.recordProfile, reader.index).then(
+      () => log.info({ file: opts.settings.recordProfile, spans: recorder.spans.length }, 'start-up profile written'),
+      (e: unknown) => log.error({ err: (e as Error).message, file: opts.settings.recordProfile }, 'cannot write the start-up profile'),
     );
   }
   await reader.close();

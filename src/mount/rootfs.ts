@@ -14,6 +14,7 @@ import { findMount, forceUnmount, isMounted } from '../fuse/index.js';
 import { HEADER_SIZE } from '../index/format.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { startBackgroundMount } from './background.js';
+import { settingsConflicts, withDefaults, type MountSettings } from './settings.js';
 import { withLock } from './lock.js';
 import { pathProblem } from './path-errors.js';
 import { allRecords, dataDir, isDaemonAlive, isSameMount, keyOf, loadRecord, lockPath, mountIdentity, removeRecord, saveRecord, stateDir, type RootfsRecord } from './state.js';
@@ -25,14 +26,11 @@ export interface RootfsOptions {
   upperDir?: string;
   workDir?: string;
   registry: RegistryOptions;
-  logLevel: string;
-  cacheDir: string;
-  cacheBytes: number;
-  /** For the daemon of the shared read-only mount, when this call starts it. */
-  prefetchRate?: number;
-  metricsAddr?: string;
-  profile?: string;
-  recordProfile?: string;
+  /**
+   * What was asked for (the rest takes its default): the shared mount's
+   * daemon is started with it, or, already running, must serve all of it.
+   */
+  settings: Partial<MountSettings>;
 }
 
 /** The shared mount of an index is keyed by the index's own checksum (same index, same mount). */
@@ -81,7 +79,17 @@ async function ensureShared(lower: string, index: string, opts: RootfsOptions): 
   const existing = await loadRecord(lower);
   const m = findMount(lower);
   if (existing?.kind === 'image' && isSameMount(existing.mount, m)) {
-    if (isDaemonAlive(existing)) return;
+    if (isDaemonAlive(existing)) {
+      // One daemon serves every rootfs of the image: what it was not started with cannot be honoured.
+      const differs = existing.settings ? settingsConflicts(opts.settings, existing.settings) : [];
+      if (differs.length > 0) {
+        throw new ClipError(
+          'BAD_ARGUMENT',
+          `${index} is already mounted for other rootfs (at ${lower}, daemon ${existing.pid}) with other settings: ${differs.join(', ')}; give the same flags (or none), or unmount its rootfs first`,
+        );
+      }
+      return;
+    }
     // Its daemon died (or its pid is another process now): detach the dead mount and start afresh.
     await forceUnmount(lower);
     await removeRecord(lower);
@@ -89,20 +97,7 @@ async function ensureShared(lower: string, index: string, opts: RootfsOptions): 
     throw new ClipError('BAD_ARGUMENT', `${lower} (clip's shared mount of ${index}) is a ${m.fsType} mount clip did not make; unmount it first`);
   }
   await mkdir(lower, { recursive: true, mode: 0o755 });
-  const { prefetchRate, metricsAddr, profile, recordProfile } = opts;
-  await startBackgroundMount({
-    index,
-    mountpoint: lower,
-    registry: opts.registry,
-    logLevel: opts.logLevel,
-    cacheDir: opts.cacheDir,
-    cacheBytes: opts.cacheBytes,
-    ...(prefetchRate !== undefined ? { prefetchRate } : {}),
-    ...(metricsAddr !== undefined ? { metricsAddr } : {}),
-    ...(profile !== undefined ? { profile } : {}),
-    ...(recordProfile !== undefined ? { recordProfile } : {}),
-    shared: path.basename(lower),
-  });
+  await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, settings: withDefaults(opts.settings), shared: path.basename(lower) });
 }
 
 /** The overlay over the shared mount, and its record. Callers hold the shared mount's lock. */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { MountEntry } from '../fuse/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { isSameProcess, type ProcessIdentity } from './process-identity.js';
+import type { MountSettings } from './settings.js';
 
 export function stateDir(): string {
   return process.env['CLIP_STATE_DIR'] ?? '/run/clip';
@@ -55,6 +56,8 @@ export interface ImageMountRecord {
   startedAt: string;
   /** Key of the shared read-only mount this is (set for mounts made for rootfs users). */
   shared?: string;
+  /** How the daemon serves it: a later rootfs of the image is refused what it does not do. */
+  settings?: MountSettings;
 }
 
 export interface RootfsRecord {

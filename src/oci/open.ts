@@ -6,7 +6,7 @@ import { OciLayout, parseLayoutReference } from './layout.js';
 import { hostPlatform } from './platform.js';
 import { formatReference, parseReference, repositoryName } from './reference.js';
 import { RegistryClient } from './registry.js';
-import { resolveDescriptors, resolveManifest } from './resolve.js';
+import { requirePlatform, resolveDescriptors, resolveManifest } from './resolve.js';
 import type { BlobSource, RegistryOptions, ResolvedImage } from './types.js';
 
 export interface OpenedImage {
@@ -21,6 +21,7 @@ export async function openImage(ref: string, opts: RegistryOptions = {}): Promis
     const { dir, tag } = parseLayoutReference(ref);
     const layout = await OciLayout.open(dir);
     const resolved = await resolveDescriptors(layout, await layout.select(tag), wanted);
+    if (opts.platform) requirePlatform(layout.name, resolved, opts.platform);
     const image: ResolvedImage = {
       location: layout.name,
       reference: tag === undefined ? layout.name : `${layout.name}:${tag}`,
@@ -34,6 +35,8 @@ export async function openImage(ref: string, opts: RegistryOptions = {}): Promis
   try {
     const fetched = await client.fetchManifest(parsed.digest ?? parsed.tag ?? 'latest');
     const resolved = await resolveManifest(client, fetched, wanted);
+    // Only a platform asked for: without one, a single-platform image is what there is.
+    if (opts.platform) requirePlatform(client.name, resolved, opts.platform);
     const image: ResolvedImage = {
       location: `docker://${repositoryName(parsed)}`,
       reference: formatReference(parsed),

@@ -131,6 +131,19 @@ export function selectPlatform(name: string, list: Descriptor[], wanted: Platfor
   );
 }
 
+/**
+ * Refuses an image whose config names another platform than the one asked
+ * for: a single-platform image offers no choice, and indexing it anyway would
+ * silently give the user another architecture. A config that names no
+ * platform ("unknown") cannot be checked and passes.
+ */
+export function requirePlatform(name: string, resolved: ResolvedManifest, wanted: Platform): void {
+  const has = resolved.platform;
+  if (has.os === 'unknown' || has.architecture === 'unknown') return;
+  if (platformScore(wanted, has) !== undefined) return;
+  throw new ClipError('NOT_FOUND', `${name} has no image for platform ${formatPlatform(wanted)}: it is a ${formatPlatform(has)} image (its config says so)`);
+}
+
 function manifestMediaType(source: ManifestSource, json: Json, fetched: FetchedManifest): string {
   const declared = typeof json['mediaType'] === 'string' ? json['mediaType'] : undefined;
   const served = bareMediaType(fetched.contentType);
