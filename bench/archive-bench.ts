@@ -16,7 +16,8 @@ const CLIP = path.resolve('bin/clip.js');
 const RANDOM_FILES = 200;
 
 function need(cmd: string, pkg: string): void {
-  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) throw new Error(`${cmd} is missing: apt-get install ${pkg} (scripts/setup.sh installs it)`);
+  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0)
+    throw new Error(`${cmd} is missing: apt-get install ${pkg} (scripts/setup.sh installs it)`);
 }
 
 function seconds(fn: () => void): number {
@@ -38,8 +39,12 @@ const work = await mkdtemp(path.join(tmpdir(), 'clip-bench-archive-'));
 const env = { CLIP_STATE_DIR: path.join(work, 'state'), CLIP_DATA_DIR: path.join(work, 'data') };
 const mounts: string[] = [];
 try {
-  const files = execFileSync('find', [TREE, '-type', 'f', '-size', '+0', '-printf', '%P\\n'], { maxBuffer: 1 << 28, encoding: 'utf8' }).trim().split('\n');
-  const treeBytes = Number(execFileSync('bash', ['-c', `find '${TREE}' -type f -printf '%s\\n' | awk '{s+=$1} END {print s}'`], { encoding: 'utf8' }).trim());
+  const files = execFileSync('find', [TREE, '-type', 'f', '-size', '+0', '-printf', '%P\\n'], { maxBuffer: 1 << 28, encoding: 'utf8' })
+    .trim()
+    .split('\n');
+  const treeBytes = Number(
+    execFileSync('bash', ['-c', `find '${TREE}' -type f -printf '%s\\n' | awk '{s+=$1} END {print s}'`], { encoding: 'utf8' }).trim(),
+  );
   const prng = createPrng(1);
   const picked = Array.from({ length: RANDOM_FILES }, () => files[prng.int(files.length)]!);
   const listFile = path.join(work, 'random.txt');
@@ -99,16 +104,26 @@ try {
 
   const [sClip, sTar, sSquash] = [await size(clipFile), await size(tgz), await size(sqfs)];
   console.log(`## clip archive vs tar + gzip vs mksquashfs + squashfuse`);
-  console.log(`\n${machineDescription()}; tree ${TREE}: ${files.length} files, ${mb(treeBytes)} MB. Times in seconds, throughput in MB/s of file bytes; caches dropped before every cold run.\n`);
+  console.log(
+    `\n${machineDescription()}; tree ${TREE}: ${files.length} files, ${mb(treeBytes)} MB. Times in seconds, throughput in MB/s of file bytes; caches dropped before every cold run.\n`,
+  );
   console.log('| measure | clip archive | tar + gzip -6 | mksquashfs -comp gzip + squashfuse |');
   console.log('|---|---|---|---|');
   console.log(`| create (s) | ${tClip.toFixed(1)} | ${tTar.toFixed(1)} | ${tSquash.toFixed(1)} |`);
   console.log(`| create throughput (MB/s) | ${rate(treeBytes, tClip)} | ${rate(treeBytes, tTar)} | ${rate(treeBytes, tSquash)} |`);
-  console.log(`| size (MB, % of the files) | ${mb(sClip)} (${((100 * sClip) / treeBytes).toFixed(1)}%) | ${mb(sTar)} (${((100 * sTar) / treeBytes).toFixed(1)}%) | ${mb(sSquash)} (${((100 * sSquash) / treeBytes).toFixed(1)}%) |`);
+  console.log(
+    `| size (MB, % of the files) | ${mb(sClip)} (${((100 * sClip) / treeBytes).toFixed(1)}%) | ${mb(sTar)} (${((100 * sTar) / treeBytes).toFixed(1)}%) | ${mb(sSquash)} (${((100 * sSquash) / treeBytes).toFixed(1)}%) |`,
+  );
   console.log(`| mount until ready (s) | ${mClip.toFixed(2)} | ${mTar.toFixed(1)} (tar -xzf: no mount) | ${mSquash.toFixed(2)} |`);
-  console.log(`| ${RANDOM_FILES} random files, cold (s) | ${rClip.toFixed(2)} | ${rDisk.toFixed(2)} (after the extraction) | ${rSquash.toFixed(2)} |`);
-  console.log(`| read every file, cold (s, MB/s) | ${aClip.toFixed(1)}, ${rate(treeBytes, aClip)} | ${aDisk.toFixed(1)}, ${rate(treeBytes, aDisk)} (extracted, on disk) | ${aSquash.toFixed(1)}, ${rate(treeBytes, aSquash)} |`);
-  console.log(`| read every file, warm (s, MB/s) | ${aClipWarm.toFixed(1)}, ${rate(treeBytes, aClipWarm)} | ${aDiskWarm.toFixed(1)}, ${rate(treeBytes, aDiskWarm)} | ${aSquashWarm.toFixed(1)}, ${rate(treeBytes, aSquashWarm)} |`);
+  console.log(
+    `| ${RANDOM_FILES} random files, cold (s) | ${rClip.toFixed(2)} | ${rDisk.toFixed(2)} (after the extraction) | ${rSquash.toFixed(2)} |`,
+  );
+  console.log(
+    `| read every file, cold (s, MB/s) | ${aClip.toFixed(1)}, ${rate(treeBytes, aClip)} | ${aDisk.toFixed(1)}, ${rate(treeBytes, aDisk)} (extracted, on disk) | ${aSquash.toFixed(1)}, ${rate(treeBytes, aSquash)} |`,
+  );
+  console.log(
+    `| read every file, warm (s, MB/s) | ${aClipWarm.toFixed(1)}, ${rate(treeBytes, aClipWarm)} | ${aDiskWarm.toFixed(1)}, ${rate(treeBytes, aDiskWarm)} | ${aSquashWarm.toFixed(1)}, ${rate(treeBytes, aSquashWarm)} |`,
+  );
 } finally {
   for (const mp of mounts.reverse()) {
     if (mp.endsWith('mnt-clip')) spawnSync(process.execPath, [CLIP, 'umount', mp], { env: { ...process.env, ...env } });

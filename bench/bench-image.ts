@@ -20,7 +20,6 @@ const LAYERS: string[][] = [
   ['etc'],
 ];
 
-
 /** Builds the image once; returns the layer blob files, bottom first. */
 export async function benchImage(): Promise<string[]> {
   const dir = CACHE;
@@ -39,7 +38,10 @@ export async function benchImage(): Promise<string[]> {
     if (present.length === 0) continue;
     const tmp = path.join(dir, `layer${i}.tar.gz`);
     process.stderr.write(`building layer ${i}: ${present.join(' ')}\n`);
-    execFileSync('bash', ['-c', `tar -C / --numeric-owner -cf - ${present.join(' ')} 2>/dev/null | tee >(sha256sum > ${tmp}.diffid) | gzip -6 > ${tmp}`]);
+    execFileSync('bash', [
+      '-c',
+      `tar -C / --numeric-owner -cf - ${present.join(' ')} 2>/dev/null | tee >(sha256sum > ${tmp}.diffid) | gzip -6 > ${tmp}`,
+    ]);
     const diff = (await readFile(`${tmp}.diffid`, 'utf8')).split(' ')[0]!;
     const hex = await sha256File(tmp);
     const blob = path.join(dir, 'blobs/sha256', hex);
@@ -49,19 +51,41 @@ export async function benchImage(): Promise<string[]> {
     diffIds.push(`sha256:${diff}`);
     files.push(blob);
   }
-  const config = await writeBlob(dir, Buffer.from(JSON.stringify({
-    architecture: process.arch === 'arm64' ? 'arm64' : 'amd64', os: 'linux',
-    rootfs: { type: 'layers', diff_ids: diffIds }, config: { Cmd: ['/bin/sh'] },
-  })));
-  const manifest = await writeBlob(dir, Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers,
-  })));
+  const config = await writeBlob(
+    dir,
+    Buffer.from(
+      JSON.stringify({
+        architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: diffIds },
+        config: { Cmd: ['/bin/sh'] },
+      }),
+    ),
+  );
+  const manifest = await writeBlob(
+    dir,
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers,
+      }),
+    ),
+  );
   await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(path.join(dir, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'bench' } }],
-  }));
+  await writeFile(
+    path.join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': 'bench' },
+        },
+      ],
+    }),
+  );
   return files;
 }
-

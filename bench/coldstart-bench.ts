@@ -60,7 +60,9 @@ interface Sample {
 async function runReady(img: BenchImage, rootfs: string): Promise<void> {
   const r = await runContainer(rootfs, img.command);
   if (r.code !== 0 || r.stdout.trim() !== img.readyOutput) {
-    throw new Error(`${img.name}: ${img.command.join(' ')} exited ${r.code} with ${JSON.stringify(r.stdout.trim())} (stderr: ${r.stderr.trim()})`);
+    throw new Error(
+      `${img.name}: ${img.command.join(' ')} exited ${r.code} with ${JSON.stringify(r.stdout.trim())} (stderr: ${r.stderr.trim()})`,
+    );
   }
 }
 
@@ -91,7 +93,14 @@ interface ClipRun {
 }
 
 /** `clip mount --rootfs` + runc until ready, timed; the rootfs stays mounted (unmount with clipUmount). */
-async function clipStart(img: BenchImage, index: string, run: ClipRun, proxy: ThrottleProxy, work: string, env: NodeJS.ProcessEnv): Promise<Sample & { rootfs: string }> {
+async function clipStart(
+  img: BenchImage,
+  index: string,
+  run: ClipRun,
+  proxy: ThrottleProxy,
+  work: string,
+  env: NodeJS.ProcessEnv,
+): Promise<Sample & { rootfs: string }> {
   const rootfs = await mkdtemp(path.join(work, 'rootfs-'));
   const extra = [...(run.profile ? ['--profile', run.profile] : []), ...(run.recordProfile ? ['--record-profile', run.recordProfile] : [])];
   dropCaches();
@@ -123,7 +132,11 @@ async function localStart(img: BenchImage, rootfs: string): Promise<number> {
 async function gunzipLayers(img: BenchImage): Promise<number> {
   const t = performance.now();
   for (const f of img.layerFiles) {
-    await pipeline(createReadStream(f, { highWaterMark: 1 << 20 }), zlib.createGunzip({ chunkSize: 1 << 20 }), new Writable({ write: (_c, _e, cb) => cb() }));
+    await pipeline(
+      createReadStream(f, { highWaterMark: 1 << 20 }),
+      zlib.createGunzip({ chunkSize: 1 << 20 }),
+      new Writable({ write: (_c, _e, cb) => cb() }),
+    );
   }
   return performance.now() - t;
 }
@@ -181,14 +194,33 @@ try {
         // A start-up profile, recorded once by an untimed start.
         const profile = path.join(work, `${img.name}.profile`);
         const fineProfile = path.join(work, `${img.name}-fine.profile`);
-        for (const [idx, file] of [[index, profile], [fine, fineProfile]] as const) {
-          const recording = await clipStart(img, idx, { cacheDir: await mkdtemp(path.join(work, 'cache-')), recordProfile: file }, proxy, work, env);
+        for (const [idx, file] of [
+          [index, profile],
+          [fine, fineProfile],
+        ] as const) {
+          const recording = await clipStart(
+            img,
+            idx,
+            { cacheDir: await mkdtemp(path.join(work, 'cache-')), recordProfile: file },
+            proxy,
+            work,
+            env,
+          );
           await clipUmount(recording.rootfs, env);
         }
         proxy.throttled = false;
         const guidedSummary = await indexImage(ref, { output: guided, spanSize: FINE_SPAN, profile: fineProfile });
         proxy.throttled = true;
-        const samples: Record<string, Sample[]> = { pull: [], cold: [], profiled: [], guided: [], guidedProfiled: [], second: [], restart: [], runcOnMount: [] };
+        const samples: Record<string, Sample[]> = {
+          pull: [],
+          cold: [],
+          profiled: [],
+          guided: [],
+          guidedProfiled: [],
+          second: [],
+          restart: [],
+          runcOnMount: [],
+        };
         for (let r = 0; r < RUNS; r++) {
           log(`${img.name}, ${link.name}: run ${r + 1} of ${RUNS}`);
           samples['pull']!.push(await fullPull(img, ref, proxy, work));
@@ -209,7 +241,10 @@ try {
           const profiled = await clipStart(img, index, { cacheDir: await mkdtemp(path.join(work, 'cache-')), profile }, proxy, work, env);
           samples['profiled']!.push(profiled);
           await clipUmount(profiled.rootfs, env);
-          for (const [key, run] of [['guided', {}], ['guidedProfiled', { profile: fineProfile }]] as const) {
+          for (const [key, run] of [
+            ['guided', {}],
+            ['guidedProfiled', { profile: fineProfile }],
+          ] as const) {
             const started = await clipStart(img, guided, { cacheDir: await mkdtemp(path.join(work, 'cache-')), ...run }, proxy, work, env);
             samples[key]!.push(started);
             await clipUmount(started.rootfs, env);
@@ -225,7 +260,10 @@ try {
           row('1. full pull + unpack, then runc', 'pull'),
           row('2. clip, cold: mount + runc', 'cold'),
           row('2b. clip, cold with a start-up profile', 'profiled'),
-          row(`2c. clip, cold, profile-guided index (index ${((100 * guidedSummary.indexBytes) / guidedSummary.compressedBytes).toFixed(1)}%)`, 'guided'),
+          row(
+            `2c. clip, cold, profile-guided index (index ${((100 * guidedSummary.indexBytes) / guidedSummary.compressedBytes).toFixed(1)}%)`,
+            'guided',
+          ),
           row('2d. clip, cold, profile-guided index + start-up profile', 'guidedProfiled'),
           row('3. clip, second container (mount shared, warm)', 'second', `${(ms('second') / floor).toFixed(2)}x local`),
           row('3b. clip, new daemon, disk cache warm', 'restart', `${(ms('restart') / floor).toFixed(2)}x local`),
@@ -252,7 +290,8 @@ try {
 
 const command = `npm run bench:coldstart -- ${links.map((l) => `--link ${l.rate}:${l.rtt}`).join(' ')} --runs ${RUNS}`;
 const imageLines = images.map(
-  (i) => `- **${i.name}**: ${i.description}; ${i.layerFiles.length} layers, ${mb(i.compressedBytes)} MB compressed, ${mb(i.uncompressedBytes)} MB unpacked; ready = \`${i.command.join(' ')}\` prints ${i.readyOutput}`,
+  (i) =>
+    `- **${i.name}**: ${i.description}; ${i.layerFiles.length} layers, ${mb(i.compressedBytes)} MB compressed, ${mb(i.uncompressedBytes)} MB unpacked; ready = \`${i.command.join(' ')}\` prints ${i.readyOutput}`,
 );
 const doc = `# Benchmarks
 
@@ -305,7 +344,9 @@ if (!args['no-write']) {
   await mkdir(path.dirname(DOC), { recursive: true });
   const existing = await readFile(DOC, 'utf8').catch(() => '');
   // Other sections of the file (written by hand) are kept after the generated part.
-  const keep = existing.includes('\n<!-- end of generated part -->') ? existing.slice(existing.indexOf('\n<!-- end of generated part -->')) : '\n<!-- end of generated part -->\n';
+  const keep = existing.includes('\n<!-- end of generated part -->')
+    ? existing.slice(existing.indexOf('\n<!-- end of generated part -->'))
+    : '\n<!-- end of generated part -->\n';
   await writeFile(`${DOC}.tmp`, doc + keep);
   await rename(`${DOC}.tmp`, DOC);
   log(`wrote ${DOC}`);

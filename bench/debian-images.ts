@@ -58,14 +58,18 @@ const SPECS: ImageSpec[] = [
     layers: [
       ['./usr/lib/x86_64-linux-gnu/perl', './usr/share/perl', './usr/bin/perl', './usr/bin/perl5.36.0'],
       ['./usr/lib/python3.11', './usr/bin/python3.11', './usr/share/python3'],
-      ['./usr/lib/python3/dist-packages', './usr/lib/x86_64-linux-gnu/openblas-pthread', './usr/lib/x86_64-linux-gnu/blas', './usr/lib/x86_64-linux-gnu/lapack'],
+      [
+        './usr/lib/python3/dist-packages',
+        './usr/lib/x86_64-linux-gnu/openblas-pthread',
+        './usr/lib/x86_64-linux-gnu/blas',
+        './usr/lib/x86_64-linux-gnu/lapack',
+      ],
       ['./usr/share/doc', './usr/share/man', './usr/share/locale', './usr/share/zoneinfo'],
     ],
     command: ['/usr/bin/python3', '-c', 'import numpy, yaml, json, sqlite3; print(1)'],
     readyOutput: '1',
   },
 ];
-
 
 /** A debootstrapped root file system with `packages`, cached. */
 function rootfs(spec: ImageSpec, log: (m: string) => void): string {
@@ -75,7 +79,9 @@ function rootfs(spec: ImageSpec, log: (m: string) => void): string {
   execFileSync('rm', ['-rf', tmp]);
   log(`debootstrap ${SUITE} (${spec.packages.join(', ')}) from ${MIRROR}`);
   const t = performance.now();
-  execFileSync('debootstrap', ['--variant=minbase', `--include=${spec.packages.join(',')}`, SUITE, tmp, MIRROR], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('debootstrap', ['--variant=minbase', `--include=${spec.packages.join(',')}`, SUITE, tmp, MIRROR], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   execFileSync('mv', [tmp, dir]);
   log(`debootstrap took ${((performance.now() - t) / 1000).toFixed(0)} s`);
   return dir;
@@ -85,9 +91,24 @@ function rootfs(spec: ImageSpec, log: (m: string) => void): string {
 async function tarLayer(root: string, out: string, paths: string[], exclude: string[]): Promise<string> {
   const existing = paths.filter((p) => existsSync(path.join(root, p)));
   const excludes = [...ALWAYS_EXCLUDED, ...exclude].map((e) => `--exclude=${e}`);
-  const tar = spawn('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '--sort=name', ...excludes, '-C', root, '-cf', '-', ...(existing.length ? existing : ['.'])], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const tar = spawn(
+    'tar',
+    [
+      '--numeric-owner',
+      '--xattrs',
+      '--xattrs-include=*',
+      '--sort=name',
+      ...excludes,
+      '-C',
+      root,
+      '-cf',
+      '-',
+      ...(existing.length ? existing : ['.']),
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const file = openSync(out, 'w');
   const gzip = spawn('gzip', ['-6'], { stdio: ['pipe', file, 'inherit'] });
   closeSync(file);
@@ -133,12 +154,28 @@ async function buildLayout(spec: ImageSpec, log: (m: string) => void): Promise<v
   );
   const manifest = await writeBlob(
     dir,
-    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers })),
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers,
+      }),
+    ),
   );
   await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   await writeFile(
     path.join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': spec.name } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': spec.name },
+        },
+      ],
+    }),
   );
   await rm(final, { recursive: true, force: true });
   await rename(dir, final);
@@ -150,7 +187,8 @@ async function describe(spec: ImageSpec): Promise<BenchImage> {
   const manifest = JSON.parse(await readFile(path.join(dir, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
   const layerFiles: string[] = manifest.layers.map((l: { digest: string }) => path.join(dir, 'blobs/sha256', l.digest.slice(7)));
   let uncompressedBytes = 0;
-  for (const f of layerFiles) uncompressedBytes += Number(execFileSync('bash', ['-c', `gzip -dc '${f}' | wc -c`], { encoding: 'utf8' }).trim());
+  for (const f of layerFiles)
+    uncompressedBytes += Number(execFileSync('bash', ['-c', `gzip -dc '${f}' | wc -c`], { encoding: 'utf8' }).trim());
   return {
     name: spec.name,
     description: spec.description,

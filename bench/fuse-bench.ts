@@ -28,7 +28,6 @@ function seconds(fn: () => void): number {
   return (performance.now() - t) / 1000;
 }
 
-
 async function image(name: string, entries: () => TarEntrySpec[]): Promise<string> {
   const dir = path.join(CACHE, name);
   if (!existsSync(path.join(dir, 'index.json'))) {
@@ -41,7 +40,10 @@ async function image(name: string, entries: () => TarEntrySpec[]): Promise<strin
 }
 
 const t0 = { sec: 1_700_000_000, nsec: 0 };
-const bigDir = await image('big', () => [{ type: 'dir', path: 'data', mtime: t0 }, { type: 'file', path: 'data/big.bin', data: createPrng(7).compressible(BIG), mtime: t0 }]);
+const bigDir = await image('big', () => [
+  { type: 'dir', path: 'data', mtime: t0 },
+  { type: 'file', path: 'data/big.bin', data: createPrng(7).compressible(BIG), mtime: t0 },
+]);
 const treeDir = await image('tree', () => {
   const e: TarEntrySpec[] = [];
   for (let d = 0; d < 1000; d++) {
@@ -60,9 +62,23 @@ try {
   await indexImage(`oci:${treeDir}:tree`, { output: path.join(work, 'tree.clip') });
   const local = path.join(work, 'local');
   await mkdir(local);
-  for (const [dir, tag] of [[bigDir, 'big'], [treeDir, 'tree']] as const) {
+  for (const [dir, tag] of [
+    [bigDir, 'big'],
+    [treeDir, 'tree'],
+  ] as const) {
     const idx = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
-    const manifest = JSON.parse(await readFile(path.join(dir, 'blobs/sha256', idx.manifests.find((m: { annotations: Record<string, string> }) => m.annotations['org.opencontainers.image.ref.name'] === tag).digest.slice(7)), 'utf8'));
+    const manifest = JSON.parse(
+      await readFile(
+        path.join(
+          dir,
+          'blobs/sha256',
+          idx.manifests
+            .find((m: { annotations: Record<string, string> }) => m.annotations['org.opencontainers.image.ref.name'] === tag)
+            .digest.slice(7),
+        ),
+        'utf8',
+      ),
+    );
     execFileSync('tar', ['-xzf', path.join(dir, 'blobs/sha256', manifest.layers[0].digest.slice(7)), '-C', local]);
   }
 
@@ -101,14 +117,20 @@ try {
   const walkLocalCold = find(path.join(local));
   const walkLocalWarm = find(path.join(local));
   const recordsDir = path.join(env.CLIP_STATE_DIR, 'mounts');
-  const records = await Promise.all((await readdir(recordsDir)).map(async (f) => JSON.parse(await readFile(path.join(recordsDir, f), 'utf8'))));
+  const records = await Promise.all(
+    (await readdir(recordsDir)).map(async (f) => JSON.parse(await readFile(path.join(recordsDir, f), 'utf8'))),
+  );
   const rec = records.find((r: { mountpoint: string }) => r.mountpoint === treeMp);
   const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${rec.pid}/status`, 'utf8'))![1]) / 1024;
   console.log(`\n## ${FILES.toLocaleString()}-entry image`);
   console.log('| measure | clip | local disk | ratio |');
   console.log('|---|---|---|---|');
-  console.log(`| find with stat, cold caches (s) | ${walkClipCold.toFixed(2)} | ${walkLocalCold.toFixed(2)} | ${(walkClipCold / walkLocalCold).toFixed(2)}x |`);
-  console.log(`| find with stat, warm (s) | ${walkClipWarm.toFixed(2)} | ${walkLocalWarm.toFixed(2)} | ${(walkClipWarm / walkLocalWarm).toFixed(2)}x |`);
+  console.log(
+    `| find with stat, cold caches (s) | ${walkClipCold.toFixed(2)} | ${walkLocalCold.toFixed(2)} | ${(walkClipCold / walkLocalCold).toFixed(2)}x |`,
+  );
+  console.log(
+    `| find with stat, warm (s) | ${walkClipWarm.toFixed(2)} | ${walkLocalWarm.toFixed(2)} | ${(walkClipWarm / walkLocalWarm).toFixed(2)}x |`,
+  );
   console.log(`| clip mount until ready (s) | ${tMount.toFixed(2)} | | |`);
   console.log(`| daemon RSS after the walk (MB) | ${rss.toFixed(0)} | | |`);
 } finally {

@@ -62,16 +62,50 @@ await rm(out, { force: true });
   const entries = [];
   for (let i = 0; i < 100_000; i++) {
     entries.push({
-      path: `usr/lib/pkg${i % 500}/file-${i}.py`, type: 'file' as const, mode: 0o644, uid: 0, gid: 0, size: 1000 + i,
-      dataOffset: i * 2048, mtime: { sec: 1_700_000_000 + i, nsec: i }, devmajor: 0, devminor: 0,
+      path: `usr/lib/pkg${i % 500}/file-${i}.py`,
+      type: 'file' as const,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: 1000 + i,
+      dataOffset: i * 2048,
+      mtime: { sec: 1_700_000_000 + i, nsec: i },
+      devmajor: 0,
+      devminor: 0,
     });
   }
   const tree = mergeLayers([entries]);
   // Digests and spans as the decoder demands them (it refuses what clip could not serve).
   const d = (c: string): string => `sha256:${c.repeat(64)}`;
-  const image = { location: 'oci:/x', reference: 'x', manifestDigest: d('a'), manifestMediaType: '', configDigest: d('b'), platform: { os: 'linux', architecture: 'amd64' }, config: {}, indexedAt: '', indexedBy: '', spanSize: 4 << 20 };
-  const checkpoints = Array.from({ length: Math.ceil(300e6 / (4 << 20)) }, (_, i) => ({ in: i * (4 << 20), out: i * (4 << 20), window: Buffer.alloc(0) }));
-  const layer = { digest: d('c'), mediaType: '', diffId: d('d'), spans: { compression: 'none' as const, compressedSize: 300e6, uncompressedSize: 300e6, checkpoints, digests: checkpoints.map(() => Buffer.alloc(32)) } };
+  const image = {
+    location: 'oci:/x',
+    reference: 'x',
+    manifestDigest: d('a'),
+    manifestMediaType: '',
+    configDigest: d('b'),
+    platform: { os: 'linux', architecture: 'amd64' },
+    config: {},
+    indexedAt: '',
+    indexedBy: '',
+    spanSize: 4 << 20,
+  };
+  const checkpoints = Array.from({ length: Math.ceil(300e6 / (4 << 20)) }, (_, i) => ({
+    in: i * (4 << 20),
+    out: i * (4 << 20),
+    window: Buffer.alloc(0),
+  }));
+  const layer = {
+    digest: d('c'),
+    mediaType: '',
+    diffId: d('d'),
+    spans: {
+      compression: 'none' as const,
+      compressedSize: 300e6,
+      uncompressedSize: 300e6,
+      checkpoints,
+      digests: checkpoints.map(() => Buffer.alloc(32)),
+    },
+  };
   const file = encodeIndex({ kind: 'oci', image, layers: [layer], ...tree });
   const rssBefore = process.memoryUsage().rss;
   const times: number[] = [];
@@ -80,5 +114,7 @@ await rm(out, { force: true });
     decodeIndex(file);
     times.push(performance.now() - t);
   }
-  console.log(`\nloading a 100k-entry index (${fmt(file.length / 1e6)} MB): median ${fmt(median(times), 0)} ms; RSS now ${fmt((process.memoryUsage().rss) / 1e6, 0)} MB (was ${fmt(rssBefore / 1e6, 0)} MB)`);
+  console.log(
+    `\nloading a 100k-entry index (${fmt(file.length / 1e6)} MB): median ${fmt(median(times), 0)} ms; RSS now ${fmt(process.memoryUsage().rss / 1e6, 0)} MB (was ${fmt(rssBefore / 1e6, 0)} MB)`,
+  );
 }

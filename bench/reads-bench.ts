@@ -33,7 +33,6 @@ const execFileAsync = promisify(execFile);
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const ms = (x: number): string => x.toFixed(x < 10 ? 2 : 0);
 
-
 async function timedReads(root: string, reads: { file: string; offset: number }[]): Promise<number[]> {
   const out: number[] = [];
   const buf = Buffer.alloc(4096);
@@ -71,7 +70,10 @@ try {
   const probe = path.join(work, 'probe.clip');
   await indexImage(`oci:${BENCH_IMAGE_DIR}:${BENCH_TAG}`, { output: probe });
   const probeIndex = await loadIndex(probe);
-  const big = probeIndex.layers.reduce((best, l, i) => (l.spans.compressedSize > probeIndex.layers[best]!.spans.compressedSize ? i : best), 0);
+  const big = probeIndex.layers.reduce(
+    (best, l, i) => (l.spans.compressedSize > probeIndex.layers[best]!.spans.compressedSize ? i : best),
+    0,
+  );
   const candidates = [...walk(probeIndex)].filter(([, n]) => n.type === 'file' && n.layer === big && n.size >= 8192 && n.nlink === 1);
   const prng = createPrng(1234);
   const reads = Array.from({ length: READS }, () => {
@@ -128,7 +130,9 @@ try {
     const cold = await timedReads(amp, few);
     dropCaches();
     const warm = await timedReads(amp, few);
-    rows.push(`| archivemount (download ${ms(tDownload)} ms first; first read after ${ms(tFirst)} ms) | ${ms(pct(cold, 50))} | ${ms(pct(cold, 99))} | ${ms(pct(warm, 50))} | ${ms(pct(warm, 99))} | ${(layerBytes / 1e6).toFixed(1)} MB (100%) | |`);
+    rows.push(
+      `| archivemount (download ${ms(tDownload)} ms first; first read after ${ms(tFirst)} ms) | ${ms(pct(cold, 50))} | ${ms(pct(cold, 99))} | ${ms(pct(warm, 50))} | ${ms(pct(warm, 99))} | ${(layerBytes / 1e6).toFixed(1)} MB (100%) | |`,
+    );
     void first;
   } finally {
     spawnSync('umount', [amp]);

@@ -104,8 +104,12 @@ try {
   }
 
   for (const [li, [rate, rtt]] of links.entries()) {
-    console.log(`\nlink: ${(rate / 1e6).toFixed(0)} MB/s, ${rtt} ms round trip (bandwidth x delay = ${((rate * rtt) / 1e3 / 1048576).toFixed(2)} MiB); median of ${RUNS} cold starts\n`);
-    console.log('| layer (compressed) | spans | 1 file: by span | 1 file: whole | whole/span | 8 files: by span | 8 files: whole | whole/span |');
+    console.log(
+      `\nlink: ${(rate / 1e6).toFixed(0)} MB/s, ${rtt} ms round trip (bandwidth x delay = ${((rate * rtt) / 1e3 / 1048576).toFixed(2)} MiB); median of ${RUNS} cold starts\n`,
+    );
+    console.log(
+      '| layer (compressed) | spans | 1 file: by span | 1 file: whole | whole/span | 8 files: by span | 8 files: whole | whole/span |',
+    );
     console.log('|---|---|---|---|---|---|---|---|');
     for (const img of images) {
       const index = img.indexes[li]!;
@@ -121,7 +125,9 @@ try {
         }
         cells.push(`${median(span).toFixed(0)} ms`, `${median(whole).toFixed(0)} ms`, `${(median(whole) / median(span)).toFixed(2)}x`);
       }
-      console.log(`| ${(layer.spans.compressedSize / 1048576).toFixed(2)} MiB | ${layer.spans.checkpoints.length} | ${cells.join(' | ')} |`);
+      console.log(
+        `| ${(layer.spans.compressedSize / 1048576).toFixed(2)} MiB | ${layer.spans.checkpoints.length} | ${cells.join(' | ')} |`,
+      );
     }
   }
   await Promise.all(proxies.map((p) => p.close()));

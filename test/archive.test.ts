@@ -122,7 +122,21 @@ describe('clip archive (local)', () => {
     await writeFile(path.join(shared, 'src', 'locked', 'inside.txt'), 'inside\n');
     await chmod(path.join(shared, 'src', 'locked'), 0o700);
     const out = path.join(shared, 'u.clip');
-    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.resolve('bin/clip.js'), 'archive', path.join(shared, 'src'), '-o', out], { encoding: 'utf8' });
+    const r = spawnSync(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        path.resolve('bin/clip.js'),
+        'archive',
+        path.join(shared, 'src'),
+        '-o',
+        out,
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /^clip: skipped secret\.txt: cannot read it \(EACCES\)$/m);
     assert.match(r.stderr, /^clip: skipped locked: cannot list the directory \(EACCES\)/m);
@@ -138,7 +152,11 @@ describe('clip archive (local)', () => {
     const big = index.nodes.find((n) => n.type === 'file' && n.size === BIG_SIZE)!;
     const table = index.layers[0]!.spans;
     // Flip one byte in the middle of the span that holds the big file's middle.
-    const span = table.checkpoints.findIndex((cp, i) => cp.out <= big.offset + BIG_SIZE / 2 && (i + 1 === table.checkpoints.length || table.checkpoints[i + 1]!.out > big.offset + BIG_SIZE / 2));
+    const span = table.checkpoints.findIndex(
+      (cp, i) =>
+        cp.out <= big.offset + BIG_SIZE / 2 &&
+        (i + 1 === table.checkpoints.length || table.checkpoints[i + 1]!.out > big.offset + BIG_SIZE / 2),
+    );
     const range = spanRange(table, span);
     const at = 80 + Math.floor((range.start + range.end) / 2);
     const fh = await open(bad, 'r+');
@@ -153,7 +171,10 @@ describe('clip archive (local)', () => {
     const cat = await runClip(['cat', bad, BIG_FILE]);
     assert.notEqual(cat.code, 0);
     assert.match(cat.stderr, /do not match the span digest/);
-    assert.ok(cat.stdout.length < BIG_SIZE && tree.big.subarray(0, cat.stdout.length).equals(cat.stdout), 'only correct bytes before the failure');
+    assert.ok(
+      cat.stdout.length < BIG_SIZE && tree.big.subarray(0, cat.stdout.length).equals(cat.stdout),
+      'only correct bytes before the failure',
+    );
     // Files in other spans still read.
     assert.equal((await runClip(['cat', bad, 'deep/a/b/c/leaf.txt'])).stdout.toString(), 'leaf\n');
 
@@ -204,7 +225,8 @@ describe('clip archive (local)', () => {
       const out = path.join(ws.dir, 'everything-archive.clip');
       const r = await runClip(['archive', ref, '-o', out]);
       assert.equal(r.code, 0, r.stderr);
-      const strip = (buf: Buffer): unknown[] => JSON.parse(buf.toString()).map(({ ino: _i, layer: _l, offset: _o, ...rest }: Record<string, unknown>) => rest);
+      const strip = (buf: Buffer): unknown[] =>
+        JSON.parse(buf.toString()).map(({ ino: _i, layer: _l, offset: _o, ...rest }: Record<string, unknown>) => rest);
       const want = strip((await runClip(['ls', '-R', '--json', idx])).stdout);
       const got = strip((await runClip(['ls', '-R', '--json', out])).stdout);
       assert.ok(want.length > 20);

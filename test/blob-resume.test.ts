@@ -27,7 +27,9 @@ describe('layer downloads cut while indexing', () => {
   async function content(file: string): Promise<string> {
     const index = await loadIndex(file);
     const { indexedAt: _, ...image } = index.image;
-    return JSON.stringify({ ...index, image }, (_k, v: unknown) => (v instanceof Map ? [...v] : Buffer.isBuffer(v) ? v.toString('hex') : v));
+    return JSON.stringify({ ...index, image }, (_k, v: unknown) =>
+      v instanceof Map ? [...v] : Buffer.isBuffer(v) ? v.toString('hex') : v,
+    );
   }
 
   before(async () => {

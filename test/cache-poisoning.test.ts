@@ -78,7 +78,11 @@ describe('span cache and hostile indexes', () => {
     await writeFile(path.join(hostileDir, 'blobs', 'sha256', digest.slice('sha256:'.length)), other.layers[0]!.blob);
     const hostile = await loadIndex(otherIndex);
     const genuineRecord = (await loadIndex(genuineIndex)).layers[0]!;
-    assert.equal(hostile.layers[0]!.spans.uncompressedSize, genuineRecord.spans.uncompressedSize, 'same span length, so a cache keyed by (digest, span) would hit');
+    assert.equal(
+      hostile.layers[0]!.spans.uncompressedSize,
+      genuineRecord.spans.uncompressedSize,
+      'same span length, so a cache keyed by (digest, span) would hit',
+    );
     hostile.layers[0] = { ...hostile.layers[0]!, digest, diffId: genuineRecord.diffId };
     hostile.image = { ...hostile.image, location: `oci:${hostileDir}` };
     const hostileIndex = path.join(ws.dir, 'hostile.clip');
@@ -86,9 +90,15 @@ describe('span cache and hostile indexes', () => {
 
     const cacheDir = path.join(ws.dir, 'shared-cache');
     const served = await mountRead(hostileIndex, path.join(ws.dir, 'mnt-hostile'), cacheDir);
-    assert.ok(served === 'HOSTILE!'.repeat(SIZE / 8), `the hostile index serves the bytes it describes, got ${JSON.stringify(served.slice(0, 16))}...`);
+    assert.ok(
+      served === 'HOSTILE!'.repeat(SIZE / 8),
+      `the hostile index serves the bytes it describes, got ${JSON.stringify(served.slice(0, 16))}...`,
+    );
 
     const text = await mountRead(genuineIndex, path.join(ws.dir, 'mnt-genuine'), cacheDir);
-    assert.ok(text === 'genuine!'.repeat(SIZE / 8), `the genuine image must serve its own bytes, not the cached hostile span; got ${JSON.stringify(text.slice(0, 16))}...`);
+    assert.ok(
+      text === 'genuine!'.repeat(SIZE / 8),
+      `the genuine image must serve its own bytes, not the cached hostile span; got ${JSON.stringify(text.slice(0, 16))}...`,
+    );
   });
 });

@@ -42,14 +42,23 @@ describe('registry with Basic auth (htpasswd)', () => {
     const none = await runClip(['index', ref, '-o', out], { env: noConfig });
     assert.notEqual(none.code, 0);
     assert.match(none.stderr, /denied without credentials/);
-    assert.deepEqual((await readdir(work)).filter((f) => f.includes('denied')), []);
+    assert.deepEqual(
+      (await readdir(work)).filter((f) => f.includes('denied')),
+      [],
+    );
   });
 
   it('credentials from flags and stdin index and read the image', async () => {
     const out = path.join(work, 'flags.clip');
-    const r = await runClip(['index', ref, '-o', out, '--username', creds.username, '--password-stdin'], { env: noConfig, input: creds.password + '\n' });
+    const r = await runClip(['index', ref, '-o', out, '--username', creds.username, '--password-stdin'], {
+      env: noConfig,
+      input: creds.password + '\n',
+    });
     assert.equal(r.code, 0, r.stderr);
-    const cat = await runClip(['cat', out, `${EVERYTHING.opaqueDir}/keep-name.txt`, '--username', creds.username, '--password', creds.password], { env: noConfig });
+    const cat = await runClip(
+      ['cat', out, `${EVERYTHING.opaqueDir}/keep-name.txt`, '--username', creds.username, '--password', creds.password],
+      { env: noConfig },
+    );
     assert.equal(cat.code, 0, cat.stderr);
     assert.equal(cat.stdout.toString(), EVERYTHING.opaqueKeepNameContent);
     const anonymous = await runClip(['cat', out, `${EVERYTHING.opaqueDir}/keep-name.txt`], { env: noConfig });

@@ -54,8 +54,14 @@ describe('clip CLI', () => {
     const report = JSON.parse(r.stdout.toString());
     assert.equal(report.image.manifestDigest, image.manifestDigest);
     assert.equal(report.image.configDigest, image.configDigest);
-    assert.deepEqual(report.layers.map((l: { digest: string }) => l.digest), image.layers.map((l) => l.digest));
-    assert.deepEqual(report.layers.map((l: { compression: string }) => l.compression), image.layers.map((l) => (l.compression === 'none' ? 'none' : 'gzip')));
+    assert.deepEqual(
+      report.layers.map((l: { digest: string }) => l.digest),
+      image.layers.map((l) => l.digest),
+    );
+    assert.deepEqual(
+      report.layers.map((l: { compression: string }) => l.compression),
+      image.layers.map((l) => (l.compression === 'none' ? 'none' : 'gzip')),
+    );
     const text = await runClip(['inspect', index]);
     assert.match(text.stdout.toString(), /layers:/);
   });
@@ -144,7 +150,10 @@ describe('clip CLI', () => {
       try {
         await pushImage(image.dir, image.tag, other.host, 'cli/corrupt');
         await corruptBlobInRegistry(other.dir, image.layers[1]!.digest);
-        await failsCleanly((o) => ['index', `${other.host}/cli/corrupt:${image.tag}`, '-o', o], new RegExp(`${image.layers[1]!.digest}.*hash`));
+        await failsCleanly(
+          (o) => ['index', `${other.host}/cli/corrupt:${image.tag}`, '-o', o],
+          new RegExp(`${image.layers[1]!.digest}.*hash`),
+        );
       } finally {
         await other.stop();
       }

@@ -87,7 +87,9 @@ describe('faults between clip and the registry', () => {
   it('a mount answers EIO while the registry is down, survives, and reads again when it is back', async () => {
     const mp = path.join(ws.dir, 'mnt');
     await mkdir(mp);
-    const m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, `cache-${cacheCount++}`)], { env: { ...ws.env, ...LIMITS } });
+    const m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, `cache-${cacheCount++}`)], {
+      env: { ...ws.env, ...LIMITS },
+    });
     assert.equal(m.code, 0, m.stderr);
     try {
       const [rec] = await mountRecords(ws);

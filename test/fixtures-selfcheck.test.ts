@@ -11,7 +11,15 @@ import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { run } from './helpers/exec.js';
 import { EVERYTHING, LARGE, buildFixture, everythingLayers, unstableMtimePaths } from './helpers/fixtures.js';
-import { buildImage, buildMultiPlatformImage, MEDIA, sha256, twoPlatformImages, type BuiltImage, type LayerSpec } from './helpers/image-builder.js';
+import {
+  buildImage,
+  buildMultiPlatformImage,
+  MEDIA,
+  sha256,
+  twoPlatformImages,
+  type BuiltImage,
+  type LayerSpec,
+} from './helpers/image-builder.js';
 import {
   basicAuth,
   corruptBlobInRegistry,
@@ -60,10 +68,18 @@ describe('tar writer', () => {
       for (const [i, l] of layers.entries()) {
         const file = join(tmp, `layer${i}.tar`);
         await writeFile(file, buildTar(l.entries));
-        const { stdout, stderr } = await run('tar', ['--quoting-style=literal', '-tf', file], { env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+        const { stdout, stderr } = await run('tar', ['--quoting-style=literal', '-tf', file], {
+          env: { ...process.env, LC_ALL: 'C.UTF-8' },
+        });
         assert.equal(stderr, '');
         const want = l.entries.map((e) => (e.type === 'dir' && !e.path.endsWith('/') ? e.path + '/' : e.path));
-        assert.deepEqual(stdout.toString('utf8').split('\n').filter((s) => s !== ''), want);
+        assert.deepEqual(
+          stdout
+            .toString('utf8')
+            .split('\n')
+            .filter((s) => s !== ''),
+          want,
+        );
       }
     } finally {
       await rm(tmp, { recursive: true, force: true });
@@ -85,7 +101,10 @@ describe('tar writer', () => {
       const h = Buffer.from(tar.subarray(off, off + 512));
       const stored = parseInt(h.subarray(148, 154).toString('latin1'), 8);
       h.fill(0x20, 148, 156);
-      assert.equal(stored, h.reduce((a, b) => a + b, 0));
+      assert.equal(
+        stored,
+        h.reduce((a, b) => a + b, 0),
+      );
     }
     assert.ok(tar.subarray(512 * 4).every((b) => b === 0));
   });
@@ -115,8 +134,14 @@ describe('everything fixture vs umoci', () => {
 
   test('layout, digests, compression kinds', async () => {
     assert.equal(img.layers.length, EVERYTHING.layerCount);
-    assert.deepEqual(img.layers.map((l) => l.compression), ['gzip', 'gzip-multi', 'none', 'gzip']);
-    assert.deepEqual(img.layers.map((l) => l.mediaType), [MEDIA.ociLayerGzip, MEDIA.ociLayerGzip, MEDIA.ociLayerTar, MEDIA.ociLayerGzip]);
+    assert.deepEqual(
+      img.layers.map((l) => l.compression),
+      ['gzip', 'gzip-multi', 'none', 'gzip'],
+    );
+    assert.deepEqual(
+      img.layers.map((l) => l.mediaType),
+      [MEDIA.ociLayerGzip, MEDIA.ociLayerGzip, MEDIA.ociLayerTar, MEDIA.ociLayerGzip],
+    );
     const index = JSON.parse(await readFile(join(img.dir, 'index.json'), 'utf8'));
     assert.equal(index.manifests[0].digest, img.manifestDigest);
     assert.equal(index.manifests[0].annotations['org.opencontainers.image.ref.name'], 'everything');
@@ -131,7 +156,10 @@ describe('everything fixture vs umoci', () => {
     assert.ok(multi.memberCompressedOffsets!.length >= 5, 'several gzip members');
     for (const off of multi.memberCompressedOffsets!) assert.deepEqual([...multi.blob.subarray(off, off + 3)], [0x1f, 0x8b, 8]);
     const config = JSON.parse(await readFile(join(img.dir, 'blobs', 'sha256', img.configDigest.slice(7)), 'utf8'));
-    assert.deepEqual(config.rootfs.diff_ids, img.layers.map((l) => l.diffId));
+    assert.deepEqual(
+      config.rootfs.diff_ids,
+      img.layers.map((l) => l.diffId),
+    );
     assert.equal(config.os, 'linux');
   });
 
@@ -175,7 +203,13 @@ describe('everything fixture vs umoci', () => {
       assert.equal(tree.get(p)?.target, target, p);
       assert.equal(tree.get(p)?.size, Buffer.byteLength(target), p);
     }
-    for (const p of [EVERYTHING.longPaxPath, EVERYTHING.longPrefixPath, EVERYTHING.longGnuPath, EVERYTHING.deepPath, EVERYTHING.nameMaxPath]) {
+    for (const p of [
+      EVERYTHING.longPaxPath,
+      EVERYTHING.longPrefixPath,
+      EVERYTHING.longGnuPath,
+      EVERYTHING.deepPath,
+      EVERYTHING.nameMaxPath,
+    ]) {
       assert.equal(tree.get(p)?.type, 'file', p);
     }
     assert.ok(Buffer.byteLength(EVERYTHING.deepPath) > 255);
@@ -299,13 +333,19 @@ describe('local registry', () => {
     const pushed = await pushImage(img.dir, 'v1', reg!.host, 'fixtures/everything');
     assert.equal(pushed.digest, img.manifestDigest);
     const raw = JSON.parse(pushed.rawManifest.toString('utf8'));
-    assert.deepEqual(raw.layers.map((l: { digest: string }) => l.digest), img.layers.map((l) => l.digest));
+    assert.deepEqual(
+      raw.layers.map((l: { digest: string }) => l.digest),
+      img.layers.map((l) => l.digest),
+    );
     assert.equal(raw.layers[2].mediaType, MEDIA.ociLayerTar, 'uncompressed layer stays uncompressed');
     const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--no-creds', `docker://${reg!.host}/fixtures/everything:v1`]);
     const info = JSON.parse(stdout.toString('utf8'));
     assert.equal(info.Digest, img.manifestDigest);
     assert.equal(info.Os, 'linux');
-    assert.deepEqual(info.Layers, img.layers.map((l) => l.digest));
+    assert.deepEqual(
+      info.Layers,
+      img.layers.map((l) => l.digest),
+    );
     for (const l of img.layers) {
       const r = await httpGet(`http://${reg!.host}/v2/fixtures/everything/blobs/${l.digest}`);
       assert.equal(r.status, 200);
@@ -332,7 +372,10 @@ describe('local registry', () => {
     assert.equal(pushed.digest, multi.indexDigest);
     const index = JSON.parse(pushed.rawManifest.toString('utf8'));
     assert.equal(index.mediaType, MEDIA.ociIndex);
-    assert.deepEqual(index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture), ['amd64', 'arm64']);
+    assert.deepEqual(
+      index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture),
+      ['amd64', 'arm64'],
+    );
     for (const img of multi.images) {
       const raw = await inspectRaw(reg!.host, `fixtures/multi@${img.manifestDigest}`);
       assert.equal(sha256(raw), img.manifestDigest);

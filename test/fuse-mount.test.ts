@@ -498,7 +498,10 @@ describe('FUSE: a toy filesystem mounted read-only through the kernel', { skip, 
     toy.filesystem.maxRead = 0;
     const got = await readRange(p('big-direct.bin'), 777, 3 * 1024 * 1024 + 5);
     assert.ok(got.equals(big.subarray(777, 777 + 3 * 1024 * 1024 + 5)));
-    assert.ok(toy.filesystem.maxRead > 1024 * 1024 - 4096 && toy.filesystem.maxRead <= 1024 * 1024, `largest READ ${toy.filesystem.maxRead}`);
+    assert.ok(
+      toy.filesystem.maxRead > 1024 * 1024 - 4096 && toy.filesystem.maxRead <= 1024 * 1024,
+      `largest READ ${toy.filesystem.maxRead}`,
+    );
   });
 
   it('resolves symlinks', async () => {

@@ -63,7 +63,10 @@ describe('gzip of zeros: spans bounded by output', () => {
       const outs = spanOutputs(t);
       assert.ok(Math.max(...outs) <= spanBound(spanSize), `largest span ${Math.max(...outs)}`);
       assert.ok(t.checkpoints.length >= 64 / 11, `${t.checkpoints.length} spans for 64 MiB`);
-      assert.ok(t.checkpoints.some((c) => (c.bits ?? 0) > 0), 'some checkpoints start mid-byte');
+      assert.ok(
+        t.checkpoints.some((c) => (c.bits ?? 0) > 0),
+        'some checkpoints start mid-byte',
+      );
       for (let i = 0; i < t.checkpoints.length; i++) {
         const r = spanRange(t, i);
         assert.ok(createHash('sha256').update(gz.subarray(r.start, r.end)).digest().equals(t.digests[i]!), `digest of span ${i}`);
@@ -89,9 +92,41 @@ describe('gzip of zeros: spans bounded by output', () => {
   it('checkpoints with bit offsets round-trip through the .clip format (version 4)', async () => {
     const gz = zlib.gzipSync(plain, { level: 9 });
     const t = build(gz, MiB);
-    const root = { ino: 1, type: 'dir' as const, mode: 0o755, uid: 0, gid: 0, size: 0, nlink: 2, mtime: { sec: 0, nsec: 0 }, atime: { sec: 0, nsec: 0 }, ctime: { sec: 0, nsec: 0 }, devmajor: 0, devminor: 0, layer: -1, offset: 0, children: new Map() };
-    const image = { location: 'oci:/x', reference: 'x', manifestDigest: `sha256:${'a'.repeat(64)}`, manifestMediaType: 'm', configDigest: `sha256:${'b'.repeat(64)}`, platform: { os: 'linux', architecture: 'amd64' }, config: {}, indexedAt: '', indexedBy: '', spanSize: MiB } as never;
-    const layer = { digest: `sha256:${'c'.repeat(64)}`, diffId: `sha256:${'d'.repeat(64)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', spans: t };
+    const root = {
+      ino: 1,
+      type: 'dir' as const,
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      nlink: 2,
+      mtime: { sec: 0, nsec: 0 },
+      atime: { sec: 0, nsec: 0 },
+      ctime: { sec: 0, nsec: 0 },
+      devmajor: 0,
+      devminor: 0,
+      layer: -1,
+      offset: 0,
+      children: new Map(),
+    };
+    const image = {
+      location: 'oci:/x',
+      reference: 'x',
+      manifestDigest: `sha256:${'a'.repeat(64)}`,
+      manifestMediaType: 'm',
+      configDigest: `sha256:${'b'.repeat(64)}`,
+      platform: { os: 'linux', architecture: 'amd64' },
+      config: {},
+      indexedAt: '',
+      indexedBy: '',
+      spanSize: MiB,
+    } as never;
+    const layer = {
+      digest: `sha256:${'c'.repeat(64)}`,
+      diffId: `sha256:${'d'.repeat(64)}`,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      spans: t,
+    };
     const file = encodeIndex({ kind: 'oci', image, layers: [layer], root, nodes: [root] });
     assert.equal(file.readUInt16LE(8), 4, 'format version 4');
     const back = decodeIndex(file).layers[0]!.spans;
@@ -100,7 +135,11 @@ describe('gzip of zeros: spans bounded by output', () => {
       t.checkpoints.map((c) => [c.in, c.bits ?? 0, c.out]),
     );
     // Without unaligned checkpoints the file stays at the older version.
-    const aligned = { ...t, checkpoints: t.checkpoints.filter((c) => !c.bits), digests: t.digests.filter((_, i) => !t.checkpoints[i]!.bits) };
+    const aligned = {
+      ...t,
+      checkpoints: t.checkpoints.filter((c) => !c.bits),
+      digests: t.digests.filter((_, i) => !t.checkpoints[i]!.bits),
+    };
     assert.equal(encodeIndex({ kind: 'oci', image, layers: [{ ...layer, spans: aligned }], root, nodes: [root] }).readUInt16LE(8), 1);
   });
 
@@ -112,7 +151,8 @@ describe('gzip of zeros: spans bounded by output', () => {
     const gz = Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), s.bytes(), Buffer.alloc(8)]);
     assert.throws(
       () => build(gz, MiB),
-      (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP' && /compressed offset 10\b/.test(e.message) && /crafted/.test(e.message),
+      (e: unknown) =>
+        e instanceof ClipError && e.code === 'BAD_GZIP' && /compressed offset 10\b/.test(e.message) && /crafted/.test(e.message),
     );
   });
 });
@@ -124,14 +164,25 @@ describe('inflate never exceeds what the index declares', () => {
   it('a span whose verified bytes inflate to more than declared fails with BAD_GZIP after at most one chunk more', async () => {
     // The hostile index: one span over the whole stream, declaring 1000 bytes.
     const t = build(gz, 4 * MiB);
-    const forged: SpanTable = { ...t, uncompressedSize: 1000, checkpoints: [t.checkpoints[0]!], digests: [createHash('sha256').update(gz).digest()] };
-    await assert.rejects(inflateSpans(forged, 0, 0, gz), (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP' && /more than the 1000 bytes expected/.test(e.message));
+    const forged: SpanTable = {
+      ...t,
+      uncompressedSize: 1000,
+      checkpoints: [t.checkpoints[0]!],
+      digests: [createHash('sha256').update(gz).digest()],
+    };
+    await assert.rejects(
+      inflateSpans(forged, 0, 0, gz),
+      (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP' && /more than the 1000 bytes expected/.test(e.message),
+    );
   });
 
   it('a span that declares more than MAX_SPAN_OUTPUT is refused before inflating', async () => {
     const t = build(gz, 4 * MiB);
     const forged: SpanTable = { ...t, uncompressedSize: MAX_SPAN_OUTPUT + 1, checkpoints: [t.checkpoints[0]!] };
-    await assert.rejects(inflateSpans(forged, 0, 0, gz), (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && /more than one span may cover/.test(e.message));
+    await assert.rejects(
+      inflateSpans(forged, 0, 0, gz),
+      (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && /more than one span may cover/.test(e.message),
+    );
   });
 
   it('a window that inflates to more than 32 KiB is refused', async () => {
@@ -140,8 +191,14 @@ describe('inflate never exceeds what the index declares', () => {
     const t = build(zlib.gzipSync(text, { level: 6 }), 256 * 1024);
     const i = t.checkpoints.findIndex((c, k) => k > 0 && c.window.length > 0);
     assert.ok(i > 0);
-    const forged: SpanTable = { ...t, checkpoints: t.checkpoints.map((c, k) => (k === i ? { ...c, window: zlib.deflateRawSync(Buffer.alloc(40_000)) } : c)) };
-    await assert.rejects(inflateSpans(forged, i, i, Buffer.alloc(10)), (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && /window of checkpoint/.test(e.message));
+    const forged: SpanTable = {
+      ...t,
+      checkpoints: t.checkpoints.map((c, k) => (k === i ? { ...c, window: zlib.deflateRawSync(Buffer.alloc(40_000)) } : c)),
+    };
+    await assert.rejects(
+      inflateSpans(forged, i, i, Buffer.alloc(10)),
+      (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && /window of checkpoint/.test(e.message),
+    );
   });
 });
 
@@ -157,7 +214,15 @@ describe('zero-filled images: reads through the reader and a mount', () => {
     work = await mkdtemp(path.join(tmpdir(), 'clip-bounds-'));
     ws = await clipWorkspace('bounds');
     image = await buildImage({
-      layers: [{ entries: [{ path: 'head.bin', type: 'file', data: head }, { path: 'zeros.bin', type: 'file', data: zeros }, { path: 'tail.txt', type: 'file', data: 'the end\n' }] }],
+      layers: [
+        {
+          entries: [
+            { path: 'head.bin', type: 'file', data: head },
+            { path: 'zeros.bin', type: 'file', data: zeros },
+            { path: 'tail.txt', type: 'file', data: 'the end\n' },
+          ],
+        },
+      ],
     });
   });
   after(async () => {
@@ -202,12 +267,18 @@ describe('zero-filled images: reads through the reader and a mount', () => {
     const layer = index.layers[0]!;
     // One span over the whole blob, its digest right, its output declared as 4 KiB.
     const t = layer.spans;
-    const forged = { ...layer, spans: { ...t, uncompressedSize: 4096, checkpoints: [t.checkpoints[0]!], digests: [createHash('sha256').update(blob).digest()] } };
+    const forged = {
+      ...layer,
+      spans: { ...t, uncompressedSize: 4096, checkpoints: [t.checkpoints[0]!], digests: [createHash('sha256').update(blob).digest()] },
+    };
     const blobs = await openBlobSource(index.image.location);
     try {
       const reader = new LayerReader([forged], blobs, { smallLayer: 0 });
       // image-fs answers any read failure with EIO and logs it.
-      await assert.rejects(reader.read(0, 0, 100), (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP' && /more than the 4096 bytes expected/.test(e.message));
+      await assert.rejects(
+        reader.read(0, 0, 100),
+        (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP' && /more than the 4096 bytes expected/.test(e.message),
+      );
     } finally {
       await blobs.close();
     }
@@ -229,7 +300,10 @@ describe('zero-filled images: reads through the reader and a mount', () => {
           const offset = rng.int(zeros.length);
           const buf = Buffer.alloc(1 + rng.int(256 * 1024));
           const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-          assert.ok(buf.subarray(0, bytesRead).equals(zeros.subarray(offset, offset + buf.length)), `zeros.bin [${offset}, +${buf.length})`);
+          assert.ok(
+            buf.subarray(0, bytesRead).equals(zeros.subarray(offset, offset + buf.length)),
+            `zeros.bin [${offset}, +${buf.length})`,
+          );
         }
       } finally {
         await fh.close();
@@ -248,7 +322,9 @@ describe('indexing is bounded by the descriptor', () => {
   let bodyClosed: Promise<void>;
   const gz = zlib.gzipSync(buildTar([{ path: 'a.txt', type: 'file', data: 'hello\n' }]));
   const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-  const config = Buffer.from(JSON.stringify({ architecture: hostArchitecture(), os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(zlib.gunzipSync(gz))] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: hostArchitecture(), os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(zlib.gunzipSync(gz))] } }),
+  );
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -263,7 +339,10 @@ describe('indexing is bounded by the descriptor', () => {
     server = createServer((req, res) => {
       const url = req.url ?? '';
       if (url === '/v2/' || url === '/v2') return res.writeHead(200).end();
-      if (url.includes('/manifests/')) return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': manifest.length }).end(manifest);
+      if (url.includes('/manifests/'))
+        return res
+          .writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': manifest.length })
+          .end(manifest);
       if (url.endsWith(sha(config))) return res.writeHead(200, { 'content-length': config.length }).end(config);
       if (url.endsWith(sha(gz))) {
         // The layer's bytes, then more, forever (no content-length).
@@ -292,7 +371,8 @@ describe('indexing is bounded by the descriptor', () => {
     const out = path.join(tmpdir(), `clip-endless-${process.pid}.clip`);
     await assert.rejects(
       indexImage(`${host}/endless/app:v1`, { output: out }),
-      (e: unknown) => e instanceof ClipError && e.code === 'DIGEST_MISMATCH' && e.message.includes(`more than the ${gz.length} bytes the manifest says`),
+      (e: unknown) =>
+        e instanceof ClipError && e.code === 'DIGEST_MISMATCH' && e.message.includes(`more than the ${gz.length} bytes the manifest says`),
     );
     await bodyClosed;
   });
@@ -324,7 +404,12 @@ describe('gzip bombs: the compression ratio is bounded', () => {
     const out = path.join(work, 'bomb.clip');
     await assert.rejects(
       indexImage(ref, { output: out }),
-      (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP' && e.message.includes(layer.digest) && /ratio of 100:1/.test(e.message) && /--max-ratio/.test(e.message),
+      (e: unknown) =>
+        e instanceof ClipError &&
+        e.code === 'BAD_GZIP' &&
+        e.message.includes(layer.digest) &&
+        /ratio of 100:1/.test(e.message) &&
+        /--max-ratio/.test(e.message),
     );
     const cli = await runClip(['index', ref, '-o', out]);
     assert.equal(cli.code, 1);

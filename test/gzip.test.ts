@@ -131,10 +131,16 @@ describe('gzip checkpoints', () => {
   });
 
   it('rejects truncated and corrupt gzip with a clear error', () => {
-    assert.throws(() => build(gz.subarray(0, gz.length >> 1), 1 << 20), (e: unknown) => e instanceof ClipError && /truncated/.test(e.message));
+    assert.throws(
+      () => build(gz.subarray(0, gz.length >> 1), 1 << 20),
+      (e: unknown) => e instanceof ClipError && /truncated/.test(e.message),
+    );
     const bad = Buffer.from(gz);
     for (let i = 0; i < 64; i++) bad[(bad.length >> 2) + i * 997]! ^= 0xa5;
-    assert.throws(() => build(bad, 1 << 20), (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP');
+    assert.throws(
+      () => build(bad, 1 << 20),
+      (e: unknown) => e instanceof ClipError && e.code === 'BAD_GZIP',
+    );
     assert.throws(() => build(Buffer.concat([gz, Buffer.from('garbage')]), 1 << 20), ClipError);
   });
 

@@ -58,12 +58,19 @@ describe('crafted layers through clip index', () => {
 
   async function image(tars: Buffer[]): Promise<{ ref: string; dir: string; out: string }> {
     const dir = path.join(ws.dir, `img${++n}`);
-    const ref = await writeRawLayerImage(dir, tars.map((t) => gzipLayer(t)));
+    const ref = await writeRawLayerImage(
+      dir,
+      tars.map((t) => gzipLayer(t)),
+    );
     return { ref, dir, out: path.join(ws.dir, `img${n}.clip`) };
   }
 
   it('lists a file hidden in the "data" of a directory header, as Go (containerd, umoci) does', async () => {
-    const tar = buildTar([{ type: 'dir', path: 'd' }, { type: 'file', path: 'd/hidden', data: 'boo\n' }, { type: 'file', path: 'after', data: 'x' }]);
+    const tar = buildTar([
+      { type: 'dir', path: 'd' },
+      { type: 'file', path: 'd/hidden', data: 'boo\n' },
+      { type: 'file', path: 'after', data: 'x' },
+    ]);
     // The directory's header now claims the next 1024 bytes (hidden's header and data) as its data.
     resize(tar, 0, 1024);
     const img = await image([tar]);
@@ -93,7 +100,10 @@ describe('crafted layers through clip index', () => {
   });
 
   it('refuses a layer with a name that is not UTF-8, naming its offset and bytes', async () => {
-    const tar = buildTar([{ type: 'file', path: 'ok', data: 'x' }, { type: 'file', path: 'n?', data: 'y' }]);
+    const tar = buildTar([
+      { type: 'file', path: 'ok', data: 'x' },
+      { type: 'file', path: 'n?', data: 'y' },
+    ]);
     tar[1024 + 1] = 0xff; // "n\xff": the name field holds raw bytes
     resize(tar, 1024, 1); // recompute the checksum
     const img = await image([tar]);
@@ -163,7 +173,10 @@ describe('millions of duplicate tar headers through clip index (small heap)', ()
     // One gzip member of 2,048 identical headers, repeated: 2M headers, 1 GiB of tar, under a MB of gzip.
     // Kept, they need ~600 MB of heap (290 B each): more than the 256 MB the child gets.
     // Owner names as docker writes them: each becomes two more strings per entry kept.
-    const header = buildTar([{ type: 'file', path: 'dup', mode: 0o644, uname: 'root', gname: 'root', mtime: { sec: 1_700_000_000, nsec: 0 } }], { endBlocks: 0 });
+    const header = buildTar(
+      [{ type: 'file', path: 'dup', mode: 0o644, uname: 'root', gname: 'root', mtime: { sec: 1_700_000_000, nsec: 0 } }],
+      { endBlocks: 0 },
+    );
     assert.equal(header.length, 512);
     const chunk = Buffer.concat(Array.from({ length: 2048 }, () => header));
     const member = gzipSync(chunk, { level: 9 });

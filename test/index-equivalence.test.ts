@@ -87,7 +87,9 @@ describe('index equivalence with umoci', () => {
         const bundle = await umociUnpack(image.dir, image.tag);
         try {
           const unstable = new Set(unstableMtimePaths('everything'));
-          const diffs = compareTrees(await walkTree(bundle.rootfs), viaLayout, { ignoreField: (p, f) => f === 'mtimeNs' && unstable.has(p) });
+          const diffs = compareTrees(await walkTree(bundle.rootfs), viaLayout, {
+            ignoreField: (p, f) => f === 'mtimeNs' && unstable.has(p),
+          });
           assert.deepEqual(diffs, []);
         } finally {
           await bundle.cleanup();

@@ -11,13 +11,32 @@ import type { ClipIndex } from '../src/index/types.js';
 import type { TarEntry } from '../src/tar/types.js';
 
 function entry(path: string, extra: Partial<TarEntry>): TarEntry {
-  return { path, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, dataOffset: 0, mtime: { sec: 0, nsec: 0 }, devmajor: 0, devminor: 0, ...extra };
+  return {
+    path,
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    dataOffset: 0,
+    mtime: { sec: 0, nsec: 0 },
+    devmajor: 0,
+    devminor: 0,
+    ...extra,
+  };
 }
 
 function sample(files = 3): ClipIndex {
   const entries: TarEntry[] = [
     entry('bin', { type: 'dir', mode: 0o755, mtime: { sec: -5, nsec: 999_999_999 } }),
-    entry('bin/su', { mode: 0o4755, uid: 0, gid: 0, size: 1000, dataOffset: 512, xattrs: new Map([['security.capability', Buffer.from([1, 0, 0, 2, 0, 4])]]) }),
+    entry('bin/su', {
+      mode: 0o4755,
+      uid: 0,
+      gid: 0,
+      size: 1000,
+      dataOffset: 512,
+      xattrs: new Map([['security.capability', Buffer.from([1, 0, 0, 2, 0, 4])]]),
+    }),
     entry('bin/sh', { type: 'hardlink', linkname: 'bin/su' }),
     entry('dev/null', { type: 'char', devmajor: 1, devminor: 3, mode: 0o666 }),
     entry('fifo', { type: 'fifo', uid: 123456, gid: 65534, atime: { sec: 3, nsec: 4 }, ctime: { sec: 2 ** 37, nsec: 1 } }),
@@ -28,19 +47,34 @@ function sample(files = 3): ClipIndex {
   return {
     kind: 'oci',
     image: {
-      location: 'docker://127.0.0.1:5000/test', reference: '127.0.0.1:5000/test:latest', manifestDigest: 'sha256:' + 'a'.repeat(64),
-      manifestMediaType: 'application/vnd.oci.image.manifest.v1+json', configDigest: 'sha256:' + 'b'.repeat(64),
-      platform: { os: 'linux', architecture: 'amd64' }, config: { config: { Cmd: ['/bin/sh'] } },
-      indexedAt: '2026-01-01T00:00:00.000Z', indexedBy: 'clip test', spanSize: 1 << 20,
+      location: 'docker://127.0.0.1:5000/test',
+      reference: '127.0.0.1:5000/test:latest',
+      manifestDigest: 'sha256:' + 'a'.repeat(64),
+      manifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
+      configDigest: 'sha256:' + 'b'.repeat(64),
+      platform: { os: 'linux', architecture: 'amd64' },
+      config: { config: { Cmd: ['/bin/sh'] } },
+      indexedAt: '2026-01-01T00:00:00.000Z',
+      indexedBy: 'clip test',
+      spanSize: 1 << 20,
     },
-    layers: [{
-      digest: 'sha256:' + 'c'.repeat(64), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: 'sha256:' + 'd'.repeat(64),
-      spans: {
-        compression: 'gzip', compressedSize: 5000, uncompressedSize: 2048 + files * 512 + 512,
-        checkpoints: [{ in: 10, out: 0, window: Buffer.alloc(0) }, { in: 3000, out: 1500, window: Buffer.from('window bytes') }],
-        digests: [Buffer.alloc(32, 1), Buffer.alloc(32, 2)],
+    layers: [
+      {
+        digest: 'sha256:' + 'c'.repeat(64),
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        diffId: 'sha256:' + 'd'.repeat(64),
+        spans: {
+          compression: 'gzip',
+          compressedSize: 5000,
+          uncompressedSize: 2048 + files * 512 + 512,
+          checkpoints: [
+            { in: 10, out: 0, window: Buffer.alloc(0) },
+            { in: 3000, out: 1500, window: Buffer.from('window bytes') },
+          ],
+          digests: [Buffer.alloc(32, 1), Buffer.alloc(32, 2)],
+        },
       },
-    }],
+    ],
     ...tree,
   };
 }
@@ -56,7 +90,10 @@ describe('.clip format', () => {
       const { children: ca, ...a } = index.nodes[i]!;
       const { children: cb, ...b } = back.nodes[i]!;
       assert.deepEqual(b, a, `inode ${i + 1}`);
-      assert.deepEqual([...(cb ?? new Map()).entries()].map(([k, v]) => [k, v.ino]), [...(ca ?? new Map()).entries()].map(([k, v]) => [k, v.ino]));
+      assert.deepEqual(
+        [...(cb ?? new Map()).entries()].map(([k, v]) => [k, v.ino]),
+        [...(ca ?? new Map()).entries()].map(([k, v]) => [k, v.ino]),
+      );
     }
     const su = lookupPath(back, 'bin/su');
     assert.equal(su, lookupPath(back, 'bin/sh'), 'hardlinks stay one node');
@@ -67,7 +104,10 @@ describe('.clip format', () => {
   it('refuses foreign, truncated and corrupted files', () => {
     const good = encodeIndex(sample());
     const bad = (buf: Buffer, re: RegExp): void =>
-      assert.throws(() => decodeIndex(buf), (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && re.test(e.message));
+      assert.throws(
+        () => decodeIndex(buf),
+        (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && re.test(e.message),
+      );
     bad(Buffer.from('hello world, this is not an index at all, not at all, no'.repeat(2)), /bad magic/);
     bad(good.subarray(0, 5), /too short/);
     bad(good.subarray(0, good.length - 1), /truncated/);

@@ -22,7 +22,18 @@ import { decodeIndex } from '../src/index/format.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { inspectIndex, listNode } from '../src/index/inspect.js';
-import { bytesField, intBytes, mapBody, openClip, sealClip, splice, uintBytes, type BodyMap, type Field, type OpenedClip } from './helpers/clip-body.js';
+import {
+  bytesField,
+  intBytes,
+  mapBody,
+  openClip,
+  sealClip,
+  splice,
+  uintBytes,
+  type BodyMap,
+  type Field,
+  type OpenedClip,
+} from './helpers/clip-body.js';
 import { buildFixture } from './helpers/fixtures.js';
 import type { BuiltImage } from './helpers/image-builder.js';
 import { createPrng, type Prng } from './helpers/prng.js';
@@ -42,7 +53,12 @@ function assertSafe(index: ClipIndex): void {
     assert.match(l.digest, DIGEST);
     assert.match(l.diffId, DIGEST);
     const t = l.spans;
-    assert.ok(Number.isSafeInteger(t.compressedSize) && t.compressedSize >= 0 && Number.isSafeInteger(t.uncompressedSize) && t.uncompressedSize >= 0);
+    assert.ok(
+      Number.isSafeInteger(t.compressedSize) &&
+        t.compressedSize >= 0 &&
+        Number.isSafeInteger(t.uncompressedSize) &&
+        t.uncompressedSize >= 0,
+    );
     assert.ok(t.checkpoints.length >= 1 && t.checkpoints[0]!.out === 0);
     assert.equal(t.digests.length, t.checkpoints.length);
     t.checkpoints.forEach((cp, i) => {
@@ -61,10 +77,14 @@ function assertSafe(index: ClipIndex): void {
     seen.add(n);
     assert.ok(seen.size <= index.nodes.length);
     for (const [name, child] of n.children!) {
-      assert.ok(name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0'), `name ${JSON.stringify(name)}`);
+      assert.ok(
+        name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0'),
+        `name ${JSON.stringify(name)}`,
+      );
       assert.ok(!name.includes('\uFFFD'), 'no replaced bytes in names');
       assert.equal(index.nodes[child.ino - 1], child);
-      for (const t of [child.mtime, child.atime, child.ctime]) assert.ok(t.sec >= YEAR_1 && t.sec <= YEAR_9999_END && t.nsec >= 0 && t.nsec < 1e9);
+      for (const t of [child.mtime, child.atime, child.ctime])
+        assert.ok(t.sec >= YEAR_1 && t.sec <= YEAR_9999_END && t.nsec >= 0 && t.nsec < 1e9);
       if (child.layer >= 0) {
         assert.equal(child.type, 'file');
         const layer = index.layers[child.layer];
@@ -82,16 +102,68 @@ function assertSafe(index: ClipIndex): void {
   for (const n of index.nodes) writeAttr(b, 0, attrOf(n));
 }
 
-const NUMBER_KINDS = new Set(['cp-count', 'cp-in', 'cp-out', 'node-count', 'mode', 'uid', 'gid', 'size', 'nlink', 'nsec', 'dev', 'xattr-count', 'data-layer', 'data-offset', 'dir-count', 'child']);
+const NUMBER_KINDS = new Set([
+  'cp-count',
+  'cp-in',
+  'cp-out',
+  'node-count',
+  'mode',
+  'uid',
+  'gid',
+  'size',
+  'nlink',
+  'nsec',
+  'dev',
+  'xattr-count',
+  'data-layer',
+  'data-offset',
+  'dir-count',
+  'child',
+]);
 
 function interestingUint(p: Prng, old: number): Buffer {
-  const choices = [0, 1, 2, 127, 128, 0xffff, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, old + 1, Math.max(0, old - 1), old * 2, p.int(1 << 20)];
+  const choices = [
+    0,
+    1,
+    2,
+    127,
+    128,
+    0xffff,
+    2 ** 31,
+    2 ** 32 - 1,
+    2 ** 32,
+    2 ** 53 - 1,
+    old + 1,
+    Math.max(0, old - 1),
+    old * 2,
+    p.int(1 << 20),
+  ];
   if (p.int(20) === 0) return Buffer.alloc(10, 0xff); // a varint that never ends
   return uintBytes(p.pick(choices));
 }
 
-const BAD_NAMES = [Buffer.from(''), Buffer.from('.'), Buffer.from('..'), Buffer.from('a/b'), Buffer.from('x\0'), Buffer.from([0x61, 0xff]), Buffer.from([0xc3]), Buffer.from('ok-name'), Buffer.alloc(300, 0x61)];
-const BAD_DIGESTS: unknown[] = ['sha256:../../../../tmp/x', `sha256:${'A'.repeat(64)}`, 'sha256:abc', '', 'md5:00', `sha512:${'0'.repeat(64)}`, 7, null, `sha256:${'e'.repeat(64)}`];
+const BAD_NAMES = [
+  Buffer.from(''),
+  Buffer.from('.'),
+  Buffer.from('..'),
+  Buffer.from('a/b'),
+  Buffer.from('x\0'),
+  Buffer.from([0x61, 0xff]),
+  Buffer.from([0xc3]),
+  Buffer.from('ok-name'),
+  Buffer.alloc(300, 0x61),
+];
+const BAD_DIGESTS: unknown[] = [
+  'sha256:../../../../tmp/x',
+  `sha256:${'A'.repeat(64)}`,
+  'sha256:abc',
+  '',
+  'md5:00',
+  `sha512:${'0'.repeat(64)}`,
+  7,
+  null,
+  `sha256:${'e'.repeat(64)}`,
+];
 const BAD_VALUES: unknown[] = [-1, 1.5, 2 ** 60, '12', null, {}, [], 0, 'zstd', true];
 
 /** One checksum-correct structural mutation of the body. */
@@ -229,7 +301,10 @@ describe('.clip decoder fuzz', () => {
     for (const [n, { name, bytes }] of files.entries()) {
       const clip = openClip(bytes);
       const map = mapBody(clip.raw, clip.version);
-      assert.ok(map.fields.some((f) => f.kind === 'window' && (f.value as string).length > 0) || name === 'archive', 'the image index keeps windows');
+      assert.ok(
+        map.fields.some((f) => f.kind === 'window' && (f.value as string).length > 0) || name === 'archive',
+        'the image index keeps windows',
+      );
       assertSafe(decodeIndex(bytes));
       const structural: Tally = { refused: 0, accepted: 0 };
       const damaged: Tally = { refused: 0, accepted: 0 };

@@ -25,28 +25,63 @@ import { runClip } from './helpers/cli.js';
 const D = (c: string): string => `sha256:${c.repeat(64)}`;
 
 function entry(p: string, extra: Partial<TarEntry> = {}): TarEntry {
-  return { path: p, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, dataOffset: 0, mtime: { sec: 1_700_000_000, nsec: 0 }, devmajor: 0, devminor: 0, ...extra };
+  return {
+    path: p,
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    dataOffset: 0,
+    mtime: { sec: 1_700_000_000, nsec: 0 },
+    devmajor: 0,
+    devminor: 0,
+    ...extra,
+  };
 }
 
 /** A small valid image index: dirs a and a/b, a file with data, a symlink. */
 function sample(): ClipIndex {
-  const tree = mergeLayers([[
-    entry('a', { type: 'dir', mode: 0o755 }),
-    entry('a/b', { type: 'dir', mode: 0o755 }),
-    entry('a/b/f', { size: 100, dataOffset: 512 }),
-    entry('a/g', { size: 5, dataOffset: 1536 }),
-    entry('l', { type: 'symlink', linkname: 'a/g' }),
-  ]]);
+  const tree = mergeLayers([
+    [
+      entry('a', { type: 'dir', mode: 0o755 }),
+      entry('a/b', { type: 'dir', mode: 0o755 }),
+      entry('a/b/f', { size: 100, dataOffset: 512 }),
+      entry('a/g', { size: 5, dataOffset: 1536 }),
+      entry('l', { type: 'symlink', linkname: 'a/g' }),
+    ],
+  ]);
   return {
     kind: 'oci',
     image: {
-      location: 'docker://127.0.0.1:5000/t', reference: '127.0.0.1:5000/t:latest', manifestDigest: D('a'), manifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
-      configDigest: D('b'), platform: { os: 'linux', architecture: 'amd64' }, config: {}, indexedAt: '2026-01-01T00:00:00.000Z', indexedBy: 'clip test', spanSize: 1 << 20,
+      location: 'docker://127.0.0.1:5000/t',
+      reference: '127.0.0.1:5000/t:latest',
+      manifestDigest: D('a'),
+      manifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
+      configDigest: D('b'),
+      platform: { os: 'linux', architecture: 'amd64' },
+      config: {},
+      indexedAt: '2026-01-01T00:00:00.000Z',
+      indexedBy: 'clip test',
+      spanSize: 1 << 20,
     },
-    layers: [{
-      digest: D('c'), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: D('d'),
-      spans: { compression: 'gzip', compressedSize: 3000, uncompressedSize: 4096, checkpoints: [{ in: 10, out: 0, window: Buffer.alloc(0) }, { in: 1500, out: 2048, window: Buffer.from('w') }], digests: [Buffer.alloc(32, 1), Buffer.alloc(32, 2)] },
-    }],
+    layers: [
+      {
+        digest: D('c'),
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        diffId: D('d'),
+        spans: {
+          compression: 'gzip',
+          compressedSize: 3000,
+          uncompressedSize: 4096,
+          checkpoints: [
+            { in: 10, out: 0, window: Buffer.alloc(0) },
+            { in: 1500, out: 2048, window: Buffer.from('w') },
+          ],
+          digests: [Buffer.alloc(32, 1), Buffer.alloc(32, 2)],
+        },
+      },
+    ],
     ...tree,
   };
 }
@@ -62,12 +97,15 @@ function byPath(index: ClipIndex, p: string): Node {
 }
 
 function refused(file: Buffer, re: RegExp): void {
-  assert.throws(() => decodeIndex(file), (e: unknown) => {
-    assert.ok(e instanceof ClipError, `not a ClipError: ${String(e)}`);
-    assert.equal(e.code, 'BAD_INDEX');
-    assert.match(e.message, re);
-    return true;
-  });
+  assert.throws(
+    () => decodeIndex(file),
+    (e: unknown) => {
+      assert.ok(e instanceof ClipError, `not a ClipError: ${String(e)}`);
+      assert.equal(e.code, 'BAD_INDEX');
+      assert.match(e.message, re);
+      return true;
+    },
+  );
 }
 
 /** Encodes `index` after `change`, and expects the decoder to refuse it. */
@@ -128,9 +166,12 @@ describe('.clip decoder: hostile files', () => {
       cps(i)[0]!.in = 0;
     }, /checkpoint 1 of an uncompressed layer maps 1500 to 2048/);
     // One span of 100 MiB: a read would inflate all of it.
-    refuses((i) => {
-      i.layers[0]!.spans.uncompressedSize = 100 * 1024 * 1024;
-    }, new RegExp(`span 1 covers \\d+ uncompressed bytes \\(at most ${MAX_SPAN_OUTPUT}\\)`));
+    refuses(
+      (i) => {
+        i.layers[0]!.spans.uncompressedSize = 100 * 1024 * 1024;
+      },
+      new RegExp(`span 1 covers \\d+ uncompressed bytes \\(at most ${MAX_SPAN_OUTPUT}\\)`),
+    );
     refuses((i) => {
       i.layers[0]!.spans.compressedSize = 300 * 1024 * 1024;
     }, /span 1 covers \d+ compressed bytes/);
@@ -246,7 +287,10 @@ describe('.clip decoder: what the CLI says', () => {
       await writeFile(file, encodeIndex(index));
       const r = await runClip(['ls', '-l', file, 'a']);
       assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, new RegExp(`^clip: .*time${sec}\\.clip: index body is corrupt: inode \\d+ has a time ${sec} s outside years 1 to 9999\\n$`));
+      assert.match(
+        r.stderr,
+        new RegExp(`^clip: .*time${sec}\\.clip: index body is corrupt: inode \\d+ has a time ${sec} s outside years 1 to 9999\\n$`),
+      );
       noStack(r.stderr);
     }
   });
@@ -260,7 +304,12 @@ describe('.clip decoder: what the CLI says', () => {
     await writeFile(file, sealClip(c, raw, deflated));
     const r = await runClip(['inspect', file]);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, new RegExp(`^clip: .*bomb\\.clip: clip index body claims ${raw.length} bytes inflated from ${deflated.length}: more than 64 times its size`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^clip: .*bomb\\.clip: clip index body claims ${raw.length} bytes inflated from ${deflated.length}: more than 64 times its size`,
+      ),
+    );
     noStack(r.stderr);
   });
 

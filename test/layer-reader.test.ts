@@ -45,7 +45,8 @@ async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
     // A file evicted between readdir and stat no longer counts.
-    if (e.isFile()) total += (await stat(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).catch(() => ({ size: 0 }))).size;
+    if (e.isFile())
+      total += (await stat(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).catch(() => ({ size: 0 }))).size;
   }
   return total;
 }
@@ -127,7 +128,7 @@ describe('layer reader fetching', () => {
     await blobs.close();
   });
 
-  it('two daemons sharing a cache directory keep it under one bound and use each other\'s spans', async () => {
+  it("two daemons sharing a cache directory keep it under one bound and use each other's spans", async () => {
     const dir = path.join(work, 'shared');
     const bound = 600 * 1024;
     const blobs = counting(await openBlobSource(index.image.location));
@@ -152,7 +153,8 @@ describe('layer reader fetching', () => {
     while (spanOutputRange(t1, k).end - spanOutputRange(t1, k).start > bound / 4) k--;
     const last = spanOutputRange(t1, k);
     const probe = new SpanCache(dir);
-    for (let i = 0; i < 200 && !(await probe.get(keyOf(index, 1, k), last.end - last.start)); i++) await new Promise((res) => setTimeout(res, 25));
+    for (let i = 0; i < 200 && !(await probe.get(keyOf(index, 1, k), last.end - last.start)); i++)
+      await new Promise((res) => setTimeout(res, 25));
     const before = blobs.ranges.length;
     assert.ok((await a.read(1, last.start, last.end - last.start)).equals(tarBytes(1, last.start, last.end)));
     assert.equal(blobs.ranges.length, before, "served from the other daemon's span");
@@ -174,15 +176,23 @@ describe('layer reader fetching', () => {
     const reader = new LayerReader(sparse.layers, blobs, { smallLayer: 0 });
     const r = spanOutputRange(table, i);
     assert.ok((await reader.read(0, r.start + 5, 1000)).equals(tarBytes(0, r.start + 5, r.start + 1005)));
-    assert.deepEqual(blobs.ranges, [[sparse.layers[0]!.digest, spanRange(table, w).start, spanRange(table, i).end]], 'fetched from the checkpoint with a window');
+    assert.deepEqual(
+      blobs.ranges,
+      [[sparse.layers[0]!.digest, spanRange(table, w).start, spanRange(table, i).end]],
+      'fetched from the checkpoint with a window',
+    );
     const next = spanOutputRange(table, i + 1);
     assert.ok((await reader.read(0, next.start, 2000)).equals(tarBytes(0, next.start, next.start + 2000)));
-    assert.deepEqual(blobs.ranges[1], [sparse.layers[0]!.digest, spanRange(table, i + 1).start, spanRange(table, i + 1).end], 'the next span alone: resumed from the one before');
+    assert.deepEqual(
+      blobs.ranges[1],
+      [sparse.layers[0]!.digest, spanRange(table, i + 1).start, spanRange(table, i + 1).end],
+      'the next span alone: resumed from the one before',
+    );
     // Random reads over every layer, with a tiny memory cache and a disk cache: all byte-identical.
     const disk = new SpanCache(path.join(work, 'sparse-cache'));
     const small = new LayerReader(sparse.layers, blobs, { smallLayer: 0, memoryBytes: 256 * 1024, disk });
     let seed = 7;
-    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const rand = (n: number): number => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
     for (let k = 0; k < 200; k++) {
       const l = rand(sparse.layers.length);
       const size = sparse.layers[l]!.spans.uncompressedSize;

@@ -15,8 +15,17 @@ let offset = 0;
 function e(path: string, type: EntryType = 'file', extra: Partial<TarEntry> = {}): TarEntry {
   offset += 512;
   return {
-    path, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size: type === 'file' ? 10 : 0,
-    dataOffset: offset, mtime: { sec: 1_700_000_000, nsec: 5 }, devmajor: 0, devminor: 0, ...extra,
+    path,
+    type,
+    mode: type === 'dir' ? 0o755 : 0o644,
+    uid: 0,
+    gid: 0,
+    size: type === 'file' ? 10 : 0,
+    dataOffset: offset,
+    mtime: { sec: 1_700_000_000, nsec: 5 },
+    devmajor: 0,
+    devminor: 0,
+    ...extra,
   };
 }
 
@@ -75,12 +84,20 @@ describe('overlay merge', () => {
     const a = mergeLayers([[e('z'), e('a', 'dir'), e('a/b'), e('m')]]);
     const b = mergeLayers([[e('m'), e('a/b'), e('z'), e('a', 'dir')]]);
     assert.equal(a.root.ino, 1);
-    assert.deepEqual([...walk(a)].map(([p, n]) => `${p}:${n.ino}`), [...walk(b)].map(([p, n]) => `${p}:${n.ino}`));
-    assert.deepEqual(a.nodes.map((n) => n.ino), a.nodes.map((_, i) => i + 1));
+    assert.deepEqual(
+      [...walk(a)].map(([p, n]) => `${p}:${n.ino}`),
+      [...walk(b)].map(([p, n]) => `${p}:${n.ino}`),
+    );
+    assert.deepEqual(
+      a.nodes.map((n) => n.ino),
+      a.nodes.map((_, i) => i + 1),
+    );
   });
 
   it('resolves symlinks inside the image root only', () => {
-    const tree = mergeLayers([[e('etc', 'dir'), e('etc/real'), e('link', 'symlink', { linkname: '/etc/real' }), e('up', 'symlink', { linkname: '../../../etc' })]]);
+    const tree = mergeLayers([
+      [e('etc', 'dir'), e('etc/real'), e('link', 'symlink', { linkname: '/etc/real' }), e('up', 'symlink', { linkname: '../../../etc' })],
+    ]);
     assert.equal(lookupPath(tree, 'link', true), lookupPath(tree, 'etc/real'));
     assert.equal(lookupPath(tree, 'up/real', true), lookupPath(tree, 'etc/real'));
     assert.equal(lookupPath(tree, 'link').type, 'symlink');
@@ -99,7 +116,15 @@ describe('overlay merge', () => {
   });
 
   it('a whiteout removes what exists where it stands: lower entries and earlier ones of its layer', () => {
-    assert.deepEqual(paths(mergeLayers([[e('x'), e('y')], [e('x', 'file', { size: 1 }), e('.wh.x')]])), ['', 'y']);
+    assert.deepEqual(
+      paths(
+        mergeLayers([
+          [e('x'), e('y')],
+          [e('x', 'file', { size: 1 }), e('.wh.x')],
+        ]),
+      ),
+      ['', 'y'],
+    );
     const later = mergeLayers([[e('x', 'file', { size: 1 })], [e('.wh.x'), e('x', 'file', { size: 2 })]]);
     assert.equal(lookupPath(later, 'x').size, 2);
     // A whiteout in a missing directory creates it, as containerd does for any entry's parents.

@@ -38,7 +38,9 @@ describe('metrics and clip stats', () => {
     const mp = path.join(ws.dir, 'mnt');
     await mkdir(mp);
     const port = await freePort();
-    const m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, 'cache'), '--metrics-addr', `127.0.0.1:${port}`], { env: ws.env });
+    const m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, 'cache'), '--metrics-addr', `127.0.0.1:${port}`], {
+      env: ws.env,
+    });
     assert.equal(m.code, 0, m.stderr);
     try {
       const data = await readFile(path.join(mp, 'usr/share/random.bin'));
@@ -56,7 +58,10 @@ describe('metrics and clip stats', () => {
       const stats = await runClip(['stats', mp, '--json'], { env: ws.env });
       assert.equal(stats.code, 0, stats.stderr);
       const rows = JSON.parse(stats.stdout.toString()) as { layer: string; fetchedBytes: number; compressedSize: number }[];
-      assert.deepEqual(rows.map((r) => r.layer), [base, top]);
+      assert.deepEqual(
+        rows.map((r) => r.layer),
+        [base, top],
+      );
       assert.equal(rows[0]!.fetchedBytes, 0);
       assert.ok(rows[1]!.fetchedBytes > 0 && rows[1]!.fetchedBytes <= rows[1]!.compressedSize);
       const table = await runClip(['stats', mp], { env: ws.env });

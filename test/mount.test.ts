@@ -127,11 +127,17 @@ describe('clip mount', () => {
     assert.equal(m.code, 0, m.stderr);
     mounted.push(rootfs);
     try {
-      const r = await runContainer(rootfs, ['/bin/sh', '-c', 'cat /etc/hello && sha256sum /usr/share/random.bin && echo written > /tmp/out && cat /tmp/out']);
+      const r = await runContainer(rootfs, [
+        '/bin/sh',
+        '-c',
+        'cat /etc/hello && sha256sum /usr/share/random.bin && echo written > /tmp/out && cat /tmp/out',
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const { image } = images.get('busybox')!;
       const random = image.layers[1]!.tarLayout.find((e) => e.path.endsWith('usr/share/random.bin'))!;
-      const want = createHash('sha256').update(image.layers[1]!.tar.subarray(random.dataOffset, random.dataOffset + random.size)).digest('hex');
+      const want = createHash('sha256')
+        .update(image.layers[1]!.tar.subarray(random.dataOffset, random.dataOffset + random.size))
+        .digest('hex');
       assert.equal(r.stdout, `${HELLO}${want}  /usr/share/random.bin\nwritten\n`);
       assert.equal(await readFile(path.join(upper, 'tmp/out'), 'utf8'), 'written\n', 'the write is in the upper dir');
       const lower = (await records(ws)).find((x) => x.mountpoint.includes('/images/'))!;
@@ -167,7 +173,12 @@ describe('clip mount', () => {
         for (const e of layer.tarLayout) {
           const p = e.path.replace(/^\.\//, '');
           if (p.startsWith('big/') || p.endsWith('0.dat')) {
-            expected.set(p, createHash('sha256').update(layer.tar.subarray(e.dataOffset, e.dataOffset + e.size)).digest('hex'));
+            expected.set(
+              p,
+              createHash('sha256')
+                .update(layer.tar.subarray(e.dataOffset, e.dataOffset + e.size))
+                .digest('hex'),
+            );
           }
         }
       }
@@ -178,7 +189,10 @@ describe('clip mount', () => {
         const chosen = i % 2 === 0 ? Object.keys(LARGE.bigFiles) : files.slice((i * 7) % files.length, ((i * 7) % files.length) + 12);
         jobs.push(
           new Promise((resolve, reject) => {
-            const child = spawn('sha256sum', chosen.map((f) => path.join(mp, f)));
+            const child = spawn(
+              'sha256sum',
+              chosen.map((f) => path.join(mp, f)),
+            );
             let out = '';
             child.stdout.on('data', (b: Buffer) => (out += b.toString()));
             child.on('error', reject);
@@ -208,7 +222,10 @@ describe('clip mount', () => {
     const mp = path.join(ws.dir, 'mnt-cache');
     await mkdir(mp);
     const { image, index } = images.get('busybox')!;
-    const read = async (): Promise<string> => createHash('sha256').update(await readFile(path.join(mp, 'usr/share/random.bin'))).digest('hex');
+    const read = async (): Promise<string> =>
+      createHash('sha256')
+        .update(await readFile(path.join(mp, 'usr/share/random.bin')))
+        .digest('hex');
     const m = await runClip(['mount', index, mp, '--cache-dir', cacheDir], { env: ws.env });
     assert.equal(m.code, 0, m.stderr);
     mounted.push(mp);
@@ -232,7 +249,12 @@ describe('clip mount', () => {
       assert.equal(await read(), want);
       const { image: img } = images.get('busybox')!;
       const e = img.layers[1]!.tarLayout.find((x) => x.path.endsWith('usr/share/random.bin'))!;
-      assert.equal(want, createHash('sha256').update(img.layers[1]!.tar.subarray(e.dataOffset, e.dataOffset + e.size)).digest('hex'));
+      assert.equal(
+        want,
+        createHash('sha256')
+          .update(img.layers[1]!.tar.subarray(e.dataOffset, e.dataOffset + e.size))
+          .digest('hex'),
+      );
       // The good copy is written in the background after the read: wait for it.
       for (const [file, bad] of damaged) {
         await waitFor(async () => (await readFile(file).catch(() => bad)).equals(bad) === false, `${file} to be replaced by a good copy`);
@@ -322,10 +344,24 @@ describe('clip mount', () => {
       const mp = path.join(ws.dir, 'mnt-user');
       await mkdir(mp, { recursive: true });
       const idx = images.get('busybox')!.index;
-      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.resolve('bin/clip.js'), 'mount', idx, mp, '--foreground'], {
-        encoding: 'utf8',
-        env: { ...process.env, ...ws.env, CLIP_STATE_DIR: path.join(ws.dir, 'user-state') },
-      });
+      const r = spawnSync(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          path.resolve('bin/clip.js'),
+          'mount',
+          idx,
+          mp,
+          '--foreground',
+        ],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, ...ws.env, CLIP_STATE_DIR: path.join(ws.dir, 'user-state') },
+        },
+      );
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /clip mount must run as root/);
       assert.ok(!isMounted(mp));

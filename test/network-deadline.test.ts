@@ -101,7 +101,9 @@ describe('response deadline', () => {
     const mp = path.join(ws.dir, 'mnt');
     await mkdir(mp);
     const addr = `127.0.0.1:${await freePort()}`;
-    const m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, 'cache'), '--metrics-addr', addr], { env: { ...ws.env, ...DEADLINE_ENV } });
+    const m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, 'cache'), '--metrics-addr', addr], {
+      env: { ...ws.env, ...DEADLINE_ENV },
+    });
     assert.equal(m.code, 0, m.stderr);
     try {
       proxy.set('trickle', 1);

@@ -57,7 +57,10 @@ test('platforms: parsing, normalisation and selection from an index', () => {
   assert.deepEqual(parsePlatform('linux/arm64/v8'), { os: 'linux', architecture: 'arm64', variant: 'v8' });
   assert.deepEqual(parsePlatform('linux/x86_64'), { os: 'linux', architecture: 'amd64' });
   assert.deepEqual(normalizePlatform({ os: 'linux', architecture: 'aarch64' }), { os: 'linux', architecture: 'arm64' });
-  assert.throws(() => parsePlatform('linux/'), (e: unknown) => isClipError(e) && e.code === 'BAD_ARGUMENT');
+  assert.throws(
+    () => parsePlatform('linux/'),
+    (e: unknown) => isClipError(e) && e.code === 'BAD_ARGUMENT',
+  );
 
   const d = (architecture: string, variant?: string, os = 'linux'): Descriptor => ({
     mediaType: 'application/vnd.oci.image.manifest.v1+json',

@@ -64,7 +64,10 @@ test('explicit options first, then CLIP_USERNAME/CLIP_PASSWORD', async () => {
   const fromEnv = await findCredentials('r.example.com', 'x', { env: e });
   assert.equal(fromEnv?.username, 'envu');
   assert.equal(fromEnv?.password, 'envp');
-  await assert.rejects(findCredentials('r.example.com', 'x', { username: 'u', env: e }), (err: unknown) => isClipError(err) && err.code === 'BAD_ARGUMENT');
+  await assert.rejects(
+    findCredentials('r.example.com', 'x', { username: 'u', env: e }),
+    (err: unknown) => isClipError(err) && err.code === 'BAD_ARGUMENT',
+  );
   const fromFile = await findCredentials('r.example.com', 'x', { env: env() });
   assert.equal(fromFile?.username, 'file');
   assert.equal(fromFile?.password, 'pw');

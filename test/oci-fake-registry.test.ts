@@ -37,10 +37,19 @@ const list = json({
   mediaType: mt.DOCKER_LIST,
   manifests: [
     { mediaType: mt.DOCKER_MANIFEST, digest: sha256(Buffer.from('other')), size: 5, platform: { os: 'linux', architecture: 'amd64' } },
-    { mediaType: mt.DOCKER_MANIFEST, digest: manifestDigest, size: manifest.length, platform: { os: 'linux', architecture: 'arm', variant: 'v7' } },
+    {
+      mediaType: mt.DOCKER_MANIFEST,
+      digest: manifestDigest,
+      size: manifest.length,
+      platform: { os: 'linux', architecture: 'arm', variant: 'v7' },
+    },
   ],
 });
-const twoDiffIds = json({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(Buffer.from('a')), sha256(Buffer.from('b'))] } });
+const twoDiffIds = json({
+  architecture: 'amd64',
+  os: 'linux',
+  rootfs: { type: 'layers', diff_ids: [sha256(Buffer.from('a')), sha256(Buffer.from('b'))] },
+});
 const helmConfig = json({ name: 'chart' });
 const badConfigDigest = sha256(Buffer.from('not the config'));
 
@@ -92,7 +101,11 @@ function send(res: ServerResponse, status: number, body: Buffer | string = '', h
 function registryHandler(req: IncomingMessage, res: ServerResponse) {
   const url = new URL(req.url!, `http://${registryHost}`);
   if (url.pathname === '/token') {
-    state.tokenRequests.push({ scope: url.searchParams.get('scope'), service: url.searchParams.get('service'), authorization: req.headers.authorization });
+    state.tokenRequests.push({
+      scope: url.searchParams.get('scope'),
+      service: url.searchParams.get('service'),
+      authorization: req.headers.authorization,
+    });
     if (state.requiredBasic !== undefined && req.headers.authorization !== state.requiredBasic) return send(res, 401, 'bad credentials');
     const token = `tok-${++state.issued}`;
     state.valid.add(token);
@@ -109,7 +122,8 @@ function registryHandler(req: IncomingMessage, res: ServerResponse) {
       'content-type': 'application/json',
     });
   }
-  if (repo === 'missing/app') return send(res, 404, json({ errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known to registry' }] }));
+  if (repo === 'missing/app')
+    return send(res, 404, json({ errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known to registry' }] }));
   if (kind === 'manifests') {
     const hit = manifests.get(decodeURIComponent(ref));
     if (!hit) return send(res, 404, json({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }));
@@ -217,7 +231,10 @@ test('redirected blob requests never carry the Authorization header', async () =
     assert.deepEqual(Buffer.concat(chunks), layer);
   });
   assert.ok(state.storageAuthorization.length >= 3);
-  assert.deepEqual(state.storageAuthorization, state.storageAuthorization.map(() => undefined));
+  assert.deepEqual(
+    state.storageAuthorization,
+    state.storageAuthorization.map(() => undefined),
+  );
   assert.ok(state.requests.filter((r) => r.url.includes('/blobs/')).every((r) => r.headers.authorization?.startsWith('Bearer ')));
 });
 
@@ -236,9 +253,13 @@ test('a token that does not open the repository is UNAUTHORIZED', async () => {
     openImage(`${registryHost}/team/app:v1`, { ...arm, username: 'u', password: 'wrong' }),
     fails('UNAUTHORIZED', /rejected the credentials of user "u"/),
   );
-  await withImage(`${registryHost}/team/app:v1`, async (b) => {
-    assert.equal((await b.readRange(layerDigest, 0, 3)).length, 3);
-  }, { username: 'u', password: 'p' });
+  await withImage(
+    `${registryHost}/team/app:v1`,
+    async (b) => {
+      assert.equal((await b.readRange(layerDigest, 0, 3)).length, 3);
+    },
+    { username: 'u', password: 'p' },
+  );
   assert.equal(state.tokenRequests.at(-1)!.authorization, state.requiredBasic);
 });
 

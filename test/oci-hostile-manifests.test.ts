@@ -100,7 +100,10 @@ describe('manifests clip cannot use, named for what they are', () => {
       const blob = json({ hello: 'world' });
       return [{ mediaType: 'application/vnd.example.thing+json', digest: await put(blob), size: blob.length, ...AMD64 }];
     });
-    await assert.rejects(openImage(`oci:${dir}`, wanted), fails('UNSUPPORTED', /no image manifest clip can read \(media types: application\/vnd\.example\.thing\+json\)/));
+    await assert.rejects(
+      openImage(`oci:${dir}`, wanted),
+      fails('UNSUPPORTED', /no image manifest clip can read \(media types: application\/vnd\.example\.thing\+json\)/),
+    );
   });
 
   it('a manifest larger than the limit is refused before it is read', async () => {
@@ -119,7 +122,10 @@ describe('manifests clip cannot use, named for what they are', () => {
 
   it('a config larger than the limit is refused before it is read', async () => {
     const dir = await layout(root, 'huge-config', async (put) => {
-      const m = await manifestWith(put, json({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [sha256(LAYER)] } }));
+      const m = await manifestWith(
+        put,
+        json({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [sha256(LAYER)] } }),
+      );
       return [{ mediaType: mt.OCI_MANIFEST, digest: await put(m), size: m.length }];
     });
     // Swap the config blob for a 64 MiB sparse file of the same name: the size check comes first.

@@ -66,7 +66,8 @@ test('parseReference rejects what docker rejects, saying why', () => {
   for (const [input, message] of cases) {
     assert.throws(
       () => parseReference(input),
-      (e: unknown) => isClipError(e) && e.code === 'BAD_REFERENCE' && message.test(e.message) && e.message.includes('invalid image reference'),
+      (e: unknown) =>
+        isClipError(e) && e.code === 'BAD_REFERENCE' && message.test(e.message) && e.message.includes('invalid image reference'),
       `${JSON.stringify(input)} should fail with ${message}`,
     );
   }

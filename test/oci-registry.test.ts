@@ -82,7 +82,10 @@ async function buildFixture(): Promise<Fixture> {
   const configs: Record<string, string> = {};
   const manifests: Record<string, string> = {};
   const manifestDescs = [];
-  for (const [architecture, variant] of [['amd64', undefined], ['arm64', 'v8']] as const) {
+  for (const [architecture, variant] of [
+    ['amd64', undefined],
+    ['arm64', 'v8'],
+  ] as const) {
     const config = {
       architecture,
       os: 'linux',
@@ -108,7 +111,12 @@ async function buildFixture(): Promise<Fixture> {
     schemaVersion: 2,
     mediaType: mt.OCI_INDEX,
     manifests: [
-      { mediaType: mt.OCI_MANIFEST, digest: manifests['amd64'], size: blobs.get(manifests['amd64']!)!.length, annotations: { [refName]: 'v1' } },
+      {
+        mediaType: mt.OCI_MANIFEST,
+        digest: manifests['amd64'],
+        size: blobs.get(manifests['amd64']!)!.length,
+        annotations: { [refName]: 'v1' },
+      },
       { mediaType: mt.OCI_INDEX, ...imageIndex, annotations: { [refName]: 'multi' } },
     ],
   };
@@ -242,7 +250,10 @@ describe('anonymous registry', () => {
     const { image, blobs } = await openImage(`${registry.host}/test/app:v2s2`);
     await blobs.close();
     assert.equal(image.manifestMediaType, mt.DOCKER_MANIFEST);
-    assert.deepEqual(image.layers.map((l) => l.diffId), fixture.layers.map((l) => l.diffId));
+    assert.deepEqual(
+      image.layers.map((l) => l.diffId),
+      fixture.layers.map((l) => l.diffId),
+    );
   });
 
   test('missing images and unreachable registries', async () => {

@@ -114,7 +114,11 @@ describe('output paths', () => {
     await mkdir(src, { recursive: true });
     await writeFile(path.join(src, 'f.txt'), 'x');
     for (const [name, file] of Object.entries(special)) {
-      await assert.rejects(createArchive(src, { output: file, xattrs: false }), (e: unknown) => e instanceof ClipError && e.code === 'BAD_ARGUMENT', name);
+      await assert.rejects(
+        createArchive(src, { output: file, xattrs: false }),
+        (e: unknown) => e instanceof ClipError && e.code === 'BAD_ARGUMENT',
+        name,
+      );
     }
     await unchanged();
   });

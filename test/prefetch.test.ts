@@ -73,7 +73,10 @@ describe('prefetch rate', () => {
       assert.ok(fetched > 0 && fetched < index.layers[0]!.spans.compressedSize);
       // Warnings are emitted on the next tick.
       await new Promise((r) => setImmediate(r));
-      assert.deepEqual(warnings.filter((w) => w === 'TimeoutOverflowWarning'), []);
+      assert.deepEqual(
+        warnings.filter((w) => w === 'TimeoutOverflowWarning'),
+        [],
+      );
     } finally {
       process.off('warning', onWarning);
       await blobs.close();

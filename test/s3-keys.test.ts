@@ -26,7 +26,16 @@ describe('S3 keys', () => {
     sweepClipMounts();
     ws = await clipWorkspace('s3keys');
     s3 = await startS3Server();
-    env = { ...ws.env, ...S3_KEY, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: '', AWS_ENDPOINT_URL_S3: '', AWS_PROFILE: '', AWS_SHARED_CREDENTIALS_FILE: path.join(ws.dir, 'none'), AWS_CONFIG_FILE: path.join(ws.dir, 'none') };
+    env = {
+      ...ws.env,
+      ...S3_KEY,
+      AWS_REGION: 'us-east-1',
+      AWS_ENDPOINT_URL: '',
+      AWS_ENDPOINT_URL_S3: '',
+      AWS_PROFILE: '',
+      AWS_SHARED_CREDENTIALS_FILE: path.join(ws.dir, 'none'),
+      AWS_CONFIG_FILE: path.join(ws.dir, 'none'),
+    };
     // This process talks to S3 too (S3Client): the same credentials.
     for (const [k, v] of Object.entries(env)) {
       if (k.startsWith('AWS_')) {
@@ -69,12 +78,29 @@ describe('S3 keys', () => {
 
   it('refuses "." and ".." key segments in s3:// URLs, also spelled %2e in an index, and bad buckets and regions', () => {
     for (const url of ['s3://b-1/a/../x', 's3://b-1/../x', 's3://b-1/./x', 's3://b-1/a/..', 's3://b-1/a/./b']) {
-      assert.throws(() => parseS3Url(url), (e: unknown) => e instanceof ClipError && /segment, which URLs resolve to another key/.test(e.message), url);
+      assert.throws(
+        () => parseS3Url(url),
+        (e: unknown) => e instanceof ClipError && /segment, which URLs resolve to another key/.test(e.message),
+        url,
+      );
     }
     // Dots inside a segment, and a literal "%2e%2e" typed by a user (it is the key's text), are ordinary keys.
     assert.deepEqual(parseS3Url('s3://b-1/a..b/.x/%2e%2e'), { bucket: 'b-1', key: 'a..b/.x/%2e%2e' });
-    for (const loc of ['s3://b-1/a/%2e%2e/x', 's3://b-1/%2E./x', 's3://b-1/.%2e/x', 's3://b-1/%2e/x', 's3://b-1/a/../x', 's3://../x', 's3://b#1/x', 's3://b-1/x?region=evil.example%2Fx']) {
-      assert.throws(() => parseS3Location(loc), (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX', loc);
+    for (const loc of [
+      's3://b-1/a/%2e%2e/x',
+      's3://b-1/%2E./x',
+      's3://b-1/.%2e/x',
+      's3://b-1/%2e/x',
+      's3://b-1/a/../x',
+      's3://../x',
+      's3://b#1/x',
+      's3://b-1/x?region=evil.example%2Fx',
+    ]) {
+      assert.throws(
+        () => parseS3Location(loc),
+        (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX',
+        loc,
+      );
     }
   });
 
@@ -96,7 +122,10 @@ describe('S3 keys', () => {
     await writeFile(path.join(src, 'f.txt'), 'x');
     await put('victim', 'theirs');
     const out = path.join(ws.dir, 'dots.clip');
-    const r = await runClip(['archive', src, '-o', out, '--no-xattrs', '--s3', `s3://${s3.bucket}/images/../victim`, '--endpoint', `http://${s3.host}`], { env });
+    const r = await runClip(
+      ['archive', src, '-o', out, '--no-xattrs', '--s3', `s3://${s3.bucket}/images/../victim`, '--endpoint', `http://${s3.host}`],
+      { env },
+    );
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^clip: bad S3 URL "s3:\/\/[^"]+\/images\/\.\.\/victim": its key has a "\.\." segment/);
     assert.equal(await get('victim'), 'theirs', 'the object ".." would have reached is untouched');
@@ -108,13 +137,19 @@ describe('S3 keys', () => {
     await mkdir(src, { recursive: true });
     await writeFile(path.join(src, 'f.txt'), 'hello');
     const good = path.join(ws.dir, 'good.clip');
-    const a = await runClip(['archive', src, '-o', good, '--no-xattrs', '--s3', `s3://${s3.bucket}/images/good`, '--endpoint', `http://${s3.host}`], { env });
+    const a = await runClip(
+      ['archive', src, '-o', good, '--no-xattrs', '--s3', `s3://${s3.bucket}/images/good`, '--endpoint', `http://${s3.host}`],
+      { env },
+    );
     assert.equal(a.code, 0, a.stderr);
     const index = await loadIndex(good);
     const location = index.image.location;
     assert.match(location, /\/images\/good\?/);
     const hostile = path.join(ws.dir, 'hostile.clip');
-    await writeFile(hostile, encodeIndex({ ...index, image: { ...index.image, location: location.replace('/images/good', '/images/%2e%2e/victim') } }));
+    await writeFile(
+      hostile,
+      encodeIndex({ ...index, image: { ...index.image, location: location.replace('/images/good', '/images/%2e%2e/victim') } }),
+    );
     const mp = path.join(ws.dir, 'mnt');
     await mkdir(mp, { recursive: true });
     const m = await runClip(['mount', hostile, mp], { env });

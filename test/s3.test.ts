@@ -54,8 +54,23 @@ describe('S3 archives', () => {
     await writeFile(path.join(tree.root, HUGE), huge);
     // Credentials from a shared credentials file and a profile (as on a developer's machine); no host config leaks in.
     const creds = path.join(ws.dir, 'aws-credentials');
-    await writeFile(creds, `[default]\naws_access_key_id = nobody\naws_secret_access_key = x\n\n[clip-test]\naws_access_key_id = ${S3_KEY.AWS_ACCESS_KEY_ID}\naws_secret_access_key = ${S3_KEY.AWS_SECRET_ACCESS_KEY}\n`);
-    env = { ...ws.env, ...LIMITS, AWS_SHARED_CREDENTIALS_FILE: creds, AWS_CONFIG_FILE: path.join(ws.dir, 'no-aws-config'), AWS_PROFILE: 'clip-test', AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_REGION: '', AWS_DEFAULT_REGION: '', AWS_ENDPOINT_URL: '', AWS_ENDPOINT_URL_S3: '' };
+    await writeFile(
+      creds,
+      `[default]\naws_access_key_id = nobody\naws_secret_access_key = x\n\n[clip-test]\naws_access_key_id = ${S3_KEY.AWS_ACCESS_KEY_ID}\naws_secret_access_key = ${S3_KEY.AWS_SECRET_ACCESS_KEY}\n`,
+    );
+    env = {
+      ...ws.env,
+      ...LIMITS,
+      AWS_SHARED_CREDENTIALS_FILE: creds,
+      AWS_CONFIG_FILE: path.join(ws.dir, 'no-aws-config'),
+      AWS_PROFILE: 'clip-test',
+      AWS_ACCESS_KEY_ID: '',
+      AWS_SECRET_ACCESS_KEY: '',
+      AWS_REGION: '',
+      AWS_DEFAULT_REGION: '',
+      AWS_ENDPOINT_URL: '',
+      AWS_ENDPOINT_URL_S3: '',
+    };
   });
   after(async () => {
     sweepClipMounts();
@@ -66,7 +81,10 @@ describe('S3 archives', () => {
   });
 
   const archive = (key: string, output: string, extra: string[] = []) =>
-    runClip(['archive', tree.root, '-o', output, '--s3', `s3://${s3.bucket}/${key}`, '--endpoint', `http://${proxy.host}`, '--json', ...extra], { env });
+    runClip(
+      ['archive', tree.root, '-o', output, '--s3', `s3://${s3.bucket}/${key}`, '--endpoint', `http://${proxy.host}`, '--json', ...extra],
+      { env },
+    );
 
   async function storedObject(key: string): Promise<Buffer> {
     const r = await s3.get(key);
@@ -88,7 +106,10 @@ describe('S3 archives', () => {
     assert.equal(sha256(await storedObject('trees/tree.tar.gz')), index.layers[0]!.digest, 'the object is the data part');
     const text = (await runClip(['inspect', out], { env })).stdout.toString();
     assert.match(text, /^kind: +S3 archive$/m);
-    assert.match(text, new RegExp(`^data: +s3://${s3.bucket}/trees/tree\\.tar\\.gz\\?region=us-east-1&endpoint=http%3A%2F%2F127\\.0\\.0\\.1%3A\\d+$`, 'm'));
+    assert.match(
+      text,
+      new RegExp(`^data: +s3://${s3.bucket}/trees/tree\\.tar\\.gz\\?region=us-east-1&endpoint=http%3A%2F%2F127\\.0\\.0\\.1%3A\\d+$`, 'm'),
+    );
 
     const mp = path.join(ws.dir, 'mnt-s3');
     await mkdir(mp);
@@ -113,7 +134,10 @@ describe('S3 archives', () => {
     proxy.heal();
     assert.equal(r.code, 0, r.stderr);
     const part2 = proxy.log.slice(start).filter((l) => l.method === 'PUT' && /partNumber=2&/.test(l.url));
-    assert.deepEqual(part2.map((l) => l.dropped), [true, false]);
+    assert.deepEqual(
+      part2.map((l) => l.dropped),
+      [true, false],
+    );
     assert.equal(sha256(await storedObject('trees/dropped.tar.gz')), (await loadIndex(out)).layers[0]!.digest);
   });
 
@@ -138,7 +162,10 @@ describe('S3 archives', () => {
     const summary = JSON.parse(resumed.stdout.toString());
     assert.equal(summary.resumedParts, 2);
     assert.equal(summary.uploadedParts, 1);
-    const puts = proxy.log.slice(start).filter((l) => l.method === 'PUT').map((l) => /partNumber=(\d+)/.exec(l.url)![1]);
+    const puts = proxy.log
+      .slice(start)
+      .filter((l) => l.method === 'PUT')
+      .map((l) => /partNumber=(\d+)/.exec(l.url)![1]);
     assert.deepEqual(puts, ['3'], 'only the missing part went up again');
     assert.ok(!existsSync(staging));
     const index = await loadIndex(out);
@@ -188,10 +215,14 @@ describe('S3 archives', () => {
 
   it('refused credentials fail before anything is archived, naming where they came from', async () => {
     const out = path.join(ws.dir, 'refused.clip');
-    const wrong = await runClip(['archive', tree.root, '-o', out, '--s3', `s3://${s3.bucket}/x`, '--endpoint', `http://${s3.host}`], { env: { ...env, AWS_ACCESS_KEY_ID: 'WRONG', AWS_SECRET_ACCESS_KEY: 'WRONG' } });
+    const wrong = await runClip(['archive', tree.root, '-o', out, '--s3', `s3://${s3.bucket}/x`, '--endpoint', `http://${s3.host}`], {
+      env: { ...env, AWS_ACCESS_KEY_ID: 'WRONG', AWS_SECRET_ACCESS_KEY: 'WRONG' },
+    });
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /^clip: S3 refused access to s3:\/\/clip-test\/x .*credentials from environment/m);
-    const noProfile = await runClip(['archive', tree.root, '-o', out, '--s3', `s3://${s3.bucket}/x`, '--endpoint', `http://${s3.host}`], { env: { ...env, AWS_PROFILE: 'nope' } });
+    const noProfile = await runClip(['archive', tree.root, '-o', out, '--s3', `s3://${s3.bucket}/x`, '--endpoint', `http://${s3.host}`], {
+      env: { ...env, AWS_PROFILE: 'nope' },
+    });
     assert.equal(noProfile.code, 1);
     assert.match(noProfile.stderr, /AWS profile "nope" has no credentials/);
     assert.ok(!existsSync(out) && !existsSync(`${out}.s3-upload`), 'nothing written');
@@ -203,7 +234,16 @@ describe('S3 pieces', () => {
     const creds = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', source: 'test' };
     const empty = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
     const sign = (q: string): string =>
-      signRequest({ method: 'GET', url: new URL(`https://examplebucket.s3.amazonaws.com/${q}`), region: 'us-east-1', date: '20130524T000000Z', headers: { 'x-amz-content-sha256': empty } }, creds)['authorization']!;
+      signRequest(
+        {
+          method: 'GET',
+          url: new URL(`https://examplebucket.s3.amazonaws.com/${q}`),
+          region: 'us-east-1',
+          date: '20130524T000000Z',
+          headers: { 'x-amz-content-sha256': empty },
+        },
+        creds,
+      )['authorization']!;
     assert.match(sign('?lifecycle'), /Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543$/);
     assert.match(sign('?max-keys=2&prefix=J'), /Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7$/);
   });
@@ -212,15 +252,24 @@ describe('S3 pieces', () => {
     const dir = path.join(path.dirname(new URL(import.meta.url).pathname), `aws-${process.pid}`);
     await mkdir(dir, { recursive: true });
     try {
-      await writeFile(path.join(dir, 'credentials'), '[default]\naws_access_key_id = DEF\naws_secret_access_key = defsecret\n[dev]\naws_access_key_id = DEV\naws_secret_access_key = devsecret\naws_session_token = tok\n');
+      await writeFile(
+        path.join(dir, 'credentials'),
+        '[default]\naws_access_key_id = DEF\naws_secret_access_key = defsecret\n[dev]\naws_access_key_id = DEV\naws_secret_access_key = devsecret\naws_session_token = tok\n',
+      );
       await writeFile(path.join(dir, 'config'), '[default]\nregion = eu-west-1\n[profile dev]\nregion = ap-south-1\n');
       const files = { AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'credentials'), AWS_CONFIG_FILE: path.join(dir, 'config') };
       assert.equal((await resolveCredentials({ ...files }))?.accessKeyId, 'DEF');
       const dev = await resolveCredentials({ ...files, AWS_PROFILE: 'dev' });
       assert.deepEqual([dev?.accessKeyId, dev?.sessionToken], ['DEV', 'tok']);
-      assert.equal((await resolveCredentials({ ...files, AWS_PROFILE: 'dev', AWS_ACCESS_KEY_ID: 'ENV', AWS_SECRET_ACCESS_KEY: 's' }))?.accessKeyId, 'ENV');
+      assert.equal(
+        (await resolveCredentials({ ...files, AWS_PROFILE: 'dev', AWS_ACCESS_KEY_ID: 'ENV', AWS_SECRET_ACCESS_KEY: 's' }))?.accessKeyId,
+        'ENV',
+      );
       await assert.rejects(resolveCredentials({ ...files, AWS_PROFILE: 'missing' }), /AWS profile "missing" has no credentials/);
-      assert.equal(await resolveCredentials({ AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'), AWS_CONFIG_FILE: path.join(dir, 'none') }), undefined);
+      assert.equal(
+        await resolveCredentials({ AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'), AWS_CONFIG_FILE: path.join(dir, 'none') }),
+        undefined,
+      );
       assert.equal(await defaultRegion({ ...files, AWS_PROFILE: 'dev' }), 'ap-south-1');
       assert.equal(await defaultRegion({ ...files, AWS_REGION: 'us-west-2' }), 'us-west-2');
       assert.equal(await defaultRegion({ AWS_CONFIG_FILE: path.join(dir, 'none') }), 'us-east-1');
@@ -243,12 +292,16 @@ describe('S3 pieces', () => {
       requests.push(`${req.method} ${u.searchParams.get('partNumber') ?? ''}${u.searchParams.has('uploads') ? 'uploads' : ''}`);
       req.resume();
       req.on('end', () => {
-        if (req.method === 'GET' && u.searchParams.get('uploadId') === 'gone') return void res.writeHead(404).end('<Error><Code>NoSuchUpload</Code></Error>');
+        if (req.method === 'GET' && u.searchParams.get('uploadId') === 'gone')
+          return void res.writeHead(404).end('<Error><Code>NoSuchUpload</Code></Error>');
         if (req.method === 'GET') {
-          const parts = held.map((n) => `<Part><PartNumber>${n}</PartNumber><ETag>&quot;etag-${n}&quot;</ETag><Size>${8 * 1024 * 1024}</Size></Part>`).join('');
+          const parts = held
+            .map((n) => `<Part><PartNumber>${n}</PartNumber><ETag>&quot;etag-${n}&quot;</ETag><Size>${8 * 1024 * 1024}</Size></Part>`)
+            .join('');
           return void res.writeHead(200).end(`<ListPartsResult><IsTruncated>false</IsTruncated>${parts}</ListPartsResult>`);
         }
-        if (req.method === 'POST' && u.searchParams.has('uploads')) return void res.writeHead(200).end('<InitiateMultipartUploadResult><UploadId>fresh</UploadId></InitiateMultipartUploadResult>');
+        if (req.method === 'POST' && u.searchParams.has('uploads'))
+          return void res.writeHead(200).end('<InitiateMultipartUploadResult><UploadId>fresh</UploadId></InitiateMultipartUploadResult>');
         if (req.method === 'PUT') return void res.writeHead(200, { etag: etag(Number(u.searchParams.get('partNumber'))) }).end();
         if (req.method === 'POST') return void res.writeHead(200).end('<CompleteMultipartUploadResult/>');
         res.writeHead(200, { 'content-length': String(data.length) }).end();
@@ -261,10 +314,18 @@ describe('S3 pieces', () => {
       const state = { ...newUploadState('s3://b/k', data.length, 'sha256:x'), uploadId: 'old', parts: {} };
       const r = await uploadFile(client, file, state, async () => undefined);
       assert.deepEqual([r.resumedParts, r.uploadedParts], [2, 1]);
-      assert.deepEqual(requests.filter((q) => q.startsWith('PUT')), ['PUT 3']);
+      assert.deepEqual(
+        requests.filter((q) => q.startsWith('PUT')),
+        ['PUT 3'],
+      );
       requests.length = 0;
       held = [];
-      const again = await uploadFile(client, file, { ...newUploadState('s3://b/k', data.length, 'sha256:x'), uploadId: 'gone', parts: { 1: '"x"' } }, async () => undefined);
+      const again = await uploadFile(
+        client,
+        file,
+        { ...newUploadState('s3://b/k', data.length, 'sha256:x'), uploadId: 'gone', parts: { 1: '"x"' } },
+        async () => undefined,
+      );
       assert.deepEqual([again.resumedParts, again.uploadedParts], [0, 3]);
       assert.ok(requests.includes('POST uploads'), 'a new upload was started');
     } finally {

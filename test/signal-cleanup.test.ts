@@ -17,7 +17,11 @@ import { clipWorkspace, type ClipWorkspace } from './helpers/mounts.js';
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/clip.js');
 
 /** Starts clip, waits until `started()` sees its temp file, signals it, and returns its exit code. */
-async function interrupt(args: string[], started: () => Promise<boolean>, signal: 'SIGINT' | 'SIGTERM'): Promise<{ code: number | null; stderr: string; signalled: boolean }> {
+async function interrupt(
+  args: string[],
+  started: () => Promise<boolean>,
+  signal: 'SIGINT' | 'SIGTERM',
+): Promise<{ code: number | null; stderr: string; signalled: boolean }> {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -56,7 +60,10 @@ describe('signals during clip archive and clip extract', () => {
     if (ws) await rm(ws.dir, { recursive: true, force: true });
   });
 
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     it(`${signal} during clip archive: the temp file is removed, exit ${code}`, async () => {
       const outDir = path.join(ws.dir, `archive-${signal}`);
       await mkdir(outDir);

@@ -53,13 +53,19 @@ process.stdout.write(JSON.stringify({ start, end: Date.now() }));
 function runWriter(dir: string, bound: number, seed: number, count: number): Promise<{ start: number; end: number }> {
   const moduleUrl = new URL('../src/content/span-cache.js', import.meta.url).href;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', WRITER, moduleUrl, dir, String(bound), String(seed), String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', WRITER, moduleUrl, dir, String(bound), String(seed), String(count)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as { start: number; end: number }) : reject(new Error(`writer ${seed} exited ${code}: ${err}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as { start: number; end: number }) : reject(new Error(`writer ${seed} exited ${code}: ${err}`)),
+    );
   });
 }
 
@@ -153,17 +159,40 @@ describe('span cache', () => {
       return [0, 1, 2].map((i) => s.of(i));
     };
     const spansChanged = (edit: (l: LayerRecord) => void): number[] => changed(edit).flatMap((id, i) => (id === base.of(i) ? [] : [i]));
-    assert.deepEqual(spansChanged((l) => (l.digest = `sha256:${hex('other')}`)), [0, 1, 2]);
-    assert.deepEqual(spansChanged((l) => (l.spans.compression = 'gzip-flushed')), [0, 1, 2]);
-    assert.deepEqual(spansChanged((l) => (l.spans.digests[0] = Buffer.alloc(32))), [0]);
-    assert.deepEqual(spansChanged((l) => (l.spans.checkpoints[1]!.window = Buffer.from('window two'))), [1, 2], 'span 2 has no window: it inflates from span 1');
+    assert.deepEqual(
+      spansChanged((l) => (l.digest = `sha256:${hex('other')}`)),
+      [0, 1, 2],
+    );
+    assert.deepEqual(
+      spansChanged((l) => (l.spans.compression = 'gzip-flushed')),
+      [0, 1, 2],
+    );
+    assert.deepEqual(
+      spansChanged((l) => (l.spans.digests[0] = Buffer.alloc(32))),
+      [0],
+    );
+    assert.deepEqual(
+      spansChanged((l) => (l.spans.checkpoints[1]!.window = Buffer.from('window two'))),
+      [1, 2],
+      'span 2 has no window: it inflates from span 1',
+    );
     assert.deepEqual(
       spansChanged((l) => ((l.spans.checkpoints[1] as { bits?: number }).bits = 3)),
       [0, 1, 2],
       'span 0 now ends with the byte it shares with span 1, which starts mid-byte; span 2 inflates from span 1',
     );
-    assert.deepEqual(spansChanged((l) => (l.spans.checkpoints[1]!.out = 3001)), [0, 1, 2], 'the output ranges of spans 0 and 1 moved');
-    assert.deepEqual(spansChanged((l) => (l.spans.compressedSize = 3001)), [2]);
-    assert.deepEqual(spansChanged((l) => (l.spans.checkpoints[0]!.in = 11)), [0]);
+    assert.deepEqual(
+      spansChanged((l) => (l.spans.checkpoints[1]!.out = 3001)),
+      [0, 1, 2],
+      'the output ranges of spans 0 and 1 moved',
+    );
+    assert.deepEqual(
+      spansChanged((l) => (l.spans.compressedSize = 3001)),
+      [2],
+    );
+    assert.deepEqual(
+      spansChanged((l) => (l.spans.checkpoints[0]!.in = 11)),
+      [0],
+    );
   });
 });

@@ -23,16 +23,44 @@ describe('malformed start-up profiles', () => {
     if (ws) await rm(ws.dir, { recursive: true, force: true });
   });
 
-  const good = (): Record<string, unknown> => ({ clipStartupProfile: 1, manifestDigest: image.manifestDigest, spanSize: 4 << 20, spans: [[image.layers[1]!.digest, 0]] });
+  const good = (): Record<string, unknown> => ({
+    clipStartupProfile: 1,
+    manifestDigest: image.manifestDigest,
+    spanSize: 4 << 20,
+    spans: [[image.layers[1]!.digest, 0]],
+  });
   const cases: { name: string; body: () => string; message: RegExp }[] = [
     { name: 'not JSON', body: () => '{"clipStartupProfile": 1,', message: /is not a clip start-up profile \(not valid JSON\)/ },
     { name: 'null', body: () => 'null', message: /is not a clip start-up profile/ },
-    { name: 'a spans entry that is null', body: () => JSON.stringify({ ...good(), spans: [null] }), message: /"spans"\[0\] is null, not \[layer digest, span number\]/ },
+    {
+      name: 'a spans entry that is null',
+      body: () => JSON.stringify({ ...good(), spans: [null] }),
+      message: /"spans"\[0\] is null, not \[layer digest, span number\]/,
+    },
     { name: 'spans that is an object', body: () => JSON.stringify({ ...good(), spans: { a: 1 } }), message: /"spans" is not a list/ },
-    { name: 'a negative span', body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 0], [image.layers[1]!.digest, -1]] }), message: /"spans"\[1\] is \[.*,-1\]/ },
+    {
+      name: 'a negative span',
+      body: () =>
+        JSON.stringify({
+          ...good(),
+          spans: [
+            [image.layers[1]!.digest, 0],
+            [image.layers[1]!.digest, -1],
+          ],
+        }),
+      message: /"spans"\[1\] is \[.*,-1\]/,
+    },
     { name: 'a layer that is not a digest', body: () => JSON.stringify({ ...good(), spans: [['../../etc', 0]] }), message: /"spans"\[0\]/ },
-    { name: 'a span size that is a string', body: () => JSON.stringify({ ...good(), spanSize: '4M' }), message: /"spanSize" is not a positive whole number/ },
-    { name: 'a manifest digest that is a number', body: () => JSON.stringify({ ...good(), manifestDigest: 5 }), message: /"manifestDigest" is not a sha256 digest/ },
+    {
+      name: 'a span size that is a string',
+      body: () => JSON.stringify({ ...good(), spanSize: '4M' }),
+      message: /"spanSize" is not a positive whole number/,
+    },
+    {
+      name: 'a manifest digest that is a number',
+      body: () => JSON.stringify({ ...good(), manifestDigest: 5 }),
+      message: /"manifestDigest" is not a sha256 digest/,
+    },
   ];
   for (const c of cases) {
     it(`${c.name}: clip index --profile names the file and the field`, async () => {

@@ -72,14 +72,18 @@ describe('start-up profiles', () => {
     }
     const recorded = JSON.parse(await readFile(profile, 'utf8')) as { manifestDigest: string; spans: [string, number][] };
     assert.ok(recorded.spans.length >= 8, `${recorded.spans.length} spans recorded for a 2 MiB file in 256 KiB spans`);
-    assert.ok(recorded.spans.every(([d]) => d === image.layers[1]!.digest), 'only the layer that was read');
+    assert.ok(
+      recorded.spans.every(([d]) => d === image.layers[1]!.digest),
+      'only the layer that was read',
+    );
 
     // A new cache: without the profile every span would be fetched on demand.
     m = await runClip(['mount', index, mp, '--cache-dir', path.join(ws.dir, 'cache-2'), '--profile', profile], { env: ws.env });
     assert.equal(m.code, 0, m.stderr);
     try {
       // Nothing reads yet; the profile's spans arrive by themselves.
-      for (let i = 0; i < 200 && !(await daemonLog(ws)).includes('start-up profile fetched'); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && !(await daemonLog(ws)).includes('start-up profile fetched'); i++)
+        await new Promise((r) => setTimeout(r, 50));
       const before = await stats(mp);
       assert.ok(requests(before) > 0, 'the profile was fetched before any read');
       const got = await readFile(path.join(mp, FILE));
@@ -100,7 +104,8 @@ describe('start-up profiles', () => {
     const profiled = new Set(recorded.spans.map(([d, i]) => `${d}:${i}`));
     const layer = idx.layers.find((l) => l.digest === image.layers[1]!.digest)!;
     for (const [, i] of recorded.spans) {
-      if (i > 0 && !profiled.has(`${layer.digest}:${i - 1}`)) assert.ok(!needsWindow(layer.spans, i), `span ${i} starts a profiled run: it keeps its window`);
+      if (i > 0 && !profiled.has(`${layer.digest}:${i - 1}`))
+        assert.ok(!needsWindow(layer.spans, i), `span ${i} starts a profiled run: it keeps its window`);
     }
     const compressed = recorded.spans.reduce((a, [, i]) => a + spanRange(layer.spans, i).end - spanRange(layer.spans, i).start, 0);
     const mp = path.join(ws.dir, 'mnt-guided');

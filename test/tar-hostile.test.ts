@@ -131,12 +131,16 @@ function scan(buf: Buffer): TarEntry[] {
 
 function rejects(buf: Buffer, code: 'BAD_TAR' | 'UNSUPPORTED', message: RegExp): void {
   for (const c of [buf.length || 1, ...CHUNKINGS]) {
-    assert.throws(() => scanWith(buf, c), (e: unknown) => {
-      assert.equal((e as { name?: string }).name, 'ClipError', String(e));
-      assert.equal((e as { code?: string }).code, code, String(e));
-      assert.match((e as Error).message, message);
-      return true;
-    }, `chunking ${c}`);
+    assert.throws(
+      () => scanWith(buf, c),
+      (e: unknown) => {
+        assert.equal((e as { name?: string }).name, 'ClipError', String(e));
+        assert.equal((e as { code?: string }).code, code, String(e));
+        assert.match((e as Error).message, message);
+        return true;
+      },
+      `chunking ${c}`,
+    );
   }
 }
 
@@ -146,16 +150,29 @@ describe('TarScanner on hand-built archives', () => {
   it('reports data offsets of a plain ustar archive', () => {
     const buf = tar(file('a', 'hello'), file('b', ''), file('c', 'x'.repeat(512)), file('d', 'y'.repeat(513)));
     const entries = scan(buf);
-    assert.deepEqual(entries.map((e) => [e.path, e.size, e.dataOffset]), [
-      ['a', 5, 512],
-      ['b', 0, 1536],
-      ['c', 512, 2048],
-      ['d', 513, 3072],
-    ]);
+    assert.deepEqual(
+      entries.map((e) => [e.path, e.size, e.dataOffset]),
+      [
+        ['a', 5, 512],
+        ['b', 0, 1536],
+        ['c', 512, 2048],
+        ['d', 513, 3072],
+      ],
+    );
     assert.equal(buf.subarray(3072, 3072 + 513).toString(), 'y'.repeat(513));
     assert.deepEqual(entries[0], {
-      path: 'a', type: 'file', mode: 0o644, uid: 0, gid: 0, uname: 'user', gname: 'group',
-      size: 5, dataOffset: 512, mtime: { sec: 1700000000, nsec: 0 }, devmajor: 0, devminor: 0,
+      path: 'a',
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      uname: 'user',
+      gname: 'group',
+      size: 5,
+      dataOffset: 512,
+      mtime: { sec: 1700000000, nsec: 0 },
+      devmajor: 0,
+      devminor: 0,
     });
   });
 
@@ -183,18 +200,21 @@ describe('TarScanner on hand-built archives', () => {
         header({ name: '.hidden/..dots.../...', type: '5' }),
       ),
     );
-    assert.deepEqual(entries.map((e) => [e.path, e.type, e.linkname]), [
-      ['', 'dir', undefined],
-      ['', 'dir', undefined],
-      ['', 'dir', undefined],
-      ['etc/passwd', 'file', undefined],
-      ['a/b/c', 'dir', undefined],
-      ['x/y', 'file', undefined],
-      ['h', 'hardlink', 'etc/passwd'],
-      ['s', 'symlink', '/../../etc/./passwd'], // symlink targets are kept as stored
-      ['usr/share/pre.txt', 'file', undefined],
-      ['.hidden/..dots.../...', 'dir', undefined],
-    ]);
+    assert.deepEqual(
+      entries.map((e) => [e.path, e.type, e.linkname]),
+      [
+        ['', 'dir', undefined],
+        ['', 'dir', undefined],
+        ['', 'dir', undefined],
+        ['etc/passwd', 'file', undefined],
+        ['a/b/c', 'dir', undefined],
+        ['x/y', 'file', undefined],
+        ['h', 'hardlink', 'etc/passwd'],
+        ['s', 'symlink', '/../../etc/./passwd'], // symlink targets are kept as stored
+        ['usr/share/pre.txt', 'file', undefined],
+        ['.hidden/..dots.../...', 'dir', undefined],
+      ],
+    );
   });
 
   it('refuses ".." components wherever a path comes from', () => {
@@ -221,7 +241,10 @@ describe('TarScanner on hand-built archives', () => {
     rejects(tar(header({ name: '', type: '5' })), 'BAD_TAR', /empty name/);
     rejects(tar(file('.', 'x', { type: '7' })), 'BAD_TAR', /file entry "." at offset 0 names the root/);
     // A regular file with a trailing slash is a directory (old tars), so "./" is the root.
-    assert.deepEqual(scan(tar(file('./', 'x'))).map((e) => [e.path, e.type, e.size]), [['', 'dir', 0]]);
+    assert.deepEqual(
+      scan(tar(file('./', 'x'))).map((e) => [e.path, e.type, e.size]),
+      [['', 'dir', 0]],
+    );
     rejects(tar(header({ name: '/', type: '2', linkname: 'x' })), 'BAD_TAR', /names the root/);
     rejects(tar(header({ name: 'h', type: '1', linkname: './' })), 'BAD_TAR', /empty target/);
   });
@@ -246,7 +269,10 @@ describe('TarScanner on hand-built archives', () => {
     const s = new TarScanner((x) => entries.push(x));
     s.push(header({ name: 'huge', sizeField: base256(BigInt(big), 12) }));
     s.push(Buffer.alloc(4096));
-    assert.deepEqual(entries.map((x) => [x.path, x.size, x.dataOffset]), [['huge', big, 512]]);
+    assert.deepEqual(
+      entries.map((x) => [x.path, x.size, x.dataOffset]),
+      [['huge', big, 512]],
+    );
     assert.equal(s.position, 4608);
     assert.throws(() => s.finish(), { code: 'BAD_TAR', message: /truncated inside the data of "huge" \(1099511623680 bytes missing\)/ });
     // Negative mtimes are fine.
@@ -278,10 +304,7 @@ describe('TarScanner on hand-built archives', () => {
     );
     assert.equal(entries.length, 2);
     const e = entries[0]!;
-    assert.deepEqual(
-      [e.path, e.size, e.dataOffset, e.uid, e.gid, e.uname, e.gname],
-      ['pax/name', 3, 1536, 70000, 80000, 'ünïcode', 'g'],
-    );
+    assert.deepEqual([e.path, e.size, e.dataOffset, e.uid, e.gid, e.uname, e.gname], ['pax/name', 3, 1536, 70000, 80000, 'ünïcode', 'g']);
     assert.deepEqual(e.mtime, { sec: 1700000000, nsec: 1 });
     assert.deepEqual(e.atime, { sec: -1, nsec: 500000000 });
     assert.deepEqual(e.ctime, { sec: 12, nsec: 999999999 });
@@ -300,9 +323,19 @@ describe('TarScanner on hand-built archives', () => {
   it('keeps applying global PAX headers; per-entry records win', () => {
     const entries = scan(
       tar(
-        pax([['uname', 'global'], ['mtime', '5.5'], ['comment', 'git archive']], 'g'),
+        pax(
+          [
+            ['uname', 'global'],
+            ['mtime', '5.5'],
+            ['comment', 'git archive'],
+          ],
+          'g',
+        ),
         file('one', ''),
-        pax([['uname', ''], ['uid', '42']]), // empty value: back to the header's uname
+        pax([
+          ['uname', ''],
+          ['uid', '42'],
+        ]), // empty value: back to the header's uname
         file('two', '', { uname: 'hdr' }),
         pax([['uname', '']], 'g'), // empty value in a global header: forget it
         file('three', '', { uname: 'hdr3' }),
@@ -336,7 +369,11 @@ describe('TarScanner on hand-built archives', () => {
     // NUL padding after the last record is tolerated.
     const [e] = scan(tar(pax(Buffer.from('12 path=abc\n\0\0\0')), file('x', '')));
     assert.equal(e!.path, 'abc');
-    rejects(tar(Buffer.concat([header({ type: 'x', size: MAX_EXTENSION_SIZE + 1 })]), Buffer.alloc(MAX_EXTENSION_SIZE + 512)), 'BAD_TAR', /extended header of 1048577 bytes at offset 0 is too large/);
+    rejects(
+      tar(Buffer.concat([header({ type: 'x', size: MAX_EXTENSION_SIZE + 1 })]), Buffer.alloc(MAX_EXTENSION_SIZE + 512)),
+      'BAD_TAR',
+      /extended header of 1048577 bytes at offset 0 is too large/,
+    );
   });
 
   it('reads GNU long names and long link targets', () => {
@@ -354,12 +391,15 @@ describe('TarScanner on hand-built archives', () => {
         file('plain', '', { magic: 'gnu' }),
       ),
     );
-    assert.deepEqual(entries.map((e) => [e.path, e.type, e.linkname]), [
-      [longName, 'file', undefined],
-      ['sym', 'symlink', longTarget],
-      ['hl', 'hardlink', longName],
-      ['plain', 'file', undefined],
-    ]);
+    assert.deepEqual(
+      entries.map((e) => [e.path, e.type, e.linkname]),
+      [
+        [longName, 'file', undefined],
+        ['sym', 'symlink', longTarget],
+        ['hl', 'hardlink', longName],
+        ['plain', 'file', undefined],
+      ],
+    );
   });
 
   it('reads every entry type; links, devices, fifos and directories have no data, whatever the size says', () => {
@@ -375,10 +415,13 @@ describe('TarScanner on hand-built archives', () => {
         header({ name: 'dir/', type: '5', mode: 0o41777, size: 10 }),
         header({ name: 'fifo', type: '6', mode: 0o10600, size: 1 }),
         header({ name: 'setuid', mode: 0o104755 }),
-        header({ name: 'dumpdir', type: 'D', size: 4 }), padded('Yabc'),
-        header({ name: 'vol', type: 'V', size: 700 }), padded('v'.repeat(700)),
+        header({ name: 'dumpdir', type: 'D', size: 4 }),
+        padded('Yabc'),
+        header({ name: 'vol', type: 'V', size: 700 }),
+        padded('v'.repeat(700)),
         pax([['path', 'not/applied/to/next']]),
-        header({ name: 'vendor', type: 'X', size: 1 }), padded('?'),
+        header({ name: 'vendor', type: 'X', size: 1 }),
+        padded('?'),
         file('last', 'end'),
       ),
     );
@@ -406,34 +449,67 @@ describe('TarScanner on hand-built archives', () => {
 
   it('reads v7 headers (no magic): trailing slash means directory', () => {
     const entries = scan(tar(header({ name: 'olddir/', type: '\0', magic: 'v7' }), file('oldfile', 'v7', { type: '\0', magic: 'v7' })));
-    assert.deepEqual(entries.map((e) => [e.path, e.type, e.size, e.uname]), [
-      ['olddir', 'dir', 0, undefined],
-      ['oldfile', 'file', 2, undefined],
-    ]);
+    assert.deepEqual(
+      entries.map((e) => [e.path, e.type, e.size, e.uname]),
+      [
+        ['olddir', 'dir', 0, undefined],
+        ['oldfile', 'file', 2, undefined],
+      ],
+    );
   });
 
   it('refuses sparse files', () => {
     rejects(tar(header({ name: 'sp', type: 'S', magic: 'gnu', size: 0 })), 'UNSUPPORTED', /sparse file "sp" at offset 0 is not supported/);
-    rejects(tar(pax([['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.name', 'sp']]), file('GNUSparseFile.0/sp', '')), 'UNSUPPORTED', /sparse file/);
+    rejects(
+      tar(
+        pax([
+          ['GNU.sparse.major', '1'],
+          ['GNU.sparse.minor', '0'],
+          ['GNU.sparse.name', 'sp'],
+        ]),
+        file('GNUSparseFile.0/sp', ''),
+      ),
+      'UNSUPPORTED',
+      /sparse file/,
+    );
     rejects(tar(pax([['GNU.sparse.numblocks', '0']], 'g'), file('any', '')), 'UNSUPPORTED', /sparse file "any"/);
   });
 
   it('stops at two zero blocks and ignores what follows', () => {
     const buf = Buffer.concat([file('a', 'x'), END, file('after-end', 'x'), Buffer.from('garbage'), Buffer.alloc(3)]);
     const entries = scan(buf);
-    assert.deepEqual(entries.map((e) => e.path), ['a']);
+    assert.deepEqual(
+      entries.map((e) => e.path),
+      ['a'],
+    );
   });
 
   it('refuses a lone zero block followed by a header', () => {
-    rejects(Buffer.concat([file('a', 'x'), Buffer.alloc(512), file('b', 'y'), END]), 'BAD_TAR', /lone zero block followed by a header at offset 1536/);
+    rejects(
+      Buffer.concat([file('a', 'x'), Buffer.alloc(512), file('b', 'y'), END]),
+      'BAD_TAR',
+      /lone zero block followed by a header at offset 1536/,
+    );
   });
 
   it('tolerates missing end blocks and padding, not truncation', () => {
-    assert.deepEqual(scan(file('a', 'x')).map((e) => e.path), ['a']);
-    assert.deepEqual(scan(Buffer.concat([file('a', 'x'), Buffer.alloc(512)])).map((e) => e.path), ['a']);
-    assert.deepEqual(scan(Buffer.concat([file('a', 'x'), Buffer.alloc(700)])).map((e) => e.path), ['a']);
+    assert.deepEqual(
+      scan(file('a', 'x')).map((e) => e.path),
+      ['a'],
+    );
+    assert.deepEqual(
+      scan(Buffer.concat([file('a', 'x'), Buffer.alloc(512)])).map((e) => e.path),
+      ['a'],
+    );
+    assert.deepEqual(
+      scan(Buffer.concat([file('a', 'x'), Buffer.alloc(700)])).map((e) => e.path),
+      ['a'],
+    );
     const noPad = Buffer.concat([header({ name: 'a', size: 3 }), Buffer.from('abc')]);
-    assert.deepEqual(scan(noPad).map((e) => [e.path, e.size]), [['a', 3]]);
+    assert.deepEqual(
+      scan(noPad).map((e) => [e.path, e.size]),
+      [['a', 3]],
+    );
     assert.deepEqual(scan(Buffer.alloc(0)), []);
 
     const two = Buffer.concat([file('a', 'xyz'), file('b', 'hello')]);
@@ -460,7 +536,14 @@ describe('TarScanner on hand-built archives', () => {
   });
 
   it('does not keep references to pushed chunks', () => {
-    const buf = tar(pax([['path', 'pax-path'], ['SCHILY.xattr.user.k', 'v']]), gnuLong('K', 'target'), header({ name: 's', type: '2' }));
+    const buf = tar(
+      pax([
+        ['path', 'pax-path'],
+        ['SCHILY.xattr.user.k', 'v'],
+      ]),
+      gnuLong('K', 'target'),
+      header({ name: 's', type: '2' }),
+    );
     const entries: TarEntry[] = [];
     const s = new TarScanner((e) => entries.push(e));
     for (let off = 0; off < buf.length; off += 100) {
@@ -469,7 +552,10 @@ describe('TarScanner on hand-built archives', () => {
       chunk.fill(0x41);
     }
     s.finish();
-    assert.deepEqual(entries.map((e) => [e.path, e.linkname, e.xattrs?.get('user.k')?.toString()]), [['pax-path', 'target', 'v']]);
+    assert.deepEqual(
+      entries.map((e) => [e.path, e.linkname, e.xattrs?.get('user.k')?.toString()]),
+      [['pax-path', 'target', 'v']],
+    );
   });
 
   // ---- issue 10: what Go's archive/tar (containerd, docker) reads --------
@@ -478,37 +564,74 @@ describe('TarScanner on hand-built archives', () => {
     const hidden = (name: string): Buffer => file(name, 'x');
     const entries = scan(
       tar(
-        header({ name: 'd/', type: '5', size: 512 }), hidden('h-dir'),
-        header({ name: 'sl', type: '2', linkname: 't', size: 1024 }), hidden('h-symlink'),
-        header({ name: 'hl', type: '1', linkname: 'd', size: 600 }), hidden('h-hardlink'),
-        header({ name: 'c', type: '3', size: 512 }), hidden('h-char'),
-        header({ name: 'b', type: '4', size: 512 }), hidden('h-block'),
-        header({ name: 'p', type: '6', size: 512 }), hidden('h-fifo'),
+        header({ name: 'd/', type: '5', size: 512 }),
+        hidden('h-dir'),
+        header({ name: 'sl', type: '2', linkname: 't', size: 1024 }),
+        hidden('h-symlink'),
+        header({ name: 'hl', type: '1', linkname: 'd', size: 600 }),
+        hidden('h-hardlink'),
+        header({ name: 'c', type: '3', size: 512 }),
+        hidden('h-char'),
+        header({ name: 'b', type: '4', size: 512 }),
+        hidden('h-block'),
+        header({ name: 'p', type: '6', size: 512 }),
+        hidden('h-fifo'),
         // A PAX size does not give them data either.
-        pax([['size', '512']]), header({ name: 'sl2', type: '2', linkname: 't' }), hidden('h-pax'),
+        pax([['size', '512']]),
+        header({ name: 'sl2', type: '2', linkname: 't' }),
+        hidden('h-pax'),
         // An old '\0' entry named "x/" is a directory to Go: no data.
-        header({ name: 'old/', type: '\0', size: 512 }), hidden('h-old'),
+        header({ name: 'old/', type: '\0', size: 512 }),
+        hidden('h-old'),
         // GNU dumpdirs and regular files keep their data.
-        header({ name: 'dump', type: 'D', size: 512 }), file('not-an-entry', 'x').subarray(0, 512),
-        header({ name: 'reg', size: 512 }), file('not-an-entry-either', 'x').subarray(0, 512),
+        header({ name: 'dump', type: 'D', size: 512 }),
+        file('not-an-entry', 'x').subarray(0, 512),
+        header({ name: 'reg', size: 512 }),
+        file('not-an-entry-either', 'x').subarray(0, 512),
         file('last', 'end'),
       ),
     );
-    assert.deepEqual(entries.map((e) => `${e.path}:${e.type}:${e.size}`), [
-      'd:dir:0', 'h-dir:file:1', 'sl:symlink:0', 'h-symlink:file:1', 'hl:hardlink:0', 'h-hardlink:file:1',
-      'c:char:0', 'h-char:file:1', 'b:block:0', 'h-block:file:1', 'p:fifo:0', 'h-fifo:file:1',
-      'sl2:symlink:0', 'h-pax:file:1', 'old:dir:0', 'h-old:file:1', 'dump:dir:0', 'reg:file:512', 'last:file:3',
-    ]);
+    assert.deepEqual(
+      entries.map((e) => `${e.path}:${e.type}:${e.size}`),
+      [
+        'd:dir:0',
+        'h-dir:file:1',
+        'sl:symlink:0',
+        'h-symlink:file:1',
+        'hl:hardlink:0',
+        'h-hardlink:file:1',
+        'c:char:0',
+        'h-char:file:1',
+        'b:block:0',
+        'h-block:file:1',
+        'p:fifo:0',
+        'h-fifo:file:1',
+        'sl2:symlink:0',
+        'h-pax:file:1',
+        'old:dir:0',
+        'h-old:file:1',
+        'dump:dir:0',
+        'reg:file:512',
+        'last:file:3',
+      ],
+    );
   });
 
   it('refuses names that are not UTF-8 wherever they come from, showing the bytes', () => {
     const n = (tail: number): Buffer => Buffer.from([0x6e, tail]);
     rejects(tar(header({ name: n(0xff) })), 'BAD_TAR', /^name "n\\xff" of the entry at offset 0 is not UTF-8/);
-    rejects(tar(file('ok', 'x'), header({ name: 'x', prefix: 'dir' }), header({ name: Buffer.concat([Buffer.from('a/'), n(0xfe)]) })), 'BAD_TAR', /name "a\/n\\xfe" of the entry at offset 1536 is not UTF-8/);
+    rejects(
+      tar(file('ok', 'x'), header({ name: 'x', prefix: 'dir' }), header({ name: Buffer.concat([Buffer.from('a/'), n(0xfe)]) })),
+      'BAD_TAR',
+      /name "a\/n\\xfe" of the entry at offset 1536 is not UTF-8/,
+    );
     rejects(tar(pax([['path', n(0xfe)]]), file('x', '')), 'BAD_TAR', /name "n\\xfe" of the entry at offset 1024/);
     rejects(tar(pax([['linkpath', n(0xfe)]]), header({ name: 's', type: '2' })), 'BAD_TAR', /link target "n\\xfe"/);
     const gnu = (type: 'L' | 'K', value: Buffer): Buffer =>
-      Buffer.concat([header({ name: '././@LongLink', type, size: value.length + 1, magic: 'gnu' }), padded(Buffer.concat([value, Buffer.alloc(1)]))]);
+      Buffer.concat([
+        header({ name: '././@LongLink', type, size: value.length + 1, magic: 'gnu' }),
+        padded(Buffer.concat([value, Buffer.alloc(1)])),
+      ]);
     rejects(tar(gnu('L', n(0xff)), file('x', '')), 'BAD_TAR', /name "n\\xff"/);
     rejects(tar(gnu('K', n(0xff)), header({ name: 'h', type: '1' })), 'BAD_TAR', /link target "n\\xff"/);
     const badLink = header({ name: 's', type: '2' });
@@ -533,18 +656,26 @@ describe('TarScanner on hand-built archives', () => {
     const MIN = -62135596800;
     const entries = scan(
       tar(
-        pax([['mtime', '9007199254740991'], ['atime', '-9007199254740991.5'], ['ctime', '1' + '0'.repeat(30)]]), file('pax', ''),
+        pax([
+          ['mtime', '9007199254740991'],
+          ['atime', '-9007199254740991.5'],
+          ['ctime', '1' + '0'.repeat(30)],
+        ]),
+        file('pax', ''),
         file('b256', '', { mtimeField: base256(2n ** 60n, 12) }),
         file('b256neg', '', { mtimeField: base256(-(2n ** 62n), 12) }),
         file('inside', '', { mtimeField: base256(BigInt(MAX), 12) }),
       ),
     );
-    assert.deepEqual(entries.map((e) => [e.path, e.mtime.sec, e.mtime.nsec, e.atime?.sec, e.ctime?.sec]), [
-      ['pax', MAX, 0, MIN, MAX],
-      ['b256', MAX, 0, undefined, undefined],
-      ['b256neg', MIN, 0, undefined, undefined],
-      ['inside', MAX, 0, undefined, undefined],
-    ]);
+    assert.deepEqual(
+      entries.map((e) => [e.path, e.mtime.sec, e.mtime.nsec, e.atime?.sec, e.ctime?.sec]),
+      [
+        ['pax', MAX, 0, MIN, MAX],
+        ['b256', MAX, 0, undefined, undefined],
+        ['b256neg', MIN, 0, undefined, undefined],
+        ['inside', MAX, 0, undefined, undefined],
+      ],
+    );
   });
 
   it('refuses device numbers Linux cannot hold (they would alias other devices)', () => {

@@ -27,7 +27,14 @@ it('canonicalises', () => {
 
 it('refuses ".." and NUL', () => {
   for (const raw of ['..', '../a', 'a/..', 'a/../b', '/..', './../x', 'a/b/../../..', 'a//..//b']) {
-    assert.throws(() => normalizePath(raw, 7), { code: 'BAD_TAR', message: new RegExp(`${JSON.stringify(raw).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} at offset 7 has a "\\.\\." component`) }, raw);
+    assert.throws(
+      () => normalizePath(raw, 7),
+      {
+        code: 'BAD_TAR',
+        message: new RegExp(`${JSON.stringify(raw).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} at offset 7 has a "\\.\\." component`),
+      },
+      raw,
+    );
   }
   assert.throws(() => normalizePath('a\0b', 0), { code: 'BAD_TAR', message: /NUL byte/ });
 });

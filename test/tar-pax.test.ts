@@ -33,7 +33,13 @@ it('splits records, keeping raw value bytes (newlines, NULs, "=")', () => {
   const recs: PaxRecords = new Map();
   const payload = Buffer.concat([Buffer.from('30 SCHILY.xattr.user.a=x\n=\0yz\n'), Buffer.from('8 path=\n')]);
   parsePaxRecords(payload, 0, recs, false);
-  assert.deepEqual(recs, new Map([['SCHILY.xattr.user.a', Buffer.from('x\n=\0yz')], ['path', Buffer.alloc(0)]]));
+  assert.deepEqual(
+    recs,
+    new Map([
+      ['SCHILY.xattr.user.a', Buffer.from('x\n=\0yz')],
+      ['path', Buffer.alloc(0)],
+    ]),
+  );
   const o = interpretPax(recs, 0);
   assert.equal(o.path, undefined); // empty: use the header's
   assert.deepEqual(o.xattrs, new Map([['user.a', Buffer.from('x\n=\0yz')]]));

@@ -19,7 +19,7 @@ function scan(tar: Buffer, chunk: number | 'random' | 'whole' = 'whole'): TarEnt
     s.push(tar);
   } else {
     let seed = 12345;
-    for (let off = 0; off < tar.length; ) {
+    for (let off = 0; off < tar.length;) {
       let n: number;
       if (chunk === 'random') {
         seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -137,7 +137,15 @@ function listTar(file: string): Listed[] {
           name = name.slice(0, i);
         }
       }
-      return { perms: m[1]!, uid: Number(m[2]), gid: Number(m[3]), sizeOrDev: m[4]!, date: m[5]!, name, ...(target !== undefined ? { target } : {}) };
+      return {
+        perms: m[1]!,
+        uid: Number(m[2]),
+        gid: Number(m[3]),
+        sizeOrDev: m[4]!,
+        date: m[5]!,
+        name,
+        ...(target !== undefined ? { target } : {}),
+      };
     });
 }
 
@@ -160,9 +168,15 @@ function permString(mode: number): string {
   const x = (exec: number, special: number, on: string) =>
     mode & special ? (mode & exec ? on : on.toUpperCase()) : mode & exec ? 'x' : '-';
   return (
-    r(0o400, 'r') + r(0o200, 'w') + x(0o100, 0o4000, 's') +
-    r(0o40, 'r') + r(0o20, 'w') + x(0o10, 0o2000, 's') +
-    r(0o4, 'r') + r(0o2, 'w') + x(0o1, 0o1000, 't')
+    r(0o400, 'r') +
+    r(0o200, 'w') +
+    x(0o100, 0o4000, 's') +
+    r(0o40, 'r') +
+    r(0o20, 'w') +
+    x(0o10, 0o2000, 's') +
+    r(0o4, 'r') +
+    r(0o2, 'w') +
+    x(0o1, 0o1000, 't')
   );
 }
 
@@ -279,10 +293,15 @@ describe('TarScanner on GNU tar archives', () => {
     const src = path.join(tmp, 'short');
     const tar = makeTar('members.tar', src, ['--format=gnu'], ['a.txt', 'dir', 'null']);
     const entries = scanAll(tar);
-    assert.deepEqual(
-      entries.map((e) => e.path).sort(),
-      ['a.txt', 'dir', 'dir/emptydir', 'dir/hardlink', 'dir/sub', 'dir/sub/file', 'null'],
-    );
+    assert.deepEqual(entries.map((e) => e.path).sort(), [
+      'a.txt',
+      'dir',
+      'dir/emptydir',
+      'dir/hardlink',
+      'dir/sub',
+      'dir/sub/file',
+      'null',
+    ]);
     // -P keeps the leading "/", which the scanner strips.
     const abs = makeTar('abs.tar', '/', ['--format=pax', '-P'], [path.join(src, 'a.txt')]);
     const [e] = scanAll(abs);
@@ -297,7 +316,14 @@ describe('TarScanner on GNU tar archives', () => {
     const numeric = scanAll(makeTar('numeric.tar', src, ['--format=gnu', '--owner=1234', '--group=5678', '--numeric-owner'], ['a.txt']));
     assert.deepEqual([numeric[0]!.uid, numeric[0]!.gid, numeric[0]!.uname, numeric[0]!.gname], [1234, 5678, undefined, undefined]);
     for (const format of ['gnu', 'pax']) {
-      const big = scanAll(makeTar(`bigid-${format}.tar`, src, [`--format=${format}`, '--owner=4000000000', '--group=4294967294', '--numeric-owner'], ['a.txt']));
+      const big = scanAll(
+        makeTar(
+          `bigid-${format}.tar`,
+          src,
+          [`--format=${format}`, '--owner=4000000000', '--group=4294967294', '--numeric-owner'],
+          ['a.txt'],
+        ),
+      );
       assert.equal(big[0]!.uid, 4000000000, format);
       assert.equal(big[0]!.gid, 4294967294, format);
     }
@@ -324,7 +350,7 @@ describe('TarScanner on GNU tar archives', () => {
       return;
     }
     const src = path.join(tmp, 'full');
-    const entries = scanAll(makeTar('xattrs.tar', src, ['--format=pax', '--xattrs', "--xattrs-include=user.*"], ['xattrs', 'a.txt']));
+    const entries = scanAll(makeTar('xattrs.tar', src, ['--format=pax', '--xattrs', '--xattrs-include=user.*'], ['xattrs', 'a.txt']));
     const x = entries.find((e) => e.path === 'xattrs')!;
     assert.deepEqual(
       x.xattrs,
@@ -360,7 +386,12 @@ describe('TarScanner on GNU tar archives', () => {
     const fd = fs.openSync(f, 'r+');
     fs.writeSync(fd, 'data in the middle', 5 * 1024 * 1024);
     fs.closeSync(fd);
-    const flavours = [['--format=gnu'], ['--format=pax', '--sparse-version=0.0'], ['--format=pax', '--sparse-version=0.1'], ['--format=pax', '--sparse-version=1.0']];
+    const flavours = [
+      ['--format=gnu'],
+      ['--format=pax', '--sparse-version=0.0'],
+      ['--format=pax', '--sparse-version=0.1'],
+      ['--format=pax', '--sparse-version=1.0'],
+    ];
     for (const args of flavours) {
       const tar = makeTar('sparse.tar', dir, ['--sparse', ...args], ['holes']);
       assert.throws(() => scan(tar), { code: 'UNSUPPORTED', message: /sparse file .* not supported/ }, args.join(' '));

@@ -260,7 +260,11 @@ describe('clip umount touches only what is its own', { timeout: 300_000 }, () =>
       for (const r of mounts) assert.equal(r.code, 0, r.stderr);
       const images = (await mountRecords(ws)).filter((x) => x.mountpoint.includes('/images/'));
       assert.equal(images.length, 1, 'one shared image record');
-      assert.equal(readMounts().filter((m) => m.mountPoint === images[0]!.mountpoint).length, 1, 'exactly one FUSE mount on the shared path');
+      assert.equal(
+        readMounts().filter((m) => m.mountPoint === images[0]!.mountpoint).length,
+        1,
+        'exactly one FUSE mount on the shared path',
+      );
       for (const d of dirs) assert.equal(await readFile(path.join(d, 'etc/hello'), 'utf8'), HELLO);
     } finally {
       const umounts = await Promise.all(dirs.map((d) => runClip(['umount', d], { env: ws.env })));

@@ -79,10 +79,13 @@ export interface ArchiveSummary {
 
 function checkOptions(opts: ArchiveOptions): number {
   const spanSize = opts.spanSize ?? (opts.s3 !== undefined ? S3_SPAN_SIZE : ARCHIVE_SPAN_SIZE);
-  if (!Number.isSafeInteger(spanSize) || spanSize < MIN_SPAN_SIZE) throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
+  if (!Number.isSafeInteger(spanSize) || spanSize < MIN_SPAN_SIZE)
+    throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
   // Readers refuse spans of more output than this (one read inflates one span).
-  if (spanSize > MAX_SPAN_OUTPUT) throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too large (maximum ${MAX_SPAN_OUTPUT} bytes)`);
-  if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= 0 && opts.level <= 9)) throw new ClipError('BAD_ARGUMENT', `compression level ${opts.level} is not 0-9`);
+  if (spanSize > MAX_SPAN_OUTPUT)
+    throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too large (maximum ${MAX_SPAN_OUTPUT} bytes)`);
+  if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= 0 && opts.level <= 9))
+    throw new ClipError('BAD_ARGUMENT', `compression level ${opts.level} is not 0-9`);
   return spanSize;
 }
 
@@ -90,7 +93,9 @@ function checkOptions(opts: ArchiveOptions): number {
 function excluder(output: string): (abs: string) => boolean {
   const dir = path.dirname(path.resolve(output));
   const base = path.basename(output);
-  return (abs) => path.dirname(abs) === dir && (path.basename(abs) === base || path.basename(abs).startsWith(`.${base}.tmp-`) || path.basename(abs) === `${base}.s3-upload`);
+  return (abs) =>
+    path.dirname(abs) === dir &&
+    (path.basename(abs) === base || path.basename(abs).startsWith(`.${base}.tmp-`) || path.basename(abs) === `${base}.s3-upload`);
 }
 
 function buildIndex(kind: IndexKind, location: string, source: ArchiveSource, data: ArchiveData, spanSize: number): ClipIndex {
@@ -114,7 +119,14 @@ function buildIndex(kind: IndexKind, location: string, source: ArchiveSource, da
   };
 }
 
-function summarize(opts: ArchiveOptions, index: ClipIndex, skipped: SkippedEntry[], fileBytes: number, indexBytes: number, started: number): ArchiveSummary {
+function summarize(
+  opts: ArchiveOptions,
+  index: ClipIndex,
+  skipped: SkippedEntry[],
+  fileBytes: number,
+  indexBytes: number,
+  started: number,
+): ArchiveSummary {
   const spans = index.layers[0]!.spans;
   return {
     output: opts.output,
@@ -137,8 +149,10 @@ function summarize(opts: ArchiveOptions, index: ClipIndex, skipped: SkippedEntry
 export async function createArchive(source: string, opts: ArchiveOptions): Promise<ArchiveSummary> {
   const spanSize = checkOptions(opts);
   const dir = path.dirname(path.resolve(opts.output));
-  if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new ClipError('NOT_FOUND', `cannot write ${opts.output}: ${dir} is not a directory`);
-  if ((await stat(opts.output).catch(() => undefined))?.isDirectory()) throw new ClipError('BAD_ARGUMENT', `cannot write ${opts.output}: it is a directory`);
+  if (!(await stat(dir).catch(() => undefined))?.isDirectory())
+    throw new ClipError('NOT_FOUND', `cannot write ${opts.output}: ${dir} is not a directory`);
+  if ((await stat(opts.output).catch(() => undefined))?.isDirectory())
+    throw new ClipError('BAD_ARGUMENT', `cannot write ${opts.output}: it is a directory`);
   return opts.s3 !== undefined ? archiveToS3(source, opts, spanSize) : archiveToFile(source, opts, spanSize);
 }
 
@@ -155,7 +169,13 @@ async function archiveSource(source: string, opts: ArchiveOptions, skipped: Skip
   });
 }
 
-async function writeData(src: ArchiveSource, write: (b: Buffer) => Promise<void>, opts: ArchiveOptions, spanSize: number, skipped: SkippedEntry[]): Promise<ArchiveData> {
+async function writeData(
+  src: ArchiveSource,
+  write: (b: Buffer) => Promise<void>,
+  opts: ArchiveOptions,
+  spanSize: number,
+  skipped: SkippedEntry[],
+): Promise<ArchiveData> {
   let done = 0;
   opts.onProgress?.('archiving', 0, src.fileBytes);
   // Checked at every write: archiving stops within one chunk of an abort.
@@ -178,7 +198,10 @@ async function writeData(src: ArchiveSource, write: (b: Buffer) => Promise<void>
 }
 
 /** A sink that appends to an open file from `start`. */
-function fileSink(fh: import('node:fs/promises').FileHandle, start: number): { sink: (b: Buffer) => Promise<void>; position: () => number } {
+function fileSink(
+  fh: import('node:fs/promises').FileHandle,
+  start: number,
+): { sink: (b: Buffer) => Promise<void>; position: () => number } {
   let pos = start;
   return {
     sink: async (b) => {
@@ -240,7 +263,11 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
     import('../s3/client.js'),
     import('../s3/multipart-upload.js'),
   ]);
-  const client = await S3Client.open({ ...parseS3Url(opts.s3!), ...(opts.region ? { region: opts.region } : {}), ...(opts.endpoint ? { endpoint: opts.endpoint } : {}) });
+  const client = await S3Client.open({
+    ...parseS3Url(opts.s3!),
+    ...(opts.region ? { region: opts.region } : {}),
+    ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+  });
   try {
     await preflight(client);
     const target = formatS3Location(client.location);
@@ -249,15 +276,25 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
     const skipped: SkippedEntry[] = [];
     let state: import('../s3/multipart-upload.js').UploadState | undefined;
     let summaryBase: { index: ClipIndex; fileBytes: number } | undefined;
-    const previous = await readFile(files.state, 'utf8').then((t) => JSON.parse(t) as import('../s3/multipart-upload.js').UploadState, () => undefined);
+    const previous = await readFile(files.state, 'utf8').then(
+      (t) => JSON.parse(t) as import('../s3/multipart-upload.js').UploadState,
+      () => undefined,
+    );
     if (previous && previous.clipUpload === 1) {
       if (previous.target !== target) {
-        throw new ClipError('BAD_ARGUMENT', `${staging} holds an unfinished upload to ${previous.target}, not ${target}: run that command again to finish it, or delete ${staging} to start over`);
+        throw new ClipError(
+          'BAD_ARGUMENT',
+          `${staging} holds an unfinished upload to ${previous.target}, not ${target}: run that command again to finish it, or delete ${staging} to start over`,
+        );
       }
       const { loadIndex } = await import('../index/load.js');
       const index = await loadIndex(files.index);
       const size = (await stat(files.data)).size;
-      if (size !== previous.size) throw new ClipError('IO', `${files.data} has ${size} bytes, the upload state says ${previous.size}: delete ${staging} to start over`);
+      if (size !== previous.size)
+        throw new ClipError(
+          'IO',
+          `${files.data} has ${size} bytes, the upload state says ${previous.size}: delete ${staging} to start over`,
+        );
       state = previous;
       summaryBase = { index, fileBytes: index.nodes.reduce((a, n) => a + (n.type === 'file' ? n.size : 0), 0) };
       opts.onResume?.(staging);
@@ -297,14 +334,27 @@ async function archiveToS3(source: string, opts: ArchiveOptions, spanSize: numbe
     }
     let result;
     try {
-      result = await upload.uploadFile(client, files.data, state, (s) => writeFileAtomic(files.state, Buffer.from(JSON.stringify(s)), { sync: false }), {
-        onProgress: (done, total) => opts.onProgress?.('uploading', done, total),
-      });
+      result = await upload.uploadFile(
+        client,
+        files.data,
+        state,
+        (s) => writeFileAtomic(files.state, Buffer.from(JSON.stringify(s)), { sync: false }),
+        {
+          onProgress: (done, total) => opts.onProgress?.('uploading', done, total),
+        },
+      );
     } catch (e) {
-      const saved = await readFile(files.state, 'utf8').then((t) => JSON.parse(t) as typeof state, () => state);
+      const saved = await readFile(files.state, 'utf8').then(
+        (t) => JSON.parse(t) as typeof state,
+        () => state,
+      );
       const n = Object.keys(saved.parts).length;
       const message = e instanceof Error ? e.message : String(e);
-      throw new ClipError(e instanceof ClipError ? e.code : 'IO', `upload to ${client.name} failed: ${message}\n  ${n} of ${Math.max(1, Math.ceil(state.size / state.partSize))} parts are uploaded; run the same command again to resume (state in ${staging})`, { cause: e });
+      throw new ClipError(
+        e instanceof ClipError ? e.code : 'IO',
+        `upload to ${client.name} failed: ${message}\n  ${n} of ${Math.max(1, Math.ceil(state.size / state.partSize))} parts are uploaded; run the same command again to resume (state in ${staging})`,
+        { cause: e },
+      );
     }
     await checkOutputFile(opts.output);
     await rename(files.index, opts.output);

@@ -81,10 +81,11 @@ async function openRegular(abs: string, ino: bigint): Promise<FileData> {
   };
   try {
     const st = fstatSync(fd, { bigint: true });
-    if (!st.isFile() || st.ino !== ino) throw Object.assign(new Error('replaced while being archived'), { code: 'replaced while being archived' });
+    if (!st.isFile() || st.ino !== ino)
+      throw Object.assign(new Error('replaced while being archived'), { code: 'replaced while being archived' });
     const size = Number(st.size);
     const chunks = (function* () {
-      for (let pos = 0; pos < size; ) {
+      for (let pos = 0; pos < size;) {
         const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - pos));
         const bytesRead = readSync(fd, buf, 0, buf.length, pos);
         if (bytesRead === 0) return;
@@ -161,7 +162,11 @@ export async function readDirSource(root: string, opts: DirSourceOptions = {}): 
     for (const b of raw) {
       const name = b.toString('utf8');
       if (Buffer.from(name, 'utf8').equals(b)) names.push(name);
-      else skip(rel === '' ? escapeName(b) : `${rel}/${escapeName(b)}`, 'its name is not valid UTF-8 (clip archives hold UTF-8 names only; rename it to archive it)');
+      else
+        skip(
+          rel === '' ? escapeName(b) : `${rel}/${escapeName(b)}`,
+          'its name is not valid UTF-8 (clip archives hold UTF-8 names only; rename it to archive it)',
+        );
     }
     names.sort();
     for (const name of names) {

@@ -38,7 +38,8 @@ async function checkTarget(dir: string): Promise<void> {
   const st = await stat(dir).catch(() => undefined);
   if (st === undefined) {
     const parent = await stat(path.dirname(path.resolve(dir))).catch(() => undefined);
-    if (!parent?.isDirectory()) throw new ClipError('NOT_FOUND', `cannot extract to ${dir}: ${path.dirname(path.resolve(dir))} is not a directory`);
+    if (!parent?.isDirectory())
+      throw new ClipError('NOT_FOUND', `cannot extract to ${dir}: ${path.dirname(path.resolve(dir))} is not a directory`);
     return;
   }
   if (!st.isDirectory()) throw new ClipError('BAD_ARGUMENT', `cannot extract to ${dir}: it exists and is not a directory`);
@@ -81,7 +82,9 @@ async function untar(dir: string, tar: Readable, signal?: AbortSignal): Promise<
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
   const exited = new Promise<number>((resolve, reject) => {
-    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new ClipError('UNSUPPORTED', 'clip extract needs GNU tar (Debian package tar)') : e));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new ClipError('UNSUPPORTED', 'clip extract needs GNU tar (Debian package tar)') : e),
+    );
     child.on('close', (code) => resolve(code ?? 1));
   });
   // If tar dies early, writing to its stdin fails: its exit status and message are the real story.

@@ -53,7 +53,10 @@ async function* readAll(chunks: AsyncIterable<Buffer> | Iterable<Buffer>): Async
 }
 
 /** The tar stream of `entries`, in chunks (file data in the chunks its source read). */
-export async function* tarStream(entries: AsyncIterable<ArchiveEntry> | Iterable<ArchiveEntry>, opts: TarStreamOptions = {}): AsyncGenerator<Buffer> {
+export async function* tarStream(
+  entries: AsyncIterable<ArchiveEntry> | Iterable<ArchiveEntry>,
+  opts: TarStreamOptions = {},
+): AsyncGenerator<Buffer> {
   const written = new Map<string, string>();
   for await (const e of entries) {
     const first = e.linkKey === undefined ? undefined : written.get(e.linkKey);

@@ -56,6 +56,8 @@ export async function writeArchiveData(
   const spans = await gzip.finish();
   return {
     layer: { digest: digestOf(compressed), mediaType: ARCHIVE_LAYER_MEDIA_TYPE, diffId: scanned.diffId, spans },
-    tree: mergeLayers([dropped.size === 0 ? scanned.entries : [...scanned.entries].filter((e) => !(e.type === 'file' && dropped.has(e.path)))]),
+    tree: mergeLayers([
+      dropped.size === 0 ? scanned.entries : [...scanned.entries].filter((e) => !(e.type === 'file' && dropped.has(e.path))),
+    ]),
   };
 }

@@ -66,7 +66,10 @@ export async function readTreeXattrs(root: string): Promise<XattrMap> {
     child.on('error', (e: NodeJS.ErrnoException) =>
       reject(
         e.code === 'ENOENT'
-          ? new ClipError('UNSUPPORTED', 'reading extended attributes needs getfattr (Debian package attr); install it, or pass --no-xattrs')
+          ? new ClipError(
+              'UNSUPPORTED',
+              'reading extended attributes needs getfattr (Debian package attr); install it, or pass --no-xattrs',
+            )
           : e,
       ),
     );

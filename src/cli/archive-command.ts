@@ -16,13 +16,22 @@ function parseLevel(s: string): number {
 
 export function archiveCommand(): Command {
   const cmd = new Command('archive')
-    .description('pack a directory, an image or a .clip file into a self-contained .clip archive (data embedded, or uploaded to S3 with --s3)')
+    .description(
+      'pack a directory, an image or a .clip file into a self-contained .clip archive (data embedded, or uploaded to S3 with --s3)',
+    )
     .argument('<source>', 'directory, image reference (alpine:3.20, oci:DIR[:TAG]) or .clip file')
-    .requiredOption('-o, --output <file>', 'the .clip file to write (with --s3: the small index that points at the data); not - (stdout): an archive is written beside its path and renamed into place')
+    .requiredOption(
+      '-o, --output <file>',
+      'the .clip file to write (with --s3: the small index that points at the data); not - (stdout): an archive is written beside its path and renamed into place',
+    )
     .option('--s3 <url>', 'upload the data to s3://BUCKET/KEY (multipart; a failed upload resumes when the command is run again)')
     .option('--endpoint <url>', 'S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL_S3)')
     .option('--region <region>', 'S3 region (default: AWS_REGION, the profile, else us-east-1)')
-    .option('--span-size <bytes>', 'uncompressed bytes per span, the unit of reading and verifying (default 1 MiB; with --s3 4 MiB)', parseSize)
+    .option(
+      '--span-size <bytes>',
+      'uncompressed bytes per span, the unit of reading and verifying (default 1 MiB; with --s3 4 MiB)',
+      parseSize,
+    )
     .option('--level <0-9>', 'gzip compression level (default 6)', parseLevel)
     .option('--no-xattrs', 'do not read extended attributes of a directory (no getfattr needed)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
@@ -31,7 +40,10 @@ export function archiveCommand(): Command {
   return cmd.action(async (source: string, o) => {
     if (o.output === '-') {
       // The header is written last (it needs the data's length) and an S3 upload resumes from OUTPUT.s3-upload/: both need a file.
-      throw new ClipError('BAD_ARGUMENT', 'clip archive cannot write to stdout (-o -): an archive is written next to its output file and renamed into place; give a file path');
+      throw new ClipError(
+        'BAD_ARGUMENT',
+        'clip archive cannot write to stdout (-o -): an archive is written next to its output file and renamed into place; give a file path',
+      );
     }
     // Before any work: `-o /dev/null` must not replace the device after a long archiving run.
     await checkOutputFile(o.output);
@@ -46,27 +58,29 @@ export function archiveCommand(): Command {
     let progress = byteProgress('archiving');
     const summary = await (async () => {
       try {
-        return await interrupt.run(async (signal) => createArchive(source, {
-          ...(await registryOptions(o)),
-          signal,
-          output: o.output,
-          ...(o.s3 !== undefined ? { s3: o.s3 } : {}),
-          ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
-          ...(o.region !== undefined ? { region: o.region } : {}),
-          ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
-          ...(o.level !== undefined ? { level: o.level } : {}),
-          xattrs: o.xattrs !== false,
-          onSkip: (s) => process.stderr.write(`clip: skipped ${s.path}: ${s.reason}\n`),
-          onResume: (staging) => process.stderr.write(`clip: resuming the interrupted upload staged in ${staging}\n`),
-          onProgress: (p, done, total) => {
-            if (p !== phase) {
-              progress.stop();
-              progress = byteProgress(p);
-              phase = p;
-            }
-            progress.update(done, total);
-          },
-        }));
+        return await interrupt.run(async (signal) =>
+          createArchive(source, {
+            ...(await registryOptions(o)),
+            signal,
+            output: o.output,
+            ...(o.s3 !== undefined ? { s3: o.s3 } : {}),
+            ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+            ...(o.region !== undefined ? { region: o.region } : {}),
+            ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
+            ...(o.level !== undefined ? { level: o.level } : {}),
+            xattrs: o.xattrs !== false,
+            onSkip: (s) => process.stderr.write(`clip: skipped ${s.path}: ${s.reason}\n`),
+            onResume: (staging) => process.stderr.write(`clip: resuming the interrupted upload staged in ${staging}\n`),
+            onProgress: (p, done, total) => {
+              if (p !== phase) {
+                progress.stop();
+                progress = byteProgress(p);
+                phase = p;
+              }
+              progress.update(done, total);
+            },
+          }),
+        );
       } finally {
         progress.stop();
       }

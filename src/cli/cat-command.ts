@@ -9,14 +9,15 @@ import { addRegistryOptions, registryOptions } from './registry-options.js';
 
 export function catCommand(): Command {
   const cmd = new Command('cat')
-    .description("write a file of an indexed image to stdout (only the spans it needs are fetched)")
+    .description('write a file of an indexed image to stdout (only the spans it needs are fetched)')
     .argument('<file>', '.clip index')
     .argument('<path>', 'file in the image (symlinks are followed inside the image)');
   addRegistryOptions(cmd);
   return cmd.action(async (file: string, path: string, o) => {
     const index = await loadIndex(file);
     const node = lookupPath(index, path, true);
-    if (node.type !== 'file') throw new ClipError('BAD_ARGUMENT', `${path} is a ${node.type === 'dir' ? 'directory' : node.type}, not a regular file`);
+    if (node.type !== 'file')
+      throw new ClipError('BAD_ARGUMENT', `${path} is a ${node.type === 'dir' ? 'directory' : node.type}, not a regular file`);
     // Loaded here, not at start-up: the registry client is most of clip's start-up time.
     const { FileReader } = await import('../content/file-reader.js');
     const reader = await FileReader.open(index, await registryOptions(o));

@@ -6,7 +6,9 @@ import { addRegistryOptions, registryOptions } from './registry-options.js';
 
 export function extractCommand(): Command {
   const cmd = new Command('extract')
-    .description('write the tree of a .clip file (image index, local or S3 archive) to a directory, exactly (owners, modes, ns times, xattrs, devices)')
+    .description(
+      'write the tree of a .clip file (image index, local or S3 archive) to a directory, exactly (owners, modes, ns times, xattrs, devices)',
+    )
     .argument('<file>', '.clip file')
     .argument('<dir>', 'directory to create (or an empty one)');
   addRegistryOptions(cmd);
@@ -26,6 +28,8 @@ export function extractCommand(): Command {
     } finally {
       progress.stop();
     }
-    process.stdout.write(`extracted ${summary.entries} entries (${formatBytes(summary.fileBytes)} in files) to ${summary.dir} in ${summary.seconds.toFixed(2)} s\n`);
+    process.stdout.write(
+      `extracted ${summary.entries} entries (${formatBytes(summary.fileBytes)} in files) to ${summary.dir} in ${summary.seconds.toFixed(2)} s\n`,
+    );
   });
 }

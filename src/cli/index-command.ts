@@ -9,7 +9,8 @@ import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 
 function parseCount(s: string): number {
-  if (!/^[1-9]\d*$/.test(s.trim()) || !Number.isSafeInteger(Number(s))) throw new InvalidArgumentError(`bad count "${s}": expected a positive whole number`);
+  if (!/^[1-9]\d*$/.test(s.trim()) || !Number.isSafeInteger(Number(s)))
+    throw new InvalidArgumentError(`bad count "${s}": expected a positive whole number`);
   return Number(s);
 }
 
@@ -19,17 +20,36 @@ export function indexCommand(): Command {
     .argument('<image>', 'image reference, e.g. alpine:3.20, localhost:5000/app@sha256:..., oci:./layout:tag')
     .requiredOption('-o, --output <file>', 'where to write the .clip index (-: to stdout, the summary then goes to stderr)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
-    .option('--span-size <bytes>', `minimum uncompressed bytes between checkpoints: what one read fetches at least (default ${formatBytes(DEFAULT_SPAN_SIZE)})`, parseSize)
-    .option('--window-every <bytes>', `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`, parseSize)
+    .option(
+      '--span-size <bytes>',
+      `minimum uncompressed bytes between checkpoints: what one read fetches at least (default ${formatBytes(DEFAULT_SPAN_SIZE)})`,
+      parseSize,
+    )
+    .option(
+      '--window-every <bytes>',
+      `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`,
+      parseSize,
+    )
     .option('--profile <file>', 'start-up profile (clip mount --record-profile, same --span-size): also keep windows where its reads begin')
-    .option('--max-ratio <n>', `refuse a layer that inflates to more than max(256 MiB, N x its compressed size), a gzip bomb; 0: no bound (default ${DEFAULT_MAX_RATIO})`, parseRatio)
-    .option('--max-entries <n>', `most tar entries the layers may hold together, a bound on memory (default ${DEFAULT_MAX_ENTRIES})`, parseCount)
+    .option(
+      '--max-ratio <n>',
+      `refuse a layer that inflates to more than max(256 MiB, N x its compressed size), a gzip bomb; 0: no bound (default ${DEFAULT_MAX_RATIO})`,
+      parseRatio,
+    )
+    .option(
+      '--max-entries <n>',
+      `most tar entries the layers may hold together, a bound on memory (default ${DEFAULT_MAX_ENTRIES})`,
+      parseCount,
+    )
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
     const toStdout = o.output === '-';
     if (toStdout && process.stdout.isTTY) {
-      throw new ClipError('BAD_ARGUMENT', 'refusing to write a binary .clip index to a terminal: redirect stdout (-o - > FILE) or give a file');
+      throw new ClipError(
+        'BAD_ARGUMENT',
+        'refusing to write a binary .clip index to a terminal: redirect stdout (-o - > FILE) or give a file',
+      );
     }
     // Before any work: `-o /dev/null` must not replace the device after a long indexing run.
     if (!toStdout) await checkOutputFile(o.output);
@@ -79,6 +99,7 @@ function writeStdout(data: Buffer): Promise<void> {
 
 function parseRatio(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`bad ratio "${value}": expected a number >= 0 (0: no bound)`);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`bad ratio "${value}": expected a number >= 0 (0: no bound)`);
   return n;
 }

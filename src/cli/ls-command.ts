@@ -29,7 +29,10 @@ export function lsCommand(): Command {
       const index = await loadIndex(file);
       // Like ls: a symlink named last is listed itself, unless the path ends in "/".
       const node = lookupPath(index, path, path.endsWith('/'));
-      const clean = path.split('/').filter((p) => p !== '' && p !== '.').join('/');
+      const clean = path
+        .split('/')
+        .filter((p) => p !== '' && p !== '.')
+        .join('/');
       const entries = listNode(clean, node, o.recursive);
       if (o.json) {
         process.stdout.write(JSON.stringify(entries, null, 2) + '\n');

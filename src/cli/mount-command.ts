@@ -33,10 +33,21 @@ export function mountCommand(): Command {
     .option('--rootfs <dir>', 'mount a writable rootfs (overlayfs over the read-only image) on this directory')
     .option('--upper-dir <dir>', 'with --rootfs: where writes go (default: under /var/lib/clip/rootfs, removed at umount)')
     .option('--work-dir <dir>', 'with --rootfs: overlayfs work directory (same filesystem as the upper dir)')
-    .option('--cache-dir <dir>', 'where inflated spans are cached, shared by mounts of images with the same layers (default /var/lib/clip/cache)')
-    .option('--cache-size <bytes>', `bound on the span cache directory (all mounts using it); least recently used spans are evicted (default ${formatBytes(DEFAULT_CACHE_BYTES)})`, parseSize)
+    .option(
+      '--cache-dir <dir>',
+      'where inflated spans are cached, shared by mounts of images with the same layers (default /var/lib/clip/cache)',
+    )
+    .option(
+      '--cache-size <bytes>',
+      `bound on the span cache directory (all mounts using it); least recently used spans are evicted (default ${formatBytes(DEFAULT_CACHE_BYTES)})`,
+      parseSize,
+    )
     .option('--prefetch', 'after mount, fetch the rest of the image into the cache in the background (yields to reads)')
-    .option('--prefetch-rate <bytes>', `prefetch bandwidth per second, at least 1 (default ${formatBytes(DEFAULT_PREFETCH_RATE)})`, parseSize)
+    .option(
+      '--prefetch-rate <bytes>',
+      `prefetch bandwidth per second, at least 1 (default ${formatBytes(DEFAULT_PREFETCH_RATE)})`,
+      parseSize,
+    )
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--profile <file>', 'start-up profile (from --record-profile): fetch the spans it lists right after mounting, all together')
     .option('--record-profile <file>', 'write the spans read, in first-read order, to this start-up profile at unmount')

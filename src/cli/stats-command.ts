@@ -30,7 +30,7 @@ function ask(socketPath: string): Promise<LayerStats[]> {
 
 export function statsCommand(): Command {
   return new Command('stats')
-    .description("show per layer how much of a mounted image has been fetched and cached")
+    .description('show per layer how much of a mounted image has been fetched and cached')
     .argument('<mountpoint>', 'image mountpoint or rootfs directory')
     .option('--json', 'print as JSON')
     .action(async (mountpoint: string, o: { json?: boolean }) => {

@@ -13,6 +13,7 @@ export function umountCommand(): Command {
     .action(async (mountpoint: string, o: { lazy?: boolean }) => {
       requireRoot('umount');
       const r = await unmountPath(mountpoint, { lazy: o.lazy === true });
-      if (r.kept !== undefined) process.stderr.write(`clip: kept ${r.kept}: the detached rootfs still uses it; remove it once its processes are gone\n`);
+      if (r.kept !== undefined)
+        process.stderr.write(`clip: kept ${r.kept}: the detached rootfs still uses it; remove it once its processes are gone\n`);
     });
 }

@@ -65,7 +65,7 @@ export class FileReader {
     const self = this;
     return Readable.from(
       (async function* () {
-        for (let offset = 0; offset < node.size; ) {
+        for (let offset = 0; offset < node.size;) {
           const chunk = await self.read(node, offset, STREAM_CHUNK);
           if (chunk.length === 0) throw new ClipError('IO', `inode ${node.ino}: unexpected end of data at ${offset}`);
           offset += chunk.length;

@@ -263,7 +263,9 @@ export class LayerReader {
     const from = spanRange(table, start).start;
     const to = spanRange(table, last).end;
     for (let attempt = 0; ; attempt++) {
-      const compressed = await this.blobs.readRange(layer.digest, from, to, { onRetry: (reason) => this.events.retried(layer.digest, reason) });
+      const compressed = await this.blobs.readRange(layer.digest, from, to, {
+        onRetry: (reason) => this.events.retried(layer.digest, reason),
+      });
       this.events.fetched(layer.digest, compressed.length, last - start + 1);
       const bad = this.firstBadSpan(layer, start, last, compressed, from);
       if (bad < 0) {
@@ -281,7 +283,10 @@ export class LayerReader {
       }
       this.events.verifyFailed(layer.digest, bad);
       if (attempt >= 1) {
-        throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest} span ${bad}: fetched bytes do not match the span digest in the index`);
+        throw new ClipError(
+          'DIGEST_MISMATCH',
+          `layer ${layer.digest} span ${bad}: fetched bytes do not match the span digest in the index`,
+        );
       }
       this.events.retried(layer.digest, 'digest');
     }
@@ -339,7 +344,13 @@ export class LayerReader {
     if (compressed.length !== spanRange(table, last).end - from) return first;
     for (let i = first; i <= last; i++) {
       const r = spanRange(table, i);
-      if (!createHash('sha256').update(compressed.subarray(r.start - from, r.end - from)).digest().equals(table.digests[i]!)) return i;
+      if (
+        !createHash('sha256')
+          .update(compressed.subarray(r.start - from, r.end - from))
+          .digest()
+          .equals(table.digests[i]!)
+      )
+        return i;
     }
     return -1;
   }

@@ -27,7 +27,8 @@ async function pause(ms: number, signal: AbortSignal | undefined): Promise<void>
 
 export async function prefetchLayers(reader: LayerReader, layers: LayerRecord[], opts: PrefetchOptions): Promise<number> {
   // 0 would mean a division by zero (an endless or overflowing delay): refused, as is anything not a rate.
-  if (!(opts.bytesPerSecond > 0)) throw new ClipError('BAD_ARGUMENT', `prefetch rate ${opts.bytesPerSecond}: expected more than 0 bytes per second`);
+  if (!(opts.bytesPerSecond > 0))
+    throw new ClipError('BAD_ARGUMENT', `prefetch rate ${opts.bytesPerSecond}: expected more than 0 bytes per second`);
   const batch = opts.batch ?? 4;
   let total = 0;
   for (let l = 0; l < layers.length; l++) {

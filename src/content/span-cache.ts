@@ -85,10 +85,13 @@ export class SpanCache {
 
   /** Learns what an earlier daemon left in the cache (its recency from mtimes), and evicts down to the bound. */
   private load(): Promise<void> {
-    this.loaded ??= this.maxBytes === Infinity ? this.scan() : this.locked(async () => {
-      await this.scan();
-      await this.evict(0);
-    });
+    this.loaded ??=
+      this.maxBytes === Infinity
+        ? this.scan()
+        : this.locked(async () => {
+            await this.scan();
+            await this.evict(0);
+          });
     return this.loaded;
   }
 

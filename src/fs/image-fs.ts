@@ -105,7 +105,16 @@ export class ImageFileSystem implements FileSystem {
     if (!this.totals) {
       let bytes = 0;
       for (const n of this.index.nodes) if (n.type === 'file') bytes += n.size;
-      this.totals = { blocks: Math.ceil(bytes / 4096), bfree: 0, bavail: 0, files: this.index.nodes.length, ffree: 0, bsize: 4096, frsize: 4096, namelen: 255 };
+      this.totals = {
+        blocks: Math.ceil(bytes / 4096),
+        bfree: 0,
+        bavail: 0,
+        files: this.index.nodes.length,
+        ffree: 0,
+        bsize: 4096,
+        frsize: 4096,
+        namelen: 255,
+      };
     }
     return this.totals;
   }

@@ -35,7 +35,15 @@ export interface FuseMount {
 }
 
 export type MountErrorCode =
-  'NO_MOUNTPOINT' | 'NOT_A_DIRECTORY' | 'STALE_MOUNT' | 'NOT_ROOT' | 'NO_DEVICE' | 'BAD_OPTION' | 'MOUNT_FAILED' | 'UNMOUNT_FAILED' | 'BUSY';
+  | 'NO_MOUNTPOINT'
+  | 'NOT_A_DIRECTORY'
+  | 'STALE_MOUNT'
+  | 'NOT_ROOT'
+  | 'NO_DEVICE'
+  | 'BAD_OPTION'
+  | 'MOUNT_FAILED'
+  | 'UNMOUNT_FAILED'
+  | 'BUSY';
 
 export class MountError extends Error {
   constructor(

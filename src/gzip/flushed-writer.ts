@@ -80,7 +80,13 @@ export class FlushedGzipWriter {
   async finish(): Promise<SpanTable> {
     await this.dispatch(true);
     while (this.queue.length > 0) await this.drainOne();
-    return { compression: 'gzip-flushed', compressedSize: this.written, uncompressedSize: this.out, checkpoints: this.checkpoints, digests: this.digests };
+    return {
+      compression: 'gzip-flushed',
+      compressedSize: this.written,
+      uncompressedSize: this.out,
+      checkpoints: this.checkpoints,
+      digests: this.digests,
+    };
   }
 
   private async dispatch(last: boolean): Promise<void> {

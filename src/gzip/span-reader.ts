@@ -82,7 +82,10 @@ function inflateWindow(window: Buffer, i: number): Buffer {
   try {
     return zlib.inflateRawSync(window, { maxOutputLength: WINDOW_BYTES });
   } catch (e) {
-    throw new ClipError('BAD_INDEX', `the window of checkpoint ${i} does not inflate to at most ${WINDOW_BYTES} bytes: ${(e as Error).message}`);
+    throw new ClipError(
+      'BAD_INDEX',
+      `the window of checkpoint ${i} does not inflate to at most ${WINDOW_BYTES} bytes: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -102,7 +105,10 @@ export async function inflateSpans(table: SpanTable, first: number, last: number
   for (let i = first; i <= last; i++) {
     const o = spanOutputRange(table, i);
     if (!(o.end - o.start <= MAX_SPAN_OUTPUT)) {
-      throw new ClipError('BAD_INDEX', `span ${i} claims ${o.end - o.start} bytes of output, more than one span may cover (${MAX_SPAN_OUTPUT})`);
+      throw new ClipError(
+        'BAD_INDEX',
+        `span ${i} claims ${o.end - o.start} bytes of output, more than one span may cover (${MAX_SPAN_OUTPUT})`,
+      );
     }
   }
   if (table.compression === 'none') return compressed;

@@ -138,7 +138,10 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
       await discard(res.body);
       delay = backoff(attempt, header(res.headers, 'retry-after'));
       if (Date.now() + delay - started > REQUEST_DEADLINE_MS) {
-        throw new ClipError('REGISTRY', `${opts.service ?? 'registry'} ${url.host} kept answering HTTP ${res.statusCode} for ${url.pathname} (gave up after ${attempt + 1} tries)`);
+        throw new ClipError(
+          'REGISTRY',
+          `${opts.service ?? 'registry'} ${url.host} kept answering HTTP ${res.statusCode} for ${url.pathname} (gave up after ${attempt + 1} tries)`,
+        );
       }
       opts.onRetry?.(res.statusCode === 429 ? 'rate-limited' : 'server-error');
     } catch (e) {
@@ -184,7 +187,10 @@ class DeadlineTimer {
   private timer: NodeJS.Timeout | undefined;
   readonly signal = this.controller.signal;
 
-  constructor(private readonly deadline: ResponseDeadline, bytes: number) {
+  constructor(
+    private readonly deadline: ResponseDeadline,
+    bytes: number,
+  ) {
     this.arm(bytes);
   }
 
@@ -218,11 +224,7 @@ class DeadlineTimer {
 }
 
 /** Like send, following up to 10 redirects; Authorization stays with its origin. */
-export async function sendFollowingRedirects(
-  dispatcher: Dispatcher,
-  url: URL,
-  opts: SendOptions = {},
-): Promise<HttpResponse> {
+export async function sendFollowingRedirects(dispatcher: Dispatcher, url: URL, opts: SendOptions = {}): Promise<HttpResponse> {
   let current = url;
   let currentOpts = opts;
   for (let hops = 0; ; hops++) {
@@ -302,7 +304,7 @@ export function networkError(url: URL, e: unknown, doing?: string, service = 're
     UND_ERR_BODY_TIMEOUT: 'response stalled (timed out)',
     UND_ERR_SOCKET: 'connection lost',
   };
-  const reason = e instanceof DeadlineError ? e.message : (err.code && reasons[err.code]) ?? err.message ?? String(e);
+  const reason = e instanceof DeadlineError ? e.message : ((err.code && reasons[err.code]) ?? err.message ?? String(e));
   const message = doing
     ? `${url.host}: ${reason} while ${doing}`
     : `cannot connect to ${service} ${url.host} (${url.protocol}//${url.host}): ${reason}`;

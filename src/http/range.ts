@@ -25,7 +25,10 @@ export async function readSlice(res: HttpResponse, start: number, end: number, w
     const m = CONTENT_RANGE.exec(contentRange.trim());
     if (!m) {
       await discard(res.body);
-      throw new ClipError('REGISTRY', `${res.url.host} answered range ${wanted} of ${what} with a bad Content-Range ${JSON.stringify(contentRange)}`);
+      throw new ClipError(
+        'REGISTRY',
+        `${res.url.host} answered range ${wanted} of ${what} with a bad Content-Range ${JSON.stringify(contentRange)}`,
+      );
     }
     const first = Number(m[1]);
     const last = Number(m[2]);
@@ -37,7 +40,10 @@ export async function readSlice(res: HttpResponse, start: number, end: number, w
     }
     const bytes = await readBody(res, end - start, `range ${wanted} of ${what}`);
     if (bytes.length !== end - start) {
-      throw new ClipError('REGISTRY', `${res.url.host} sent ${bytes.length} bytes for range ${wanted} of ${what} (expected ${end - start})`);
+      throw new ClipError(
+        'REGISTRY',
+        `${res.url.host} sent ${bytes.length} bytes for range ${wanted} of ${what} (expected ${end - start})`,
+      );
     }
     return bytes;
   }

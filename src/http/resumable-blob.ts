@@ -21,7 +21,11 @@ function positive(v: string | undefined, fallback: number): number {
 export type OpenFrom = (from: number, onRetry: (reason: RetryReason) => void) => Promise<HttpResponse>;
 
 /** The blob's bytes, resumed after failures; `onRetry` hears of each resume. */
-export async function resumableBlob(open: OpenFrom, what: string, onRetry: (reason: RetryReason) => void = () => undefined): Promise<Readable> {
+export async function resumableBlob(
+  open: OpenFrom,
+  what: string,
+  onRetry: (reason: RetryReason) => void = () => undefined,
+): Promise<Readable> {
   const current = { res: await open(0, onRetry) };
   const stream = Readable.from(chunks(current, open, what, onRetry), { objectMode: false });
   // A stream destroyed before it was read never runs the generator (nor its
@@ -30,7 +34,12 @@ export async function resumableBlob(open: OpenFrom, what: string, onRetry: (reas
   return stream;
 }
 
-async function* chunks(current: { res: HttpResponse }, open: OpenFrom, what: string, onRetry: (reason: RetryReason) => void): AsyncGenerator<Buffer> {
+async function* chunks(
+  current: { res: HttpResponse },
+  open: OpenFrom,
+  what: string,
+  onRetry: (reason: RetryReason) => void,
+): AsyncGenerator<Buffer> {
   let res = current.res;
   let offset = 0;
   // Bytes of a 200 answer to a resume (a server that ignores Range) already delivered: dropped.
@@ -73,7 +82,10 @@ async function resumedAt(res: HttpResponse, offset: number, what: string): Promi
   const start = CONTENT_RANGE_START.exec(contentRange)?.[1];
   if (start === undefined || Number(start) !== offset) {
     await discard(res.body);
-    throw new ClipError('REGISTRY', `${res.url.host} answered a resume of ${what} at byte ${offset} with Content-Range ${JSON.stringify(contentRange)}`);
+    throw new ClipError(
+      'REGISTRY',
+      `${res.url.host} answered a resume of ${what} at byte ${offset} with Content-Range ${JSON.stringify(contentRange)}`,
+    );
   }
   return 0;
 }

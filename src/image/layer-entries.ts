@@ -25,7 +25,10 @@ export class EntryBudget {
     this.entries++;
     this.chars += cost(e);
     if (this.entries > this.maxEntries) {
-      throw new ClipError('UNSUPPORTED', `the image has more than ${this.maxEntries} tar entries (after dropping ones a later entry replaces); raise the limit with --max-entries if it is genuine`);
+      throw new ClipError(
+        'UNSUPPORTED',
+        `the image has more than ${this.maxEntries} tar entries (after dropping ones a later entry replaces); raise the limit with --max-entries if it is genuine`,
+      );
     }
     if (this.chars > MAX_NAME_CHARS) {
       throw new ClipError('UNSUPPORTED', `the image's paths and link targets add up to more than ${MAX_NAME_CHARS} characters`);

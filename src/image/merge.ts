@@ -15,8 +15,21 @@ type Draft = Omit<Node, 'ino' | 'nlink'> & { ino: number; nlink: number };
 function newDir(): Draft {
   const t = { sec: 0, nsec: 0 };
   return {
-    ino: 0, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: t, atime: t, ctime: t,
-    nlink: 0, devmajor: 0, devminor: 0, layer: -1, offset: 0, children: new Map(),
+    ino: 0,
+    type: 'dir',
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: t,
+    atime: t,
+    ctime: t,
+    nlink: 0,
+    devmajor: 0,
+    devminor: 0,
+    layer: -1,
+    offset: 0,
+    children: new Map(),
   };
 }
 

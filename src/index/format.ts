@@ -23,7 +23,16 @@ import type { Checkpoint, SpanTable } from '../gzip/types.js';
 import type { Node, NodeType } from '../image/types.js';
 import type { Timespec } from '../tar/types.js';
 import { ByteReader, ByteWriter } from './bytes.js';
-import { FORMAT_VERSION, OLDEST_FORMAT_VERSION, summarizeLayer, type ClipIndex, type ImageRecord, type IndexKind, type LayerRecord, type LayerSummary } from './types.js';
+import {
+  FORMAT_VERSION,
+  OLDEST_FORMAT_VERSION,
+  summarizeLayer,
+  type ClipIndex,
+  type ImageRecord,
+  type IndexKind,
+  type LayerRecord,
+  type LayerSummary,
+} from './types.js';
 import { checkImage, checkLayerSummary, checkName, checkNode, checkSpanTable, checkTime, checkTree, corrupt } from './validate.js';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -79,7 +88,8 @@ function readTime(r: ByteReader, ino: number): Timespec {
 
 /** An index file's bytes; for an archive use encodeIndexParts (its data goes between them). */
 export function encodeIndex(index: ClipIndex): Buffer {
-  if (index.kind === 'archive') throw new ClipError('BAD_ARGUMENT', 'an archive holds its data between header and body: use encodeIndexParts');
+  if (index.kind === 'archive')
+    throw new ClipError('BAD_ARGUMENT', 'an archive holds its data between header and body: use encodeIndexParts');
   const { header, body } = encodeIndexParts(index);
   return Buffer.concat([header, body]);
 }
@@ -174,12 +184,15 @@ function formatVersion(index: ClipIndex): number {
   if (index.layers.some((l) => l.spans.checkpoints.some((cp) => (cp.bits ?? 0) > 0))) return 4;
   if (index.kind !== 'oci') return 3;
   // Files every checkpoint of which keeps its window stay readable by version 1 readers.
-  const windowless = index.layers.some((l) => l.spans.compression === 'gzip' && l.spans.checkpoints.some((cp, i) => i > 0 && cp.window.length === 0));
+  const windowless = index.layers.some(
+    (l) => l.spans.compression === 'gzip' && l.spans.checkpoints.some((cp, i) => i > 0 && cp.window.length === 0),
+  );
   return windowless ? 2 : OLDEST_FORMAT_VERSION;
 }
 
 function archiveLayer(index: { layers: LayerRecord[] }): LayerRecord {
-  if (index.layers.length !== 1) throw new ClipError('BAD_INDEX', `an archive has exactly one data part, this one describes ${index.layers.length}`);
+  if (index.layers.length !== 1)
+    throw new ClipError('BAD_INDEX', `an archive has exactly one data part, this one describes ${index.layers.length}`);
   return index.layers[0]!;
 }
 
@@ -202,11 +215,19 @@ export interface IndexHeader {
  */
 export function readHeader(head: Buffer, fileSize: number): IndexHeader {
   if (head.length < HEADER_SIZE || !head.subarray(0, 8).equals(MAGIC)) {
-    throw new ClipError('BAD_INDEX', head.length < 8 || (head.length < HEADER_SIZE && MAGIC.subarray(0, head.length).equals(head.subarray(0, 8))) ? 'not a clip index: file too short' : 'not a clip index: bad magic');
+    throw new ClipError(
+      'BAD_INDEX',
+      head.length < 8 || (head.length < HEADER_SIZE && MAGIC.subarray(0, head.length).equals(head.subarray(0, 8)))
+        ? 'not a clip index: file too short'
+        : 'not a clip index: bad magic',
+    );
   }
   const version = head.readUInt16LE(8);
   if (version < OLDEST_FORMAT_VERSION || version > FORMAT_VERSION) {
-    throw new ClipError('BAD_INDEX', `clip index format version ${version} is not supported (this clip reads versions ${OLDEST_FORMAT_VERSION} to ${FORMAT_VERSION})`);
+    throw new ClipError(
+      'BAD_INDEX',
+      `clip index format version ${version} is not supported (this clip reads versions ${OLDEST_FORMAT_VERSION} to ${FORMAT_VERSION})`,
+    );
   }
   const kind = KINDS[head.readUInt16LE(10) - 1];
   if (!kind) throw new ClipError('BAD_INDEX', `unknown clip index kind ${head.readUInt16LE(10)}`);
@@ -228,10 +249,22 @@ export function readHeader(head: Buffer, fileSize: number): IndexHeader {
   const dataLength = Number(head.readBigUInt64LE(64));
   const expected = ARCHIVE_HEADER_SIZE + dataLength + bodyLength;
   if (fileSize < expected) {
-    throw new ClipError('BAD_INDEX', `clip archive is truncated: ${fileSize} bytes, its header promises ${expected} (${dataLength} bytes of data and a ${bodyLength}-byte index)`);
+    throw new ClipError(
+      'BAD_INDEX',
+      `clip archive is truncated: ${fileSize} bytes, its header promises ${expected} (${dataLength} bytes of data and a ${bodyLength}-byte index)`,
+    );
   }
   if (fileSize > expected) throw new ClipError('BAD_INDEX', `clip archive has ${fileSize - expected} unexpected bytes after its index`);
-  return { version, kind, bodyOffset: ARCHIVE_HEADER_SIZE + dataLength, bodyLength, rawLength, checksum, dataOffset: ARCHIVE_HEADER_SIZE, dataLength };
+  return {
+    version,
+    kind,
+    bodyOffset: ARCHIVE_HEADER_SIZE + dataLength,
+    bodyLength,
+    rawLength,
+    checksum,
+    dataOffset: ARCHIVE_HEADER_SIZE,
+    dataLength,
+  };
 }
 
 /** Checks the body's checksum and inflates it. */
@@ -243,7 +276,10 @@ function openBody(header: IndexHeader, compressed: Buffer): Buffer {
   // Checked before inflating: a small file must not make clip allocate what its header claims.
   const bound = Math.max(MIN_BODY_BOUND, MAX_BODY_RATIO * compressed.length);
   if (header.rawLength > bound) {
-    throw new ClipError('BAD_INDEX', `clip index body claims ${header.rawLength} bytes inflated from ${compressed.length}: more than ${MAX_BODY_RATIO} times its size (at least ${MIN_BODY_BOUND} allowed), so the file is corrupt or hostile`);
+    throw new ClipError(
+      'BAD_INDEX',
+      `clip index body claims ${header.rawLength} bytes inflated from ${compressed.length}: more than ${MAX_BODY_RATIO} times its size (at least ${MIN_BODY_BOUND} allowed), so the file is corrupt or hostile`,
+    );
   }
   let body: Buffer;
   try {
@@ -273,7 +309,10 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
   if (!r.done) corrupt('trailing bytes');
   checkTree(nodes);
   if (kind === 'archive' && archiveLayer({ layers }).spans.compressedSize !== header.dataLength) {
-    throw new ClipError('BAD_INDEX', `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`);
+    throw new ClipError(
+      'BAD_INDEX',
+      `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`,
+    );
   }
   return { kind, image, layers, root: nodes[0]!, nodes };
 }
@@ -304,12 +343,19 @@ function readLayer(r: ByteReader, version: number, descriptor: unknown, li: numb
     prevOut += r.uint();
     const window = Buffer.from(r.bytes());
     const bits = version >= 4 ? r.u8() : 0;
-    if (bits > 7 || (bits > 0 && l.compression !== 'gzip')) throw new ClipError('BAD_INDEX', `index body is corrupt: checkpoint ${i} starts at bit ${bits}`);
+    if (bits > 7 || (bits > 0 && l.compression !== 'gzip'))
+      throw new ClipError('BAD_INDEX', `index body is corrupt: checkpoint ${i} starts at bit ${bits}`);
     checkpoints.push(bits > 0 ? { in: prevIn, bits, out: prevOut, window } : { in: prevIn, out: prevOut, window });
   }
   const digests: Buffer[] = [];
   for (let i = 0; i < count; i++) digests.push(Buffer.from(r.raw(DIGEST_SIZE)));
-  const spans: SpanTable = { compression: l.compression, compressedSize: l.compressedSize, uncompressedSize: l.uncompressedSize, checkpoints, digests };
+  const spans: SpanTable = {
+    compression: l.compression,
+    compressedSize: l.compressedSize,
+    uncompressedSize: l.uncompressedSize,
+    checkpoints,
+    digests,
+  };
   checkSpanTable(spans, li);
   return { digest: l.digest, mediaType: l.mediaType, diffId: l.diffId, spans };
 }

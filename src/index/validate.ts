@@ -38,7 +38,8 @@ function str(o: Record<string, unknown>, key: string, where: string): string {
 
 function digest(o: Record<string, unknown>, key: string, where: string, emptyAllowed = false): string {
   const v = str(o, key, where);
-  if (!(isDigest(v) || (emptyAllowed && v === ''))) corrupt(`${where}.${key} ${JSON.stringify(v.slice(0, 100))} is not a digest (algorithm:hex)`);
+  if (!(isDigest(v) || (emptyAllowed && v === '')))
+    corrupt(`${where}.${key} ${JSON.stringify(v.slice(0, 100))} is not a digest (algorithm:hex)`);
   return v;
 }
 
@@ -104,8 +105,10 @@ export function checkSpanTable(t: SpanTable, layer: number): void {
     const cp = cps[i]!;
     if (i > 0 && (cp.in <= cps[i - 1]!.in || cp.out <= cps[i - 1]!.out)) bad(`checkpoint ${i} does not come after checkpoint ${i - 1}`);
     if (cp.in > t.compressedSize || cp.out > t.uncompressedSize) bad(`checkpoint ${i} lies past the end of the layer`);
-    if (t.compression === 'none' && (cp.in !== cp.out || cp.window.length !== 0)) bad(`checkpoint ${i} of an uncompressed layer maps ${cp.in} to ${cp.out}`);
-    if (cp.window.length > MAX_WINDOW_DEFLATED) bad(`checkpoint ${i} has a ${cp.window.length}-byte window (at most ${MAX_WINDOW_DEFLATED})`);
+    if (t.compression === 'none' && (cp.in !== cp.out || cp.window.length !== 0))
+      bad(`checkpoint ${i} of an uncompressed layer maps ${cp.in} to ${cp.out}`);
+    if (cp.window.length > MAX_WINDOW_DEFLATED)
+      bad(`checkpoint ${i} has a ${cp.window.length}-byte window (at most ${MAX_WINDOW_DEFLATED})`);
     const last = i + 1 === cps.length;
     const output = (last ? t.uncompressedSize : cps[i + 1]!.out) - cp.out;
     if (output > MAX_SPAN_OUTPUT) bad(`span ${i} covers ${output} uncompressed bytes (at most ${MAX_SPAN_OUTPUT})`);

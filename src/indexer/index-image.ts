@@ -142,7 +142,10 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
     throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too small (minimum ${MIN_SPAN_SIZE} bytes)`);
   }
   if (spanSize > MAX_SPAN_SIZE) {
-    throw new ClipError('BAD_ARGUMENT', `span size ${spanSize} is too large (maximum ${MAX_SPAN_SIZE} bytes: a read must not inflate more than ${MAX_SPAN_OUTPUT})`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `span size ${spanSize} is too large (maximum ${MAX_SPAN_SIZE} bytes: a read must not inflate more than ${MAX_SPAN_OUTPUT})`,
+    );
   }
   const maxRatio = opts.maxRatio ?? DEFAULT_MAX_RATIO;
   if (!Number.isFinite(maxRatio) || maxRatio < 0) {
@@ -155,7 +158,8 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
   const budget = new EntryBudget(opts.maxEntries);
   const { image, blobs } = await openImage(ref, opts);
   try {
-    const windowsAt = opts.profile === undefined ? new Map<string, Set<number>>() : await profileWindows(opts.profile, image.manifestDigest, spanSize);
+    const windowsAt =
+      opts.profile === undefined ? new Map<string, Set<number>>() : await profileWindows(opts.profile, image.manifestDigest, spanSize);
     const total = image.layers.reduce((a, l) => a + l.size, 0);
     const readPerLayer = image.layers.map(() => 0);
     let read = 0;

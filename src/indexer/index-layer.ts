@@ -108,18 +108,20 @@ export async function indexLayer(
     blob.destroy();
   }
   function feed(chunk: Buffer): void {
-      if (!builder) {
-        // Sniff the format from the bytes, not the media type: some images mislabel layers.
-        head = Buffer.concat([head, chunk]);
-        if (head.length < 4 && read < layer.size) return;
-        if (startsWith(head, ZSTD_MAGIC)) {
-          throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed: zstd layers are not supported yet`);
-        }
-        builder = startsWith(head, GZIP_MAGIC) ? new CheckpointBuilder(spanSize, onData, windows.every, windows.at) : new RawSpanBuilder(spanSize, onData);
-        builder.push(head);
-        return;
+    if (!builder) {
+      // Sniff the format from the bytes, not the media type: some images mislabel layers.
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 4 && read < layer.size) return;
+      if (startsWith(head, ZSTD_MAGIC)) {
+        throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed: zstd layers are not supported yet`);
       }
-      builder.push(chunk);
+      builder = startsWith(head, GZIP_MAGIC)
+        ? new CheckpointBuilder(spanSize, onData, windows.every, windows.at)
+        : new RawSpanBuilder(spanSize, onData);
+      builder.push(head);
+      return;
+    }
+    builder.push(chunk);
   }
   if (read !== layer.size) {
     throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: read ${read} bytes, the manifest says ${layer.size}`);
@@ -133,7 +135,10 @@ export async function indexLayer(
   const spans = builder.finish();
   const { entries, diffId } = scan.finish();
   if (layer.diffId && diffId !== layer.diffId) {
-    throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest}: uncompressed content hashes to ${diffId}, the image config says ${layer.diffId}`);
+    throw new ClipError(
+      'DIGEST_MISMATCH',
+      `layer ${layer.digest}: uncompressed content hashes to ${diffId}, the image config says ${layer.diffId}`,
+    );
   }
   return { entries, spans };
 }

@@ -21,16 +21,62 @@ export class MountMetrics implements ReadEvents {
   private readonly mountedAt = performance.now();
   private firstRead = false;
 
-  private readonly fetchedBytes = new Counter({ name: 'clip_fetched_bytes_total', help: 'Compressed bytes fetched from the registry', labelNames: ['layer'], registers: [this.registry] });
-  private readonly fetchRequests = new Counter({ name: 'clip_fetch_requests_total', help: 'Range requests to the registry', labelNames: ['layer'], registers: [this.registry] });
-  private readonly hits = new Counter({ name: 'clip_span_cache_hits_total', help: 'Spans served from a cache', labelNames: ['cache'], registers: [this.registry] });
-  private readonly misses = new Counter({ name: 'clip_span_cache_misses_total', help: 'Spans that had to be fetched', registers: [this.registry] });
-  private readonly evictions = new Counter({ name: 'clip_span_cache_evictions_total', help: 'Spans evicted from the disk cache', registers: [this.registry] });
-  private readonly cachedBytes = new Gauge({ name: 'clip_cached_bytes', help: 'Inflated span bytes this daemon wrote to the disk cache, less what was evicted', registers: [this.registry] });
-  private readonly verifyFailures = new Counter({ name: 'clip_verify_failures_total', help: 'Fetched spans that did not match their digest', registers: [this.registry] });
-  private readonly retries = new Counter({ name: 'clip_retries_total', help: 'Requests retried', labelNames: ['reason'], registers: [this.registry] });
-  private readonly inflateSeconds = new Histogram({ name: 'clip_inflate_seconds', help: 'Time to inflate one span', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25], registers: [this.registry] });
-  private readonly fuseOps = new Counter({ name: 'clip_fuse_operations_total', help: 'FUSE requests answered', labelNames: ['op', 'errno'], registers: [this.registry] });
+  private readonly fetchedBytes = new Counter({
+    name: 'clip_fetched_bytes_total',
+    help: 'Compressed bytes fetched from the registry',
+    labelNames: ['layer'],
+    registers: [this.registry],
+  });
+  private readonly fetchRequests = new Counter({
+    name: 'clip_fetch_requests_total',
+    help: 'Range requests to the registry',
+    labelNames: ['layer'],
+    registers: [this.registry],
+  });
+  private readonly hits = new Counter({
+    name: 'clip_span_cache_hits_total',
+    help: 'Spans served from a cache',
+    labelNames: ['cache'],
+    registers: [this.registry],
+  });
+  private readonly misses = new Counter({
+    name: 'clip_span_cache_misses_total',
+    help: 'Spans that had to be fetched',
+    registers: [this.registry],
+  });
+  private readonly evictions = new Counter({
+    name: 'clip_span_cache_evictions_total',
+    help: 'Spans evicted from the disk cache',
+    registers: [this.registry],
+  });
+  private readonly cachedBytes = new Gauge({
+    name: 'clip_cached_bytes',
+    help: 'Inflated span bytes this daemon wrote to the disk cache, less what was evicted',
+    registers: [this.registry],
+  });
+  private readonly verifyFailures = new Counter({
+    name: 'clip_verify_failures_total',
+    help: 'Fetched spans that did not match their digest',
+    registers: [this.registry],
+  });
+  private readonly retries = new Counter({
+    name: 'clip_retries_total',
+    help: 'Requests retried',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  private readonly inflateSeconds = new Histogram({
+    name: 'clip_inflate_seconds',
+    help: 'Time to inflate one span',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers: [this.registry],
+  });
+  private readonly fuseOps = new Counter({
+    name: 'clip_fuse_operations_total',
+    help: 'FUSE requests answered',
+    labelNames: ['op', 'errno'],
+    registers: [this.registry],
+  });
   private readonly fuseSeconds = new Histogram({
     name: 'clip_fuse_operation_seconds',
     help: 'FUSE request latency',
@@ -38,7 +84,11 @@ export class MountMetrics implements ReadEvents {
     buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     registers: [this.registry],
   });
-  private readonly firstReadSeconds = new Gauge({ name: 'clip_first_read_seconds', help: 'Seconds from mount to the first READ answered', registers: [this.registry] });
+  private readonly firstReadSeconds = new Gauge({
+    name: 'clip_first_read_seconds',
+    help: 'Seconds from mount to the first READ answered',
+    registers: [this.registry],
+  });
 
   private stats(layer: string): LayerStats {
     let s = this.layers.get(layer);

@@ -64,6 +64,9 @@ function lastClipLine(log: string, start: number): string | undefined {
   } catch {
     return undefined;
   }
-  const line = text.split('\n').reverse().find((l) => l.startsWith('clip: '));
+  const line = text
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('clip: '));
   return line?.slice('clip: '.length);
 }

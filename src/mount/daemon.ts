@@ -106,7 +106,18 @@ async function startMount(opts: DaemonOptions, log: Logger): Promise<RunningMoun
     if (opts.settings.metricsAddr) closers.push(await serveMetrics(metrics, opts.settings.metricsAddr));
     const record = await saveMountRecord(opts, server);
     phases['ready'] = Math.round(performance.now());
-    log.info({ mountpoint: server.mount.mountpoint, index: opts.index, kind: KIND_NAMES[index.kind], cacheDir: opts.settings.cacheDir, image: index.image.reference, kernelMinor: server.connection.kernelMinor, startupMs: phases }, 'mounted');
+    log.info(
+      {
+        mountpoint: server.mount.mountpoint,
+        index: opts.index,
+        kind: KIND_NAMES[index.kind],
+        cacheDir: opts.settings.cacheDir,
+        image: index.image.reference,
+        kernelMinor: server.connection.kernelMinor,
+        startupMs: phases,
+      },
+      'mounted',
+    );
     return { server, reader, closers, record, profile, recorder };
   } catch (e) {
     for (const close of closers) close();
@@ -122,7 +133,11 @@ async function mountUnderLock(opts: DaemonOptions, filesystem: ImageFileSystem, 
   const fuseLog = (level: LogLevel, message: string): void => log[level]({ fuse: true }, message);
   return withLock(lockPath(mp, 'mount'), async () => {
     if (isMounted(mp)) throw new ClipError('BAD_ARGUMENT', `${mp} is already a mount point (busy); unmount it first`);
-    return serveFuse(mp, filesystem, { log: fuseLog, debug: opts.settings.logLevel === 'debug' || opts.settings.logLevel === 'trace', onOp: metrics.onOp });
+    return serveFuse(mp, filesystem, {
+      log: fuseLog,
+      debug: opts.settings.logLevel === 'debug' || opts.settings.logLevel === 'trace',
+      onOp: metrics.onOp,
+    });
   });
 }
 
@@ -160,7 +175,10 @@ function startBackgroundFetches(opts: DaemonOptions, running: RunningMount, log:
   const prefetching = new AbortController();
   if (opts.settings.prefetchRate !== undefined) {
     const started = performance.now();
-    prefetchLayers(reader.layerReader, reader.index.layers, { bytesPerSecond: opts.settings.prefetchRate, signal: prefetching.signal }).then(
+    prefetchLayers(reader.layerReader, reader.index.layers, {
+      bytesPerSecond: opts.settings.prefetchRate,
+      signal: prefetching.signal,
+    }).then(
       (bytes) => log.info({ bytes, seconds: (performance.now() - started) / 1000 }, 'prefetch done'),
       (e: unknown) => log.warn({ err: (e as Error).message }, 'prefetch stopped'),
     );

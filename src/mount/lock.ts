@@ -16,7 +16,9 @@ const TIMED_OUT = 75;
 
 async function lock(fd: number, file: string, waitMs: number): Promise<void> {
   const seconds = String(Math.ceil(waitMs / 1000));
-  const child = spawn('flock', ['--exclusive', '--wait', seconds, '--conflict-exit-code', String(TIMED_OUT), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+  const child = spawn('flock', ['--exclusive', '--wait', seconds, '--conflict-exit-code', String(TIMED_OUT), '3'], {
+    stdio: ['ignore', 'ignore', 'pipe', fd],
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const code = await new Promise<number | null>((resolve, reject) => {
@@ -24,7 +26,10 @@ async function lock(fd: number, file: string, waitMs: number): Promise<void> {
     child.on('close', resolve);
   });
   if (code === TIMED_OUT) {
-    throw new ClipError('IO', `another clip mount or umount of the same image still holds ${file} after ${seconds} s; try again when it is done`);
+    throw new ClipError(
+      'IO',
+      `another clip mount or umount of the same image still holds ${file} after ${seconds} s; try again when it is done`,
+    );
   }
   if (code !== 0) throw new ClipError('IO', `cannot lock ${file}: ${stderr.trim() || `flock exit status ${code}`}`);
 }

@@ -17,7 +17,20 @@ import { startBackgroundMount } from './background.js';
 import { settingsConflicts, withDefaults, type MountSettings } from './settings.js';
 import { withLock } from './lock.js';
 import { pathProblem } from './path-errors.js';
-import { allRecords, dataDir, isDaemonAlive, isSameMount, keyOf, loadRecord, lockPath, mountIdentity, removeRecord, saveRecord, stateDir, type RootfsRecord } from './state.js';
+import {
+  allRecords,
+  dataDir,
+  isDaemonAlive,
+  isSameMount,
+  keyOf,
+  loadRecord,
+  lockPath,
+  mountIdentity,
+  removeRecord,
+  saveRecord,
+  stateDir,
+  type RootfsRecord,
+} from './state.js';
 import { unmountImage } from './unmount.js';
 
 export interface RootfsOptions {
@@ -45,7 +58,13 @@ async function indexKey(index: string): Promise<string> {
   }
 }
 
-function mountOverlay(driver: 'overlay' | 'fuse-overlayfs', lower: string, upper: string, work: string, target: string): string | undefined {
+function mountOverlay(
+  driver: 'overlay' | 'fuse-overlayfs',
+  lower: string,
+  upper: string,
+  work: string,
+  target: string,
+): string | undefined {
   const options = `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
   const r =
     driver === 'overlay'
@@ -60,7 +79,10 @@ export async function mountRootfs(opts: RootfsOptions): Promise<RootfsRecord> {
   try {
     target = await realpath(opts.rootfs);
   } catch (e) {
-    throw new ClipError('BAD_ARGUMENT', `rootfs directory ${opts.rootfs}: ${pathProblem(opts.rootfs, e)}${(e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (create it first)' : ''}`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `rootfs directory ${opts.rootfs}: ${pathProblem(opts.rootfs, e)}${(e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (create it first)' : ''}`,
+    );
   }
   const index = await realpath(opts.index).catch((e: unknown) => {
     throw new ClipError('IO', `cannot read index ${opts.index}: ${pathProblem(opts.index, e)}`);
@@ -94,10 +116,19 @@ async function ensureShared(lower: string, index: string, opts: RootfsOptions): 
     await forceUnmount(lower);
     await removeRecord(lower);
   } else if (m) {
-    throw new ClipError('BAD_ARGUMENT', `${lower} (clip's shared mount of ${index}) is a ${m.fsType} mount clip did not make; unmount it first`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `${lower} (clip's shared mount of ${index}) is a ${m.fsType} mount clip did not make; unmount it first`,
+    );
   }
   await mkdir(lower, { recursive: true, mode: 0o755 });
-  await startBackgroundMount({ index, mountpoint: lower, registry: opts.registry, settings: withDefaults(opts.settings), shared: path.basename(lower) });
+  await startBackgroundMount({
+    index,
+    mountpoint: lower,
+    registry: opts.registry,
+    settings: withDefaults(opts.settings),
+    shared: path.basename(lower),
+  });
 }
 
 /** The overlay over the shared mount, and its record. Callers hold the shared mount's lock. */
@@ -106,7 +137,9 @@ async function mountOverlayOn(target: string, lower: string, index: string, opts
   // A fresh dir per mount: one a lazily detached rootfs still uses is never handed to the next.
   const base = path.join(dataDir(), 'rootfs', `${keyOf(target)}-${randomBytes(4).toString('hex')}`);
   const upper = path.resolve(opts.upperDir ?? path.join(base, 'upper'));
-  const work = path.resolve(opts.workDir ?? (ownsDirs ? path.join(base, 'work') : path.join(path.dirname(upper), `.${path.basename(upper)}.work`)));
+  const work = path.resolve(
+    opts.workDir ?? (ownsDirs ? path.join(base, 'work') : path.join(path.dirname(upper), `.${path.basename(upper)}.work`)),
+  );
   await mkdir(upper, { recursive: true, mode: 0o755 });
   await mkdir(work, { recursive: true, mode: 0o700 });
   let driver: RootfsRecord['driver'] = 'overlay';

@@ -12,7 +12,17 @@ import path from 'node:path';
 import { ClipError } from '../errors.js';
 import { canonicalMountPath, detach, findMount, forceUnmount, MountError, readMounts, unmount, type MountEntry } from '../fuse/index.js';
 import { withLock } from './lock.js';
-import { allRecords, isDaemonAlive, isSameMount, loadRecord, lockPath, removeRecord, type ImageMountRecord, type MountRecord, type RootfsRecord } from './state.js';
+import {
+  allRecords,
+  isDaemonAlive,
+  isSameMount,
+  loadRecord,
+  lockPath,
+  removeRecord,
+  type ImageMountRecord,
+  type MountRecord,
+  type RootfsRecord,
+} from './state.js';
 
 export interface UnmountOptions {
   /** Detach a mount in use (umount -l) instead of refusing; its daemon keeps serving open files. */
@@ -52,7 +62,8 @@ async function unmountUnlessBusy(mp: string): Promise<void> {
   try {
     await unmount(mp, { ifBusy: 'refuse' });
   } catch (e) {
-    if (e instanceof MountError && e.code === 'BUSY') throw new ClipError('BAD_ARGUMENT', `${mp} is busy (in use by a process); close it or use --lazy`);
+    if (e instanceof MountError && e.code === 'BUSY')
+      throw new ClipError('BAD_ARGUMENT', `${mp} is busy (in use by a process); close it or use --lazy`);
     throw e;
   }
 }
@@ -68,7 +79,8 @@ export async function unmountImage(r: ImageMountRecord, opts: UnmountOptions = {
   const m = await recordedMount(r);
   const alive = isDaemonAlive(r);
   if (m) {
-    if (!alive) await forceUnmount(mp); // nothing serves it: detach the dead connection
+    if (!alive)
+      await forceUnmount(mp); // nothing serves it: detach the dead connection
     else if (opts.lazy) await detach(mp);
     else await unmountUnlessBusy(mp);
   }
@@ -108,7 +120,8 @@ export async function unmountRootfs(r: RootfsRecord, opts: UnmountOptions = {}):
 async function unmountShared(r: ImageMountRecord, opts: UnmountOptions): Promise<void> {
   await withLock(lockPath(r.mountpoint, 'rootfs'), async () => {
     const users = (await allRecords()).filter((x) => x.kind === 'rootfs' && x.lower === r.mountpoint).map((x) => x.mountpoint);
-    if (users.length > 0) throw new ClipError('BAD_ARGUMENT', `${r.mountpoint} is the image under rootfs ${users.join(', ')}; unmount those instead`);
+    if (users.length > 0)
+      throw new ClipError('BAD_ARGUMENT', `${r.mountpoint} is the image under rootfs ${users.join(', ')}; unmount those instead`);
     await unmountImage(r, opts);
   });
 }

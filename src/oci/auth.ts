@@ -150,7 +150,13 @@ export class Authenticator {
    * generation was `startGeneration`. Returns if another try can succeed
    * (challenge learned, stale token dropped); throws UNAUTHORIZED otherwise.
    */
-  async unauthorized(scope: string, wwwAuthenticate: string[], sent: string | undefined, startGeneration: number, detail = ''): Promise<void> {
+  async unauthorized(
+    scope: string,
+    wwwAuthenticate: string[],
+    sent: string | undefined,
+    startGeneration: number,
+    detail = '',
+  ): Promise<void> {
     const challenges = parseWwwAuthenticate(wwwAuthenticate);
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params['realm']);
     const basicChallenge = challenges.find((c) => c.scheme === 'basic');
@@ -251,7 +257,10 @@ export class Authenticator {
     try {
       json = JSON.parse(body.toString('utf8')) as typeof json;
     } catch {
-      throw new ClipError('REGISTRY', `token server ${url.host} answered something that is not JSON (${header(res.headers, 'content-type') ?? 'no content type'})`);
+      throw new ClipError(
+        'REGISTRY',
+        `token server ${url.host} answered something that is not JSON (${header(res.headers, 'content-type') ?? 'no content type'})`,
+      );
     }
     const value = typeof json.token === 'string' && json.token ? json.token : json.access_token;
     if (typeof value !== 'string' || value === '') {

@@ -181,12 +181,7 @@ function decodeEntry(e: AuthEntry, source: string): Credentials | undefined {
 }
 
 /** Runs `docker-credential-<name> get`; undefined when the helper holds nothing for the registry. */
-async function fromHelper(
-  name: string,
-  registry: string,
-  env: NodeJS.ProcessEnv,
-  required: boolean,
-): Promise<Credentials | undefined> {
+async function fromHelper(name: string, registry: string, env: NodeJS.ProcessEnv, required: boolean): Promise<Credentials | undefined> {
   const program = `docker-credential-${name}`;
   const servers = registry === DOCKER_HUB ? [DOCKER_HUB_SERVER, DOCKER_HUB] : [registry];
   for (const server of servers) {

@@ -149,7 +149,10 @@ export class OciLayout implements BlobSource, ManifestSource {
         const { bytesRead } = await fh.read(out, filled, out.length - filled, start + filled);
         if (bytesRead === 0) {
           const size = (await fh.stat()).size;
-          throw new ClipError('BAD_ARGUMENT', `byte range [${start}, ${end}) is beyond the end of blob ${digest} in ${this.name} (size ${size})`);
+          throw new ClipError(
+            'BAD_ARGUMENT',
+            `byte range [${start}, ${end}) is beyond the end of blob ${digest} in ${this.name} (size ${size})`,
+          );
         }
         filled += bytesRead;
       }

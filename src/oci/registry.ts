@@ -8,7 +8,19 @@ import { ClipError } from '../errors.js';
 import { Authenticator } from './auth.js';
 import { findCredentials } from './credentials.js';
 import { checkDigest, digestOf, isDigest, verifyDigest } from '../util/digest.js';
-import { backoff, createAgent, discard, header, headerList, isBodyCut, readBody, REQUEST_DEADLINE_MS, sendFollowingRedirects, type HttpResponse, type RetryReason } from '../http/client.js';
+import {
+  backoff,
+  createAgent,
+  discard,
+  header,
+  headerList,
+  isBodyCut,
+  readBody,
+  REQUEST_DEADLINE_MS,
+  sendFollowingRedirects,
+  type HttpResponse,
+  type RetryReason,
+} from '../http/client.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import { DOCKER_HUB } from './reference.js';
 import { MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestSource } from './resolve.js';
@@ -74,7 +86,12 @@ export class RegistryClient implements BlobSource, ManifestSource {
       throw new ClipError('BAD_ARGUMENT', `invalid tag or digest ${JSON.stringify(reference)} for ${this.name}`);
     }
     const target: Target = { kind: 'manifest', reference };
-    const { res, bytes } = await this.readWhole(() => this.get(`manifests/${reference}`, { accept: MANIFEST_ACCEPT }, target), target, MAX_MANIFEST_BYTES, `manifest of ${this.describe(target)}`);
+    const { res, bytes } = await this.readWhole(
+      () => this.get(`manifests/${reference}`, { accept: MANIFEST_ACCEPT }, target),
+      target,
+      MAX_MANIFEST_BYTES,
+      `manifest of ${this.describe(target)}`,
+    );
     const contentType = header(res.headers, 'content-type');
     let digest: string;
     if (isDigest(reference)) {
@@ -102,7 +119,12 @@ export class RegistryClient implements BlobSource, ManifestSource {
   }
 
   /** A 200 answer's whole (bounded) body; a body lost mid-way is asked for again, within the request deadline. */
-  private async readWhole(request: () => Promise<HttpResponse>, target: Target, limit: number, what: string): Promise<{ res: HttpResponse; bytes: Buffer }> {
+  private async readWhole(
+    request: () => Promise<HttpResponse>,
+    target: Target,
+    limit: number,
+    what: string,
+  ): Promise<{ res: HttpResponse; bytes: Buffer }> {
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
       const res = await request();
@@ -151,7 +173,12 @@ export class RegistryClient implements BlobSource, ManifestSource {
     if (!this.agent.destroyed) await this.agent.destroy();
   }
 
-  private blobRequest(digest: string, extra: Record<string, string>, onRetry?: (reason: RetryReason) => void, expectedBytes?: number): Promise<HttpResponse> {
+  private blobRequest(
+    digest: string,
+    extra: Record<string, string>,
+    onRetry?: (reason: RetryReason) => void,
+    expectedBytes?: number,
+  ): Promise<HttpResponse> {
     checkDigest(digest, 'blob digest');
     return this.get(`blobs/${digest}`, { 'accept-encoding': 'identity', ...extra }, { kind: 'blob', digest }, onRetry, expectedBytes);
   }

@@ -4,15 +4,7 @@
 
 import { ClipError, type ClipErrorCode } from '../errors.js';
 import { isDigest } from '../util/digest.js';
-import {
-  OCI_INDEX,
-  OCI_MANIFEST,
-  bareMediaType,
-  isConfigType,
-  isIndexType,
-  isManifestType,
-  isSchema1Type,
-} from './media-types.js';
+import { OCI_INDEX, OCI_MANIFEST, bareMediaType, isConfigType, isIndexType, isManifestType, isSchema1Type } from './media-types.js';
 import { formatPlatform, platformScore } from './platform.js';
 import type { LayerDescriptor, Platform, ResolvedImage } from './types.js';
 
@@ -141,7 +133,10 @@ export function requirePlatform(name: string, resolved: ResolvedManifest, wanted
   const has = resolved.platform;
   if (has.os === 'unknown' || has.architecture === 'unknown') return;
   if (platformScore(wanted, has) !== undefined) return;
-  throw new ClipError('NOT_FOUND', `${name} has no image for platform ${formatPlatform(wanted)}: it is a ${formatPlatform(has)} image (its config says so)`);
+  throw new ClipError(
+    'NOT_FOUND',
+    `${name} has no image for platform ${formatPlatform(wanted)}: it is a ${formatPlatform(has)} image (its config says so)`,
+  );
 }
 
 function manifestMediaType(source: ManifestSource, json: Json, fetched: FetchedManifest): string {
@@ -166,10 +161,7 @@ async function resolveImageManifest(
   const what = `manifest ${manifestDigest}`;
   const [configDesc] = descriptors(source, [json['config']], `${what} config`);
   if (!isConfigType(configDesc!.mediaType)) {
-    throw new ClipError(
-      'UNSUPPORTED',
-      `${source.name} is not a container image (config media type ${configDesc!.mediaType})`,
-    );
+    throw new ClipError('UNSUPPORTED', `${source.name} is not a container image (config media type ${configDesc!.mediaType})`);
   }
   if (!Array.isArray(json['layers'])) throw bad(source, `${what} has no layers list`);
   const layerDescs = descriptors(source, json['layers'], `${what} layers`);

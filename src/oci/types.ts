@@ -65,4 +65,3 @@ export interface RegistryOptions {
   /** How long one response may take (default: 30 s + its bytes at 64 KiB/s; CLIP_RESPONSE_DEADLINE_MS, CLIP_MIN_BYTES_PER_SECOND). */
   deadline?: ResponseDeadline;
 }
-

@@ -47,7 +47,8 @@ export class S3Client {
       } catch {
         throw new ClipError('BAD_ARGUMENT', `bad S3 endpoint ${JSON.stringify(endpoint)}: expected a URL such as http://127.0.0.1:9000`);
       }
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ClipError('BAD_ARGUMENT', `bad S3 endpoint ${endpoint}: only http and https are supported`);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:')
+        throw new ClipError('BAD_ARGUMENT', `bad S3 endpoint ${endpoint}: only http and https are supported`);
     }
     const full = { ...loc, region, ...(endpoint !== undefined ? { endpoint: endpoint.replace(/\/+$/, '') } : {}) };
     return new S3Client(full, await resolveCredentials());
@@ -70,7 +71,8 @@ export class S3Client {
     const origin = endpoint ?? (pathStyle ? `https://s3.${region}.amazonaws.com` : `https://${bucket}.s3.${region}.amazonaws.com`);
     const pathname = `${new URL(origin).pathname.replace(/\/+$/, '')}${pathStyle ? `/${encodeSegment(bucket)}` : ''}/${path}`;
     const url = new URL(`${new URL(origin).origin}${pathname}${query ? `?${query}` : ''}`);
-    if (url.pathname !== pathname) throw new ClipError('BAD_ARGUMENT', `S3 key ${JSON.stringify(key)} cannot be addressed: the URL path became ${url.pathname}`);
+    if (url.pathname !== pathname)
+      throw new ClipError('BAD_ARGUMENT', `S3 key ${JSON.stringify(key)} cannot be addressed: the URL path became ${url.pathname}`);
     return url;
   }
 
@@ -78,7 +80,10 @@ export class S3Client {
   async request(method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE', opts: S3RequestOptions = {}): Promise<HttpResponse> {
     const url = this.objectUrl(opts.query);
     for (let refreshed = false; ; refreshed = true) {
-      const headers = signRequest({ method, url, headers: opts.headers ?? {}, region: this.location.region, ...(opts.body !== undefined ? { body: opts.body } : {}) }, this.credentials);
+      const headers = signRequest(
+        { method, url, headers: opts.headers ?? {}, region: this.location.region, ...(opts.body !== undefined ? { body: opts.body } : {}) },
+        this.credentials,
+      );
       const res = await send(this.agent, url, {
         method,
         headers,
@@ -119,9 +124,15 @@ export class S3Client {
 
   private failure(status: number, e: { code: string; message: string }, doing: string): ClipError {
     const what = `${e.code ? `${e.code}` : `HTTP ${status}`}${e.message ? `: ${e.message}` : ''}`;
-    const creds = this.credentials ? `credentials from ${this.credentials.source}` : 'no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials with AWS_PROFILE)';
+    const creds = this.credentials
+      ? `credentials from ${this.credentials.source}`
+      : 'no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials with AWS_PROFILE)';
     if (status === 403 || status === 401) return new ClipError('UNAUTHORIZED', `S3 refused ${doing} ${this.name} (${what}; ${creds})`);
-    if (status === 404) return new ClipError('NOT_FOUND', `S3 has no ${e.code === 'NoSuchBucket' ? 'such bucket' : e.code === 'NoSuchUpload' ? 'such upload' : 'such object'} for ${doing} ${this.name} (${what})`);
+    if (status === 404)
+      return new ClipError(
+        'NOT_FOUND',
+        `S3 has no ${e.code === 'NoSuchBucket' ? 'such bucket' : e.code === 'NoSuchUpload' ? 'such upload' : 'such object'} for ${doing} ${this.name} (${what})`,
+      );
     return new ClipError('S3', `S3 answered HTTP ${status} to ${doing} ${this.name} (${what})`);
   }
 }

@@ -36,7 +36,8 @@ export function badKey(key: string): string | undefined {
 
 /** Throws unless `region` can be put in a host name. */
 export function checkRegion(region: string, code: 'BAD_ARGUMENT' | 'BAD_INDEX' = 'BAD_ARGUMENT'): void {
-  if (!REGION.test(region)) throw new ClipError(code, `bad S3 region ${JSON.stringify(region)}: expected letters, digits and dashes (e.g. eu-west-1)`);
+  if (!REGION.test(region))
+    throw new ClipError(code, `bad S3 region ${JSON.stringify(region)}: expected letters, digits and dashes (e.g. eu-west-1)`);
 }
 
 /** RFC 3986 percent-encoding of one path segment, as S3 canonicalises it. */
@@ -51,7 +52,8 @@ export function parseS3Url(url: string): S3Location {
   const slash = rest.indexOf('/');
   const bucket = slash < 0 ? rest : rest.slice(0, slash);
   const key = slash < 0 ? '' : rest.slice(slash + 1);
-  if (!BUCKET.test(bucket)) throw new ClipError('BAD_ARGUMENT', `bad S3 URL ${JSON.stringify(url)}: ${JSON.stringify(bucket)} is not a bucket name`);
+  if (!BUCKET.test(bucket))
+    throw new ClipError('BAD_ARGUMENT', `bad S3 URL ${JSON.stringify(url)}: ${JSON.stringify(bucket)} is not a bucket name`);
   const bad = badKey(key);
   if (bad !== undefined) throw new ClipError('BAD_ARGUMENT', `bad S3 URL ${JSON.stringify(url)}: ${bad}`);
   return { bucket, key };
@@ -75,12 +77,17 @@ export function parseS3Location(location: string): S3Location {
   const slash = path.indexOf('/');
   let key: string;
   try {
-    key = path.slice(slash + 1).split('/').map(decodeURIComponent).join('/');
+    key = path
+      .slice(slash + 1)
+      .split('/')
+      .map(decodeURIComponent)
+      .join('/');
   } catch {
     throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}`);
   }
   const loc: S3Location = { bucket: path.slice(0, slash), key };
-  if (slash <= 0 || !BUCKET.test(loc.bucket)) throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}: no valid bucket name`);
+  if (slash <= 0 || !BUCKET.test(loc.bucket))
+    throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}: no valid bucket name`);
   // Checked after decoding: "%2e%2e" is ".." to a URL parser too.
   const bad = badKey(key);
   if (bad !== undefined) throw new ClipError('BAD_INDEX', `bad S3 location ${JSON.stringify(location)}: ${bad}`);

@@ -104,7 +104,13 @@ async function initiate(client: S3Client): Promise<string> {
  * it changes (one call at a time); on failure the state saved last says
  * what is done.
  */
-export async function uploadFile(client: S3Client, file: string, state: UploadState, save: (s: UploadState) => Promise<void>, opts: UploadOptions = {}): Promise<UploadResult> {
+export async function uploadFile(
+  client: S3Client,
+  file: string,
+  state: UploadState,
+  save: (s: UploadState) => Promise<void>,
+  opts: UploadOptions = {},
+): Promise<UploadResult> {
   const count = Math.max(1, Math.ceil(state.size / state.partSize));
   const partBytes = (n: number): number => Math.min(state.partSize, state.size - (n - 1) * state.partSize);
   let saving = Promise.resolve();
@@ -173,18 +179,28 @@ export async function uploadFile(client: S3Client, file: string, state: UploadSt
   await discard(head.body);
   const length = Number(head.headers['content-length']);
   if (head.status !== 200 || length !== state.size) {
-    throw new ClipError('S3', `after the upload ${client.name} has ${head.status === 200 ? `${length} bytes, expected ${state.size}` : `HTTP ${head.status}`}`);
+    throw new ClipError(
+      'S3',
+      `after the upload ${client.name} has ${head.status === 200 ? `${length} bytes, expected ${state.size}` : `HTTP ${head.status}`}`,
+    );
   }
   return { resumedParts, uploadedParts: count - resumedParts, parts: count };
 }
 
 async function complete(client: S3Client, uploadId: string, state: UploadState, count: number): Promise<void> {
-  const parts = Array.from({ length: count }, (_, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(state.parts[i + 1]!)}</ETag></Part>`);
+  const parts = Array.from(
+    { length: count },
+    (_, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(state.parts[i + 1]!)}</ETag></Part>`,
+  );
   const body = `<CompleteMultipartUpload>${parts.join('')}</CompleteMultipartUpload>`;
   for (let attempt = 1; ; attempt++) {
     let res: HttpResponse;
     try {
-      res = await client.request('POST', { query: `uploadId=${encodeURIComponent(uploadId)}`, headers: { 'content-type': 'application/xml' }, body });
+      res = await client.request('POST', {
+        query: `uploadId=${encodeURIComponent(uploadId)}`,
+        headers: { 'content-type': 'application/xml' },
+        body,
+      });
     } catch (e) {
       if (!(e instanceof ClipError && e.code === 'S3') || attempt >= COMPLETE_TRIES) throw e;
       continue;
@@ -195,7 +211,11 @@ async function complete(client: S3Client, uploadId: string, state: UploadState, 
     // S3 can answer 200 and still fail the completion (the error is in the body).
     const answer = await text(res);
     if (/<Error>/.test(answer)) {
-      if (attempt >= COMPLETE_TRIES) throw new ClipError('S3', `S3 could not complete the upload to ${client.name}: ${xmlText(answer, 'Code')}: ${xmlText(answer, 'Message')}`);
+      if (attempt >= COMPLETE_TRIES)
+        throw new ClipError(
+          'S3',
+          `S3 could not complete the upload to ${client.name}: ${xmlText(answer, 'Code')}: ${xmlText(answer, 'Message')}`,
+        );
       continue;
     }
     return;

@@ -33,7 +33,11 @@ export function signRequest(input: SignInput, credentials: AwsCredentials | unde
       headers,
       body: input.body ?? '',
     },
-    { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey, ...(credentials.sessionToken ? { sessionToken: credentials.sessionToken } : {}) },
+    {
+      accessKeyId: credentials.accessKeyId,
+      secretAccessKey: credentials.secretAccessKey,
+      ...(credentials.sessionToken ? { sessionToken: credentials.sessionToken } : {}),
+    },
   );
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(signed.headers ?? {})) if (v !== undefined) out[k.toLowerCase()] = String(v);

@@ -15,7 +15,10 @@ const MAX_OCTAL_11 = 0o77777777777;
 const NAME_FIELD = 100;
 
 /** An entry's metadata as the tar scanner reports it (TarEntry), with the path and type as written. */
-export type HeaderFields = Pick<TarEntry, 'mode' | 'uid' | 'gid' | 'size' | 'mtime' | 'atime' | 'ctime' | 'linkname' | 'devmajor' | 'devminor' | 'xattrs'> & {
+export type HeaderFields = Pick<
+  TarEntry,
+  'mode' | 'uid' | 'gid' | 'size' | 'mtime' | 'atime' | 'ctime' | 'linkname' | 'devmajor' | 'devminor' | 'xattrs'
+> & {
   /** Path as written: "./" for the root, "dir/" for directories, "a/b" otherwise. */
   name: string;
   type: keyof typeof TYPEFLAG;
@@ -43,7 +46,8 @@ export function encodeHeader(h: HeaderFields): Buffer {
   if (h.atime) pax.push(['atime', Buffer.from(formatPaxTime(h.atime))]);
   if (h.ctime) pax.push(['ctime', Buffer.from(formatPaxTime(h.ctime))]);
   for (const [key, value] of h.xattrs ?? []) pax.push([`SCHILY.xattr.${key}`, value]);
-  if (h.devmajor > MAX_OCTAL_7 || h.devminor > MAX_OCTAL_7) throw new RangeError(`device ${h.devmajor}:${h.devminor} of ${h.name} does not fit a tar header`);
+  if (h.devmajor > MAX_OCTAL_7 || h.devminor > MAX_OCTAL_7)
+    throw new RangeError(`device ${h.devmajor}:${h.devminor} of ${h.name} does not fit a tar header`);
 
   const header = ustar({
     name,

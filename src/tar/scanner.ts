@@ -77,10 +77,7 @@ export class TarScanner {
       throw new ClipError('BAD_TAR', `tar archive truncated inside an extended header at offset ${this.extAt}`);
     }
     if (this.dataLeft > 0) {
-      throw new ClipError(
-        'BAD_TAR',
-        `tar archive truncated inside the data of ${showName(this.current)} (${this.dataLeft} bytes missing)`,
-      );
+      throw new ClipError('BAD_TAR', `tar archive truncated inside the data of ${showName(this.current)} (${this.dataLeft} bytes missing)`);
     }
     // Missing padding after complete data is harmless, like missing end blocks.
     if (this.blockFill > 0) {
@@ -217,7 +214,7 @@ export class TarScanner {
     // and directories have no data, whatever the size field or a PAX size
     // says; what follows their header is the next header. Everything else
     // (files, GNU dumpdirs, vendor types) is followed by its data.
-    const size = headerOnly(h.typeflag, type) ? 0 : o?.size ?? h.size;
+    const size = headerOnly(h.typeflag, type) ? 0 : (o?.size ?? h.size);
     const dataOffset = at + BLOCK_SIZE;
     const pad = padding(size);
     if (dataOffset + size + pad > Number.MAX_SAFE_INTEGER) {
@@ -253,7 +250,10 @@ export class TarScanner {
     if (type === 'char' || type === 'block') {
       // What Linux's dev_t holds (and FUSE's rdev): larger numbers would alias another device.
       if (h.devmajor > MAX_DEV_MAJOR || h.devminor > MAX_DEV_MINOR) {
-        throw new ClipError('BAD_TAR', `device number ${h.devmajor}:${h.devminor} of ${JSON.stringify(rawName)} at offset ${at} is out of range (Linux allows majors up to ${MAX_DEV_MAJOR}, minors up to ${MAX_DEV_MINOR})`);
+        throw new ClipError(
+          'BAD_TAR',
+          `device number ${h.devmajor}:${h.devminor} of ${JSON.stringify(rawName)} at offset ${at} is out of range (Linux allows majors up to ${MAX_DEV_MAJOR}, minors up to ${MAX_DEV_MINOR})`,
+        );
       }
       e.devmajor = h.devmajor;
       e.devminor = h.devminor;

@@ -29,13 +29,17 @@ export async function checkOutputFile(file: string, what = 'output'): Promise<vo
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT') throw new ClipError('IO', `cannot write ${what} ${file}: ${code ?? (e as Error).message}`);
     const dir = path.dirname(path.resolve(file));
-    if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new ClipError('NOT_FOUND', `cannot write ${what} ${file}: ${dir} is not a directory`);
+    if (!(await stat(dir).catch(() => undefined))?.isDirectory())
+      throw new ClipError('NOT_FOUND', `cannot write ${what} ${file}: ${dir} is not a directory`);
     return;
   }
   if (st.isFile()) return;
   if (st.isSymbolicLink()) {
     const target = await readlink(file).catch(() => '?');
-    throw new ClipError('BAD_ARGUMENT', `refusing to write ${what} ${file}: it is a symbolic link (to ${target}); give the path of a regular file`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `refusing to write ${what} ${file}: it is a symbolic link (to ${target}); give the path of a regular file`,
+    );
   }
   throw new ClipError('BAD_ARGUMENT', `refusing to write ${what} ${file}: it is ${kind(st)}, not a regular file`);
 }

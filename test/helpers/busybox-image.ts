@@ -13,7 +13,12 @@ const TOOLS = ['sh', 'cat', 'echo', 'ls', 'sha256sum', 'wc', 'head', 'id', 'stat
 export function buildBusyboxImage(): Promise<BuiltImage> {
   const t = { sec: 1_700_000_000, nsec: 123_456_789 };
   const base: TarEntrySpec[] = [
-    ...['bin', 'etc', 'proc', 'sys', 'dev', 'root', 'usr', 'usr/share'].map((path): TarEntrySpec => ({ type: 'dir', path, mode: 0o755, mtime: t })),
+    ...['bin', 'etc', 'proc', 'sys', 'dev', 'root', 'usr', 'usr/share'].map((path): TarEntrySpec => ({
+      type: 'dir',
+      path,
+      mode: 0o755,
+      mtime: t,
+    })),
     { type: 'dir', path: 'tmp', mode: 0o1777, mtime: t },
     { type: 'file', path: 'bin/busybox', mode: 0o755, data: readFileSync(BUSYBOX), mtime: t },
     ...TOOLS.map((tool): TarEntrySpec => ({ type: 'symlink', path: `bin/${tool}`, target: 'busybox', mtime: t })),

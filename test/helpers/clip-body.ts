@@ -37,10 +37,33 @@ export function sealClip(c: OpenedClip, raw: Buffer, deflated = zlib.deflateRawS
 }
 
 export type FieldKind =
-  | 'json' | 'cp-count' | 'cp-in' | 'cp-out' | 'window' | 'cp-bits' | 'digest'
-  | 'node-count' | 'type' | 'flags' | 'mode' | 'uid' | 'gid' | 'size' | 'nlink' | 'sec' | 'nsec' | 'dev'
-  | 'target' | 'xattr-count' | 'xattr-name' | 'xattr-value' | 'data-layer' | 'data-offset'
-  | 'dir-count' | 'name' | 'child';
+  | 'json'
+  | 'cp-count'
+  | 'cp-in'
+  | 'cp-out'
+  | 'window'
+  | 'cp-bits'
+  | 'digest'
+  | 'node-count'
+  | 'type'
+  | 'flags'
+  | 'mode'
+  | 'uid'
+  | 'gid'
+  | 'size'
+  | 'nlink'
+  | 'sec'
+  | 'nsec'
+  | 'dev'
+  | 'target'
+  | 'xattr-count'
+  | 'xattr-name'
+  | 'xattr-value'
+  | 'data-layer'
+  | 'data-offset'
+  | 'dir-count'
+  | 'name'
+  | 'child';
 
 export interface Field {
   kind: FieldKind;

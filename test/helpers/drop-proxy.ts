@@ -44,24 +44,27 @@ export async function startDropProxy(target: string): Promise<DropProxy> {
       req.on('end', () => req.socket.destroy());
       return;
     }
-    const upstream = http.request({ host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      if (!rule) {
-        up.pipe(res);
-        return;
-      }
-      // A download cut short: some of the body, then the connection goes.
-      let sent = 0;
-      up.on('data', (c: Buffer) => {
-        if (sent >= after) return;
-        const part = c.subarray(0, Math.min(c.length, after - sent));
-        sent += part.length;
-        res.write(part, () => {
-          if (sent >= after) res.socket?.destroy();
+    const upstream = http.request(
+      { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        if (!rule) {
+          up.pipe(res);
+          return;
+        }
+        // A download cut short: some of the body, then the connection goes.
+        let sent = 0;
+        up.on('data', (c: Buffer) => {
+          if (sent >= after) return;
+          const part = c.subarray(0, Math.min(c.length, after - sent));
+          sent += part.length;
+          res.write(part, () => {
+            if (sent >= after) res.socket?.destroy();
+          });
         });
-      });
-      up.on('end', () => res.socket?.destroy());
-    });
+        up.on('end', () => res.socket?.destroy());
+      },
+    );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });

@@ -54,7 +54,12 @@ export const CAP_NET_BIND_SERVICE = 10;
 const LONG_A = 'a'.repeat(60);
 const LONG_B = 'b'.repeat(60);
 const C80 = (c: string): string => c.repeat(80);
-const DEEP_DIRS = ['long/deep', `long/deep/${C80('1')}`, `long/deep/${C80('1')}/${C80('2')}`, `long/deep/${C80('1')}/${C80('2')}/${C80('3')}`];
+const DEEP_DIRS = [
+  'long/deep',
+  `long/deep/${C80('1')}`,
+  `long/deep/${C80('1')}/${C80('2')}`,
+  `long/deep/${C80('1')}/${C80('2')}/${C80('3')}`,
+];
 const DEEP_FILE = `${DEEP_DIRS[3]}/${C80('4')}/file-at-depth.txt`;
 const NAME_MAX = 'n'.repeat(251) + '.txt'; // exactly 255 bytes
 
@@ -98,7 +103,7 @@ export const EVERYTHING = {
     'links/abs': '/etc/hostname',
     'links/dangling': '../does/not/exist',
     'links/dir-link': '../usr/lib',
-    'bin': 'usr/bin',
+    bin: 'usr/bin',
     'unicode/link-ü': 'héllo-世界.txt',
     /** Relative to long/, > 100 bytes (PAX linkpath). */
     'long/symlink-long-target': DEEP_FILE.slice('long/'.length),
@@ -110,7 +115,15 @@ export const EVERYTHING = {
   nameMaxPath: `long/${NAME_MAX}`,
   /** Created in layer 2 and whited out (long .wh. name, PAX) in layer 3. */
   longWhitedOut: `long/${'w'.repeat(150)}`,
-  unicode: ['unicode/raw-ütf8-gnu.txt', 'unicode/héllo-世界.txt', 'unicode/🎉-party.txt', 'unicode/ünïcödé-dir', 'unicode/ünïcödé-dir/ñ.txt', 'unicode/caf\u00e9', 'unicode/cafe\u0301'],
+  unicode: [
+    'unicode/raw-ütf8-gnu.txt',
+    'unicode/héllo-世界.txt',
+    'unicode/🎉-party.txt',
+    'unicode/ünïcödé-dir',
+    'unicode/ünïcödé-dir/ñ.txt',
+    'unicode/caf\u00e9',
+    'unicode/cafe\u0301',
+  ],
   /** security.capability (cap_net_bind_service=+ep) and user.comment. */
   capFile: 'usr/bin/ping',
   capValue: capabilityV2([CAP_NET_BIND_SERVICE]),
@@ -178,8 +191,7 @@ export function everythingLayers(): LayerSpec[] {
   clock = 0;
   const prng = createPrng(0xc11b);
   const dir = (path: string, extra: Partial<Spec> = {}): Spec => ({ type: 'dir', path, ...extra }) as Spec;
-  const file = (path: string, data: string | Buffer, extra: Partial<Spec> = {}): Spec =>
-    ({ type: 'file', path, data, ...extra }) as Spec;
+  const file = (path: string, data: string | Buffer, extra: Partial<Spec> = {}): Spec => ({ type: 'file', path, data, ...extra }) as Spec;
   const symlink = (path: string, target: string): Spec => ({ type: 'symlink', path, target });
   const hardlink = (path: string, target: string): Spec => ({ type: 'hardlink', path, target });
   const wh = (path: string): Spec => ({ type: 'file', path, data: '' });

@@ -113,12 +113,23 @@ export function sha256(b: Buffer | string): string {
 }
 
 export function hostArchitecture(): string {
-  const map: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+  const map: Record<string, string> = {
+    x64: 'amd64',
+    arm64: 'arm64',
+    arm: 'arm',
+    ia32: '386',
+    ppc64: 'ppc64le',
+    s390x: 's390x',
+    riscv64: 'riscv64',
+  };
   return map[process.arch] ?? process.arch;
 }
 
 /** Compress an uncompressed tar as a layer blob. */
-export function compressLayer(spec: LayerSpec, tar: Buffer): Pick<BuiltLayer, 'blob' | 'memberUncompressedOffsets' | 'memberCompressedOffsets'> {
+export function compressLayer(
+  spec: LayerSpec,
+  tar: Buffer,
+): Pick<BuiltLayer, 'blob' | 'memberUncompressedOffsets' | 'memberCompressedOffsets'> {
   const compression = spec.compression ?? 'gzip';
   switch (compression) {
     case 'none':

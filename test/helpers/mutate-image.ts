@@ -20,7 +20,9 @@ export async function replaceLayerBlob(image: BuiltImage, layer: number, blob: B
   const bytes = Buffer.from(JSON.stringify(manifest));
   await writeFile(path.join(blobs, sha(bytes)), bytes);
   const indexPath = path.join(image.dir, 'index.json');
-  const index = JSON.parse(await readFile(indexPath, 'utf8')) as { manifests: { digest: string; size: number; annotations?: Record<string, string> }[] };
+  const index = JSON.parse(await readFile(indexPath, 'utf8')) as {
+    manifests: { digest: string; size: number; annotations?: Record<string, string> }[];
+  };
   for (const m of index.manifests) {
     if (m.annotations?.['org.opencontainers.image.ref.name'] === image.tag) {
       m.digest = `sha256:${sha(bytes)}`;

@@ -30,24 +30,40 @@ export async function writeRawLayerImage(dir: string, layers: RawLayer[], tag = 
     await writeFile(path.join(blobs, d.slice('sha256:'.length)), b);
     return d;
   };
-  const config = Buffer.from(JSON.stringify({
-    architecture: hostArchitecture(),
-    os: 'linux',
-    config: {},
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
-  }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: MEDIA.ociManifest,
-    config: { mediaType: MEDIA.ociConfig, digest: await put(config), size: config.length },
-    layers: await Promise.all(layers.map(async (l) => ({ mediaType: l.mediaType ?? MEDIA.ociLayerGzip, digest: await put(l.blob), size: l.blob.length }))),
-  }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: hostArchitecture(),
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
+    }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA.ociManifest,
+      config: { mediaType: MEDIA.ociConfig, digest: await put(config), size: config.length },
+      layers: await Promise.all(
+        layers.map(async (l) => ({ mediaType: l.mediaType ?? MEDIA.ociLayerGzip, digest: await put(l.blob), size: l.blob.length })),
+      ),
+    }),
+  );
   const manifestDigest = await put(manifest);
   await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(path.join(dir, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: MEDIA.ociManifest, digest: manifestDigest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }],
-  }));
+  await writeFile(
+    path.join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: MEDIA.ociManifest,
+          digest: manifestDigest,
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
+    }),
+  );
   return `oci:${dir}:${tag}`;
 }
 

@@ -225,7 +225,9 @@ export async function pushImage(
   const digest = 'sha256:' + createHash('sha256').update(raw).digest('hex');
   const expected = desc.digest;
   if (digest !== expected) throw new Error(`pushed ${repo}:${tag} has digest ${digest}, built ${expected}`);
-  const local = JSON.parse(await readFile(join(layoutDir, 'blobs', 'sha256', expected.slice(7)), 'utf8')) as { layers?: Array<{ digest: string }> };
+  const local = JSON.parse(await readFile(join(layoutDir, 'blobs', 'sha256', expected.slice(7)), 'utf8')) as {
+    layers?: Array<{ digest: string }>;
+  };
   const pushed = JSON.parse(raw.toString('utf8')) as { layers?: Array<{ digest: string }> };
   const a = (local.layers ?? []).map((l) => l.digest).join(',');
   const b = (pushed.layers ?? []).map((l) => l.digest).join(',');

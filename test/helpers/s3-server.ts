@@ -42,11 +42,18 @@ export async function startS3Server(bucket = 'clip-test'): Promise<S3Server> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
-    const child: ChildProcess = spawn(process.execPath, [S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--no-vhost-buckets', '--configure-bucket', bucket], { stdio: 'ignore' });
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--no-vhost-buckets', '--configure-bucket', bucket],
+      { stdio: 'ignore' },
+    );
     const deadline = Date.now() + 15_000;
     let up = false;
     while (!up && Date.now() < deadline && child.exitCode === null) {
-      up = await get(host, '/').then(() => true, () => false);
+      up = await get(host, '/').then(
+        () => true,
+        () => false,
+      );
       if (!up) await new Promise((r) => setTimeout(r, 100));
     }
     if (!up) {

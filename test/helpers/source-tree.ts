@@ -34,7 +34,8 @@ export interface SourceTree {
 export async function buildSourceTree(root: string): Promise<SourceTree> {
   const p = (rel: string): string => path.join(root, rel);
   await mkdir(root, { recursive: true });
-  for (const d of ['bin', 'data', 'empty', 'ro', 'sticky', 'deep/a/b/c', 'links', 'dev', 'run', 'names', 'owned']) await mkdir(p(d), { recursive: true });
+  for (const d of ['bin', 'data', 'empty', 'ro', 'sticky', 'deep/a/b/c', 'links', 'dev', 'run', 'names', 'owned'])
+    await mkdir(p(d), { recursive: true });
   const big = createPrng(42).bytes(BIG_SIZE);
   await writeFile(p(BIG_FILE), big);
   await writeFile(p('data/text.txt'), 'some text\n'.repeat(5000));

@@ -81,10 +81,7 @@ export function buildTar(entries: TarEntrySpec[], opts: TarOptions = {}): Buffer
 }
 
 /** Build a tar archive and report where each entry's header and data are. */
-export function buildTarWithLayout(
-  entries: TarEntrySpec[],
-  opts: TarOptions = {},
-): { tar: Buffer; layout: TarEntryLayout[] } {
+export function buildTarWithLayout(entries: TarEntrySpec[], opts: TarOptions = {}): { tar: Buffer; layout: TarEntryLayout[] } {
   const chunks: Buffer[] = [];
   const layout: TarEntryLayout[] = [];
   let offset = 0;

@@ -48,7 +48,8 @@ export class EmbeddedBlobSource implements BlobSource {
     try {
       while (filled < out.length) {
         const { bytesRead } = await this.fh.read(out, filled, out.length - filled, this.offset + start + filled);
-        if (bytesRead === 0) throw new ClipError('IO', `${this.file} ended at ${this.offset + start + filled} bytes: it was truncated after it was opened`);
+        if (bytesRead === 0)
+          throw new ClipError('IO', `${this.file} ended at ${this.offset + start + filled} bytes: it was truncated after it was opened`);
         filled += bytesRead;
       }
     } catch (e) {
