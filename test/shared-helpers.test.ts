@@ -4,8 +4,9 @@
 // one name (cached bytes) for what the disk cache holds in metrics and stats.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
@@ -92,6 +93,34 @@ describe('S3 errors carry the code S3, not REGISTRY', () => {
           await client.close();
         }
       });
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a range whose body is cut on every attempt, read through the S3 blob source', async () => {
+    const server: Server = createServer((_req, res) => {
+      res.writeHead(206, { 'content-range': 'bytes 0-99/1000', 'content-length': '100' });
+      res.write(Buffer.alloc(10));
+      setTimeout(() => res.destroy(), 10);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const location = `s3://bucket/a.clip?region=us-east-1&endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}`;
+      const source = new URL('../src/content/sources/s3.js', import.meta.url).href;
+      // A child: the retry budget is read from the environment when the HTTP layer loads.
+      const script = `const { S3BlobSource } = await import(${JSON.stringify(source)});
+        const s = await S3BlobSource.open(${JSON.stringify(location)});
+        try { await s.readRange('sha256:${'0'.repeat(64)}', 0, 100); console.log('read'); } catch (e) { console.log(e.code); } finally { await s.close(); }`;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, ...env, CLIP_REQUEST_DEADLINE_MS: '300' },
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const [code] = (await once(child, 'close')) as [number];
+      assert.equal(code, 0);
+      assert.equal(out.trim(), 'S3');
     } finally {
       server.close();
     }

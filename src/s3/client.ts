@@ -91,8 +91,7 @@ export class S3Client {
         ...(opts.body !== undefined ? { body: opts.body } : {}),
         ...(opts.onRetry ? { onRetry: opts.onRetry } : {}),
       }).catch((e: unknown) => {
-        // The HTTP layer names its network failures REGISTRY; here they are S3's.
-        throw e instanceof ClipError && e.code === 'REGISTRY' ? new ClipError('S3', e.message, { cause: e }) : e;
+        throw asS3Error(e);
       });
       if (res.status !== 403 || refreshed || method === 'HEAD') return res;
       // Credentials may have been rotated since they were read: look once more.
@@ -139,4 +138,9 @@ export class S3Client {
 
 function sameCredentials(a: AwsCredentials, b: AwsCredentials | undefined): boolean {
   return !!b && a.accessKeyId === b.accessKeyId && a.secretAccessKey === b.secretAccessKey && a.sessionToken === b.sessionToken;
+}
+
+/** The HTTP layer names its network and body failures REGISTRY; from an S3 request they are S3's. */
+export function asS3Error(e: unknown): unknown {
+  return e instanceof ClipError && e.code === 'REGISTRY' ? new ClipError('S3', e.message, { cause: e }) : e;
 }

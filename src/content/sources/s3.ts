@@ -6,7 +6,7 @@
 import { Readable } from 'node:stream';
 import { readRangeRetrying } from '../../http/range-read.js';
 import type { BlobSource, RangeOptions } from '../../oci/types.js';
-import { S3Client } from '../../s3/client.js';
+import { asS3Error, S3Client } from '../../s3/client.js';
 import { parseS3Location } from '../../s3/location.js';
 
 export class S3BlobSource implements BlobSource {
@@ -22,6 +22,7 @@ export class S3BlobSource implements BlobSource {
     // end"; the data part is a gzip stream (never under 18 bytes), so the
     // first byte alone is asked for as the first two.
     if (start === 0 && end === 1) return (await this.readRange(digest, 0, 2, opts)).subarray(0, 1);
+    // Body failures (cut, stalled, malformed) come up from the HTTP layer as REGISTRY errors.
     return readRangeRetrying(start, end, {
       send: () =>
         this.client.request('GET', {
@@ -31,6 +32,8 @@ export class S3BlobSource implements BlobSource {
       failure: (res) => this.client.error(res, 'reading'),
       what: `${this.client.name} (${digest})`,
       onRetry: opts.onRetry,
+    }).catch((e: unknown) => {
+      throw asS3Error(e);
     });
   }
 
