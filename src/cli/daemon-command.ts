@@ -3,7 +3,14 @@
 // daemon itself is not there yet (issue 12), and says so.
 
 import { Command, Option } from 'commander';
-import { CONFIG_KEYS, DEFAULT_CONFIG_PATH, loadDaemonConfig, type DaemonConfig, type DaemonFlags, type LoadedConfig } from '../daemon/config.js';
+import {
+  CONFIG_KEYS,
+  DEFAULT_CONFIG_PATH,
+  loadDaemonConfig,
+  type DaemonConfig,
+  type DaemonFlags,
+  type LoadedConfig,
+} from '../daemon/config.js';
 import { ClipError } from '../errors.js';
 import { formatBytes } from './format.js';
 
@@ -19,7 +26,9 @@ function valueOf(c: DaemonConfig, field: keyof DaemonConfig): string | number | 
 
 /** The effective settings as a config file that would give them, sizes in bytes with a readable comment. */
 function asToml(l: LoadedConfig): string {
-  const lines = [`# effective settings of clip daemon (${l.file !== undefined ? `from ${l.file}` : `no ${DEFAULT_CONFIG_PATH}: defaults`})`];
+  const lines = [
+    `# effective settings of clip daemon (${l.file !== undefined ? `from ${l.file}` : `no ${DEFAULT_CONFIG_PATH}: defaults`})`,
+  ];
   for (const k of CONFIG_KEYS) {
     const v = valueOf(l.config, k.field);
     const comment = k.kind === 'size' ? `  # ${formatBytes(v as number)}` : '';

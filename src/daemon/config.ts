@@ -172,7 +172,8 @@ function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (v instanceof Date) return 'a date';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'a table' : String(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return 'a table';
 }
 
 /** One value, checked and converted; `fromFile` values are TOML-typed, flag values are strings. */
@@ -255,7 +256,8 @@ async function readConfigText(file: string, missingOk: boolean): Promise<string 
         const { bytesRead } = await fh.read(buf, got, buf.length - got, null);
         if (bytesRead === 0) break;
         got += bytesRead;
-        if (got > MAX_CONFIG_BYTES) throw new ClipError('BAD_ARGUMENT', `config ${file}: more than ${MAX_CONFIG_BYTES} bytes: not a clip config`);
+        if (got > MAX_CONFIG_BYTES)
+          throw new ClipError('BAD_ARGUMENT', `config ${file}: more than ${MAX_CONFIG_BYTES} bytes: not a clip config`);
       }
       bytes = buf.subarray(0, got);
     } finally {
