@@ -165,6 +165,12 @@ describe('daemon config', () => {
     assert.match(await loadError({ config: table }), new RegExp(`^config ${table}:3: log: unknown key`));
     const dotted = await file('cache.size = 5\n');
     assert.match(await loadError({ config: dotted }), new RegExp(`^config ${dotted}:1: cache: unknown key`));
+    const escape = await file('"\\u001b[2J" = 1\n');
+    assert.equal(
+      await loadError({ config: escape }),
+      `config ${escape}: "\\u001b[2J": unknown key (known keys: ${CONFIG_KEYS.map((k) => k.key).join(', ')})`,
+      'a control character in a key is shown escaped',
+    );
     const proto = await file('__proto__ = 1\n');
     assert.match(await loadError({ config: proto }), /__proto__: unknown key/);
   });

@@ -164,7 +164,9 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
 type Origin = { file: string; key: string; line?: number } | { flag: string };
 
 function bad(o: Origin, problem: string): ClipError {
-  const where = 'flag' in o ? o.flag : `config ${o.file}${o.line !== undefined ? `:${o.line}` : ''}: ${o.key}`;
+  // An unknown key is the file's text: quoted unless plain, so no control character reaches the terminal.
+  const key = 'flag' in o ? '' : /^[A-Za-z0-9_-]+$/.test(o.key) ? o.key : JSON.stringify(o.key);
+  const where = 'flag' in o ? o.flag : `config ${o.file}${o.line !== undefined ? `:${o.line}` : ''}: ${key}`;
   return new ClipError('BAD_ARGUMENT', `${where}: ${problem}`);
 }
 
