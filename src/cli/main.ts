@@ -6,6 +6,7 @@ import { isClipError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { archiveCommand } from './archive-command.js';
 import { catCommand } from './cat-command.js';
+import { daemonCommand } from './daemon-command.js';
 import { extractCommand } from './extract-command.js';
 import { indexCommand } from './index-command.js';
 import { inspectCommand } from './inspect-command.js';
@@ -28,6 +29,7 @@ const program = new Command('clip')
   .addCommand(mountCommand())
   .addCommand(umountCommand())
   .addCommand(statsCommand())
+  .addCommand(daemonCommand())
   .addCommand(
     new Command('version').description('print the clip version').action(() => {
       process.stdout.write(`clip ${VERSION}\n`);
