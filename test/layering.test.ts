@@ -27,6 +27,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['archive'], // clip archive / extract
   ['fs', 'metrics'], // the image as a FUSE filesystem; mount metrics
   ['mount'], // daemon, rootfs, unmount
+  ['daemon'], // the node daemon: its configuration
   ['cli'],
   ['clip.ts'], // the library's exports
 ];

@@ -2,6 +2,7 @@
 
 import { InvalidArgumentError } from 'commander';
 import type { Node } from '../image/types.js';
+import { parseByteSize, SIZE_SYNTAX } from '../util/size.js';
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -13,12 +14,11 @@ export function formatBytes(n: number): string {
   return u === 0 ? `${n} B` : `${n.toFixed(1)} ${units[u]}`;
 }
 
-/** Parses sizes like "4M", "512KiB", "1048576". */
+/** Parses sizes like "4M", "512KiB", "1048576" (a commander option parser). */
 export function parseSize(s: string): number {
-  const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(s.trim());
-  if (!m) throw new InvalidArgumentError(`bad size "${s}": expected a number with an optional K, M or G suffix`);
-  const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * scale;
+  const n = parseByteSize(s);
+  if (n === undefined) throw new InvalidArgumentError(`bad size "${s}": ${SIZE_SYNTAX}`);
+  return n;
 }
 
 const TYPE_CHAR: Record<Node['type'], string> = { file: '-', dir: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p' };

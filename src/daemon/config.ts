@@ -6,11 +6,11 @@
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
-import { parseSize } from '../cli/format.js';
 import { DEFAULT_MEMORY_CACHE } from '../content/layer-reader.js';
 import { ClipError } from '../errors.js';
 import { pathProblem } from '../mount/path-errors.js';
 import { DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountLogLevel } from '../mount/settings.js';
+import { parseByteSize, SIZE_SYNTAX } from '../util/size.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/clip/config.toml';
 export const LOG_FORMATS = ['json', 'text'] as const;
@@ -193,11 +193,9 @@ function parseValue(kind: Kind, v: unknown, o: Origin): string | number | boolea
       let n: number;
       if (typeof v === 'number') n = v;
       else if (typeof v === 'string') {
-        try {
-          n = parseSize(v);
-        } catch (e) {
-          throw bad(o, (e as Error).message);
-        }
+        const parsed = parseByteSize(v);
+        if (parsed === undefined) throw bad(o, `bad size "${v}": ${SIZE_SYNTAX}`);
+        n = parsed;
       } else return fail(o, 'expected a size (a number of bytes, or a string like "10G")', v);
       if (!Number.isSafeInteger(n) || n < 1) throw bad(o, `expected a whole number of bytes, at least 1, got ${show(v)}`);
       return n;
