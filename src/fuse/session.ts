@@ -204,7 +204,10 @@ export class FuseSession extends EventEmitter {
         this.log('error', `asking the kernel to resend unanswered FUSE requests: ${toError(e).message}`);
       }
     } else {
-      this.log('warn', 'this kernel cannot resend FUSE requests (FUSE_NOTIFY_RESEND, Linux >= 6.9): requests the previous server had read stay unanswered');
+      this.log(
+        'warn',
+        'this kernel cannot resend FUSE requests (FUSE_NOTIFY_RESEND, Linux >= 6.9): requests the previous server had read stay unanswered',
+      );
     }
     this.resolveReady(conn);
     this.emit('init', conn);

@@ -98,11 +98,16 @@ export class Supervisor {
     try {
       for (const m of this.opts.mounts) {
         const mounted = await mountFuse(m.mountpoint, m.mount);
-        // Held before INIT so that a failure below unmounts and closes this one too.
-        const held: Held = { fd: mounted.fd, mountpoint: mounted.mountpoint, connection: undefined as unknown as ConnectionInfo };
-        this.held.push(held);
-        held.connection = acceptInit(mounted.fd, m.init);
-        this.emit({ type: 'mounted', mountpoint: held.mountpoint, connection: held.connection });
+        let connection: ConnectionInfo;
+        try {
+          connection = acceptInit(mounted.fd, m.init);
+        } catch (e) {
+          await mounted.unmount().catch(() => {});
+          fs.closeSync(mounted.fd);
+          throw e;
+        }
+        this.held.push({ fd: mounted.fd, mountpoint: mounted.mountpoint, connection });
+        this.emit({ type: 'mounted', mountpoint: mounted.mountpoint, connection });
       }
     } catch (e) {
       await this.release();

@@ -15,6 +15,8 @@ let stopping = false;
 let passes = 0;
 let bytes = 0;
 let holdReads = 0;
+let errorCount = 0;
+/** The first failures, for the report (a broken mount would fail every read). */
 const errors: string[] = [];
 const names = FILES.map((f) => f.name).sort();
 
@@ -58,13 +60,13 @@ async function loop(n: number): Promise<void> {
       }
       passes++;
     } catch (e) {
-      errors.push(`${(e as NodeJS.ErrnoException).code ?? 'ERROR'}: ${(e as Error).message}`);
+      if (errorCount++ < 20) errors.push(`${(e as NodeJS.ErrnoException).code ?? 'ERROR'}: ${(e as Error).message}`);
     }
     turn++;
   }
 }
 
-const report = (event: string) => process.stdout.write(`${JSON.stringify({ event, passes, bytes, holdReads, errors })}\n`);
+const report = (event: string) => process.stdout.write(`${JSON.stringify({ event, passes, bytes, holdReads, errorCount, errors })}\n`);
 const loops = Array.from({ length: LOOPS }, (_, i) => loop(i));
 for await (const line of createInterface({ input: process.stdin })) {
   if (line === 'report') report('report');
@@ -73,3 +75,4 @@ for await (const line of createInterface({ input: process.stdin })) {
 stopping = true;
 await Promise.all(loops);
 report('done');
+process.exit(0); // stdin may still be open
