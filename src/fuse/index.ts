@@ -38,6 +38,15 @@ export {
   type UnmountOptions,
 } from './mount.js';
 export { type MountEntry, canonicalMountPath, findMount, parseMountInfo, readMounts, unescapeMountField } from './mountinfo.js';
+export {
+  acceptInit,
+  canResend,
+  connectionFromJson,
+  connectionToJson,
+  encodeNotifyResend,
+  NOTIFY_RESEND,
+  UNIQUE_RESEND,
+} from './takeover.js';
 export { serveFuse, type FuseServer, type ServeOptions } from './serve.js';
 export { formatRequest, formatReply, formatValue } from './print.js';
 export { OPS, OPCODES, opcodeName, type OpName, type OpIn, type OpOut, type OpSpec } from './opcodes.js';

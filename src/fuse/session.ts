@@ -23,6 +23,7 @@ import { FuseError, errnoName, errnoOf, sanitizeErrno } from './errors.js';
 import type { FileSystem } from './filesystem.js';
 import { formatReply, formatRequest, formatValue } from './print.js';
 import { type InitOptions, DEFAULT_MAX_WRITE, negotiateInit } from './init.js';
+import { UNIQUE_RESEND, canResend, encodeNotifyResend } from './takeover.js';
 import { type OpIn, type OpName, type OpcodeInfo, OPCODES, OPS } from './opcodes.js';
 import type { ConnectionInfo, RequestContext } from './types.js';
 import { type InHeader, BodyReader, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
@@ -101,6 +102,12 @@ export interface SessionOptions extends InitOptions {
   negativeTimeout?: number;
   /** Close the descriptor when the loop ends. Default true. */
   closeFd?: boolean;
+  /**
+   * Take over a connection whose INIT was answered earlier (by another process,
+   * see takeover.ts): start with these parameters instead of waiting for INIT,
+   * and first ask the kernel to resend what a previous server left unanswered.
+   */
+  resume?: ConnectionInfo;
 }
 
 /**
@@ -163,15 +170,47 @@ export class FuseSession extends EventEmitter {
     return this.inflight.size;
   }
 
+  /** Requests the kernel sent again after a takeover (unique with FUSE_UNIQUE_RESEND), so far. */
+  resentRequests = 0;
+
   /** Starts the loop. Call it after the mount succeeded (reading an unmounted device fails). */
   start(): this {
     if (this.started) return this;
     this.started = true;
+    if (this.opts.resume) this.resume(this.opts.resume);
     this.channel.start(
       (req) => this.handle(req),
       (error) => this.finish(error),
     );
     return this;
+  }
+
+  /**
+   * Adopts a connection another process initialised. The resend is asked for
+   * before the first read, so the kernel requeues only the dead server's
+   * requests, never one this session is already handling.
+   */
+  private resume(conn: ConnectionInfo): void {
+    this.connection = conn;
+    try {
+      this.filesystem.init?.(conn);
+    } catch (e) {
+      this.log('error', `filesystem init failed: ${toError(e).stack}`);
+    }
+    if (canResend(conn)) {
+      try {
+        this.channel.write([encodeNotifyResend()]);
+      } catch (e) {
+        this.log('error', `asking the kernel to resend unanswered FUSE requests: ${toError(e).message}`);
+      }
+    } else {
+      this.log(
+        'warn',
+        'this kernel cannot resend FUSE requests (FUSE_NOTIFY_RESEND, Linux >= 6.9): requests the previous server had read stay unanswered',
+      );
+    }
+    this.resolveReady(conn);
+    this.emit('init', conn);
   }
 
   private finish(error?: Error): void {
@@ -221,6 +260,7 @@ export class FuseSession extends EventEmitter {
       return;
     }
     if (this.opts.debug) this.log('debug', formatRequest(h, args));
+    if ((h.unique & UNIQUE_RESEND) !== 0n) this.resentRequests++;
 
     if (info.name === 'INIT') return this.init(h, args as OpIn<'INIT'>);
     if (!this.connection) {
