@@ -3,7 +3,6 @@
 // the mounts are). `clip umount` finds the daemon and the overlay dirs here.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { MountEntry } from '../fuse/index.js';
@@ -152,22 +151,4 @@ export async function allRecords(): Promise<MountRecord[]> {
 /** Whether the record's daemon still runs: its pid is alive and still the same process (pids are reused). */
 export function isDaemonAlive(r: ImageMountRecord): boolean {
   return isSameProcess(r.pid, r.daemon);
-}
-
-/** Whether a process is alive (signal 0 only checks); says nothing of which process it is (see isDaemonAlive). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // A daemon that exited stays a zombie until its parent (often init, after the
-  // mount command exited) reaps it; signal 0 still reaches a zombie.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ENOENT'; // gone meanwhile
-  }
 }

@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { link, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { isAlive } from './process.js';
 
 export interface FileLockOptions {
   /** A lock held longer than this (ms) is taken to be abandoned. Default 30 s. */
@@ -34,21 +35,12 @@ export async function withFileLock<T>(file: string, fn: () => Promise<T>, opts: 
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function breakIfStale(file: string, staleMs: number): Promise<void> {
   const [content, st] = await Promise.all([readFile(file, 'utf8').catch(() => undefined), stat(file).catch(() => undefined)]);
   if (content === undefined || st === undefined) return;
   const pid = Number(content.split(' ')[0]);
   // An empty file is a lock being created right now: only its age can make it stale.
-  const dead = content !== '' && Number.isSafeInteger(pid) && pid > 0 && !alive(pid);
+  const dead = content !== '' && Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid);
   if (!dead && Date.now() - st.mtimeMs < staleMs) return;
   // Move it aside first, so that of several processes breaking it at once only one succeeds.
   const aside = `${file}.stale-${randomBytes(4).toString('hex')}`;

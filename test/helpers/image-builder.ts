@@ -105,7 +105,7 @@ export const MEDIA = {
   dockerLayerTar: 'application/vnd.docker.image.rootfs.diff.tar',
 } as const;
 
-const REF_NAME = 'org.opencontainers.image.ref.name';
+export const REF_NAME = 'org.opencontainers.image.ref.name';
 const DEFAULT_CREATED = '2024-01-01T00:00:00Z';
 
 export function sha256(b: Buffer | string): string {
@@ -172,20 +172,20 @@ function layerMediaType(c: Compression, format: 'oci' | 'docker'): string {
   return c === 'none' ? MEDIA.ociLayerTar : MEDIA.ociLayerGzip;
 }
 
-async function writeBlob(dir: string, data: Buffer): Promise<string> {
+export async function writeBlob(dir: string, data: Buffer): Promise<string> {
   const digest = sha256(data);
   await writeFile(join(dir, 'blobs', 'sha256', digest.slice(7)), data);
   return digest;
 }
 
-async function initLayout(dir: string | undefined): Promise<string> {
+export async function initLayout(dir: string | undefined): Promise<string> {
   const d = dir ?? (await mkdtemp(join(tmpdir(), 'clip-oci-')));
   await mkdir(join(d, 'blobs', 'sha256'), { recursive: true });
   await writeFile(join(d, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   return d;
 }
 
-interface Descriptor {
+export interface Descriptor {
   mediaType: string;
   digest: string;
   size: number;
@@ -193,7 +193,7 @@ interface Descriptor {
   annotations?: Record<string, string>;
 }
 
-async function addToIndexJson(dir: string, desc: Descriptor): Promise<void> {
+export async function addToIndexJson(dir: string, desc: Descriptor): Promise<void> {
   const path = join(dir, 'index.json');
   let index: { schemaVersion: number; mediaType?: string; manifests: Descriptor[] };
   try {

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readMounts } from '../../src/fuse/index.js';
-import { isAlive } from '../../src/mount/state.js';
+import { isAlive } from '../../src/util/process.js';
 
 /** clip mounts (FUSE and overlays) under the temp dir made by tests; `mine`: only this process's. */
 export function testMounts(mine = false): string[] {

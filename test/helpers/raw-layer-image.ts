@@ -3,11 +3,8 @@
 // layers no tar tool would write. The caller supplies each layer's diff id,
 // since for huge crafted streams it is cheaper to hash while generating.
 
-import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { hostArchitecture, MEDIA } from './image-builder.js';
+import { addToIndexJson, hostArchitecture, initLayout, MEDIA, REF_NAME, sha256, writeBlob } from './image-builder.js';
 
 export interface RawLayer {
   blob: Buffer;
@@ -17,19 +14,9 @@ export interface RawLayer {
   mediaType?: string;
 }
 
-function digestOf(b: Buffer): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
-}
-
 /** Creates `dir` as an OCI layout holding one image tagged `tag`; returns the oci: reference. */
 export async function writeRawLayerImage(dir: string, layers: RawLayer[], tag = 'latest'): Promise<string> {
-  const blobs = path.join(dir, 'blobs', 'sha256');
-  await mkdir(blobs, { recursive: true });
-  const put = async (b: Buffer): Promise<string> => {
-    const d = digestOf(b);
-    await writeFile(path.join(blobs, d.slice('sha256:'.length)), b);
-    return d;
-  };
+  await initLayout(dir);
   const config = Buffer.from(
     JSON.stringify({
       architecture: hostArchitecture(),
@@ -38,36 +25,27 @@ export async function writeRawLayerImage(dir: string, layers: RawLayer[], tag = 
       rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
     }),
   );
+  const descriptors = [];
+  for (const l of layers)
+    descriptors.push({ mediaType: l.mediaType ?? MEDIA.ociLayerGzip, digest: await writeBlob(dir, l.blob), size: l.blob.length });
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: MEDIA.ociManifest,
-      config: { mediaType: MEDIA.ociConfig, digest: await put(config), size: config.length },
-      layers: await Promise.all(
-        layers.map(async (l) => ({ mediaType: l.mediaType ?? MEDIA.ociLayerGzip, digest: await put(l.blob), size: l.blob.length })),
-      ),
+      config: { mediaType: MEDIA.ociConfig, digest: await writeBlob(dir, config), size: config.length },
+      layers: descriptors,
     }),
   );
-  const manifestDigest = await put(manifest);
-  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    path.join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: MEDIA.ociManifest,
-          digest: manifestDigest,
-          size: manifest.length,
-          annotations: { 'org.opencontainers.image.ref.name': tag },
-        },
-      ],
-    }),
-  );
+  await addToIndexJson(dir, {
+    mediaType: MEDIA.ociManifest,
+    digest: await writeBlob(dir, manifest),
+    size: manifest.length,
+    annotations: { [REF_NAME]: tag },
+  });
   return `oci:${dir}:${tag}`;
 }
 
 /** A gzip layer of `tar`, with its diff id. */
 export function gzipLayer(tar: Buffer): RawLayer {
-  return { blob: gzipSync(tar), diffId: digestOf(tar) };
+  return { blob: gzipSync(tar), diffId: sha256(tar) };
 }
