@@ -5,51 +5,35 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../src/fuse/index.js';
-import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
-import { startFaultProxy, type FaultMode, type FaultProxy } from './helpers/fault-proxy.js';
-import type { BuiltImage } from './helpers/image-builder.js';
-import { alive, clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import type { FaultMode, FaultProxy } from './helpers/fault-proxy.js';
+import { alive, mountRecords, type ClipWorkspace } from './helpers/mounts.js';
 import { metric, scrape } from './helpers/prometheus.js';
-import { freePort, pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+import { FILE, startProxiedBusybox, type ProxiedBusybox } from './helpers/proxied-busybox.js';
+import { freePort } from './helpers/registry.js';
 
-const FILE = 'usr/share/random.bin';
 /** Tight limits so failures come fast: stalls detected after 1 s, retries stop after 3 s. */
 const LIMITS = { CLIP_STALL_TIMEOUT_MS: '1000', CLIP_REQUEST_DEADLINE_MS: '3000' };
 
 describe('faults between clip and the registry', () => {
-  let registry: RegistryHandle;
   let proxy: FaultProxy;
-  let image: BuiltImage;
   let ws: ClipWorkspace;
   let index: string;
   let want: Buffer;
   let cacheCount = 0;
 
+  let fixture: ProxiedBusybox | undefined;
+
   before(async () => {
-    sweepClipMounts();
-    registry = await startRegistry();
-    proxy = await startFaultProxy(registry.host);
-    image = await buildBusyboxImage();
-    await pushImage(image.dir, image.tag, registry.host, 'faults/busybox');
-    ws = await clipWorkspace('faults');
-    index = path.join(ws.dir, 'busybox.clip');
-    const r = await runClip(['index', `${proxy.host}/faults/busybox:${image.tag}`, '-o', index, '--span-size', '256K']);
-    assert.equal(r.code, 0, r.stderr);
-    const layer = image.layers[1]!;
-    const e = layer.tarLayout.find((x) => x.path.endsWith(FILE))!;
-    want = layer.tar.subarray(e.dataOffset, e.dataOffset + e.size);
+    fixture = await startProxiedBusybox('faults');
+    ({ proxy, ws, index, want } = fixture);
   });
   after(async () => {
-    sweepClipMounts();
-    await proxy?.close();
-    await registry?.stop();
-    if (image) await rm(image.dir, { recursive: true, force: true });
-    if (ws) await rm(ws.dir, { recursive: true, force: true });
+    await fixture?.close();
   });
 
   const cases: { mode: FaultMode; times?: number; outcome: 'ok' | 'fails' | 'either' }[] = [

@@ -5,20 +5,19 @@
 // real registry.
 
 import assert from 'node:assert/strict';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../src/fuse/index.js';
 import { RegistryClient } from '../src/oci/registry.js';
-import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import type { FaultProxy } from './helpers/fault-proxy.js';
 import type { BuiltImage } from './helpers/image-builder.js';
-import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import type { ClipWorkspace } from './helpers/mounts.js';
 import { metric, scrape } from './helpers/prometheus.js';
-import { freePort, pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+import { FILE, startProxiedBusybox, type ProxiedBusybox } from './helpers/proxied-busybox.js';
+import { freePort } from './helpers/registry.js';
 
-const FILE = 'usr/share/random.bin';
 /** A response may take 0.5 s plus its bytes at 1 MB/s: far less than one trickled byte every 3 s. */
 const DEADLINE = { baseMs: 500, minBytesPerSecond: 1_000_000 };
 const DEADLINE_ENV = { CLIP_RESPONSE_DEADLINE_MS: '500', CLIP_MIN_BYTES_PER_SECOND: '1000000', CLIP_REQUEST_DEADLINE_MS: '4000' };
@@ -26,33 +25,20 @@ const DEADLINE_ENV = { CLIP_RESPONSE_DEADLINE_MS: '500', CLIP_MIN_BYTES_PER_SECO
 const HANGS = { timeout: 90_000 };
 
 describe('response deadline', () => {
-  let registry: RegistryHandle;
   let proxy: FaultProxy;
   let image: BuiltImage;
   let ws: ClipWorkspace;
   let index: string;
   let want: Buffer;
 
+  let fixture: ProxiedBusybox | undefined;
+
   before(async () => {
-    sweepClipMounts();
-    registry = await startRegistry();
-    proxy = await startFaultProxy(registry.host);
-    image = await buildBusyboxImage();
-    await pushImage(image.dir, image.tag, registry.host, 'deadline/busybox');
-    ws = await clipWorkspace('deadline');
-    index = path.join(ws.dir, 'busybox.clip');
-    const r = await runClip(['index', `${proxy.host}/deadline/busybox:${image.tag}`, '-o', index, '--span-size', '256K']);
-    assert.equal(r.code, 0, r.stderr);
-    const layer = image.layers[1]!;
-    const e = layer.tarLayout.find((x) => x.path.endsWith(FILE))!;
-    want = layer.tar.subarray(e.dataOffset, e.dataOffset + e.size);
+    fixture = await startProxiedBusybox('deadline');
+    ({ proxy, image, ws, index, want } = fixture);
   });
   after(async () => {
-    sweepClipMounts();
-    await proxy?.close();
-    await registry?.stop();
-    if (image) await rm(image.dir, { recursive: true, force: true });
-    if (ws) await rm(ws.dir, { recursive: true, force: true });
+    await fixture?.close();
   });
 
   it('a range read that trickles once is aborted at its deadline and retried: right bytes, reason "deadline"', HANGS, async () => {
