@@ -11,11 +11,15 @@
 // file is dropped and fetched again, never served.
 //
 // The bound: every write to a bounded cache happens under a lock on the
-// directory, after a fresh scan of it and after evicting least recently used
-// spans (whoever wrote them) to make room. So the span and temp files in the
-// directory never exceed `maxBytes`, however many daemons share it, as long
-// as they all bound it by the same number (a span bigger than the bound is
-// not cached). An unbounded cache (maxBytes Infinity) takes no lock.
+// directory. Under it, a small ledger file holds the bytes of the directory's
+// span and temp files as the last writer left them; a write that fits under
+// the bound by the ledger just adds to it. Only when it does not fit (or the
+// ledger is missing, or a second has passed) is the directory scanned afresh
+// and least recently used spans (whoever wrote them) evicted to make room: a
+// full walk per write would cost O(files) on every fetch. So the directory
+// never exceeds `maxBytes`, however many daemons share it, as long as they
+// all bound it by the same number (a span bigger than the bound is not
+// cached). An unbounded cache (maxBytes Infinity) takes no lock.
 
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
@@ -30,6 +34,10 @@ const HEADER = MAGIC.length + 32;
 /** A temp file this old was left by a writer that died (a live one renames within seconds). */
 const STALE_TEMP_MS = 10 * 60 * 1000;
 const LOCK = '.lock';
+/** Bytes in the directory as the last writer counted them (read and written under the lock). */
+const LEDGER = '.usage';
+/** The ledger is checked against a scan of the directory at least this often (ms) while writing. */
+const RESCAN_MS = 1000;
 
 /** Which cached span: the layer, the span's index and its identity (SpanIdentities.of). */
 export interface SpanKey {
@@ -58,6 +66,8 @@ export class SpanCache {
   private loaded: Promise<void> | undefined;
   /** This instance's writes, one at a time (the directory lock orders them against other processes). */
   private writes: Promise<unknown> = Promise.resolve();
+  /** When this instance last scanned the directory (ms since the epoch). */
+  private lastScan = 0;
 
   /**
    * @param maxBytes bound on the bytes of span files in `dir` (Infinity: unbounded)
@@ -107,6 +117,7 @@ export class SpanCache {
    * keep this process's recency: only new files are stat'ed.
    */
   private async scan(): Promise<void> {
+    this.lastScan = Date.now();
     const merged: [string, Entry][] = [];
     const walk = async (dir: string): Promise<void> => {
       let names;
@@ -138,6 +149,13 @@ export class SpanCache {
     merged.sort((a, b) => a[1].used - b[1].used);
     this.files = new Map(merged);
     this.usedBytes = merged.reduce((sum, [, e]) => sum + e.size, 0);
+  }
+
+  /** The ledger's byte count, or undefined when there is none (or it is not a count). */
+  private async readLedger(): Promise<number | undefined> {
+    const text = await readFile(path.join(this.dir, LEDGER), 'utf8').catch(() => '');
+    const n = Number(text);
+    return text !== '' && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
   }
 
   /** Whether a span is in the cache (not checked: get() checks). */
@@ -212,10 +230,13 @@ export class SpanCache {
       this.usedBytes += size;
     };
     if (this.maxBytes === Infinity) return store();
-    // A fresh view of the directory, under the lock: what other daemons wrote and evicted counts.
+    // Under the lock, what other daemons wrote and evicted counts: by the ledger, or by a fresh scan.
     return this.locked(async () => {
-      await this.scan();
+      const ledger = await this.readLedger();
+      if (ledger === undefined || ledger + size > this.maxBytes || Date.now() - this.lastScan >= RESCAN_MS) await this.scan();
+      else this.usedBytes = ledger;
       await store();
+      await writeFileAtomic(path.join(this.dir, LEDGER), Buffer.from(String(this.usedBytes)), { sync: false, mode: 0o600 });
     });
   }
 
