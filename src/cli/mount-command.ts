@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { realpath } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
 import { startBackgroundMount } from '../mount/background.js';
-import { pathProblem } from '../mount/path-errors.js';
+import { pathProblem } from '../util/path-errors.js';
 import { mountRootfs } from '../mount/rootfs.js';
 import { askedSettings, DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, withDefaults, type MountFlags } from '../mount/settings.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';

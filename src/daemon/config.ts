@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { DEFAULT_MEMORY_CACHE } from '../content/layer-reader.js';
 import { ClipError } from '../errors.js';
-import { pathProblem } from '../mount/path-errors.js';
+import { pathProblem } from '../util/path-errors.js';
 import { DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountLogLevel } from '../mount/settings.js';
 import { parseByteSize, SIZE_SYNTAX } from '../util/size.js';
 

@@ -16,7 +16,7 @@ import type { RegistryOptions } from '../oci/types.js';
 import { startBackgroundMount } from './background.js';
 import { settingsConflicts, withDefaults, type MountSettings } from './settings.js';
 import { withLock } from './lock.js';
-import { pathProblem } from './path-errors.js';
+import { pathProblem } from '../util/path-errors.js';
 import {
   allRecords,
   dataDir,

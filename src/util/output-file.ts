@@ -10,6 +10,7 @@ import { lstat, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Stats } from 'node:fs';
 import { ClipError } from '../errors.js';
+import { pathProblem } from './path-errors.js';
 
 function kind(st: Stats): string {
   if (st.isDirectory()) return 'a directory';
@@ -27,7 +28,7 @@ export async function checkOutputFile(file: string, what = 'output'): Promise<vo
     st = await lstat(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw new ClipError('IO', `cannot write ${what} ${file}: ${code ?? (e as Error).message}`);
+    if (code !== 'ENOENT') throw new ClipError('IO', `cannot write ${what} ${file}: ${pathProblem(file, e)}`);
     const dir = path.dirname(path.resolve(file));
     if (!(await stat(dir).catch(() => undefined))?.isDirectory())
       throw new ClipError('NOT_FOUND', `cannot write ${what} ${file}: ${dir} is not a directory`);
