@@ -48,6 +48,11 @@ export class ImageFileSystem implements FileSystem {
     return this.entry(child);
   }
 
+  /** The entry of the image's root directory (how a filesystem that contains this one names it). */
+  lookupRoot(): Entry {
+    return this.entry(this.node(1));
+  }
+
   getattr(ino: number): { attr: ReturnType<typeof attrOf>; timeout: number } {
     return { attr: attrOf(this.node(ino)), timeout: TIMEOUT };
   }

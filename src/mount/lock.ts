@@ -45,3 +45,20 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, waitMs = D
     closeSync(fd); // releases the lock
   }
 }
+
+/**
+ * Takes the lock file `file` for as long as this process lives (or until the
+ * returned descriptor is closed): one node daemon per state dir. Fails with a
+ * ClipError if another process holds it beyond `waitMs`.
+ */
+export async function holdLock(file: string, waitMs: number): Promise<number> {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const fd = openSync(file, 'a', 0o600);
+  try {
+    await lock(fd, file, waitMs);
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}

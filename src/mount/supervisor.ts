@@ -15,6 +15,14 @@
 // them), and every request may arrive twice (resend repeats the last ones).
 // The supervisor itself must stay up: if it and the child both die, the last
 // descriptor closes and the mounts fail with ENOTCONN.
+//
+// With `handshake`, a child talks to it over an IPC channel: it is handed the
+// state its predecessor reported ('state' messages), says when it has loaded
+// it ('loaded'), and starts serving only when told ('serve'). That is how a
+// planned upgrade stalls requests for one kill and one resend rather than a
+// whole start: the new child loads while the old one still serves, then the
+// old one is killed and only then the new one asks for the resend (asked
+// earlier, a request the old one read afterwards would be lost).
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -43,16 +51,34 @@ export interface SupervisedMount {
 export interface SupervisorOptions {
   mounts: SupervisedMount[];
   /** The serving program: a module run with this Node, its arguments and extra environment. */
-  server: { module: string; args?: string[]; env?: NodeJS.ProcessEnv };
+  server: { module: string; args?: string[]; env?: NodeJS.ProcessEnv; stdout?: number | 'inherit'; stderr?: number | 'inherit' };
+  /** Talk to each child over IPC: hand over state, wait for 'loaded', then send 'serve' (see above). */
+  handshake?: boolean;
   /** Lifecycle events (for logs and tests). */
   onEvent?: (e: SupervisorEvent) => void;
+  /** Messages from the serving child other than the handshake's own. */
+  onMessage?: (m: ChildMessage) => void;
+  /** Run by stop() before the mounts are released (e.g. unmount what is stacked on them). */
+  beforeRelease?: () => Promise<void>;
 }
+
+/** What a serving child sends its supervisor. */
+export type ChildMessage =
+  | { type: 'state'; state: unknown }
+  | { type: 'loaded' }
+  | { type: 'upgrade' }
+  | { type: 'stop' }
+  | { type: string; [k: string]: unknown };
+
+/** What a supervisor sends a serving child. */
+export type SupervisorMessage = { type: 'handover'; generation: number; state: unknown } | { type: 'serve' };
 
 export type SupervisorEvent =
   | { type: 'mounted'; mountpoint: string; connection: ConnectionInfo }
   | { type: 'server-started'; pid: number; generation: number }
   | { type: 'server-exited'; pid: number; generation: number; code: number | null; signal: NodeJS.Signals | null }
   | { type: 'restart-delayed'; ms: number }
+  | { type: 'upgraded'; pid: number; generation: number; stallMs: number }
   | { type: 'stopped' };
 
 /** One connection as a serving child receives it. */
@@ -63,6 +89,8 @@ export interface HandedOverMount {
   connection: ConnectionInfo;
 }
 
+/** The first handed-over descriptor in a child (0-2 are stdio, 3 the IPC channel). */
+const FIRST_FD = 4;
 /** A child that dies sooner than this after its start counts as a crash loop and is restarted with a delay. */
 const QUICK_EXIT_MS = 2000;
 const MAX_RESTART_DELAY_MS = 5000;
@@ -78,7 +106,11 @@ interface Held {
 export class Supervisor {
   private readonly held: Held[] = [];
   private child: ChildProcess | undefined;
+  /** A child started by upgrade() that loads while `child` still serves. */
+  private standby: ChildProcess | undefined;
   private generation = 0;
+  /** The latest state a child reported; the next child is handed it. */
+  private state: unknown;
   private stopping = false;
   private quickExits = 0;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -93,6 +125,39 @@ export class Supervisor {
     return this.child?.pid;
   }
 
+  /** The connections held, in the order children receive them. */
+  get connections(): { mountpoint: string; connection: ConnectionInfo }[] {
+    return this.held.map((h) => ({ mountpoint: h.mountpoint, connection: h.connection }));
+  }
+
+  /** The latest state a child reported. */
+  get currentState(): unknown {
+    return this.state;
+  }
+
+  /** Sets the state handed to the next child (before start(): what a restarted daemon found). */
+  setState(state: unknown): void {
+    this.state = state;
+  }
+
+  /**
+   * Replaces the serving child with a new one (from the program as installed
+   * now); with `handshake`, the old one serves until the new one has loaded.
+   * Resolves with the new child's pid once it serves.
+   */
+  upgrade(): Promise<number> {
+    if (this.stopping) return Promise.reject(new Error('the supervisor is stopping'));
+    if (!this.opts.handshake) return Promise.reject(new Error('upgrades need the handshake'));
+    if (this.standby) return Promise.reject(new Error('an upgrade is already under way'));
+    return new Promise((resolve, reject) => {
+      const onEvent = (e: SupervisorEvent): void => {
+        if (e.type === 'upgraded') resolve(e.pid);
+      };
+      this.upgradeWaiters.push({ onEvent, reject });
+      this.spawnServer(true);
+    });
+  }
+  private upgradeWaiters: { onEvent: (e: SupervisorEvent) => void; reject: (e: Error) => void }[] = [];
   /** Mounts every mount, answers INIT on each and starts the first serving child. A failure unmounts what was mounted. */
   async start(): Promise<void> {
     try {
@@ -136,6 +201,9 @@ export class Supervisor {
     if (this.stopping) return this.done;
     this.stopping = true;
     clearTimeout(this.restartTimer);
+    for (const w of this.upgradeWaiters.splice(0)) w.reject(new Error('the supervisor stopped'));
+    this.standby?.kill('SIGKILL');
+    if (this.opts.beforeRelease) await this.opts.beforeRelease().catch(() => {});
     await this.release();
     this.emit({ type: 'stopped' });
     this.resolveDone();
@@ -145,6 +213,8 @@ export class Supervisor {
     for (const h of this.held) await unmount(h.mountpoint).catch(() => {});
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
+      // A handshake child keeps its IPC channel open: it is told to end (a toy child ends on ENODEV).
+      if (this.opts.handshake) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
       await once(child, 'exit');
       clearTimeout(timer);
@@ -152,24 +222,33 @@ export class Supervisor {
     for (const h of this.held.splice(0)) fs.closeSync(h.fd);
   }
 
-  private spawnServer(): void {
+  private spawnServer(standby = false): void {
     const generation = ++this.generation;
-    // The child's fd 3 + i is held[i] (child_process dup2s each descriptor into place).
+    // The child's fd 4 + i is held[i] (child_process dup2s each descriptor into place; fd 3 is the IPC channel).
     const handover = {
       generation,
-      mounts: this.held.map((h, i) => ({ fd: 3 + i, mountpoint: h.mountpoint, connection: connectionToJson(h.connection) })),
+      mounts: this.held.map((h, i) => ({ fd: FIRST_FD + i, mountpoint: h.mountpoint, connection: connectionToJson(h.connection) })),
     };
-    const child = spawn(process.execPath, [this.opts.server.module, ...(this.opts.server.args ?? [])], {
-      stdio: ['ignore', 'inherit', 'inherit', ...this.held.map((h) => h.fd)],
-      env: { ...process.env, ...this.opts.server.env, [HANDOVER_ENV]: JSON.stringify(handover) },
+    const { server } = this.opts;
+    const child = spawn(process.execPath, [server.module, ...(server.args ?? [])], {
+      stdio: ['ignore', server.stdout ?? 'inherit', server.stderr ?? 'inherit', 'ipc', ...this.held.map((h) => h.fd)],
+      env: { ...process.env, ...server.env, [HANDOVER_ENV]: JSON.stringify(handover) },
     });
     const startedAt = Date.now();
-    this.child = child;
+    if (standby) this.standby = child;
+    else this.child = child;
     child.on('error', () => {}); // spawn failures also end in 'exit'
+    child.on('message', (m: ChildMessage) => this.onChildMessage(child, generation, m));
+    if (this.opts.handshake) this.sendTo(child, { type: 'handover', generation, state: this.state });
     child.once('exit', (code, signal) => {
-      if (this.child === child) this.child = undefined;
+      const wasServing = this.child === child;
+      if (wasServing) this.child = undefined;
+      if (this.standby === child) {
+        this.standby = undefined;
+        for (const w of this.upgradeWaiters.splice(0)) w.reject(new Error(`the new serving process exited (${code ?? signal}) before it served`));
+      }
       this.emit({ type: 'server-exited', pid: child.pid ?? 0, generation, code, signal });
-      if (this.stopping) return;
+      if (this.stopping || !wasServing || this.retiring.delete(child)) return;
       this.quickExits = Date.now() - startedAt < QUICK_EXIT_MS ? this.quickExits + 1 : 0;
       // A server that keeps dying at once is retried more slowly; requests wait in the kernel meanwhile.
       const delay = this.quickExits <= 1 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** this.quickExits);
@@ -177,6 +256,48 @@ export class Supervisor {
       this.restartTimer = setTimeout(() => this.spawnServer(), delay);
     });
     if (child.pid !== undefined) this.emit({ type: 'server-started', pid: child.pid, generation });
+  }
+
+  /** Children being replaced by an upgrade: their exit starts no new child. */
+  private readonly retiring = new Set<ChildProcess>();
+
+  private onChildMessage(child: ChildProcess, generation: number, m: ChildMessage): void {
+    if (m.type === 'state') {
+      // Only the serving child's word counts; a standby's table is what it was handed.
+      if (child === this.child) this.state = (m as { state: unknown }).state;
+    } else if (m.type === 'loaded') {
+      if (child === this.standby) void this.promote(child, generation);
+      else if (child === this.child) this.sendTo(child, { type: 'serve' });
+    } else if (m.type === 'upgrade') {
+      this.upgrade().catch(() => {});
+    } else if (m.type === 'stop') {
+      void this.stop();
+    } else {
+      this.opts.onMessage?.(m);
+    }
+  }
+
+  /** The standby child has loaded: kill the serving one, wait for it to be gone, then let the new one serve. */
+  private async promote(next: ChildProcess, generation: number): Promise<void> {
+    const started = performance.now();
+    const old = this.child;
+    if (old && old.exitCode === null && old.signalCode === null) {
+      this.retiring.add(old);
+      const gone = once(old, 'exit');
+      old.kill('SIGKILL');
+      await gone;
+    }
+    if (this.stopping || this.standby !== next) return;
+    this.standby = undefined;
+    this.child = next;
+    this.sendTo(next, { type: 'serve' });
+    const e: SupervisorEvent = { type: 'upgraded', pid: next.pid ?? 0, generation, stallMs: performance.now() - started };
+    this.emit(e);
+    for (const w of this.upgradeWaiters.splice(0)) w.onEvent(e);
+  }
+
+  private sendTo(child: ChildProcess, m: SupervisorMessage): void {
+    if (child.connected) child.send(m, (e) => void e);
   }
 
   private emit(e: SupervisorEvent): void {

@@ -1,0 +1,92 @@
+// One served image in the serving process: its index, the reader that fetches
+// its bytes, its filesystem, its metrics, and the background fetches asked for
+// (start-up profile, prefetch). Opened at mount, and again by every later
+// serving process from a copy of the index kept in the state dir (the user's
+// file may change or go; the kernel's inode numbers must keep meaning the same).
+
+import { FileReader } from '../content/file-reader.js';
+import { prefetchLayers } from '../content/prefetch.js';
+import { loadProfile, ProfileRecorder, warmFromProfile } from '../content/startup-profile.js';
+import { ImageFileSystem } from '../fs/image-fs.js';
+import { loadIndex } from '../index/load.js';
+import type { ClipIndex } from '../index/types.js';
+import { MountMetrics } from '../metrics/mount-metrics.js';
+import type { Logger } from '../mount/logger.js';
+import type { ServedImage } from './served-images.js';
+
+export interface ReadSettings {
+  cacheDir: string;
+  cacheBytes: number;
+}
+
+export class LiveImage {
+  private readonly prefetching = new AbortController();
+
+  private constructor(
+    readonly spec: ServedImage,
+    readonly index: ClipIndex,
+    readonly reader: FileReader,
+    readonly fs: ImageFileSystem,
+    readonly metrics: MountMetrics,
+    private readonly recorder: ProfileRecorder | undefined,
+  ) {}
+
+  /** Loads the index at `file` and opens its reader; `probe`: check the registry answers first (a new mount fails early). */
+  static async open(spec: ServedImage, file: string, read: ReadSettings, log: Logger, probe: boolean): Promise<LiveImage> {
+    const index = await loadIndex(file);
+    const metrics = new MountMetrics();
+    const recorder = spec.settings.recordProfile !== undefined ? new ProfileRecorder() : undefined;
+    const reader = await FileReader.open(index, {
+      ...spec.registry,
+      cacheDir: read.cacheDir,
+      cacheBytes: read.cacheBytes,
+      events: metrics,
+      ...(recorder ? { onRead: recorder.record } : {}),
+    });
+    try {
+      if (probe) await reader.probe();
+    } catch (e) {
+      await reader.close();
+      throw e;
+    }
+    const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }));
+    return new LiveImage(spec, index, reader, fs, metrics, recorder);
+  }
+
+  /** Starts the fetches the image's settings ask for; `fresh`: this is its first mount (the profile is fetched once). */
+  async startBackground(log: Logger, fresh: boolean): Promise<void> {
+    const { settings } = this.spec;
+    const fields = { image: this.spec.image };
+    if (fresh && settings.profile !== undefined) {
+      const spans = await loadProfile(settings.profile, this.index);
+      const started = performance.now();
+      warmFromProfile(this.reader.layerReader, spans).then(
+        (n) => log.info({ ...fields, spans: n, seconds: (performance.now() - started) / 1000 }, 'start-up profile fetched'),
+        (e: unknown) => log.warn({ ...fields, err: (e as Error).message }, 'start-up profile fetch failed (reads fetch on demand)'),
+      );
+    }
+    if (settings.prefetchRate !== undefined) {
+      const started = performance.now();
+      prefetchLayers(this.reader.layerReader, this.index.layers, {
+        bytesPerSecond: settings.prefetchRate,
+        signal: this.prefetching.signal,
+      }).then(
+        (bytes) => log.info({ ...fields, bytes, seconds: (performance.now() - started) / 1000 }, 'prefetch done'),
+        (e: unknown) => log.warn({ ...fields, err: (e as Error).message }, 'prefetch stopped'),
+      );
+    }
+  }
+
+  /** Stops background work, writes the recorded profile, closes the reader. */
+  async close(log: Logger): Promise<void> {
+    this.prefetching.abort();
+    const file = this.spec.settings.recordProfile;
+    if (this.recorder && file !== undefined) {
+      await this.recorder.save(file, this.index).then(
+        () => log.info({ image: this.spec.image, file, spans: this.recorder!.spans.length }, 'start-up profile written'),
+        (e: unknown) => log.error({ image: this.spec.image, err: (e as Error).message, file }, 'cannot write the start-up profile'),
+      );
+    }
+    await this.reader.close();
+  }
+}

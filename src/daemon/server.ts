@@ -1,0 +1,450 @@
+// The serving process of the node daemon: started by the supervisor (the
+// `clip daemon` process, which holds the FUSE connection), it loads every
+// image of the table it is handed, serves them all through one FUSE session
+// on the inherited descriptor, and answers the API. It may be killed at any
+// moment: the supervisor starts another, which reloads the same table and
+// takes over; every change to the table is reported to the supervisor first.
+
+import { copyFile, mkdir, open, realpath, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
+import { chmod } from 'node:fs/promises';
+import path from 'node:path';
+import type { DaemonConfig } from './config.js';
+import { ClipError, isClipError } from '../errors.js';
+import { FuseSession, isMounted, unmount, type ConnectionInfo } from '../fuse/index.js';
+import { HEADER_SIZE } from '../index/format.js';
+import { keyOf } from '../mount/state.js';
+import type { Logger } from '../mount/logger.js';
+import { settingsConflicts } from '../mount/settings.js';
+import { pathProblem } from '../util/path-errors.js';
+import { VERSION } from '../version.js';
+import type { ApiError, MountReply, MountRequest, PsReply, StatsReply, UmountReply, UmountRequest } from './api.js';
+import { LiveImage } from './live-image.js';
+import { MAX_SLOT, RootFileSystem } from './root-fs.js';
+import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
+import { bindImage, mountRootfs, takeDown } from './stacked-mounts.js';
+
+/** What the supervisor tells its serving process about the daemon (environment CLIP_DAEMON, JSON). */
+export interface DaemonRuntime {
+  config: DaemonConfig;
+  /** Stop once the last mount is gone (a daemon `clip mount` started for itself). */
+  idleExit: boolean;
+  startedAt: string;
+}
+
+/** How the serving process talks to its supervisor (process.send in the real one). */
+export interface SupervisorLink {
+  send(m: { type: string; [k: string]: unknown }): void;
+}
+
+/** The key of an index: its header (which holds the checksum of the rest) hashed. Same file content, same key. */
+export async function indexKey(file: string): Promise<string> {
+  const fh = await open(file, 'r');
+  try {
+    const header = Buffer.alloc(HEADER_SIZE);
+    await fh.read(header, 0, HEADER_SIZE, 0);
+    return keyOf(header.toString('hex'));
+  } finally {
+    await fh.close();
+  }
+}
+
+function imageName(i: LiveImage): string {
+  const { location, manifestDigest } = i.index.image;
+  if (location.startsWith('docker://')) return `${location.slice('docker://'.length)}@${manifestDigest}`;
+  if (location.startsWith('archive:')) return location.slice('archive:'.length);
+  if (location.startsWith('oci:')) return `${location}@${manifestDigest}`;
+  return location;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class DaemonServer {
+  private readonly root = new RootFileSystem();
+  private readonly live = new Map<string, LiveImage>();
+  private table: DaemonTable;
+  private session: FuseSession | undefined;
+  private api: http.Server | undefined;
+  private readonly paths;
+  /** API changes run one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private upgrading = false;
+  private stopping = false;
+
+  constructor(
+    private readonly runtime: DaemonRuntime,
+    private readonly log: Logger,
+    private readonly supervisor: SupervisorLink,
+    table: DaemonTable,
+  ) {
+    this.table = { images: table.images.map((i) => ({ ...i })) };
+    this.paths = daemonPaths(runtime.config.stateDir);
+  }
+
+  private get config(): DaemonConfig {
+    return this.runtime.config;
+  }
+
+  private indexCopy(key: string): string {
+    return path.join(this.config.stateDir, 'daemon', 'indexes', `${key}.clip`);
+  }
+
+
+  /** Loads every image of the table (before serving: the kernel's requests for them may be waiting). */
+  async load(): Promise<void> {
+    const started = performance.now();
+    await Promise.all(
+      this.table.images.map(async (spec) => {
+        try {
+          const img = await LiveImage.open(spec, spec.loadFrom, this.config, this.log, false);
+          this.live.set(spec.key, img);
+          this.root.add(spec.slot, spec.key, img.fs);
+          await img.startBackground(this.log, false);
+        } catch (e) {
+          // Its files now answer ENOENT; the rest of the node keeps working.
+          this.log.error({ image: spec.image, index: spec.index, err: (e as Error).message }, 'cannot reload a served image');
+        }
+      }),
+    );
+    this.log.info({ images: this.live.size, ms: Math.round(performance.now() - started) }, 'images loaded');
+  }
+
+  /** Serves FUSE on the handed-over connection and opens the API. */
+  async serve(fd: number, connection: ConnectionInfo): Promise<void> {
+    const fuseLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string): void => this.log[level]({ fuse: true }, message);
+    this.session = new FuseSession(fd, this.root, {
+      resume: connection,
+      log: fuseLog,
+      debug: this.config.logLevel === 'debug' || this.config.logLevel === 'trace',
+      closeFd: false,
+    }).start();
+    this.session.closed.then(
+      () => this.log.info('the FUSE mount is gone'),
+      (e: unknown) => this.log.error({ err: (e as Error).message }, 'FUSE session failed'),
+    );
+    this.log.info({ resent: this.session.resentRequests }, 'serving');
+    await this.listen();
+  }
+
+  private async listen(): Promise<void> {
+    const socket = this.paths.socket;
+    await mkdir(path.dirname(socket), { recursive: true, mode: 0o700 });
+    await rm(socket, { force: true });
+    const server = http.createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socket, () => resolve());
+    });
+    await chmod(socket, 0o600);
+    this.api = server;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const reply = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body), () => {
+        if (this.endAfterReply) this.supervisor.send({ type: 'stop' });
+      });
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://clip');
+      const route = `${req.method} ${url.pathname}`;
+      switch (route) {
+        case 'GET /healthz':
+          return reply(200, { status: 'ok', pid: process.pid, images: this.live.size });
+        case 'GET /v1/ps':
+          return reply(200, this.ps());
+        case 'GET /v1/stats':
+          return reply(200, this.stats(url.searchParams.get('mountpoint') ?? ''));
+        case 'POST /v1/mount':
+          return reply(200, await this.serially(async () => this.mount((await body(req)) as MountRequest)));
+        case 'POST /v1/umount':
+          return reply(200, await this.serially(async () => this.umount((await body(req)) as UmountRequest)));
+        case 'POST /v1/upgrade':
+          if (this.upgrading) throw new HttpError(409, 'an upgrade is already under way');
+          this.upgrading = true;
+          // Answered first: this process is about to be replaced.
+          reply(202, { pid: process.pid });
+          this.supervisor.send({ type: 'upgrade' });
+          return;
+        case 'POST /v1/stop':
+          reply(202, { pid: process.pid });
+          void this.serially(() => this.stopAll());
+          return;
+        default:
+          throw new HttpError(404, `no such API call: ${route}`);
+      }
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : isClipError(e) ? 400 : 500;
+      if (status === 500) this.log.error({ err: (e as Error).stack }, 'API call failed');
+      const err: ApiError = { error: (e as Error).message, code: isClipError(e) ? e.code : 'IO' };
+      reply(status, err);
+    }
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.upgrading) return Promise.reject(new HttpError(503, 'the daemon is being upgraded; try again in a moment'));
+    if (this.stopping) return Promise.reject(new HttpError(503, 'the daemon is stopping'));
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Reports the table to the supervisor (what the next serving process loads) and saves the state copy. */
+  private async publish(): Promise<void> {
+    this.supervisor.send({ type: 'state', state: this.table });
+    await mkdir(path.dirname(this.paths.table), { recursive: true, mode: 0o700 });
+    await saveTable(this.paths.table, this.table);
+  }
+
+  ps(): PsReply {
+    return {
+      daemon: { pid: process.pid, supervisor: process.ppid, version: VERSION, started: this.runtime.startedAt, stateDir: this.config.stateDir },
+      mounts: this.table.images.map((spec) => {
+        const img = this.live.get(spec.key);
+        const layers = img?.metrics.summary() ?? [];
+        return {
+          image: spec.image,
+          index: spec.index,
+          mountpoint: spec.mounts[0]?.mountpoint ?? this.imageDir(spec.key),
+          mountpoints: spec.mounts.map((m) => m.mountpoint),
+          rootfs: spec.rootfs.map((r) => r.mountpoint),
+          fetchedBytes: layers.reduce((n, l) => n + l.fetchedBytes, 0),
+          cachedBytes: layers.reduce((n, l) => n + l.cachedBytes, 0),
+        };
+      }),
+    };
+  }
+
+  private imageDir(key: string): string {
+    return path.join(this.paths.root, key);
+  }
+
+  /** The image a mountpoint (read-only mount, rootfs, or the image's own directory) belongs to. */
+  private imageAt(mountpoint: string): ServedImage | undefined {
+    return this.table.images.find(
+      (i) =>
+        this.imageDir(i.key) === mountpoint ||
+        i.mounts.some((m) => m.mountpoint === mountpoint) ||
+        i.rootfs.some((r) => r.mountpoint === mountpoint),
+    );
+  }
+
+  stats(mountpoint: string): StatsReply {
+    const spec = this.imageAt(path.resolve(mountpoint));
+    const img = spec && this.live.get(spec.key);
+    if (!spec || !img) throw new HttpError(404, `${path.resolve(mountpoint)} is not a clip mount`);
+    return { index: spec.loadFrom, layers: img.metrics.summary() };
+  }
+
+  /** Refuses what the daemon cannot do for this mount: its own settings are the node's. */
+  private checkDaemonSettings(asked: MountRequest['daemon']): void {
+    const c = this.config;
+    const differs: string[] = [];
+    const check = (flag: string, want: string | number | undefined, has: string | number | undefined): void => {
+      if (want !== undefined && want !== has) differs.push(`${flag} ${want} (it has ${has ?? 'none'})`);
+    };
+    check('--log-level', asked.logLevel, c.logLevel);
+    check('--cache-dir', asked.cacheDir, c.cacheDir);
+    check('--cache-size', asked.cacheBytes, c.cacheBytes);
+    check('--metrics-addr', asked.metricsAddr, c.metricsAddr);
+    if (differs.length > 0) {
+      throw new ClipError(
+        'BAD_ARGUMENT',
+        `the clip daemon (pid ${process.ppid}, state dir ${c.stateDir}) serves every mount of the node with its own settings, and not ${differs.join(', ')}; give the same flags (or none), or restart the daemon with them`,
+      );
+    }
+  }
+
+  private async mount(req: MountRequest): Promise<MountReply> {
+    if (typeof req?.index !== 'string' || (req.mountpoint === undefined) === (req.rootfs === undefined))
+      throw new HttpError(400, 'a mount needs an index and either a mountpoint or a rootfs');
+    this.checkDaemonSettings(req.daemon ?? {});
+    const rootfs = req.rootfs !== undefined;
+    const given = (rootfs ? req.rootfs : req.mountpoint)!;
+    let target: string;
+    try {
+      target = await realpath(given);
+      if (!(await stat(target)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    } catch (e) {
+      const what = rootfs ? 'rootfs directory' : 'mount point';
+      const hint = (e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (create the directory first)' : '';
+      throw new ClipError('BAD_ARGUMENT', `${what} ${given}: ${pathProblem(given, e)}${hint}`);
+    }
+    if (isMounted(target) || this.imageAt(target))
+      throw new ClipError('BAD_ARGUMENT', `${target} is already a mount point (busy); unmount it first`);
+    const key = await indexKey(req.index).catch((e: unknown) => {
+      throw new ClipError('IO', `cannot read index ${req.index}: ${pathProblem(req.index, e)}`);
+    });
+    const asked = this.imageSettings(req.image ?? {});
+    let spec = this.table.images.find((i) => i.key === key);
+    let fresh = false;
+    if (spec) {
+      const differs = settingsConflicts(req.image ?? {}, { logLevel: 'info', cacheDir: '', cacheBytes: 0, ...spec.settings });
+      if (differs.length > 0) {
+        throw new ClipError(
+          'BAD_ARGUMENT',
+          `${req.index} is already served (at ${this.imageDir(key)}) with other settings: ${differs.join(', ')}; give the same flags (or none), or unmount it first`,
+        );
+      }
+    } else {
+      spec = await this.addImage(key, req, asked);
+      fresh = true;
+    }
+    try {
+      const source = this.imageDir(key);
+      if (rootfs) {
+        const r = await mountRootfs(source, target, this.config.dataDir, {
+          ...(req.upperDir !== undefined ? { upperDir: req.upperDir } : {}),
+          ...(req.workDir !== undefined ? { workDir: req.workDir } : {}),
+        });
+        spec.rootfs.push(r);
+      } else {
+        spec.mounts.push(await bindImage(source, target));
+      }
+    } catch (e) {
+      if (fresh) await this.removeImage(spec);
+      throw e;
+    }
+    await this.publish();
+    this.log.info({ image: spec.image, mountpoint: target, rootfs }, 'mounted');
+    return { mountpoint: target };
+  }
+
+  /** An image's settings: what was asked, else the daemon's defaults. */
+  private imageSettings(asked: ImageSettings): ImageSettings {
+    const s: ImageSettings = { ...asked };
+    if (s.prefetchRate === undefined && this.config.prefetch) s.prefetchRate = this.config.prefetchRate;
+    return s;
+  }
+
+  private freeSlot(): number {
+    const used = new Set(this.table.images.map((i) => i.slot));
+    for (let s = 1; s <= MAX_SLOT; s++) if (!used.has(s)) return s;
+    throw new ClipError('UNSUPPORTED', `the daemon serves ${MAX_SLOT} images already`);
+  }
+
+  private async addImage(key: string, req: MountRequest, settings: ImageSettings): Promise<ServedImage> {
+    const copy = this.indexCopy(key);
+    await mkdir(path.dirname(copy), { recursive: true, mode: 0o700 });
+    const spec: ServedImage = {
+      slot: this.freeSlot(),
+      key,
+      index: req.index,
+      loadFrom: req.index,
+      image: req.index,
+      registry: req.registry ?? {},
+      settings,
+      mounts: [],
+      rootfs: [],
+      startedAt: new Date().toISOString(),
+    };
+    const img = await LiveImage.open(spec, req.index, this.config, this.log, true);
+    spec.image = imageName(img);
+    try {
+      // The serving process after this one reads the copy: the user's file may change or go meanwhile.
+      // (An archive's data follows its index in the same file: that file it is.)
+      if (img.index.kind !== 'archive') {
+        await copyFile(req.index, copy);
+        spec.loadFrom = copy;
+      }
+      this.live.set(key, img);
+      this.root.add(spec.slot, key, img.fs);
+      await img.startBackground(this.log, true);
+    } catch (e) {
+      this.live.delete(key);
+      this.root.remove(spec.slot);
+      await img.close(this.log);
+      throw e;
+    }
+    this.table.images.push(spec);
+    return spec;
+  }
+
+  private async removeImage(spec: ServedImage): Promise<void> {
+    this.table.images = this.table.images.filter((i) => i !== spec);
+    this.root.remove(spec.slot);
+    const img = this.live.get(spec.key);
+    this.live.delete(spec.key);
+    await img?.close(this.log);
+    await rm(this.indexCopy(spec.key), { force: true });
+  }
+
+  private async umount(req: UmountRequest): Promise<UmountReply> {
+    const mp = path.resolve(String(req?.mountpoint ?? ''));
+    const spec = this.imageAt(mp);
+    if (!spec) throw new ClipError('BAD_ARGUMENT', `${mp} is not a clip mount`);
+    let kept: string | undefined;
+    const r = spec.rootfs.find((x) => x.mountpoint === mp);
+    const b = spec.mounts.find((x) => x.mountpoint === mp);
+    if (r) {
+      kept = (await takeDown(r, { lazy: req.lazy === true })).kept;
+      spec.rootfs = spec.rootfs.filter((x) => x !== r);
+    } else if (b) {
+      await takeDown(b, { lazy: req.lazy === true });
+      spec.mounts = spec.mounts.filter((x) => x !== b);
+    } else if (spec.rootfs.length > 0 || spec.mounts.length > 0) {
+      const users = [...spec.rootfs, ...spec.mounts].map((x) => x.mountpoint);
+      throw new ClipError('BAD_ARGUMENT', `${mp} is the image under ${users.join(', ')}; unmount those instead`);
+    }
+    // A lazily detached mount may still be reading the image: it stays served (by nothing named) until the daemon ends.
+    if (spec.rootfs.length === 0 && spec.mounts.length === 0 && !req.lazy) await this.removeImage(spec);
+    await this.publish();
+    this.log.info({ mountpoint: mp }, 'unmounted');
+    if (this.runtime.idleExit && this.table.images.length === 0) {
+      // Everything is down before the answer; the supervisor is told to end once it is sent.
+      await this.stopAll(false);
+      this.endAfterReply = true;
+    }
+    return kept === undefined ? {} : { kept };
+  }
+
+  /** Set when the answer being sent is the last: the supervisor is told to end after it. */
+  private endAfterReply = false;
+
+  /** Takes down every mount (overlays and bind mounts, then the FUSE mount) and tells the supervisor to end (now, or after the answer). */
+  async stopAll(tell = true): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info('stopping: unmounting everything');
+    this.api?.close();
+    await rm(this.paths.socket, { force: true });
+    for (const spec of this.table.images) {
+      for (const m of [...spec.rootfs, ...spec.mounts]) await takeDown(m, { lazy: true }).catch(() => undefined);
+    }
+    for (const spec of [...this.table.images]) await this.removeImage(spec);
+    await this.publish().catch(() => undefined);
+    await unmount(this.paths.root).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'unmounting the FUSE mount'));
+    if (tell) this.supervisor.send({ type: 'stop' });
+  }
+}
+
+const MAX_BODY = 1024 * 1024;
+
+function body(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new HttpError(413, 'request too large'));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new HttpError(400, 'the request body is not JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
