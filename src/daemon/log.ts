@@ -36,7 +36,7 @@ export function textLine(json: string): string {
   const { time, level, msg, ...rest } = JSON.parse(json) as Record<string, unknown>;
   let line = `${String(time)} ${String(level).toUpperCase()}`;
   if (msg !== undefined) line += ` ${escapeControls(typeof msg === 'string' ? msg : JSON.stringify(msg))}`;
-  for (const [k, v] of Object.entries(rest)) line += ` ${k}=${textValue(v)}`;
+  for (const [k, v] of Object.entries(rest)) line += ` ${escapeControls(k)}=${textValue(v)}`;
   return line + '\n';
 }
 
