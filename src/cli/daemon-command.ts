@@ -1,6 +1,8 @@
-// clip daemon --check-config [--config FILE] [flags]: loads and validates the
-// daemon's settings and prints the effective ones (as TOML, or --json). The
-// daemon itself is not there yet (issue 12), and says so.
+// clip daemon [--config FILE] [flags]: the node's clip service, in the
+// foreground (for systemd, or `setsid clip daemon &`). --check-config loads
+// and validates the settings and prints the effective ones (TOML, or --json);
+// --upgrade has the running daemon replace its serving process; --stop stops
+// it (unmounting everything it serves).
 
 import { Command, Option } from 'commander';
 import {
@@ -11,12 +13,18 @@ import {
   type DaemonFlags,
   type LoadedConfig,
 } from '../daemon/config.js';
+import path from 'node:path';
 import { ClipError } from '../errors.js';
+import { requireRoot } from './require-root.js';
 import { formatBytes } from './format.js';
 
 interface Flags extends DaemonFlags {
   checkConfig?: boolean;
   json?: boolean;
+  upgrade?: boolean;
+  stop?: boolean;
+  idleExit?: boolean;
+  logFile?: string;
 }
 
 /** The value of a key as the config file would spell it (undefined metrics address: ""). */
@@ -45,10 +53,14 @@ function asJson(l: LoadedConfig): string {
 
 export function daemonCommand(): Command {
   const cmd = new Command('daemon')
-    .description('the clip service of a node (not available yet: issue 12); --check-config validates its settings')
+    .description('the clip service of a node: serves every clip mount and rootfs (foreground; logs to stderr)')
     .option('--config <file>', `TOML settings file (default ${DEFAULT_CONFIG_PATH}, if it exists); flags override it`)
     .option('--check-config', 'load and validate the settings, print the effective ones, and exit')
-    .option('--json', 'with --check-config: print them as JSON');
+    .option('--json', 'with --check-config: print them as JSON')
+    .option('--upgrade', 'have the running daemon hand its mounts to a new serving process (the clip installed now); containers notice nothing')
+    .option('--stop', 'stop the running daemon: it unmounts everything it serves, then exits')
+    .addOption(new Option('--idle-exit', 'end once the last mount is gone (a daemon clip mount started)').hideHelp())
+    .addOption(new Option('--log-file <file>', 'log to this size-bounded file instead of stderr').hideHelp());
   for (const k of CONFIG_KEYS) {
     if (k.kind === 'bool') {
       cmd.addOption(new Option(k.flag, `${k.help} (config ${k.key}, default ${k.defaultText})`));
@@ -59,11 +71,27 @@ export function daemonCommand(): Command {
     }
   }
   return cmd.action(async (o: Flags) => {
-    if (!o.checkConfig) {
-      if (o.json) throw new ClipError('BAD_ARGUMENT', '--json goes with --check-config');
-      throw new ClipError('UNSUPPORTED', 'clip daemon is not available yet (issue 12): use clip mount');
-    }
+    if (o.json && !o.checkConfig) throw new ClipError('BAD_ARGUMENT', '--json goes with --check-config');
+    if ([o.checkConfig, o.upgrade, o.stop].filter(Boolean).length > 1)
+      throw new ClipError('BAD_ARGUMENT', 'give one of --check-config, --upgrade and --stop');
     const loaded = await loadDaemonConfig(o);
-    process.stdout.write(o.json ? asJson(loaded) : asToml(loaded));
+    if (o.checkConfig) {
+      process.stdout.write(o.json ? asJson(loaded) : asToml(loaded));
+      return;
+    }
+    requireRoot('daemon');
+    const { stateDir } = loaded.config;
+    if (o.upgrade || o.stop) {
+      const { upgradeDaemon, stopDaemon } = await import('../daemon/control.js');
+      if (o.upgrade) process.stdout.write(`${await upgradeDaemon(stateDir)}\n`);
+      else await stopDaemon(stateDir);
+      return;
+    }
+    const { runService } = await import('../daemon/service.js');
+    await runService({
+      config: loaded.config,
+      idleExit: o.idleExit === true,
+      ...(o.logFile !== undefined ? { logFile: path.resolve(o.logFile) } : {}),
+    });
   });
 }

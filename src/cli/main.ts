@@ -14,6 +14,7 @@ import { lsCommand } from './ls-command.js';
 import { mountCommand } from './mount-command.js';
 import { umountCommand } from './umount-command.js';
 import { statsCommand } from './stats-command.js';
+import { psCommand } from './ps-command.js';
 import { MountError } from '../fuse/index.js';
 
 const program = new Command('clip')
@@ -29,6 +30,7 @@ const program = new Command('clip')
   .addCommand(mountCommand())
   .addCommand(umountCommand())
   .addCommand(statsCommand())
+  .addCommand(psCommand())
   .addCommand(daemonCommand())
   .addCommand(
     new Command('version').description('print the clip version').action(() => {

@@ -1,24 +1,24 @@
-// clip mount FILE MOUNTPOINT | clip mount FILE --rootfs DIR
+// clip mount FILE MOUNTPOINT | clip mount FILE --rootfs DIR: asks the node
+// daemon to serve the image (starting one in the background when none runs).
 
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { realpath } from 'node:fs/promises';
+import path from 'node:path';
 import { ClipError } from '../errors.js';
-import { startBackgroundMount } from '../mount/background.js';
 import { pathProblem } from '../util/path-errors.js';
-import { mountRootfs } from '../mount/rootfs.js';
-import { askedSettings, DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, withDefaults, type MountFlags } from '../mount/settings.js';
+import { askedSettings, DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountFlags } from '../mount/settings.js';
+import { stateDir } from '../mount/state.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 import { requireRoot } from './require-root.js';
 import { formatBytes, parseSize } from './format.js';
 import { checkOutputFile } from '../util/output-file.js';
+import type { AskedDaemonSettings, MountReply, MountRequest } from '../daemon/api.js';
+import type { ImageSettings } from '../daemon/served-images.js';
 
 interface Flags extends MountFlags {
   rootfs?: string;
   upperDir?: string;
   workDir?: string;
-  foreground?: boolean;
-  readyFd?: string;
-  shared?: string;
   plainHttp?: boolean;
   username?: string;
   password?: string;
@@ -51,54 +51,45 @@ export function mountCommand(): Command {
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--profile <file>', 'start-up profile (from --record-profile): fetch the spans it lists right after mounting, all together')
     .option('--record-profile <file>', 'write the spans read, in first-read order, to this start-up profile at unmount')
-    .option('--foreground', 'stay attached and log to stderr (for systemd and debugging)')
-    .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`)
-    .addOption(new Option('--ready-fd <fd>').hideHelp())
-    .addOption(new Option('--shared <key>').hideHelp());
+    .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`);
   addRegistryOptions(cmd);
   return cmd.action(async (file: string, mountpoint: string | undefined, o: Flags) => {
     // Every setting is checked here, before a daemon starts: the daemon would find out only later (at unmount, or in a log).
     const asked = askedSettings(o);
     requireRoot('mount');
     if (o.recordProfile !== undefined) await checkOutputFile(o.recordProfile, 'start-up profile');
+    if (o.rootfs !== undefined && mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
+    if (o.rootfs === undefined && mountpoint === undefined) throw new ClipError('BAD_ARGUMENT', 'missing mountpoint (or --rootfs DIR)');
+    if (o.rootfs === undefined && (o.upperDir !== undefined || o.workDir !== undefined))
+      throw new ClipError('BAD_ARGUMENT', '--upper-dir and --work-dir go with --rootfs');
     const registry = await registryOptions(o);
-    if (o.rootfs !== undefined) {
-      if (mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
-      const r = await mountRootfs({
-        index: file,
-        rootfs: o.rootfs,
-        registry,
-        settings: asked,
-        ...(o.upperDir !== undefined ? { upperDir: o.upperDir } : {}),
-        ...(o.workDir !== undefined ? { workDir: o.workDir } : {}),
-      });
-      process.stdout.write(`${r.mountpoint}\n`);
-      return;
-    }
-    if (mountpoint === undefined) throw new ClipError('BAD_ARGUMENT', 'missing mountpoint (or --rootfs DIR)');
-    let mp: string;
-    try {
-      mp = await realpath(mountpoint);
-    } catch (e) {
-      const hint = (e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (create the directory first)' : '';
-      throw new ClipError('BAD_ARGUMENT', `mount point ${mountpoint}: ${pathProblem(mountpoint, e)}${hint}`);
-    }
     const index = await realpath(file).catch((e: unknown) => {
       throw new ClipError('IO', `cannot read index ${file}: ${pathProblem(file, e)}`);
     });
-    if (o.foreground) {
-      const { runDaemon } = await import('../mount/daemon.js');
-      await runDaemon({
-        index,
-        mountpoint: mp,
-        registry,
-        settings: withDefaults(asked),
-        ...(o.readyFd !== undefined ? { readyFd: Number(o.readyFd) } : {}),
-        ...(o.shared !== undefined ? { shared: o.shared } : {}),
-      });
-      return;
-    }
-    const m = await startBackgroundMount({ index, mountpoint: mp, registry, settings: withDefaults(asked) });
-    process.stdout.write(`${m.mountpoint}\n`);
+    const daemon: AskedDaemonSettings = {};
+    const flags: string[] = [];
+    if (asked.logLevel !== undefined) flags.push('--log-level', (daemon.logLevel = asked.logLevel));
+    if (asked.cacheDir !== undefined) flags.push('--cache-dir', (daemon.cacheDir = asked.cacheDir));
+    if (asked.cacheBytes !== undefined) flags.push('--cache-size', String((daemon.cacheBytes = asked.cacheBytes)));
+    if (asked.metricsAddr !== undefined) flags.push('--metrics-addr', (daemon.metricsAddr = asked.metricsAddr));
+    const image: ImageSettings = {};
+    if (asked.prefetchRate !== undefined) image.prefetchRate = asked.prefetchRate;
+    if (asked.profile !== undefined) image.profile = asked.profile;
+    if (asked.recordProfile !== undefined) image.recordProfile = asked.recordProfile;
+    const req: MountRequest = {
+      index,
+      registry,
+      image,
+      daemon,
+      // The daemon's working directory is not ours: every path goes absolute.
+      ...(o.rootfs !== undefined ? { rootfs: path.resolve(o.rootfs) } : { mountpoint: path.resolve(mountpoint!) }),
+      ...(o.upperDir !== undefined ? { upperDir: path.resolve(o.upperDir) } : {}),
+      ...(o.workDir !== undefined ? { workDir: path.resolve(o.workDir) } : {}),
+    };
+    const { callDaemon, ensureDaemon } = await import('../daemon/client.js');
+    const state = stateDir();
+    await ensureDaemon(state, flags);
+    const r = await callDaemon<MountReply>(state, 'POST', '/v1/mount', req);
+    process.stdout.write(`${r.mountpoint}\n`);
   });
 }

@@ -1,32 +1,12 @@
-// clip stats MOUNTPOINT: per layer, how much of a running mount's image has
-// been fetched and cached (asked of the daemon over its unix socket).
+// clip stats MOUNTPOINT: per layer, how much of a served image has been
+// fetched and cached (asked of the node daemon).
 
 import { Command } from 'commander';
-import http from 'node:http';
 import path from 'node:path';
 import { loadIndex } from '../index/load.js';
-import { ClipError } from '../errors.js';
-import type { LayerStats } from '../metrics/mount-metrics.js';
-import { loadRecord, statsSocketPath } from '../mount/state.js';
+import type { StatsReply } from '../daemon/api.js';
+import { stateDir } from '../mount/state.js';
 import { formatBytes } from './format.js';
-
-function ask(socketPath: string): Promise<LayerStats[]> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ socketPath, path: '/stats' }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => {
-          try {
-            resolve(JSON.parse(body) as LayerStats[]);
-          } catch (e) {
-            reject(e);
-          }
-        });
-      })
-      .on('error', reject);
-  });
-}
 
 export function statsCommand(): Command {
   return new Command('stats')
@@ -34,16 +14,10 @@ export function statsCommand(): Command {
     .argument('<mountpoint>', 'image mountpoint or rootfs directory')
     .option('--json', 'print as JSON')
     .action(async (mountpoint: string, o: { json?: boolean }) => {
-      let record = await loadRecord(path.resolve(mountpoint));
-      if (record?.kind === 'rootfs') record = await loadRecord(record.lower);
-      if (!record) throw new ClipError('BAD_ARGUMENT', `${path.resolve(mountpoint)} is not a clip mount`);
-      let stats: LayerStats[];
-      try {
-        stats = await ask(statsSocketPath(record.mountpoint));
-      } catch (e) {
-        throw new ClipError('IO', `the daemon of ${record.mountpoint} does not answer: ${(e as Error).message}`);
-      }
-      const index = await loadIndex(record.index);
+      const { callDaemon } = await import('../daemon/client.js');
+      const reply = await callDaemon<StatsReply>(stateDir(), 'GET', `/v1/stats?mountpoint=${encodeURIComponent(path.resolve(mountpoint))}`);
+      const stats = reply.layers;
+      const index = await loadIndex(reply.index);
       const byLayer = new Map(stats.map((s) => [s.layer, s]));
       const rows = index.layers.map((l) => {
         const s = byLayer.get(l.digest);

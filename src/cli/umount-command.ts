@@ -1,18 +1,22 @@
-// clip umount [--lazy] MOUNTPOINT
+// clip umount [--lazy] MOUNTPOINT: asks the node daemon to take down a mount
+// or rootfs it serves (the image goes when nothing uses it any more).
 
 import { Command } from 'commander';
-import { unmountPath } from '../mount/unmount.js';
+import path from 'node:path';
+import type { UmountReply } from '../daemon/api.js';
+import { stateDir } from '../mount/state.js';
 import { requireRoot } from './require-root.js';
 
 export function umountCommand(): Command {
   return new Command('umount')
     .alias('unmount')
-    .description('unmount a clip mount or rootfs (the overlay first, then the image), stop its daemon, clean its state')
+    .description('unmount a clip mount or rootfs (the image is no longer served once nothing uses it)')
     .argument('<mountpoint>', 'image mountpoint or rootfs directory')
     .option('--lazy', 'detach it even while processes use it (umount -l); their open files keep being served until closed')
     .action(async (mountpoint: string, o: { lazy?: boolean }) => {
       requireRoot('umount');
-      const r = await unmountPath(mountpoint, { lazy: o.lazy === true });
+      const { callDaemon } = await import('../daemon/client.js');
+      const r = await callDaemon<UmountReply>(stateDir(), 'POST', '/v1/umount', { mountpoint: path.resolve(mountpoint), lazy: o.lazy === true });
       if (r.kept !== undefined)
         process.stderr.write(`clip: kept ${r.kept}: the detached rootfs still uses it; remove it once its processes are gone\n`);
     });

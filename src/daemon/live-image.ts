@@ -10,7 +10,7 @@ import { loadProfile, ProfileRecorder, warmFromProfile } from '../content/startu
 import { ImageFileSystem } from '../fs/image-fs.js';
 import { loadIndex } from '../index/load.js';
 import type { ClipIndex } from '../index/types.js';
-import { MountMetrics } from '../metrics/mount-metrics.js';
+import type { DaemonMetrics, ImageMetrics } from '../metrics/daemon-metrics.js';
 import type { Logger } from '../mount/logger.js';
 import type { ServedImage } from './served-images.js';
 
@@ -27,14 +27,21 @@ export class LiveImage {
     readonly index: ClipIndex,
     readonly reader: FileReader,
     readonly fs: ImageFileSystem,
-    readonly metrics: MountMetrics,
+    readonly metrics: ImageMetrics,
     private readonly recorder: ProfileRecorder | undefined,
   ) {}
 
   /** Loads the index at `file` and opens its reader; `probe`: check the registry answers first (a new mount fails early). */
-  static async open(spec: ServedImage, file: string, read: ReadSettings, log: Logger, probe: boolean): Promise<LiveImage> {
+  static async open(
+    spec: ServedImage,
+    file: string,
+    read: ReadSettings,
+    all: DaemonMetrics,
+    log: Logger,
+    probe: boolean,
+  ): Promise<LiveImage> {
     const index = await loadIndex(file);
-    const metrics = new MountMetrics();
+    const metrics = all.image(imageName(index));
     const recorder = spec.settings.recordProfile !== undefined ? new ProfileRecorder() : undefined;
     const reader = await FileReader.open(index, {
       ...spec.registry,
@@ -47,6 +54,7 @@ export class LiveImage {
       if (probe) await reader.probe();
     } catch (e) {
       await reader.close();
+      all.dropImage(metrics.image);
       throw e;
     }
     const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }));
@@ -77,8 +85,9 @@ export class LiveImage {
     }
   }
 
-  /** Stops background work, writes the recorded profile, closes the reader. */
-  async close(log: Logger): Promise<void> {
+  /** Stops background work, writes the recorded profile, closes the reader, drops the metrics. */
+  async close(log: Logger, all: DaemonMetrics): Promise<void> {
+    all.dropImage(this.metrics.image);
     this.prefetching.abort();
     const file = this.spec.settings.recordProfile;
     if (this.recorder && file !== undefined) {
@@ -89,4 +98,13 @@ export class LiveImage {
     }
     await this.reader.close();
   }
+}
+
+/** What `clip ps` and the metrics call an image: registry/repo@digest, the layout@digest, the archive file, the S3 location. */
+export function imageName(index: ClipIndex): string {
+  const { location, manifestDigest } = index.image;
+  if (location.startsWith('docker://')) return `${location.slice('docker://'.length)}@${manifestDigest}`;
+  if (location.startsWith('archive:')) return location.slice('archive:'.length);
+  if (location.startsWith('oci:')) return `${location}@${manifestDigest}`;
+  return location;
 }

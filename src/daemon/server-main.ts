@@ -3,7 +3,7 @@
 // environment, the table of images over the IPC channel. It loads, says so,
 // and serves once told to (see mount/supervisor.ts for why it waits).
 
-import { createLogger } from '../mount/logger.js';
+import { createDaemonLog } from './log.js';
 import { handedOverMounts, type SupervisorMessage } from '../mount/supervisor.js';
 import { DaemonServer, type DaemonRuntime } from './server.js';
 import { EMPTY_TABLE, type DaemonTable } from './served-images.js';
@@ -16,7 +16,11 @@ if (!runtime || !process.send) {
 const send = (m: { type: string; [k: string]: unknown }): void => {
   if (process.connected) process.send!(m);
 };
-const log = createLogger(runtime.config.logLevel);
+const log = createDaemonLog({
+  level: runtime.config.logLevel,
+  format: runtime.config.logFormat,
+  ...(runtime.logFile !== undefined ? { file: runtime.logFile } : {}),
+});
 const { generation, mounts } = handedOverMounts();
 const fuse = mounts[0];
 if (!fuse) throw new Error('no FUSE connection handed over');

@@ -20,6 +20,8 @@ import { pathProblem } from '../util/path-errors.js';
 import { VERSION } from '../version.js';
 import type { ApiError, MountReply, MountRequest, PsReply, StatsReply, UmountReply, UmountRequest } from './api.js';
 import { LiveImage } from './live-image.js';
+import { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
 import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
 import { bindImage, mountRootfs, takeDown } from './stacked-mounts.js';
@@ -30,6 +32,8 @@ export interface DaemonRuntime {
   /** Stop once the last mount is gone (a daemon `clip mount` started for itself). */
   idleExit: boolean;
   startedAt: string;
+  /** Log to this size-bounded file instead of stderr. */
+  logFile?: string;
 }
 
 /** How the serving process talks to its supervisor (process.send in the real one). */
@@ -49,14 +53,6 @@ export async function indexKey(file: string): Promise<string> {
   }
 }
 
-function imageName(i: LiveImage): string {
-  const { location, manifestDigest } = i.index.image;
-  if (location.startsWith('docker://')) return `${location.slice('docker://'.length)}@${manifestDigest}`;
-  if (location.startsWith('archive:')) return location.slice('archive:'.length);
-  if (location.startsWith('oci:')) return `${location}@${manifestDigest}`;
-  return location;
-}
-
 class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -69,6 +65,8 @@ class HttpError extends Error {
 export class DaemonServer {
   private readonly root = new RootFileSystem();
   private readonly live = new Map<string, LiveImage>();
+  private readonly metrics = new DaemonMetrics();
+  private closeMetrics: (() => Promise<void>) | undefined;
   private table: DaemonTable;
   private session: FuseSession | undefined;
   private api: http.Server | undefined;
@@ -103,7 +101,7 @@ export class DaemonServer {
     await Promise.all(
       this.table.images.map(async (spec) => {
         try {
-          const img = await LiveImage.open(spec, spec.loadFrom, this.config, this.log, false);
+          const img = await LiveImage.open(spec, spec.loadFrom, this.config, this.metrics, this.log, false);
           this.live.set(spec.key, img);
           this.root.add(spec.slot, spec.key, img.fs);
           await img.startBackground(this.log, false);
@@ -124,6 +122,7 @@ export class DaemonServer {
       log: fuseLog,
       debug: this.config.logLevel === 'debug' || this.config.logLevel === 'trace',
       closeFd: false,
+      onOp: this.metrics.onOp,
     }).start();
     this.session.closed.then(
       () => this.log.info('the FUSE mount is gone'),
@@ -131,6 +130,13 @@ export class DaemonServer {
     );
     this.log.info({ resent: this.session.resentRequests }, 'serving');
     await this.listen();
+    if (this.config.metricsAddr !== undefined) {
+      // Metrics are not worth failing the mounts for: a taken port is logged.
+      this.closeMetrics = await serveDaemonMetrics(this.metrics, () => this.health(), this.config.metricsAddr).catch((e: unknown) => {
+        this.log.error({ err: (e as Error).message }, 'cannot serve metrics');
+        return undefined;
+      });
+    }
   }
 
   private async listen(): Promise<void> {
@@ -157,7 +163,7 @@ export class DaemonServer {
       const route = `${req.method} ${url.pathname}`;
       switch (route) {
         case 'GET /healthz':
-          return reply(200, { status: 'ok', pid: process.pid, images: this.live.size });
+          return reply(200, { status: 'ok', ...this.health() });
         case 'GET /v1/ps':
           return reply(200, this.ps());
         case 'GET /v1/stats':
@@ -188,6 +194,10 @@ export class DaemonServer {
     }
   }
 
+  private health(): Record<string, unknown> {
+    return { pid: process.pid, supervisor: process.ppid, version: VERSION, images: this.live.size };
+  }
+
   private serially<T>(fn: () => Promise<T>): Promise<T> {
     if (this.upgrading) return Promise.reject(new HttpError(503, 'the daemon is being upgraded; try again in a moment'));
     if (this.stopping) return Promise.reject(new HttpError(503, 'the daemon is stopping'));
@@ -208,15 +218,15 @@ export class DaemonServer {
       daemon: { pid: process.pid, supervisor: process.ppid, version: VERSION, started: this.runtime.startedAt, stateDir: this.config.stateDir },
       mounts: this.table.images.map((spec) => {
         const img = this.live.get(spec.key);
-        const layers = img?.metrics.summary() ?? [];
+
         return {
           image: spec.image,
           index: spec.index,
           mountpoint: spec.mounts[0]?.mountpoint ?? this.imageDir(spec.key),
           mountpoints: spec.mounts.map((m) => m.mountpoint),
           rootfs: spec.rootfs.map((r) => r.mountpoint),
-          fetchedBytes: layers.reduce((n, l) => n + l.fetchedBytes, 0),
-          cachedBytes: layers.reduce((n, l) => n + l.cachedBytes, 0),
+          fetchedBytes: img?.metrics.fetchedBytes() ?? 0,
+          cachedBytes: img?.metrics.cachedBytes() ?? 0,
         };
       }),
     };
@@ -345,8 +355,8 @@ export class DaemonServer {
       rootfs: [],
       startedAt: new Date().toISOString(),
     };
-    const img = await LiveImage.open(spec, req.index, this.config, this.log, true);
-    spec.image = imageName(img);
+    const img = await LiveImage.open(spec, req.index, this.config, this.metrics, this.log, true);
+    spec.image = img.metrics.image;
     try {
       // The serving process after this one reads the copy: the user's file may change or go meanwhile.
       // (An archive's data follows its index in the same file: that file it is.)
@@ -360,7 +370,7 @@ export class DaemonServer {
     } catch (e) {
       this.live.delete(key);
       this.root.remove(spec.slot);
-      await img.close(this.log);
+      await img.close(this.log, this.metrics);
       throw e;
     }
     this.table.images.push(spec);
@@ -372,7 +382,7 @@ export class DaemonServer {
     this.root.remove(spec.slot);
     const img = this.live.get(spec.key);
     this.live.delete(spec.key);
-    await img?.close(this.log);
+    await img?.close(this.log, this.metrics);
     await rm(this.indexCopy(spec.key), { force: true });
   }
 
@@ -414,6 +424,7 @@ export class DaemonServer {
     this.stopping = true;
     this.log.info('stopping: unmounting everything');
     this.api?.close();
+    await this.closeMetrics?.().catch(() => undefined);
     await rm(this.paths.socket, { force: true });
     for (const spec of this.table.images) {
       for (const m of [...spec.rootfs, ...spec.mounts]) await takeDown(m, { lazy: true }).catch(() => undefined);

@@ -14,7 +14,8 @@ import type { DaemonConfig } from './config.js';
 import { ClipError } from '../errors.js';
 import { detach, findMount, forceUnmount, isMounted } from '../fuse/index.js';
 import { holdLock } from '../mount/lock.js';
-import { createLogger, type Logger } from '../mount/logger.js';
+import type { Logger } from '../mount/logger.js';
+import { createDaemonLog } from './log.js';
 import { isSameProcess, processIdentity } from '../mount/process-identity.js';
 import { isSameMount, mountIdentity } from '../mount/state.js';
 import { Supervisor } from '../mount/supervisor.js';
@@ -31,6 +32,8 @@ export interface ServiceOptions {
   config: DaemonConfig;
   /** Stop once the last mount is gone (how `clip mount` starts a daemon for itself). */
   idleExit?: boolean;
+  /** Log to this size-bounded file instead of stderr. */
+  logFile?: string;
 }
 
 async function readPidFile(file: string): Promise<DaemonPidFile | undefined> {
@@ -95,14 +98,19 @@ function notifySystemd(log: Logger): void {
 
 export async function runService(opts: ServiceOptions): Promise<void> {
   const { config } = opts;
-  const log = createLogger(config.logLevel);
+  const log = createDaemonLog({ level: config.logLevel, format: config.logFormat, ...(opts.logFile !== undefined ? { file: opts.logFile } : {}) });
   const paths = daemonPaths(config.stateDir);
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await takeStateDir(config);
   await cleanUpAfterDeadDaemon(config, log);
   await mkdir(paths.root, { recursive: true, mode: 0o755 });
   const startedAt = new Date().toISOString();
-  const runtime: DaemonRuntime = { config, idleExit: opts.idleExit === true, startedAt };
+  const runtime: DaemonRuntime = {
+    config,
+    idleExit: opts.idleExit === true,
+    startedAt,
+    ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
+  };
   let firstServing: () => void = () => {};
   const serving = new Promise<void>((res) => (firstServing = res));
   const supervisor = new Supervisor({
