@@ -126,9 +126,22 @@ export class ByteReader {
   /** UTF-8 text; invalid UTF-8 is refused. */
   string(): string {
     const start = this.pos;
-    const b = this.bytes();
+    const n = this.uint();
+    if (this.pos + n > this.buf.length) this.fail(`length ${n} past the end`);
+    const from = this.pos;
+    const to = from + n;
+    this.pos = to;
+    // Most names are ASCII: decoded in place, without a subarray per string (a 100k-entry index has 200k strings).
+    let ascii = true;
+    for (let i = from; i < to; i++) {
+      if (this.buf[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return this.buf.toString('latin1', from, to);
     try {
-      return UTF8.decode(b);
+      return UTF8.decode(this.buf.subarray(from, to));
     } catch {
       this.pos = start;
       this.fail('invalid UTF-8 in a string');
