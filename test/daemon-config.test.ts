@@ -197,10 +197,10 @@ describe('daemon config', () => {
   describe('clip daemon through the CLI', () => {
     const env = { CLIP_STATE_DIR: '/run/clip-config-test', CLIP_DATA_DIR: '/var/lib/clip-config-test' };
 
-    it('without --check-config it says the daemon is not there yet', async () => {
-      const r = await runClip(['daemon'], { env });
+    it('--json without --check-config is refused before anything starts', async () => {
+      const r = await runClip(['daemon', '--json'], { env });
       assert.equal(r.code, 1);
-      assert.equal(r.stderr, 'clip: clip daemon is not available yet (issue 12): use clip mount\n');
+      assert.equal(r.stderr, 'clip: --json goes with --check-config\n');
       assert.equal(r.stdout.length, 0);
     });
 

@@ -45,7 +45,9 @@ function once(stateDir: string, method: string, route: string, body?: unknown): 
     );
     req.on('error', (e: NodeJS.ErrnoException) => {
       // No socket, nobody listening: no daemon (or one between two serving processes).
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new DaemonUnreachable(e.message));
+      // A reset of a GET: the serving process died under it (a takeover follows).
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || (method === 'GET' && e.code === 'ECONNRESET'))
+        reject(new DaemonUnreachable(e.message));
       else reject(new ClipError('IO', `the clip daemon did not answer ${route}: ${e.message}`));
     });
     req.end(data);
@@ -109,7 +111,18 @@ export async function daemonAnswers(stateDir: string): Promise<boolean> {
  * with its log under the state dir, and waits until it answers.
  */
 export async function ensureDaemon(stateDir: string, flags: string[]): Promise<void> {
-  if (await daemonAnswers(stateDir)) return;
+  // A daemon that is ending (its last mount went) still holds the state dir for a moment: start again after it.
+  for (let attempt = 1; ; attempt++) {
+    if (await daemonAnswers(stateDir)) return;
+    const outcome = await startDaemon(stateDir, flags);
+    if (outcome === 'answers') return;
+    if (attempt === 5 || !/already runs/.test(outcome)) throw new ClipError('IO', outcome);
+    await sleep(200 * attempt);
+  }
+}
+
+/** Starts a daemon and waits until one answers ('answers'), or returns why the one started did not. */
+async function startDaemon(stateDir: string, flags: string[]): Promise<string> {
   const log = daemonPaths(stateDir).log;
   mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
   const logFd = openSync(log, 'a', 0o600);
@@ -128,17 +141,19 @@ export async function ensureDaemon(stateDir: string, flags: string[]): Promise<v
   while (Date.now() < until) {
     if (await daemonAnswers(stateDir)) {
       child.unref();
-      return;
+      return 'answers';
     }
-    // Another `clip mount` may have started the daemon first (this one then exits): wait for that one a little.
-    if (exited && !(await pidFileAlive(stateDir))) {
-      await sleep(200);
-      if (await daemonAnswers(stateDir)) return;
-      throw new ClipError('IO', lastClipLine(log, logStart) ?? `the clip daemon did not start; see ${log}`);
+    if (exited) {
+      // Another `clip mount` may have started one first (this one then exits): it may answer in a moment.
+      for (let i = 0; i < 20 && (await pidFileAlive(stateDir)); i++) {
+        if (await daemonAnswers(stateDir)) return 'answers';
+        await sleep(100);
+      }
+      return lastClipLine(log, logStart) ?? `the clip daemon did not start; see ${log}`;
     }
     await sleep(25);
   }
-  throw new ClipError('IO', `the clip daemon started for ${stateDir} does not answer after ${START_MS / 1000} s; see ${log}`);
+  return `the clip daemon started for ${stateDir} does not answer after ${START_MS / 1000} s; see ${log}`;
 }
 
 /** The daemon's last `clip: ...` line in its log from `start` (its error, when it exits before answering). */

@@ -86,6 +86,11 @@ export class DaemonServer {
     this.paths = daemonPaths(runtime.config.stateDir);
   }
 
+  /** Whether nothing is served (an orphaned serving process may then just end). */
+  isIdle(): boolean {
+    return this.table.images.length === 0;
+  }
+
   private get config(): DaemonConfig {
     return this.runtime.config;
   }

@@ -131,13 +131,19 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     },
   });
   await supervisor.start();
-  const identity = processIdentity(process.pid);
-  if (identity) {
-    const pidFile: DaemonPidFile = { pid: process.pid, identity, version: VERSION, startedAt };
-    await writeFileAtomic(paths.pidFile, Buffer.from(JSON.stringify(pidFile) + '\n'));
+  try {
+    const identity = processIdentity(process.pid);
+    if (identity) {
+      const pidFile: DaemonPidFile = { pid: process.pid, identity, version: VERSION, startedAt };
+      await mkdir(path.dirname(paths.pidFile), { recursive: true, mode: 0o700 });
+      await writeFileAtomic(paths.pidFile, Buffer.from(JSON.stringify(pidFile) + '\n'), { mode: 0o600 });
+    }
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void supervisor.stop());
+    await Promise.race([serving, supervisor.done]);
+  } catch (e) {
+    await supervisor.stop();
+    throw e;
   }
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void supervisor.stop());
-  await serving;
   log.info({ stateDir: config.stateDir, pid: supervisor.serverPid, version: VERSION }, 'clip daemon ready');
   notifySystemd(log);
   await supervisor.done;
