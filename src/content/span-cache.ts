@@ -52,6 +52,8 @@ interface Entry {
   used: number;
   /** The layer, for spans written by this process (only those are reported to onEvict). */
   layer?: string;
+  /** Also told when this span is evicted: the writer's own listener (a reader sharing the cache reports to its own metrics). */
+  onEvict?: (layerDigest: string, bytes: number) => void;
 }
 
 export interface SpanCacheOptions {
@@ -208,15 +210,23 @@ export class SpanCache {
     return undefined;
   }
 
-  /** Stores a span; resolves once it is on disk (or skipped: already there, or bigger than the bound). */
-  async put(key: SpanKey, data: Buffer): Promise<void> {
+  /**
+   * Stores a span; resolves once it is on disk (or skipped: already there, or
+   * bigger than the bound). `onEvict` is told if this process later evicts it.
+   */
+  async put(key: SpanKey, data: Buffer, onEvict?: (layerDigest: string, bytes: number) => void): Promise<void> {
     const file = this.file(key);
-    const write = this.writes.then(() => this.write(key.layer, file, data));
+    const write = this.writes.then(() => this.write(key.layer, file, data, onEvict));
     this.writes = write.catch(() => undefined);
     return write;
   }
 
-  private async write(layer: string, file: string, data: Buffer): Promise<void> {
+  private async write(
+    layer: string,
+    file: string,
+    data: Buffer,
+    onEvict: ((layerDigest: string, bytes: number) => void) | undefined,
+  ): Promise<void> {
     await this.load();
     const size = HEADER + data.length;
     if (size > this.maxBytes) return;
@@ -226,7 +236,7 @@ export class SpanCache {
       await mkdir(path.dirname(file), { recursive: true });
       // No fsync: a file torn by a crash fails its checksum and is fetched again.
       await writeFileAtomic(file, [MAGIC, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
-      this.files.set(file, { size, used: Date.now(), layer });
+      this.files.set(file, onEvict ? { size, used: Date.now(), layer, onEvict } : { size, used: Date.now(), layer });
       this.usedBytes += size;
     };
     if (this.maxBytes === Infinity) return store();
@@ -260,7 +270,9 @@ export class SpanCache {
     await Promise.all(
       victims.map(async ([file, e]) => {
         await rm(file, { force: true });
-        if (e.layer !== undefined) this.onEvict?.(e.layer, e.size);
+        if (e.layer === undefined) return;
+        this.onEvict?.(e.layer, e.size);
+        e.onEvict?.(e.layer, e.size);
       }),
     );
   }
