@@ -11,7 +11,17 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildIndex, FileReader, isClipError, loadIndex, lookupPath, ReadPool, writeIndex, type ClipIndex, type ReadEvents } from '../src/clip.js';
+import {
+  buildIndex,
+  FileReader,
+  isClipError,
+  loadIndex,
+  lookupPath,
+  ReadPool,
+  writeIndex,
+  type ClipIndex,
+  type ReadEvents,
+} from '../src/clip.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { buildImage, type BuiltImage, type LayerSpec } from './helpers/image-builder.js';
 import { createPrng } from './helpers/prng.js';
@@ -222,14 +232,20 @@ describe('read pool: two images sharing a base layer', () => {
 
       await a2.close();
       open = [b];
-      assert.deepEqual({ sources: pool.stats().sources, connectionPools: pool.stats().connectionPools }, { sources: 1, connectionPools: 1 });
+      assert.deepEqual(
+        { sources: pool.stats().sources, connectionPools: pool.stats().connectionPools },
+        { sources: 1, connectionPools: 1 },
+      );
       const requests0 = proxy.blobRequests;
       assert.ok((await b.read(lookupPath(indexB, BASE_FILE), 5 * SPAN, 100)).equals(BASE_BYTES.subarray(5 * SPAN, 5 * SPAN + 100)));
       assert.equal(proxy.blobRequests - requests0, 1, 'B still fetches through the shared connection pool');
 
       await b.close();
       open = [];
-      assert.deepEqual({ sources: pool.stats().sources, connectionPools: pool.stats().connectionPools }, { sources: 0, connectionPools: 0 });
+      assert.deepEqual(
+        { sources: pool.stats().sources, connectionPools: pool.stats().connectionPools },
+        { sources: 0, connectionPools: 0 },
+      );
       await waitFor(async () => (await proxy.connections()) === 0, "the shared connection pool's connections to close");
     } finally {
       for (const r of open) await r.close();
@@ -255,7 +271,9 @@ describe('read pool: two images sharing a base layer', () => {
 describe('read pool and a hostile index', () => {
   const SIZE = 200_000;
   // Same names and sizes, so both layers' tars (and their one span) have the same length.
-  const layer = (fill: string): LayerSpec => ({ entries: [{ type: 'file', path: 'data.txt', data: fill.repeat(SIZE / fill.length), mtime: t }] });
+  const layer = (fill: string): LayerSpec => ({
+    entries: [{ type: 'file', path: 'data.txt', data: fill.repeat(SIZE / fill.length), mtime: t }],
+  });
   let work: string;
   let genuine: BuiltImage;
   let other: BuiltImage;
@@ -299,7 +317,10 @@ describe('read pool and a hostile index', () => {
     try {
       assert.equal(await readData(g, genuineIndex), 'genuine!'.repeat(SIZE / 8));
       const text = await readData(h, hostileIndex);
-      assert.ok(text === 'HOSTILE!'.repeat(SIZE / 8), `the hostile index must get only what it describes, got ${JSON.stringify(text.slice(0, 16))}...`);
+      assert.ok(
+        text === 'HOSTILE!'.repeat(SIZE / 8),
+        `the hostile index must get only what it describes, got ${JSON.stringify(text.slice(0, 16))}...`,
+      );
       assert.equal(eh.memoryHits + eh.diskHits, 0, 'no cache hit for the hostile index');
     } finally {
       await g.close();
@@ -315,7 +336,10 @@ describe('read pool and a hostile index', () => {
     try {
       assert.equal(await readData(h, hostileIndex), 'HOSTILE!'.repeat(SIZE / 8));
       const text = await readData(g, genuineIndex);
-      assert.ok(text === 'genuine!'.repeat(SIZE / 8), `the genuine image must serve its own bytes, got ${JSON.stringify(text.slice(0, 16))}...`);
+      assert.ok(
+        text === 'genuine!'.repeat(SIZE / 8),
+        `the genuine image must serve its own bytes, got ${JSON.stringify(text.slice(0, 16))}...`,
+      );
     } finally {
       await h.close();
       await g.close();

@@ -6,7 +6,7 @@
 export interface Lease<T> {
   value: T;
   /** Gives the resource back (once; further calls do nothing). */
-  release(): Promise<void>;
+  release: () => Promise<void>;
 }
 
 interface Entry<T> {
