@@ -20,6 +20,8 @@ export { SpanCache } from './content/span-cache.js';
 export { ReadPool } from './content/read-pool.js';
 export type { ReadPoolOptions } from './content/read-pool.js';
 export { SpanMemory } from './content/span-memory.js';
+export type { MemorySpan } from './content/span-memory.js';
+export type { Lease } from './util/ref-counted.js';
 export type { SpanCacheOptions, SpanKey } from './content/span-cache.js';
 export { inspectIndex, listEntry, listNode } from './index/inspect.js';
 export type { InspectReport, LayerReport, ListEntry } from './index/inspect.js';
