@@ -252,6 +252,30 @@ describe('read pool: two images sharing a base layer', () => {
     }
   });
 
+  it("a fetch another image's reader started and could not finish does not fail this reader's read", async () => {
+    const pool = new ReadPool();
+    // The same description of the layers (so the same span identities), from a layout that holds none of the blobs.
+    const empty = path.join(work, 'empty-layout');
+    await mkdir(path.join(empty, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(path.join(empty, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await writeFile(path.join(empty, 'index.json'), '{"schemaVersion":2,"manifests":[]}');
+    const broken = await FileReader.open({ ...indexA, image: { ...indexA.image, location: `oci:${empty}` } }, { pool });
+    const a = await FileReader.open(indexA, { pool });
+    try {
+      const node = lookupPath(indexA, BASE_FILE);
+      const offset = 9 * SPAN + 10;
+      const requests0 = proxy.blobRequests;
+      const [fromBroken, fromA] = await Promise.allSettled([broken.read(node, offset, 100), a.read(node, offset, 100)]);
+      assert.equal(fromBroken.status, 'rejected', 'the broken source cannot read the span');
+      assert.equal(fromA.status, 'fulfilled', `A falls back to its own source: ${fromA.status === 'rejected' ? String(fromA.reason) : ''}`);
+      assert.ok(fromA.value.equals(BASE_BYTES.subarray(offset, offset + 100)));
+      assert.equal(proxy.blobRequests - requests0, 1, 'A fetched the span itself');
+    } finally {
+      await broken.close();
+      await a.close();
+    }
+  });
+
   it('refuses a second bound for a cache dir the pool already uses', async () => {
     const pool = new ReadPool();
     const cacheDir = path.join(work, 'bounded-cache');

@@ -134,7 +134,11 @@ export class LayerReader {
       const hit = this.memory.get(this.identity(layer, i));
       if (hit) {
         this.events.cacheHit(layer.digest, 'memory');
-        result.set(i, hit.data);
+        // A fetch that another reader (of another image, from another source) started may fail where ours would not.
+        result.set(
+          i,
+          hit.fetcher === undefined || hit.fetcher === this ? hit.data : hit.data.catch(() => this.startFetch(layerIndex, [i])[0]!),
+        );
         continue;
       }
       missing.push(i);
@@ -172,7 +176,7 @@ export class LayerReader {
         reject = rej;
       });
       // In memory while in flight, so other reads (of any reader sharing the cache) wait for this fetch.
-      this.memory.add(this.identity(layer, i), data, range.end - range.start, keep);
+      this.memory.add(this.identity(layer, i), data, range.end - range.start, keep, this);
       resolvers.set(i, { resolve, reject });
       promises.push(data);
     }

@@ -10,6 +10,8 @@ export interface MemorySpan {
   data: Promise<Buffer>;
   /** Bytes it holds (known from the index before the fetch ends). */
   size: number;
+  /** Who fetches it, while that may still fail (readers of other images fall back to their own source). */
+  fetcher?: object;
 }
 
 export class SpanMemory {
@@ -48,10 +50,14 @@ export class SpanMemory {
    * rejects is dropped: the next read fetches again. Evicts down to the
    * bound, sparing the identities in `keep` (the spans being fetched now).
    */
-  add(identity: string, data: Promise<Buffer>, size: number, keep: ReadonlySet<string> = new Set([identity])): void {
+  add(identity: string, data: Promise<Buffer>, size: number, keep: ReadonlySet<string> = new Set([identity]), fetcher?: object): void {
     if (this.spans.has(identity)) return;
-    const entry: MemorySpan = { data, size };
-    data.catch(() => this.drop(identity, entry));
+    const entry: MemorySpan = fetcher ? { data, size, fetcher } : { data, size };
+    // Once fetched, the entry forgets its fetcher (a closed reader is not kept alive by its spans).
+    data.then(
+      () => delete entry.fetcher,
+      () => this.drop(identity, entry),
+    );
     this.spans.set(identity, entry);
     this.usedBytes += size;
     this.evict(keep);
