@@ -15,6 +15,7 @@ import {
   buildIndex,
   FileReader,
   isClipError,
+  LayerReader,
   loadIndex,
   lookupPath,
   ReadPool,
@@ -22,6 +23,8 @@ import {
   type ClipIndex,
   type ReadEvents,
 } from '../src/clip.js';
+import { openBlobSource } from '../src/content/sources/open.js';
+import { spanOutputRange } from '../src/gzip/span-reader.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { buildImage, type BuiltImage, type LayerSpec } from './helpers/image-builder.js';
 import { createPrng } from './helpers/prng.js';
@@ -58,7 +61,10 @@ class Counts implements ReadEvents {
   cacheMiss(): void {
     this.misses++;
   }
-  cacheStored(): void {}
+  storedBytes = 0;
+  cacheStored(_layer: string, bytes: number): void {
+    this.storedBytes += bytes;
+  }
   cacheEvicted(): void {}
   verifyFailed(): void {}
   retried(): void {}
@@ -273,6 +279,26 @@ describe('read pool: two images sharing a base layer', () => {
     } finally {
       await broken.close();
       await a.close();
+    }
+  });
+
+  it('a span two readers both fetched counts as cached bytes once, for the one that wrote it to the shared disk cache', async () => {
+    const pool = new ReadPool();
+    const disk = pool.diskCache(path.join(work, 'count-cache'));
+    const blobs = await openBlobSource(indexA.image.location);
+    try {
+      // Each with its own memory cache, so both fetch the span; the disk cache is the pool's one.
+      const [ex, ey] = [new Counts(), new Counts()];
+      const x = new LayerReader(indexA.layers, blobs, { disk, events: ex });
+      const y = new LayerReader(indexA.layers, blobs, { disk, events: ey });
+      const r = spanOutputRange(indexA.layers[0]!.spans, 3);
+      await Promise.all([x.read(0, r.start, 10), y.read(0, r.start, 10)]);
+      assert.equal(ex.requests + ey.requests, 2, 'both fetched');
+      // Writes are queued in order: once this one is done, both readers' writes are.
+      await disk.put({ layer: indexA.layers[0]!.digest, span: 0, identity: 'f'.repeat(64) }, Buffer.from('x'));
+      assert.equal(ex.storedBytes + ey.storedBytes, r.end - r.start, 'one copy on disk, counted once');
+    } finally {
+      await blobs.close();
     }
   });
 

@@ -112,8 +112,7 @@ export class LayerReader {
       const data = await this.fetchRemote(layer, i, j);
       fetched += spanRange(layer.spans, j).end - spanRange(layer.spans, i).start;
       for (let k = i; k <= j; k++) {
-        await disk.put(this.diskKey(layer, k), data[k - i]!, this.onEvict);
-        this.events.cacheStored(layer.digest, data[k - i]!.length);
+        if (await disk.put(this.diskKey(layer, k), data[k - i]!, this.onEvict)) this.events.cacheStored(layer.digest, data[k - i]!.length);
       }
       i = j + 1;
     }
@@ -293,7 +292,7 @@ export class LayerReader {
     if (!disk) return;
     this.storing = this.storing.then(() =>
       disk.put(this.diskKey(layer, i), data, this.onEvict).then(
-        () => this.events.cacheStored(layer.digest, data.length),
+        (stored) => void (stored && this.events.cacheStored(layer.digest, data.length)),
         () => undefined,
       ),
     );

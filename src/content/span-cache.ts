@@ -211,10 +211,11 @@ export class SpanCache {
   }
 
   /**
-   * Stores a span; resolves once it is on disk (or skipped: already there, or
-   * bigger than the bound). `onEvict` is told if this process later evicts it.
+   * Stores a span; resolves once it is on disk, to true, or to false when
+   * skipped (already there, or bigger than the bound): a reader sharing the
+   * cache counts only what it wrote. `onEvict` is told if this process later evicts it.
    */
-  async put(key: SpanKey, data: Buffer, onEvict?: (layerDigest: string, bytes: number) => void): Promise<void> {
+  async put(key: SpanKey, data: Buffer, onEvict?: (layerDigest: string, bytes: number) => void): Promise<boolean> {
     const file = this.file(key);
     const write = this.writes.then(() => this.write(key.layer, file, data, onEvict));
     this.writes = write.catch(() => undefined);
@@ -226,18 +227,19 @@ export class SpanCache {
     file: string,
     data: Buffer,
     onEvict: ((layerDigest: string, bytes: number) => void) | undefined,
-  ): Promise<void> {
+  ): Promise<boolean> {
     await this.load();
     const size = HEADER + data.length;
-    if (size > this.maxBytes) return;
-    const store = async (): Promise<void> => {
-      if (this.files.has(file)) return;
+    if (size > this.maxBytes) return false;
+    const store = async (): Promise<boolean> => {
+      if (this.files.has(file)) return false;
       if (this.maxBytes !== Infinity) await this.evict(size);
       await mkdir(path.dirname(file), { recursive: true });
       // No fsync: a file torn by a crash fails its checksum and is fetched again.
       await writeFileAtomic(file, [MAGIC, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
       this.files.set(file, onEvict ? { size, used: Date.now(), layer, onEvict } : { size, used: Date.now(), layer });
       this.usedBytes += size;
+      return true;
     };
     if (this.maxBytes === Infinity) return store();
     // Under the lock, what other daemons wrote and evicted counts: by the ledger, or by a fresh scan.
@@ -245,8 +247,9 @@ export class SpanCache {
       const ledger = await this.readLedger();
       if (ledger === undefined || ledger + size > this.maxBytes || Date.now() - this.lastScan >= RESCAN_MS) await this.scan();
       else this.usedBytes = ledger;
-      await store();
+      const stored = await store();
       await writeFileAtomic(path.join(this.dir, LEDGER), Buffer.from(String(this.usedBytes)), { sync: false, mode: 0o600 });
+      return stored;
     });
   }
 
