@@ -1,5 +1,6 @@
 // Reads the files of an indexed image: opens the image's blob source from the
-// location in the index and serves byte ranges of any file, lazily.
+// location in the index and serves byte ranges of any file, lazily. Readers
+// given one ReadPool share their caches and connections (read-pool.ts).
 
 import { Readable } from 'node:stream';
 import { ClipError } from '../errors.js';
@@ -9,6 +10,7 @@ import { openBlobSource } from './sources/open.js';
 import type { BlobSource, RegistryOptions } from '../oci/types.js';
 import { LayerReader, type LayerReaderOptions } from './layer-reader.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
+import type { ReadPool } from './read-pool.js';
 import { SpanCache } from './span-cache.js';
 
 export interface ReaderOptions extends RegistryOptions {
@@ -17,6 +19,8 @@ export interface ReaderOptions extends RegistryOptions {
   events?: ReadEvents;
   /** Told of the spans every read needs (start-up profile recording). */
   onRead?: LayerReaderOptions['onRead'];
+  /** Share the memory cache, the disk cache of `cacheDir` and the blob source with the pool's other readers. */
+  pool?: ReadPool;
 }
 
 /** Bytes per read when streaming a whole file (matches the span cache's reuse). */
@@ -24,10 +28,13 @@ const STREAM_CHUNK = 1024 * 1024;
 
 export class FileReader {
   private readonly layers: LayerReader;
+  private closed: Promise<void> | undefined;
 
   private constructor(
     readonly index: ClipIndex,
     private readonly blobs: BlobSource,
+    /** Closes the blob source, or gives it back to the pool. */
+    private readonly release: () => Promise<void>,
     opts: LayerReaderOptions,
   ) {
     this.layers = new LayerReader(index.layers, blobs, opts);
@@ -35,16 +42,24 @@ export class FileReader {
 
   /**
    * `cacheDir`: keep inflated spans on disk there (shared by every index whose
-   * layers are the same), at most `cacheBytes`; `events`: what reads report (metrics).
+   * layers are the same), at most `cacheBytes`; `events`: what reads report
+   * (metrics; per reader, also in a pool); `pool`: share with other readers.
    */
   static async open(index: ClipIndex, opts: ReaderOptions = {}): Promise<FileReader> {
-    const events = opts.events ?? NO_EVENTS;
-    const layerOpts: LayerReaderOptions = { events };
+    const { pool } = opts;
+    const layerOpts: LayerReaderOptions = { events: opts.events ?? NO_EVENTS };
     if (opts.onRead) layerOpts.onRead = opts.onRead;
+    if (pool) layerOpts.memory = pool.memory;
     if (opts.cacheDir !== undefined) {
-      layerOpts.disk = new SpanCache(opts.cacheDir, opts.cacheBytes ?? Infinity, (layer, bytes) => events.cacheEvicted(layer, bytes));
+      const bound = opts.cacheBytes ?? Infinity;
+      layerOpts.disk = pool ? pool.diskCache(opts.cacheDir, bound) : new SpanCache(opts.cacheDir, bound);
     }
-    return new FileReader(index, await openBlobSource(index.image.location, opts), layerOpts);
+    if (pool) {
+      const lease = await pool.source(index.image.location, opts);
+      return new FileReader(index, lease.value, lease.release, layerOpts);
+    }
+    const blobs = await openBlobSource(index.image.location, opts);
+    return new FileReader(index, blobs, () => blobs.close(), layerOpts);
   }
 
   /** The layer reader underneath (prefetch drives it directly). */
@@ -87,7 +102,8 @@ export class FileReader {
     }
   }
 
-  async close(): Promise<void> {
-    await this.blobs.close();
+  /** Closes the blob source, or gives it back to the pool (once: a second close does nothing). */
+  close(): Promise<void> {
+    return (this.closed ??= this.release());
   }
 }

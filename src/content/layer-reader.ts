@@ -3,7 +3,9 @@
 // that are adjacent go in one Range GET (a small layer is fetched whole),
 // each span is checked against its sha256 from the index and inflated from
 // its checkpoint. A span that does not verify is fetched once more, then the
-// read fails: never a wrong byte. Readers of one span share one fetch.
+// read fails: never a wrong byte. Readers of one span share one fetch; the
+// memory cache is keyed by span identity, so readers of several images can
+// share one (a ReadPool's) and a layer they describe alike is fetched once.
 
 import { createHash } from 'node:crypto';
 import { ClipError } from '../errors.js';
@@ -13,6 +15,7 @@ import type { BlobSource } from '../oci/types.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
 import { SpanIdentities } from './span-identity.js';
+import { SpanMemory } from './span-memory.js';
 
 export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
 /**
@@ -26,22 +29,16 @@ export const SMALL_LAYER = 1024 * 1024;
 export interface LayerReaderOptions {
   disk?: SpanCache;
   events?: ReadEvents;
+  /** Spans in memory, shared with other readers (a ReadPool's); default: a private cache of `memoryBytes`. */
+  memory?: SpanMemory;
   memoryBytes?: number;
   smallLayer?: number;
   /** Told of the spans every read needs (start-up profile recording). */
   onRead?: (layer: number, first: number, last: number) => void;
 }
 
-interface CachedSpan {
-  data: Promise<Buffer>;
-  size: number;
-}
-
 export class LayerReader {
-  /** Map order is recency order: the first entry is the least recently used. */
-  private readonly spans = new Map<string, CachedSpan>();
-  /** Bytes of the spans held in memory (bounded by memoryBytes). */
-  private inMemoryBytes = 0;
+  private readonly memory: SpanMemory;
   private readonly events: ReadEvents;
   /** On-demand reads in progress (prefetch yields to them). */
   active = 0;
@@ -56,6 +53,7 @@ export class LayerReader {
     private readonly opts: LayerReaderOptions = {},
   ) {
     this.events = opts.events ?? NO_EVENTS;
+    this.memory = opts.memory ?? new SpanMemory(opts.memoryBytes ?? DEFAULT_MEMORY_CACHE);
   }
 
   async read(layerIndex: number, offset: number, length: number): Promise<Buffer> {
@@ -105,17 +103,16 @@ export class LayerReader {
     let i = first;
     let fetched = 0;
     while (i <= last) {
-      if (this.spans.has(`${layerIndex}:${i}`) || (await disk.has(this.diskKey(layer, i)))) {
+      if (this.memory.has(this.identity(layer, i)) || (await disk.has(this.diskKey(layer, i)))) {
         i++;
         continue;
       }
       let j = i;
-      while (j < last && !this.spans.has(`${layerIndex}:${j + 1}`) && !(await disk.has(this.diskKey(layer, j + 1)))) j++;
+      while (j < last && !this.memory.has(this.identity(layer, j + 1)) && !(await disk.has(this.diskKey(layer, j + 1)))) j++;
       const data = await this.fetchRemote(layer, i, j);
       fetched += spanRange(layer.spans, j).end - spanRange(layer.spans, i).start;
       for (let k = i; k <= j; k++) {
-        await disk.put(this.diskKey(layer, k), data[k - i]!);
-        this.events.cacheStored(layer.digest, data[k - i]!.length);
+        if (await disk.put(this.diskKey(layer, k), data[k - i]!, this.onEvict)) this.events.cacheStored(layer.digest, data[k - i]!.length);
       }
       i = j + 1;
     }
@@ -133,11 +130,14 @@ export class LayerReader {
     };
     const small = layer.spans.compressedSize <= (this.opts.smallLayer ?? SMALL_LAYER);
     for (let i = first; i <= last; i++) {
-      const hit = this.spans.get(`${layerIndex}:${i}`);
+      const hit = this.memory.get(this.identity(layer, i));
       if (hit) {
-        this.touch(`${layerIndex}:${i}`, hit);
         this.events.cacheHit(layer.digest, 'memory');
-        result.set(i, hit.data);
+        // A fetch that another reader (of another image, from another source) started may fail where ours would not.
+        result.set(
+          i,
+          hit.fetcher === undefined || hit.fetcher === this ? hit.data : hit.data.catch(() => this.startFetch(layerIndex, [i])[0]!),
+        );
         continue;
       }
       missing.push(i);
@@ -145,7 +145,7 @@ export class LayerReader {
     if (small && missing.length > 0) {
       // Fetch every span of a small layer not cached or in flight yet.
       missing = [];
-      for (let i = 0; i < layer.spans.checkpoints.length; i++) if (!this.spans.has(`${layerIndex}:${i}`)) missing.push(i);
+      for (let i = 0; i < layer.spans.checkpoints.length; i++) if (!this.memory.has(this.identity(layer, i))) missing.push(i);
     }
     // Split the missing spans into runs of consecutive indices: one request each.
     const all = missing;
@@ -160,18 +160,13 @@ export class LayerReader {
     return out;
   }
 
-  private touch(key: string, entry: CachedSpan): void {
-    this.spans.delete(key);
-    this.spans.set(key, entry);
-  }
-
   /** Registers in-flight entries for `indices` (consecutive), fetches them, returns their promises. */
   private startFetch(layerIndex: number, indices: number[]): Promise<Buffer>[] {
     const layer = this.layers[layerIndex]!;
     const resolvers = new Map<number, { resolve: (b: Buffer) => void; reject: (e: unknown) => void }>();
     const promises: Promise<Buffer>[] = [];
+    const keep = new Set(indices.map((i) => this.identity(layer, i)));
     for (const i of indices) {
-      const key = `${layerIndex}:${i}`;
       const range = spanOutputRange(layer.spans, i);
       let resolve!: (b: Buffer) => void;
       let reject!: (e: unknown) => void;
@@ -179,35 +174,16 @@ export class LayerReader {
         resolve = res;
         reject = rej;
       });
-      const entry: CachedSpan = { data, size: range.end - range.start };
-      // A failed fetch is not cached: the next read tries again.
-      data.catch(() => {
-        if (this.spans.get(key) === entry) {
-          this.spans.delete(key);
-          this.inMemoryBytes -= entry.size;
-        }
-      });
-      this.spans.set(key, entry);
-      this.inMemoryBytes += entry.size;
+      // In memory while in flight, so other reads (of any reader sharing the cache) wait for this fetch.
+      this.memory.add(this.identity(layer, i), data, range.end - range.start, keep, this);
       resolvers.set(i, { resolve, reject });
       promises.push(data);
     }
-    this.evictMemory(new Set(indices.map((i) => `${layerIndex}:${i}`)));
     this.fetchRun(layer, indices).then(
       (buffers) => indices.forEach((i, k) => resolvers.get(i)!.resolve(buffers[k]!)),
       (e: unknown) => indices.forEach((i) => resolvers.get(i)!.reject(e)),
     );
     return promises;
-  }
-
-  private evictMemory(keep: Set<string>): void {
-    const max = this.opts.memoryBytes ?? DEFAULT_MEMORY_CACHE;
-    for (const [key, e] of this.spans) {
-      if (this.inMemoryBytes <= max) break;
-      if (keep.has(key)) continue;
-      this.spans.delete(key);
-      this.inMemoryBytes -= e.size;
-    }
   }
 
   /** Spans from the disk cache where present; the rest from the registry in as few requests as possible. */
@@ -294,7 +270,7 @@ export class LayerReader {
 
   /** The output of span i from memory (also when in flight) or the disk cache, if there. */
   private async cachedOutput(layer: LayerRecord, i: number): Promise<Buffer | undefined> {
-    const entry = this.spans.get(`${this.layers.indexOf(layer)}:${i}`);
+    const entry = this.memory.peek(this.identity(layer, i));
     if (entry) return entry.data.catch(() => undefined);
     const r = spanOutputRange(layer.spans, i);
     return this.opts.disk?.get(this.diskKey(layer, i), r.end - r.start);
@@ -302,12 +278,7 @@ export class LayerReader {
 
   /** Caches a span fetched along with others (in memory unless already there, and on disk). */
   private remember(layer: LayerRecord, i: number, data: Buffer): void {
-    const key = `${this.layers.indexOf(layer)}:${i}`;
-    if (!this.spans.has(key)) {
-      this.spans.set(key, { data: Promise.resolve(data), size: data.length });
-      this.inMemoryBytes += data.length;
-      this.evictMemory(new Set([key]));
-    }
+    this.memory.add(this.identity(layer, i), Promise.resolve(data), data.length);
     this.store(layer, i, data);
   }
 
@@ -320,8 +291,8 @@ export class LayerReader {
     const disk = this.opts.disk;
     if (!disk) return;
     this.storing = this.storing.then(() =>
-      disk.put(this.diskKey(layer, i), data).then(
-        () => this.events.cacheStored(layer.digest, data.length),
+      disk.put(this.diskKey(layer, i), data, this.onEvict).then(
+        (stored) => void (stored && this.events.cacheStored(layer.digest, data.length)),
         () => undefined,
       ),
     );
@@ -333,10 +304,18 @@ export class LayerReader {
    * index could claim for other bytes.
    */
   private diskKey(layer: LayerRecord, i: number): SpanKey {
+    return { layer: layer.digest, span: i, identity: this.identity(layer, i) };
+  }
+
+  /** Span i's identity as this index describes it: its key in memory and on disk. */
+  private identity(layer: LayerRecord, i: number): string {
     let ids = this.identities.get(layer);
     if (!ids) this.identities.set(layer, (ids = new SpanIdentities(layer)));
-    return { layer: layer.digest, span: i, identity: ids.of(i) };
+    return ids.of(i);
   }
+
+  /** Spans this reader wrote to the disk cache and the cache then evicted are reported to this reader's events. */
+  private readonly onEvict = (layer: string, bytes: number): void => this.events.cacheEvicted(layer, bytes);
 
   /** Index of the first span whose bytes do not hash to the index's digest, or -1. */
   private firstBadSpan(layer: LayerRecord, first: number, last: number, compressed: Buffer, from: number): number {

@@ -52,6 +52,8 @@ interface Entry {
   used: number;
   /** The layer, for spans written by this process (only those are reported to onEvict). */
   layer?: string;
+  /** Also told when this span is evicted: the writer's own listener (a reader sharing the cache reports to its own metrics). */
+  onEvict?: (layerDigest: string, bytes: number) => void;
 }
 
 export interface SpanCacheOptions {
@@ -208,26 +210,36 @@ export class SpanCache {
     return undefined;
   }
 
-  /** Stores a span; resolves once it is on disk (or skipped: already there, or bigger than the bound). */
-  async put(key: SpanKey, data: Buffer): Promise<void> {
+  /**
+   * Stores a span; resolves once it is on disk, to true, or to false when
+   * skipped (already there, or bigger than the bound): a reader sharing the
+   * cache counts only what it wrote. `onEvict` is told if this process later evicts it.
+   */
+  async put(key: SpanKey, data: Buffer, onEvict?: (layerDigest: string, bytes: number) => void): Promise<boolean> {
     const file = this.file(key);
-    const write = this.writes.then(() => this.write(key.layer, file, data));
+    const write = this.writes.then(() => this.write(key.layer, file, data, onEvict));
     this.writes = write.catch(() => undefined);
     return write;
   }
 
-  private async write(layer: string, file: string, data: Buffer): Promise<void> {
+  private async write(
+    layer: string,
+    file: string,
+    data: Buffer,
+    onEvict: ((layerDigest: string, bytes: number) => void) | undefined,
+  ): Promise<boolean> {
     await this.load();
     const size = HEADER + data.length;
-    if (size > this.maxBytes) return;
-    const store = async (): Promise<void> => {
-      if (this.files.has(file)) return;
+    if (size > this.maxBytes) return false;
+    const store = async (): Promise<boolean> => {
+      if (this.files.has(file)) return false;
       if (this.maxBytes !== Infinity) await this.evict(size);
       await mkdir(path.dirname(file), { recursive: true });
       // No fsync: a file torn by a crash fails its checksum and is fetched again.
       await writeFileAtomic(file, [MAGIC, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
-      this.files.set(file, { size, used: Date.now(), layer });
+      this.files.set(file, onEvict ? { size, used: Date.now(), layer, onEvict } : { size, used: Date.now(), layer });
       this.usedBytes += size;
+      return true;
     };
     if (this.maxBytes === Infinity) return store();
     // Under the lock, what other daemons wrote and evicted counts: by the ledger, or by a fresh scan.
@@ -235,8 +247,9 @@ export class SpanCache {
       const ledger = await this.readLedger();
       if (ledger === undefined || ledger + size > this.maxBytes || Date.now() - this.lastScan >= RESCAN_MS) await this.scan();
       else this.usedBytes = ledger;
-      await store();
+      const stored = await store();
       await writeFileAtomic(path.join(this.dir, LEDGER), Buffer.from(String(this.usedBytes)), { sync: false, mode: 0o600 });
+      return stored;
     });
   }
 
@@ -260,7 +273,9 @@ export class SpanCache {
     await Promise.all(
       victims.map(async ([file, e]) => {
         await rm(file, { force: true });
-        if (e.layer !== undefined) this.onEvict?.(e.layer, e.size);
+        if (e.layer === undefined) return;
+        this.onEvict?.(e.layer, e.size);
+        e.onEvict?.(e.layer, e.size);
       }),
     );
   }

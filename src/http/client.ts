@@ -91,6 +91,8 @@ export function backoff(attempt: number, retryAfter?: string): number {
   return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
 }
 
+const CLOSE_GRACE_MS = 2000;
+
 export function createAgent(): Agent {
   return new Agent({
     keepAliveTimeout: 30_000,
@@ -101,6 +103,15 @@ export function createAgent(): Agent {
     headersTimeout: STALL_TIMEOUT_MS,
     bodyTimeout: STALL_TIMEOUT_MS,
   });
+}
+
+/** Closes an agent's connections, waiting briefly for requests in flight (an unread blob stream must not hang it). */
+export async function closeAgent(agent: Agent): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS).unref()));
+  await Promise.race([agent.close(), timeout]);
+  clearTimeout(timer);
+  if (!agent.destroyed) await agent.destroy();
 }
 
 /** First value of a response header (names are lowercase in undici). */

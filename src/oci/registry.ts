@@ -10,6 +10,7 @@ import { findCredentials } from './credentials.js';
 import { checkDigest, digestOf, isDigest, verifyDigest } from '../util/digest.js';
 import {
   backoff,
+  closeAgent,
   createAgent,
   discard,
   header,
@@ -30,7 +31,6 @@ import type { BlobSource, RangeOptions, Reference, RegistryOptions, ResponseDead
 
 const MAX_AUTH_ATTEMPTS = 4;
 const MAX_ERROR_BODY = 64 * 1024;
-const CLOSE_GRACE_MS = 2000;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
 /** True for localhost, 127.0.0.0/8 and ::1, with or without a port. */
@@ -57,16 +57,20 @@ export class RegistryClient implements BlobSource, ManifestSource {
   readonly badContent = 'REGISTRY' as const;
   private readonly base: URL;
   private readonly agent: Agent;
+  /** False when the agent was lent (a ReadPool's, shared by the clients of one registry): its owner closes it. */
+  private readonly ownsAgent: boolean;
   private readonly auth: Authenticator;
   private readonly scope: string;
   private readonly deadline: ResponseDeadline | undefined;
 
-  constructor(ref: Pick<Reference, 'registry' | 'repository'>, opts: RegistryOptions = {}) {
+  /** `agent`: connections to share with other clients of the same registry (not closed by close()). */
+  constructor(ref: Pick<Reference, 'registry' | 'repository'>, opts: RegistryOptions = {}, agent?: Agent) {
     this.registry = ref.registry;
     this.repository = ref.repository;
     this.name = `${ref.registry}/${ref.repository}`;
     this.base = registryBaseUrl(ref.registry, opts.plainHttp);
-    this.agent = createAgent();
+    this.agent = agent ?? createAgent();
+    this.ownsAgent = agent === undefined;
     this.scope = `repository:${ref.repository}:pull`;
     this.deadline = opts.deadline;
     const lookup: { username?: string; password?: string } = {};
@@ -164,13 +168,9 @@ export class RegistryClient implements BlobSource, ManifestSource {
     });
   }
 
-  /** Closes the connections, waiting briefly for requests in flight (an unread blob stream must not hang it). */
+  /** Closes the connections (unless the agent was lent), waiting briefly for requests in flight. */
   async close(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS).unref()));
-    await Promise.race([this.agent.close(), timeout]);
-    clearTimeout(timer);
-    if (!this.agent.destroyed) await this.agent.destroy();
+    if (this.ownsAgent) await closeAgent(this.agent);
   }
 
   private blobRequest(

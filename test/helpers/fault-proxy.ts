@@ -19,6 +19,8 @@ export interface FaultProxy {
   set(mode: FaultMode, times?: number): void;
   /** Blob requests seen. */
   blobRequests: number;
+  /** Bytes of blob bodies passed through from the registry (in 'pass' mode). */
+  blobBytes: number;
   /** From now on, /v2/ requests need a Bearer token from the proxy's /token endpoint. */
   requireTokens(on: boolean): void;
   /** Every token issued so far stops working (a 401 until a new one is fetched). */
@@ -26,14 +28,22 @@ export interface FaultProxy {
   /** Tokens issued, and requests refused with 401. */
   tokensIssued: number;
   refused: number;
+  /** Client connections open to the proxy now. */
+  connections(): Promise<number>;
   close(): Promise<void>;
 }
 
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+export interface FaultProxyOptions {
+  /** How long the proxy keeps an idle client connection open (ms; Node's default is 5 s). */
+  keepAliveMs?: number;
+}
+
+export async function startFaultProxy(target: string, opts: FaultProxyOptions = {}): Promise<FaultProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   let mode: FaultMode = 'pass';
   let left = Infinity;
   let blobRequests = 0;
+  let blobBytes = 0;
   let tokens = false;
   let generation = 0;
   let tokensIssued = 0;
@@ -89,6 +99,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       (up) => {
         if (fault === 'pass' || (up.statusCode ?? 0) >= 300) {
           res.writeHead(up.statusCode ?? 502, up.headers);
+          if (isBlob) up.on('data', (c: Buffer) => (blobBytes += c.length));
           up.pipe(res);
           return;
         }
@@ -120,6 +131,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
+  if (opts.keepAliveMs !== undefined) server.keepAliveTimeout = opts.keepAliveMs;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
@@ -130,6 +142,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     },
     get blobRequests() {
       return blobRequests;
+    },
+    get blobBytes() {
+      return blobBytes;
     },
     requireTokens(on) {
       tokens = on;
@@ -143,6 +158,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     get refused() {
       return refused;
     },
+    connections: () => new Promise((r, j) => server.getConnections((e, n) => (e ? j(e) : r(n)))),
     close: () =>
       new Promise((r) => {
         server.closeAllConnections();
