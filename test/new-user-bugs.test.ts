@@ -11,8 +11,8 @@ import { createArchive } from '../src/archive/create-archive.js';
 import { loadIndex } from '../src/index/load.js';
 import { ClipError } from '../src/errors.js';
 import { isMounted } from '../src/fuse/index.js';
-import { startBackgroundMount } from '../src/mount/background.js';
-import { settingsFromFlags, type MountLogLevel } from '../src/mount/settings.js';
+import { ensureDaemon } from '../src/daemon/client.js';
+import { existsSync } from 'node:fs';
 import { runClip, type CliResult } from './helpers/cli.js';
 import { alive, clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { buildImage, compressLayer, hostArchitecture, type BuiltImage, type LayerSpec } from './helpers/image-builder.js';
@@ -220,22 +220,13 @@ describe('bugs a new user hits: clip mount', () => {
   });
 
   it('a daemon that fails before it is ready: its own error line is relayed', async () => {
-    const mp = await mkdtemp(path.join(ws.dir, 'mp-'));
-    const saved = process.env['CLIP_STATE_DIR'];
-    process.env['CLIP_STATE_DIR'] = ws.env['CLIP_STATE_DIR'];
-    try {
-      // Past the CLI's checks (a library caller can): the daemon refuses the level itself, before its ready fd.
-      const settings = { ...settingsFromFlags({ cacheDir: path.join(ws.dir, 'cache') }), logLevel: 'verbose' as MountLogLevel };
-      await assert.rejects(startBackgroundMount({ index, mountpoint: mp, registry: {}, settings }), (e: unknown) => {
-        assert.ok(e instanceof ClipError);
-        assert.match(e.message, /^bad --log-level verbose: expected one of/);
-        return true;
-      });
-    } finally {
-      if (saved === undefined) delete process.env['CLIP_STATE_DIR'];
-      else process.env['CLIP_STATE_DIR'] = saved;
-    }
-    assert.ok(!isMounted(mp));
+    // Past the CLI's checks (a library caller can): the daemon refuses the level itself, before it answers.
+    await assert.rejects(ensureDaemon(ws.env['CLIP_STATE_DIR']!, ['--log-level', 'verbose']), (e: unknown) => {
+      assert.ok(e instanceof ClipError);
+      assert.match(e.message, /^--log-level: expected one of trace, debug, info, warn, error/);
+      return true;
+    });
+    assert.ok(!existsSync(path.join(ws.env['CLIP_STATE_DIR']!, 'clip.sock')), 'no daemon answers');
   });
 
   it('a second --rootfs of a mounted image is refused what its daemon was not started with', async () => {

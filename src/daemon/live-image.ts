@@ -5,6 +5,7 @@
 // file may change or go; the kernel's inode numbers must keep meaning the same).
 
 import { FileReader } from '../content/file-reader.js';
+import type { ReadPool } from '../content/read-pool.js';
 import { prefetchLayers } from '../content/prefetch.js';
 import { loadProfile, ProfileRecorder, warmFromProfile } from '../content/startup-profile.js';
 import { ImageFileSystem } from '../fs/image-fs.js';
@@ -17,6 +18,8 @@ import type { ServedImage } from './served-images.js';
 export interface ReadSettings {
   cacheDir: string;
   cacheBytes: number;
+  /** Shared by every image of the daemon: span memory, disk cache, registry connections. */
+  pool: ReadPool;
 }
 
 export class LiveImage {
@@ -47,6 +50,7 @@ export class LiveImage {
       ...spec.registry,
       cacheDir: read.cacheDir,
       cacheBytes: read.cacheBytes,
+      pool: read.pool,
       events: metrics,
       ...(recorder ? { onRead: recorder.record } : {}),
     });

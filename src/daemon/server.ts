@@ -21,6 +21,7 @@ import { VERSION } from '../version.js';
 import type { ApiError, MountReply, MountRequest, PsReply, StatsReply, UmountReply, UmountRequest } from './api.js';
 import { LiveImage } from './live-image.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import { ReadPool } from '../content/read-pool.js';
 import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
 import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
@@ -66,6 +67,7 @@ export class DaemonServer {
   private readonly root = new RootFileSystem();
   private readonly live = new Map<string, LiveImage>();
   private readonly metrics = new DaemonMetrics();
+  private readonly read;
   private closeMetrics: (() => Promise<void>) | undefined;
   private table: DaemonTable;
   private session: FuseSession | undefined;
@@ -84,6 +86,8 @@ export class DaemonServer {
   ) {
     this.table = { images: table.images.map((i) => ({ ...i })) };
     this.paths = daemonPaths(runtime.config.stateDir);
+    const { cacheDir, cacheBytes, memoryCacheBytes } = runtime.config;
+    this.read = { cacheDir, cacheBytes, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
   }
 
   /** Whether nothing is served (an orphaned serving process may then just end). */
@@ -106,7 +110,7 @@ export class DaemonServer {
     await Promise.all(
       this.table.images.map(async (spec) => {
         try {
-          const img = await LiveImage.open(spec, spec.loadFrom, this.config, this.metrics, this.log, false);
+          const img = await LiveImage.open(spec, spec.loadFrom, this.read, this.metrics, this.log, false);
           this.live.set(spec.key, img);
           this.root.add(spec.slot, spec.key, img.fs);
           await img.startBackground(this.log, false);
@@ -130,7 +134,12 @@ export class DaemonServer {
       onOp: this.metrics.onOp,
     }).start();
     this.session.closed.then(
-      () => this.log.info('the FUSE mount is gone'),
+      () => {
+        // Unmounted under us (umount -l by hand, a test's sweep): nothing can be served any more.
+        if (this.stopping) return;
+        this.log.warn('the FUSE mount was unmounted by someone else: stopping');
+        void this.serially(() => this.stopAll()).catch(() => undefined);
+      },
       (e: unknown) => this.log.error({ err: (e as Error).message }, 'FUSE session failed'),
     );
     this.log.info({ resent: this.session.resentRequests }, 'serving');
@@ -360,7 +369,7 @@ export class DaemonServer {
       rootfs: [],
       startedAt: new Date().toISOString(),
     };
-    const img = await LiveImage.open(spec, req.index, this.config, this.metrics, this.log, true);
+    const img = await LiveImage.open(spec, req.index, this.read, this.metrics, this.log, true);
     spec.image = img.metrics.image;
     try {
       // The serving process after this one reads the copy: the user's file may change or go meanwhile.

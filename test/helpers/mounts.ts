@@ -3,11 +3,12 @@
 // the temp dir, and a check that a suite left nothing mounted.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readMounts } from '../../src/fuse/index.js';
 import { isAlive } from '../../src/util/process.js';
+import { runClip } from './cli.js';
 
 /** clip mounts (FUSE and overlays) under the temp dir made by tests; `mine`: only this process's. */
 export function testMounts(mine = false): string[] {
@@ -39,11 +40,24 @@ export function sweepClipMounts(): void {
   for (const mp of stale.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', mp]);
 }
 
-/** The state records (mountpoint, daemon pid) of a workspace's mounts. */
-export async function mountRecords(ws: ClipWorkspace): Promise<{ pid: number; mountpoint: string }[]> {
-  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'mounts');
-  const names = await readdir(dir).catch(() => [] as string[]);
-  return Promise.all(names.filter((f) => f.endsWith('.json')).map(async (f) => JSON.parse(await readFile(path.join(dir, f), 'utf8'))));
+/** What a workspace's daemon serves, one row per mount (read-only mount, rootfs, and each image's own directory), with the serving pid and the daemon's log. */
+export async function mountRecords(ws: ClipWorkspace): Promise<{ pid: number; mountpoint: string; log: string; image: string }[]> {
+  const state = ws.env['CLIP_STATE_DIR']!;
+  const table = await readFile(path.join(state, 'daemon', 'table.json'), 'utf8').catch(() => undefined);
+  if (table === undefined) return [];
+  const images = (JSON.parse(table) as { images: { key: string; image: string; mounts: { mountpoint: string }[]; rootfs: { mountpoint: string }[] }[] }).images;
+  if (images.length === 0) return [];
+  const r = await runClip(['ps', '--json'], { env: ws.env });
+  const pid = r.code === 0 ? (JSON.parse(r.stdout.toString()) as { daemon: { pid: number } }).daemon.pid : 0;
+  const log = path.join(state, 'logs', 'daemon.log');
+  return images.flatMap((i) =>
+    [path.join(state, 'fs', i.key), ...i.mounts.map((m) => m.mountpoint), ...i.rootfs.map((m) => m.mountpoint)].map((mountpoint) => ({
+      pid,
+      mountpoint,
+      log,
+      image: i.image,
+    })),
+  );
 }
 
 export interface ClipWorkspace {
