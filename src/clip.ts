@@ -43,3 +43,24 @@ export type { SkippedEntry, SkipListener } from './archive/types.js';
 export { extractArchive } from './archive/extract.js';
 export type { ExtractOptions, ExtractSummary } from './archive/extract.js';
 export type { IndexKind } from './index/types.js';
+export { runService } from './daemon/service.js';
+export type { ServiceOptions } from './daemon/service.js';
+export { callDaemon, daemonAnswers, ensureDaemon } from './daemon/client.js';
+export { upgradeDaemon, stopDaemon } from './daemon/control.js';
+export { loadDaemonConfig } from './daemon/config.js';
+export type { DaemonConfig, DaemonFlags, LoadedConfig, LoadOptions, LogFormat } from './daemon/config.js';
+export type { MountLogLevel } from './mount/settings.js';
+export type { MountIdentity } from './mount/state.js';
+export type {
+  AskedDaemonSettings,
+  MountRequest,
+  MountReply,
+  UmountRequest,
+  UmountReply,
+  PsReply,
+  PsMount,
+  StatsReply,
+} from './daemon/api.js';
+export type { BindMount, ImageSettings, RootfsMount, ServedImage } from './daemon/served-images.js';
+export { DaemonMetrics, ImageMetrics } from './metrics/daemon-metrics.js';
+export type { LayerStats, Series } from './metrics/daemon-metrics.js';

@@ -229,7 +229,7 @@ describe('bugs a new user hits: clip mount', () => {
     assert.ok(!existsSync(path.join(ws.env['CLIP_STATE_DIR']!, 'clip.sock')), 'no daemon answers');
   });
 
-  it('a second --rootfs of a mounted image is refused what its daemon was not started with', async () => {
+  it('a second --rootfs of a mounted image is refused what its daemon and the image were not started with', async () => {
     const a = await mkdtemp(path.join(ws.dir, 'rootfs-'));
     const cacheA = path.join(ws.dir, 'cache-a');
     const first = await runClip(['mount', index, '--rootfs', a, '--cache-dir', cacheA], { env: ws.env });

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { registryOptions } from '../src/cli/registry-options.js';
 import { ClipError } from '../src/errors.js';
 import { mustRunAsRoot } from '../src/fuse/index.js';
-import { MountMetrics } from '../src/metrics/mount-metrics.js';
+import { DaemonMetrics } from '../src/metrics/daemon-metrics.js';
 import { digestOf } from '../src/util/digest.js';
 import { S3Client } from '../src/s3/client.js';
 import { metric } from './helpers/prometheus.js';
@@ -48,12 +48,13 @@ describe('one helper each', () => {
   });
 
   it("metrics and stats call the disk cache's bytes cachedBytes / clip_cached_bytes", async () => {
-    const m = new MountMetrics();
+    const all = new DaemonMetrics();
+    const m = all.image('registry.test/app@sha256:00');
     m.cacheStored('sha256:aa', 100);
     m.cacheStored('sha256:aa', 50);
     m.cacheEvicted('sha256:aa', 40);
     assert.equal(m.summary()[0]!.cachedBytes, 110);
-    assert.equal(metric(await m.registry.metrics(), 'clip_cached_bytes'), 110);
+    assert.equal(metric(await all.registry.metrics(), 'clip_cached_bytes', 'image="registry.test/app@sha256:00"'), 110);
   });
 });
 

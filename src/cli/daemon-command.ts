@@ -57,7 +57,10 @@ export function daemonCommand(): Command {
     .option('--config <file>', `TOML settings file (default ${DEFAULT_CONFIG_PATH}, if it exists); flags override it`)
     .option('--check-config', 'load and validate the settings, print the effective ones, and exit')
     .option('--json', 'with --check-config: print them as JSON')
-    .option('--upgrade', 'have the running daemon hand its mounts to a new serving process (the clip installed now); containers notice nothing')
+    .option(
+      '--upgrade',
+      'have the running daemon hand its mounts to a new serving process (the clip installed now); containers notice nothing',
+    )
     .option('--stop', 'stop the running daemon: it unmounts everything it serves, then exits')
     .addOption(new Option('--idle-exit', 'end once the last mount is gone (a daemon clip mount started)').hideHelp())
     .addOption(new Option('--log-file <file>', 'log to this size-bounded file instead of stderr').hideHelp());

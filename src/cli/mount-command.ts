@@ -58,7 +58,8 @@ export function mountCommand(): Command {
     const asked = askedSettings(o);
     requireRoot('mount');
     if (o.recordProfile !== undefined) await checkOutputFile(o.recordProfile, 'start-up profile');
-    if (o.rootfs !== undefined && mountpoint !== undefined) throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
+    if (o.rootfs !== undefined && mountpoint !== undefined)
+      throw new ClipError('BAD_ARGUMENT', 'give either a mountpoint or --rootfs, not both');
     if (o.rootfs === undefined && mountpoint === undefined) throw new ClipError('BAD_ARGUMENT', 'missing mountpoint (or --rootfs DIR)');
     if (o.rootfs === undefined && (o.upperDir !== undefined || o.workDir !== undefined))
       throw new ClipError('BAD_ARGUMENT', '--upper-dir and --work-dir go with --rootfs');

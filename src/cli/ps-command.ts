@@ -17,7 +17,9 @@ export function psCommand(): Command {
         process.stdout.write(JSON.stringify(ps, null, 2) + '\n');
         return;
       }
-      const lines = [`clip daemon ${ps.daemon.version}: serving pid ${ps.daemon.pid} (supervisor ${ps.daemon.supervisor}), since ${ps.daemon.started}`];
+      const lines = [
+        `clip daemon ${ps.daemon.version}: serving pid ${ps.daemon.pid} (supervisor ${ps.daemon.supervisor}), since ${ps.daemon.started}`,
+      ];
       for (const m of ps.mounts) {
         lines.push(`${m.image}\n  index ${m.index}\n  fetched ${formatBytes(m.fetchedBytes)}, cached ${formatBytes(m.cachedBytes)}`);
         for (const mp of m.mountpoints) lines.push(`  mount  ${mp}`);

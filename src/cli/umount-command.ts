@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import path from 'node:path';
 import type { UmountReply } from '../daemon/api.js';
+import { ClipError } from '../errors.js';
 import { stateDir } from '../mount/state.js';
 import { requireRoot } from './require-root.js';
 
@@ -15,8 +16,15 @@ export function umountCommand(): Command {
     .option('--lazy', 'detach it even while processes use it (umount -l); their open files keep being served until closed')
     .action(async (mountpoint: string, o: { lazy?: boolean }) => {
       requireRoot('umount');
-      const { callDaemon } = await import('../daemon/client.js');
-      const r = await callDaemon<UmountReply>(stateDir(), 'POST', '/v1/umount', { mountpoint: path.resolve(mountpoint), lazy: o.lazy === true });
+      const { callDaemon, daemonAnswers, pidFileAlive } = await import('../daemon/client.js');
+      const mp = path.resolve(mountpoint);
+      const state = stateDir();
+      if (!(await daemonAnswers(state)) && !(await pidFileAlive(state))) {
+        const { notAClipMount } = await import('../daemon/stacked-mounts.js');
+        const e = notAClipMount(mp);
+        throw new ClipError(e.code, `${e.message}: no clip daemon runs for state dir ${state}`);
+      }
+      const r = await callDaemon<UmountReply>(state, 'POST', '/v1/umount', { mountpoint: mp, lazy: o.lazy === true });
       if (r.kept !== undefined)
         process.stderr.write(`clip: kept ${r.kept}: the detached rootfs still uses it; remove it once its processes are gone\n`);
     });

@@ -3,7 +3,7 @@
 // stats, ps and `daemon --upgrade` are clients of it; the types here are the
 // contract between them.
 
-import type { LayerStats } from '../metrics/mount-metrics.js';
+import type { LayerStats } from '../metrics/daemon-metrics.js';
 import type { RegistryOptions } from '../oci/types.js';
 import type { ImageSettings } from './served-images.js';
 

@@ -85,7 +85,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Whether the daemon's pid file names a live process (then an unreachable socket is a restart in progress). */
-async function pidFileAlive(stateDir: string): Promise<boolean> {
+export async function pidFileAlive(stateDir: string): Promise<boolean> {
   try {
     const p = JSON.parse(readFileSync(daemonPaths(stateDir).pidFile, 'utf8')) as { pid: number };
     process.kill(p.pid, 0);

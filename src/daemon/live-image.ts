@@ -12,7 +12,7 @@ import { ImageFileSystem } from '../fs/image-fs.js';
 import { loadIndex } from '../index/load.js';
 import type { ClipIndex } from '../index/types.js';
 import type { DaemonMetrics, ImageMetrics } from '../metrics/daemon-metrics.js';
-import type { Logger } from '../mount/logger.js';
+import type { Logger } from 'pino';
 import type { ServedImage } from './served-images.js';
 
 export interface ReadSettings {

@@ -26,12 +26,13 @@ const ROOT = 1;
 const SLOT_SPAN = 2 ** 32;
 /** Slots stay below 2^20: inode numbers must stay exact in a double (2^52). */
 export const MAX_SLOT = 2 ** 20 - 1;
-const TIMEOUT = 86400;
 const S_IFDIR = 0o040000;
 
 interface Served {
   key: string;
   fs: ImageFileSystem;
+  /** Told of every READ answered (first-read metrics). */
+  onRead: (() => void) | undefined;
 }
 
 export function slotInode(slot: number, ino: number): number {
@@ -43,10 +44,10 @@ export class RootFileSystem implements FileSystem {
   private readonly byKey = new Map<string, number>();
   private readonly startedAt = { sec: Math.floor(Date.now() / 1000), nsec: 0 };
 
-  add(slot: number, key: string, fs: ImageFileSystem): void {
+  add(slot: number, key: string, fs: ImageFileSystem, onRead?: () => void): void {
     if (!Number.isSafeInteger(slot) || slot < 1 || slot > MAX_SLOT) throw new Error(`bad image slot ${slot}`);
     if (this.bySlot.has(slot) || this.byKey.has(key)) throw new Error(`image slot ${slot} or key ${key} is taken`);
-    this.bySlot.set(slot, { key, fs });
+    this.bySlot.set(slot, { key, fs, onRead });
     this.byKey.set(key, slot);
   }
 
@@ -68,7 +69,20 @@ export class RootFileSystem implements FileSystem {
   private rootAttr(): AttrReply {
     const t = this.startedAt;
     return {
-      attr: { ino: ROOT, mode: S_IFDIR | 0o755, nlink: 2 + this.bySlot.size, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 4096, atime: t, mtime: t, ctime: t },
+      attr: {
+        ino: ROOT,
+        mode: S_IFDIR | 0o755,
+        nlink: 2 + this.bySlot.size,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        size: 0,
+        blocks: 0,
+        blksize: 4096,
+        atime: t,
+        mtime: t,
+        ctime: t,
+      },
       timeout: 0,
     };
   }
@@ -107,9 +121,11 @@ export class RootFileSystem implements FileSystem {
     return fs.open(local);
   }
 
-  read(ino: number, fh: number, offset: number, size: number): Promise<Buffer> {
-    const { fs, local } = this.split(ino);
-    return fs.read(local, fh, offset, size);
+  async read(ino: number, fh: number, offset: number, size: number): Promise<Buffer> {
+    const { fs, slot, local } = this.split(ino);
+    const data = await fs.read(local, fh, offset, size);
+    this.bySlot.get(slot)?.onRead?.();
+    return data;
   }
 
   opendir(ino: number): OpenResult {

@@ -11,11 +11,12 @@ import { chmod } from 'node:fs/promises';
 import path from 'node:path';
 import type { DaemonConfig } from './config.js';
 import { ClipError, isClipError } from '../errors.js';
-import { FuseSession, isMounted, unmount, type ConnectionInfo } from '../fuse/index.js';
+import { findMount, FuseSession, isMounted, unmount, type ConnectionInfo } from '../fuse/index.js';
 import { HEADER_SIZE } from '../index/format.js';
-import { keyOf } from '../mount/state.js';
-import type { Logger } from '../mount/logger.js';
-import { settingsConflicts } from '../mount/settings.js';
+import { KIND_NAMES } from '../index/types.js';
+import { isSameMount, keyOf, mountIdentity } from '../mount/state.js';
+import type { Logger } from 'pino';
+import { settingsConflicts, type MountSettings } from '../mount/settings.js';
 import { pathProblem } from '../util/path-errors.js';
 import { VERSION } from '../version.js';
 import type { ApiError, MountReply, MountRequest, PsReply, StatsReply, UmountReply, UmountRequest } from './api.js';
@@ -25,7 +26,7 @@ import { ReadPool } from '../content/read-pool.js';
 import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
 import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
-import { bindImage, mountRootfs, takeDown } from './stacked-mounts.js';
+import { bindImage, mountRootfs, notAClipMount, takeDown } from './stacked-mounts.js';
 
 /** What the supervisor tells its serving process about the daemon (environment CLIP_DAEMON, JSON). */
 export interface DaemonRuntime {
@@ -103,7 +104,6 @@ export class DaemonServer {
     return path.join(this.config.stateDir, 'daemon', 'indexes', `${key}.clip`);
   }
 
-
   /** Loads every image of the table (before serving: the kernel's requests for them may be waiting). */
   async load(): Promise<void> {
     const started = performance.now();
@@ -112,7 +112,7 @@ export class DaemonServer {
         try {
           const img = await LiveImage.open(spec, spec.loadFrom, this.read, this.metrics, this.log, false);
           this.live.set(spec.key, img);
-          this.root.add(spec.slot, spec.key, img.fs);
+          this.root.add(spec.slot, spec.key, img.fs, () => img.metrics.firstRead());
           await img.startBackground(this.log, false);
         } catch (e) {
           // Its files now answer ENOENT; the rest of the node keeps working.
@@ -144,6 +144,12 @@ export class DaemonServer {
     );
     this.log.info({ resent: this.session.resentRequests }, 'serving');
     await this.listen();
+    if (this.runtime.idleExit) {
+      // Started for a mount that never came (its client died): do not linger.
+      setTimeout(() => {
+        if (this.table.images.length === 0) void this.serially(() => this.stopAll()).catch(() => undefined);
+      }, IDLE_START_MS).unref();
+    }
     if (this.config.metricsAddr !== undefined) {
       // Metrics are not worth failing the mounts for: a taken port is logged.
       this.closeMetrics = await serveDaemonMetrics(this.metrics, () => this.health(), this.config.metricsAddr).catch((e: unknown) => {
@@ -183,7 +189,16 @@ export class DaemonServer {
         case 'GET /v1/stats':
           return reply(200, this.stats(url.searchParams.get('mountpoint') ?? ''));
         case 'POST /v1/mount':
-          return reply(200, await this.serially(async () => this.mount((await body(req)) as MountRequest)));
+          return reply(
+            200,
+            await this.serially(async () => {
+              try {
+                return await this.mount((await body(req)) as MountRequest);
+              } finally {
+                await this.endIfIdle();
+              }
+            }),
+          );
         case 'POST /v1/umount':
           return reply(200, await this.serially(async () => this.umount((await body(req)) as UmountRequest)));
         case 'POST /v1/upgrade':
@@ -229,7 +244,13 @@ export class DaemonServer {
 
   ps(): PsReply {
     return {
-      daemon: { pid: process.pid, supervisor: process.ppid, version: VERSION, started: this.runtime.startedAt, stateDir: this.config.stateDir },
+      daemon: {
+        pid: process.pid,
+        supervisor: process.ppid,
+        version: VERSION,
+        started: this.runtime.startedAt,
+        stateDir: this.config.stateDir,
+      },
       mounts: this.table.images.map((spec) => {
         const img = this.live.get(spec.key);
 
@@ -267,29 +288,37 @@ export class DaemonServer {
     return { index: spec.loadFrom, layers: img.metrics.summary() };
   }
 
-  /** Refuses what the daemon cannot do for this mount: its own settings are the node's. */
-  private checkDaemonSettings(asked: MountRequest['daemon']): void {
+  /**
+   * Refuses what cannot be done as asked: the daemon's own settings are the
+   * node's, and an image already served keeps the settings it was mounted with.
+   */
+  private checkSettings(req: MountRequest, served: ServedImage | undefined): void {
     const c = this.config;
-    const differs: string[] = [];
-    const check = (flag: string, want: string | number | undefined, has: string | number | undefined): void => {
-      if (want !== undefined && want !== has) differs.push(`${flag} ${want} (it has ${has ?? 'none'})`);
+    const image = req.image ?? {};
+    const running: MountSettings = {
+      logLevel: c.logLevel,
+      cacheDir: c.cacheDir,
+      cacheBytes: c.cacheBytes,
+      ...(c.metricsAddr !== undefined ? { metricsAddr: c.metricsAddr } : {}),
+      // A new image takes what is asked; a served one has what it has.
+      ...(served ? served.settings : image),
     };
-    check('--log-level', asked.logLevel, c.logLevel);
-    check('--cache-dir', asked.cacheDir, c.cacheDir);
-    check('--cache-size', asked.cacheBytes, c.cacheBytes);
-    check('--metrics-addr', asked.metricsAddr, c.metricsAddr);
-    if (differs.length > 0) {
-      throw new ClipError(
-        'BAD_ARGUMENT',
-        `the clip daemon (pid ${process.ppid}, state dir ${c.stateDir}) serves every mount of the node with its own settings, and not ${differs.join(', ')}; give the same flags (or none), or restart the daemon with them`,
-      );
-    }
+    const asked = { ...(req.daemon ?? {}), ...image } as Partial<MountSettings>;
+    const differs = settingsConflicts(asked, running);
+    if (differs.length === 0) return;
+    const who = `the clip daemon (pid ${process.ppid}, state dir ${c.stateDir})`;
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      served
+        ? `${req.index} is already mounted (served by ${who}) with other settings: ${differs.join(', ')}; give the same flags (or none), or unmount its mounts first (--log-level, --cache-dir, --cache-size and --metrics-addr are the daemon's: restart it with them)`
+        : `${who} runs with other settings: ${differs.join(', ')}; give the same flags (or none), or restart the daemon with them`,
+    );
   }
 
   private async mount(req: MountRequest): Promise<MountReply> {
+    const started = performance.now();
     if (typeof req?.index !== 'string' || (req.mountpoint === undefined) === (req.rootfs === undefined))
       throw new HttpError(400, 'a mount needs an index and either a mountpoint or a rootfs');
-    this.checkDaemonSettings(req.daemon ?? {});
     const rootfs = req.rootfs !== undefined;
     const given = (rootfs ? req.rootfs : req.mountpoint)!;
     let target: string;
@@ -308,16 +337,9 @@ export class DaemonServer {
     });
     const asked = this.imageSettings(req.image ?? {});
     let spec = this.table.images.find((i) => i.key === key);
+    this.checkSettings(req, spec);
     let fresh = false;
-    if (spec) {
-      const differs = settingsConflicts(req.image ?? {}, { logLevel: 'info', cacheDir: '', cacheBytes: 0, ...spec.settings });
-      if (differs.length > 0) {
-        throw new ClipError(
-          'BAD_ARGUMENT',
-          `${req.index} is already served (at ${this.imageDir(key)}) with other settings: ${differs.join(', ')}; give the same flags (or none), or unmount it first`,
-        );
-      }
-    } else {
+    if (!spec) {
       spec = await this.addImage(key, req, asked);
       fresh = true;
     }
@@ -337,7 +359,19 @@ export class DaemonServer {
       throw e;
     }
     await this.publish();
-    this.log.info({ image: spec.image, mountpoint: target, rootfs }, 'mounted');
+    const live = this.live.get(key);
+    this.log.info(
+      {
+        image: spec.image,
+        index: spec.index,
+        kind: live ? KIND_NAMES[live.index.kind] : undefined,
+        mountpoint: target,
+        rootfs,
+        cacheDir: this.config.cacheDir,
+        ms: Math.round(performance.now() - started),
+      },
+      'mounted',
+    );
     return { mountpoint: target };
   }
 
@@ -379,7 +413,7 @@ export class DaemonServer {
         spec.loadFrom = copy;
       }
       this.live.set(key, img);
-      this.root.add(spec.slot, key, img.fs);
+      this.root.add(spec.slot, key, img.fs, () => img.metrics.firstRead());
       await img.startBackground(this.log, true);
     } catch (e) {
       this.live.delete(key);
@@ -403,10 +437,24 @@ export class DaemonServer {
   private async umount(req: UmountRequest): Promise<UmountReply> {
     const mp = path.resolve(String(req?.mountpoint ?? ''));
     const spec = this.imageAt(mp);
-    if (!spec) throw new ClipError('BAD_ARGUMENT', `${mp} is not a clip mount`);
+    if (!spec) throw notAClipMount(mp);
     let kept: string | undefined;
     const r = spec.rootfs.find((x) => x.mountpoint === mp);
     const b = spec.mounts.find((x) => x.mountpoint === mp);
+    const recorded = r ?? b;
+    if (recorded) {
+      // Unmounted behind the daemon's back: the entry goes; whatever sits there now is not clip's.
+      const now = findMount(mp);
+      if (!now || !isSameMount(recorded.mount, mountIdentity(now))) {
+        spec.rootfs = spec.rootfs.filter((x) => x !== recorded);
+        spec.mounts = spec.mounts.filter((x) => x !== recorded);
+        if (spec.rootfs.length === 0 && spec.mounts.length === 0) await this.removeImage(spec);
+        await this.publish();
+        await this.endIfIdle();
+        if (now) throw new ClipError('BAD_ARGUMENT', `${mp} is not a clip mount (a ${now.fsType} mount clip did not make; left alone)`);
+        return {};
+      }
+    }
     if (r) {
       kept = (await takeDown(r, { lazy: req.lazy === true })).kept;
       spec.rootfs = spec.rootfs.filter((x) => x !== r);
@@ -421,12 +469,19 @@ export class DaemonServer {
     if (spec.rootfs.length === 0 && spec.mounts.length === 0 && !req.lazy) await this.removeImage(spec);
     await this.publish();
     this.log.info({ mountpoint: mp }, 'unmounted');
-    if (this.runtime.idleExit && this.table.images.length === 0) {
-      // Everything is down before the answer; the supervisor is told to end once it is sent.
-      await this.stopAll(false);
-      this.endAfterReply = true;
-    }
+    await this.endIfIdle();
     return kept === undefined ? {} : { kept };
+  }
+
+  /**
+   * A daemon `clip mount` started ends when it serves nothing (its last mount
+   * went, or the mount it was started for failed): everything is down before
+   * the answer, and the supervisor is told to end once it is sent.
+   */
+  private async endIfIdle(): Promise<void> {
+    if (!this.runtime.idleExit || this.table.images.length > 0 || this.stopping) return;
+    await this.stopAll(false);
+    this.endAfterReply = true;
   }
 
   /** Set when the answer being sent is the last: the supervisor is told to end after it. */
@@ -451,6 +506,8 @@ export class DaemonServer {
 }
 
 const MAX_BODY = 1024 * 1024;
+/** How long a daemon started by `clip mount` waits for its first mount. */
+const IDLE_START_MS = 30_000;
 
 function body(req: http.IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {

@@ -14,7 +14,7 @@ import type { DaemonConfig } from './config.js';
 import { ClipError } from '../errors.js';
 import { detach, findMount, forceUnmount, isMounted } from '../fuse/index.js';
 import { holdLock } from '../mount/lock.js';
-import type { Logger } from '../mount/logger.js';
+import type { Logger } from 'pino';
 import { createDaemonLog } from './log.js';
 import { isSameProcess, processIdentity } from '../mount/process-identity.js';
 import { isSameMount, mountIdentity } from '../mount/state.js';
@@ -98,7 +98,11 @@ function notifySystemd(log: Logger): void {
 
 export async function runService(opts: ServiceOptions): Promise<void> {
   const { config } = opts;
-  const log = createDaemonLog({ level: config.logLevel, format: config.logFormat, ...(opts.logFile !== undefined ? { file: opts.logFile } : {}) });
+  const log = createDaemonLog({
+    level: config.logLevel,
+    format: config.logFormat,
+    ...(opts.logFile !== undefined ? { file: opts.logFile } : {}),
+  });
   const paths = daemonPaths(config.stateDir);
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await takeStateDir(config);
@@ -115,7 +119,10 @@ export async function runService(opts: ServiceOptions): Promise<void> {
   const serving = new Promise<void>((res) => (firstServing = res));
   const supervisor = new Supervisor({
     mounts: [{ mountpoint: paths.root, mount: { fsname: 'clip', subtype: 'clip' } }],
-    server: { module: SERVER_MODULE, env: { CLIP_DAEMON: JSON.stringify(runtime), UV_THREADPOOL_SIZE: process.env['UV_THREADPOOL_SIZE'] ?? '16' } },
+    server: {
+      module: SERVER_MODULE,
+      env: { CLIP_DAEMON: JSON.stringify(runtime), UV_THREADPOOL_SIZE: process.env['UV_THREADPOOL_SIZE'] ?? '16' },
+    },
     handshake: true,
     onEvent: (e) => {
       if (e.type === 'server-exited' && e.signal !== null) log.warn(e, 'serving process died; starting another');
@@ -127,7 +134,8 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     // What is stacked on the FUSE mount goes first, lazily where in use.
     beforeRelease: async () => {
       const table = supervisor.currentState as DaemonTable | undefined;
-      for (const image of table?.images ?? []) for (const m of [...image.rootfs, ...image.mounts]) await takeDown(m, { lazy: true }).catch(() => {});
+      for (const image of table?.images ?? [])
+        for (const m of [...image.rootfs, ...image.mounts]) await takeDown(m, { lazy: true }).catch(() => {});
     },
   });
   await supervisor.start();

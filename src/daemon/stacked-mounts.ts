@@ -100,3 +100,12 @@ export async function takeDown(m: BindMount | RootfsMount, opts: TakeDownOptions
   }
   return {};
 }
+
+/** "not a clip mount", and what is mounted there instead if anything. */
+export function notAClipMount(mp: string): ClipError {
+  const m = findMount(mp);
+  return new ClipError(
+    'BAD_ARGUMENT',
+    m ? `${mp} is not a clip mount (a ${m.fsType} mount clip did not make; left alone)` : `${mp} is not a clip mount`,
+  );
+}

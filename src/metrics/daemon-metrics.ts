@@ -6,9 +6,17 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ReadEvents } from '../content/read-events.js';
 import { VERSION } from '../version.js';
-import type { LayerStats } from './mount-metrics.js';
 
-export type { LayerStats } from './mount-metrics.js';
+/** Per layer, what `clip stats` shows of an image. */
+export interface LayerStats {
+  layer: string;
+  fetchedBytes: number;
+  requests: number;
+  cacheHits: number;
+  cacheMisses: number;
+  /** Inflated span bytes this image's reads wrote to the disk cache, less what was evicted. */
+  cachedBytes: number;
+}
 
 const CACHES = ['memory', 'disk'] as const;
 
@@ -80,7 +88,7 @@ function sharedSeries(registry: Registry) {
   };
 }
 
-type Series = ReturnType<typeof sharedSeries>;
+export type Series = ReturnType<typeof sharedSeries>;
 
 /** One image's read events, as series labelled with its reference, and its per-layer summary. */
 export class ImageMetrics implements ReadEvents {

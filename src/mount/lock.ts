@@ -1,5 +1,4 @@
-// An exclusive lock across clip processes, for check-then-act steps on shared
-// mounts (is the shared image mounted? is this the last rootfs using it?).
+// An exclusive lock across clip processes: one node daemon per state dir.
 // Node has no flock(2), so flock(1) takes it on a descriptor we lend it as fd
 // 3: the lock belongs to the open file, which stays ours after flock exits.
 // The kernel drops it when we close the file or die: no stale lock to take over.
@@ -9,8 +8,6 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { ClipError } from '../errors.js';
 
-/** How long to wait for another clip process to finish with the same mount. */
-const DEFAULT_WAIT_MS = 120_000;
 /** What flock(1) exits with when the wait runs out (its default, 1, is also its error status). */
 const TIMED_OUT = 75;
 
@@ -28,22 +25,10 @@ async function lock(fd: number, file: string, waitMs: number): Promise<void> {
   if (code === TIMED_OUT) {
     throw new ClipError(
       'IO',
-      `another clip mount or umount of the same image still holds ${file} after ${seconds} s; try again when it is done`,
+      `another clip process still holds ${file} after ${seconds} s`,
     );
   }
   if (code !== 0) throw new ClipError('IO', `cannot lock ${file}: ${stderr.trim() || `flock exit status ${code}`}`);
-}
-
-/** Runs `fn` while holding the lock file `file` (created if missing; never removed, so every process locks the same file). */
-export async function withLock<T>(file: string, fn: () => Promise<T>, waitMs = DEFAULT_WAIT_MS): Promise<T> {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const fd = openSync(file, 'a', 0o600);
-  try {
-    await lock(fd, file, waitMs);
-    return await fn();
-  } finally {
-    closeSync(fd); // releases the lock
-  }
 }
 
 /**

@@ -1,11 +1,9 @@
 // How a mount is served (log level, span cache, prefetch, metrics, start-up
-// profiles): one type from the CLI's flags to the daemon, one pair of
-// functions between it and the daemon's command-line flags, and the check
-// that a running shared mount serves what a new rootfs asks for.
+// profiles): the flags of `clip mount` checked into one type, and the check
+// that an image already served does what a new mount of it asks for.
 
 import path from 'node:path';
 import { ClipError } from '../errors.js';
-import { dataDir } from './state.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 export type MountLogLevel = (typeof LOG_LEVELS)[number];
@@ -70,24 +68,6 @@ export function askedSettings(f: MountFlags): Partial<MountSettings> {
   if (f.profile !== undefined) s.profile = path.resolve(f.profile);
   if (f.recordProfile !== undefined) s.recordProfile = path.resolve(f.recordProfile);
   return s;
-}
-
-export function withDefaults(s: Partial<MountSettings>): MountSettings {
-  return { logLevel: 'info', cacheDir: path.join(dataDir(), 'cache'), cacheBytes: DEFAULT_CACHE_BYTES, ...s };
-}
-
-export function settingsFromFlags(f: MountFlags): MountSettings {
-  return withDefaults(askedSettings(f));
-}
-
-/** The flags that settingsFromFlags turns back into `s` (how a background mount hands them to its daemon). */
-export function settingsToFlags(s: MountSettings): string[] {
-  const flags = ['--log-level', s.logLevel, '--cache-dir', s.cacheDir, '--cache-size', String(s.cacheBytes)];
-  if (s.prefetchRate !== undefined) flags.push('--prefetch', '--prefetch-rate', String(s.prefetchRate));
-  if (s.metricsAddr !== undefined) flags.push('--metrics-addr', s.metricsAddr);
-  if (s.profile !== undefined) flags.push('--profile', s.profile);
-  if (s.recordProfile !== undefined) flags.push('--record-profile', s.recordProfile);
-  return flags;
 }
 
 /**

@@ -64,11 +64,7 @@ export interface SupervisorOptions {
 
 /** What a serving child sends its supervisor. */
 export type ChildMessage =
-  | { type: 'state'; state: unknown }
-  | { type: 'loaded' }
-  | { type: 'upgrade' }
-  | { type: 'stop' }
-  | { type: string; [k: string]: unknown };
+  { type: 'state'; state: unknown } | { type: 'loaded' } | { type: 'upgrade' } | { type: 'stop' } | { type: string; [k: string]: unknown };
 
 /** What a supervisor sends a serving child. */
 export type SupervisorMessage = { type: 'handover'; generation: number; state: unknown } | { type: 'serve' };
@@ -245,7 +241,8 @@ export class Supervisor {
       if (wasServing) this.child = undefined;
       if (this.standby === child) {
         this.standby = undefined;
-        for (const w of this.upgradeWaiters.splice(0)) w.reject(new Error(`the new serving process exited (${code ?? signal}) before it served`));
+        for (const w of this.upgradeWaiters.splice(0))
+          w.reject(new Error(`the new serving process exited (${code ?? signal}) before it served`));
       }
       this.emit({ type: 'server-exited', pid: child.pid ?? 0, generation, code, signal });
       if (this.stopping || !wasServing || this.retiring.delete(child)) return;

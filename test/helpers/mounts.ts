@@ -45,7 +45,9 @@ export async function mountRecords(ws: ClipWorkspace): Promise<{ pid: number; mo
   const state = ws.env['CLIP_STATE_DIR']!;
   const table = await readFile(path.join(state, 'daemon', 'table.json'), 'utf8').catch(() => undefined);
   if (table === undefined) return [];
-  const images = (JSON.parse(table) as { images: { key: string; image: string; mounts: { mountpoint: string }[]; rootfs: { mountpoint: string }[] }[] }).images;
+  const images = (
+    JSON.parse(table) as { images: { key: string; image: string; mounts: { mountpoint: string }[]; rootfs: { mountpoint: string }[] }[] }
+  ).images;
   if (images.length === 0) return [];
   const r = await runClip(['ps', '--json'], { env: ws.env });
   const pid = r.code === 0 ? (JSON.parse(r.stdout.toString()) as { daemon: { pid: number } }).daemon.pid : 0;
