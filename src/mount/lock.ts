@@ -23,10 +23,7 @@ async function lock(fd: number, file: string, waitMs: number): Promise<void> {
     child.on('close', resolve);
   });
   if (code === TIMED_OUT) {
-    throw new ClipError(
-      'IO',
-      `another clip process still holds ${file} after ${seconds} s`,
-    );
+    throw new ClipError('IO', `another clip process still holds ${file} after ${seconds} s`);
   }
   if (code !== 0) throw new ClipError('IO', `cannot lock ${file}: ${stderr.trim() || `flock exit status ${code}`}`);
 }
