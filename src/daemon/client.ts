@@ -95,6 +95,15 @@ export async function pidFileAlive(stateDir: string): Promise<boolean> {
   }
 }
 
+/** The supervisor pid the daemon's pid file names, if any. */
+async function daemonPid(stateDir: string): Promise<number | undefined> {
+  try {
+    return (JSON.parse(readFileSync(daemonPaths(stateDir).pidFile, 'utf8')) as { pid: number }).pid;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether a daemon answers on the state dir's socket now. */
 export async function daemonAnswers(stateDir: string): Promise<boolean> {
   try {
@@ -140,6 +149,8 @@ async function startDaemon(stateDir: string, flags: string[]): Promise<string> {
   const until = Date.now() + START_MS;
   while (Date.now() < until) {
     if (await daemonAnswers(stateDir)) {
+      // Another `clip mount` started the daemon that answers: ours would only wait to take over the state dir later.
+      if (!exited && (await daemonPid(stateDir)) !== child.pid) child.kill('SIGTERM');
       child.unref();
       return 'answers';
     }

@@ -53,7 +53,7 @@ async function takeStateDir(config: DaemonConfig): Promise<number> {
   };
   let lockFd: number;
   try {
-    lockFd = await holdLock(paths.lock, 1000);
+    lockFd = await holdLock(paths.lock, 0);
   } catch {
     throw new ClipError('BAD_ARGUMENT', `a clip daemon already runs for state dir ${config.stateDir}${await other()}`);
   }

@@ -13,7 +13,8 @@ const TIMED_OUT = 75;
 
 async function lock(fd: number, file: string, waitMs: number): Promise<void> {
   const seconds = String(Math.ceil(waitMs / 1000));
-  const child = spawn('flock', ['--exclusive', '--wait', seconds, '--conflict-exit-code', String(TIMED_OUT), '3'], {
+  const wait = waitMs === 0 ? ['--nonblock'] : ['--wait', seconds];
+  const child = spawn('flock', ['--exclusive', ...wait, '--conflict-exit-code', String(TIMED_OUT), '3'], {
     stdio: ['ignore', 'ignore', 'pipe', fd],
   });
   let stderr = '';
