@@ -4,41 +4,46 @@
 import { Command } from 'commander';
 import { isClipError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { archiveCommand } from './archive-command.js';
-import { catCommand } from './cat-command.js';
-import { daemonCommand } from './daemon-command.js';
-import { extractCommand } from './extract-command.js';
-import { indexCommand } from './index-command.js';
-import { inspectCommand } from './inspect-command.js';
-import { lsCommand } from './ls-command.js';
-import { mountCommand } from './mount-command.js';
-import { umountCommand } from './umount-command.js';
-import { statsCommand } from './stats-command.js';
-import { psCommand } from './ps-command.js';
-import { MountError } from '../fuse/index.js';
+import { MountError } from '../fuse/mount.js';
+
+// Each command's module is loaded only when that command runs (or for help):
+// `clip mount` of an image the daemon already serves is mostly this process's
+// own start, so it must not load the indexer, the archiver and the registry client.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  index: async () => (await import('./index-command.js')).indexCommand(),
+  archive: async () => (await import('./archive-command.js')).archiveCommand(),
+  extract: async () => (await import('./extract-command.js')).extractCommand(),
+  inspect: async () => (await import('./inspect-command.js')).inspectCommand(),
+  ls: async () => (await import('./ls-command.js')).lsCommand(),
+  cat: async () => (await import('./cat-command.js')).catCommand(),
+  mount: async () => (await import('./mount-command.js')).mountCommand(),
+  umount: async () => (await import('./umount-command.js')).umountCommand(),
+  stats: async () => (await import('./stats-command.js')).statsCommand(),
+  ps: async () => (await import('./ps-command.js')).psCommand(),
+  daemon: async () => (await import('./daemon-command.js')).daemonCommand(),
+};
+const ALIASES: Record<string, string> = { unmount: 'umount' };
 
 const program = new Command('clip')
   .description('index OCI images into metadata-only .clip files and read them lazily from the registry; pack trees into .clip archives')
   .version(`clip ${VERSION}`, '-V, --version', 'print the clip version')
   .showHelpAfterError()
-  .addCommand(indexCommand())
-  .addCommand(archiveCommand())
-  .addCommand(extractCommand())
-  .addCommand(inspectCommand())
-  .addCommand(lsCommand())
-  .addCommand(catCommand())
-  .addCommand(mountCommand())
-  .addCommand(umountCommand())
-  .addCommand(statsCommand())
-  .addCommand(psCommand())
-  .addCommand(daemonCommand())
   .addCommand(
     new Command('version').description('print the clip version').action(() => {
       process.stdout.write(`clip ${VERSION}\n`);
     }),
   );
 
-program.parseAsync(process.argv).catch((e: unknown) => {
+async function run(): Promise<void> {
+  const asked = process.argv[2];
+  const name = asked !== undefined ? (ALIASES[asked] ?? asked) : undefined;
+  const only = name !== undefined ? COMMANDS[name] : undefined;
+  // A known command: only its module; anything else (help, a typo): all of them, for the listing.
+  for (const load of only ? [only] : Object.values(COMMANDS)) program.addCommand(await load());
+  await program.parseAsync(process.argv);
+}
+
+run().catch((e: unknown) => {
   if (isClipError(e) || e instanceof MountError) {
     process.stderr.write(`clip: ${e.message}\n`);
   } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'EPIPE') {
