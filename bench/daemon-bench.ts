@@ -23,13 +23,17 @@ import type { TarEntrySpec } from '../test/helpers/tar-writer.js';
 import { dropCaches, median } from './machine.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/clip.js');
-const IMAGES = 10;
+const IMAGES = Number(process.env['BENCH_IMAGES'] ?? 10);
 const MOUNT_RUNS = 15;
 
-function clip(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string; ms: number }> {
+/** BENCH_PROF=DIR: the timed mounts run with --cpu-prof into DIR (what the CLI's own start costs). */
+const PROF = process.env['BENCH_PROF'];
+
+function clip(args: string[], env: NodeJS.ProcessEnv, prof = false): Promise<{ code: number; out: string; err: string; ms: number }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    const flags = prof && PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [];
+    const child = spawn(process.execPath, [...flags, BIN, ...args], { env: { ...process.env, ...env } });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -39,8 +43,8 @@ function clip(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; o
   });
 }
 
-async function must(args: string[], env: NodeJS.ProcessEnv): Promise<{ out: string; ms: number }> {
-  const r = await clip(args, env);
+async function must(args: string[], env: NodeJS.ProcessEnv, prof = false): Promise<{ out: string; ms: number }> {
+  const r = await clip(args, env, prof);
   if (r.code !== 0) throw new Error(`clip ${args.join(' ')}: ${r.err}`);
   return r;
 }
@@ -58,6 +62,7 @@ async function daemonRss(env: NodeJS.ProcessEnv): Promise<{ rss: number; pid: nu
 /** Reads every file under `dir` in turn for `ms`, dropping the page cache each round; returns reads, errors and the longest read. */
 function readLoop(dir: string, files: string[], sums: Map<string, string>, stop: { done: boolean }) {
   const gaps: number[] = [];
+  const spans: [number, number][] = [];
   let reads = 0;
   let errors = 0;
   const run = (async () => {
@@ -72,11 +77,15 @@ function readLoop(dir: string, files: string[], sums: Map<string, string>, stop:
           errors++;
         }
         gaps.push(performance.now() - t);
+        spans.push([t, performance.now()]);
         reads++;
       }
     }
   })();
-  return { run, result: () => ({ reads, errors, maxMs: Math.max(...gaps), p50Ms: median(gaps) }) };
+  /** The longest read that was in progress at `at` or started within `ms` after it. */
+  const stallAfter = (at: number, ms: number): number =>
+    Math.max(0, ...spans.filter(([a, b]) => b >= at && a <= at + ms).map(([a, b]) => b - a));
+  return { run, stallAfter, result: () => ({ reads, errors, maxMs: Math.max(...gaps), p50Ms: median(gaps) }) };
 }
 
 async function main(): Promise<void> {
@@ -118,7 +127,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < MOUNT_RUNS; i++) {
       const dir = path.join(work, `rootfs-${i}`);
       await mkdir(dir);
-      times.push((await must(['mount', indexes[0]!, '--rootfs', dir], env)).ms);
+      times.push((await must(['mount', indexes[0]!, '--rootfs', dir], env, true)).ms);
       mounted.push(dir);
     }
     for (let i = 1; i < IMAGES; i++) {
@@ -140,8 +149,10 @@ async function main(): Promise<void> {
     const loop = readLoop(first, files, sums, stop);
     await new Promise((r) => setTimeout(r, 1000));
     const before = await daemonRss(env);
+    const killedAt = performance.now();
     process.kill(before.pid, 'SIGKILL');
     await new Promise((r) => setTimeout(r, 2000));
+    const upgradedAt = performance.now();
     await must(['daemon', '--upgrade'], env);
     await new Promise((r) => setTimeout(r, 2000));
     stop.done = true;

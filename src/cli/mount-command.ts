@@ -87,10 +87,17 @@ export function mountCommand(): Command {
       ...(o.upperDir !== undefined ? { upperDir: path.resolve(o.upperDir) } : {}),
       ...(o.workDir !== undefined ? { workDir: path.resolve(o.workDir) } : {}),
     };
-    const { callDaemon, ensureDaemon } = await import('../daemon/client.js');
+    const { callDaemon, ensureDaemon, DaemonUnreachable } = await import('../daemon/client.js');
     const state = stateDir();
-    await ensureDaemon(state, flags);
-    const r = await callDaemon<MountReply>(state, 'POST', '/v1/mount', req);
+    let r: MountReply;
+    try {
+      // The daemon usually runs: ask at once (a health check first would cost a round trip).
+      r = await callDaemon<MountReply>(state, 'POST', '/v1/mount', req, { startIfNone: true });
+    } catch (e) {
+      if (!(e instanceof DaemonUnreachable)) throw e;
+      await ensureDaemon(state, flags);
+      r = await callDaemon<MountReply>(state, 'POST', '/v1/mount', req);
+    }
     process.stdout.write(`${r.mountpoint}\n`);
   });
 }

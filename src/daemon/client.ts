@@ -9,7 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClipError, type ClipErrorCode } from '../errors.js';
 import type { ApiError } from './api.js';
-import { daemonPaths } from './served-images.js';
+import { isSameProcess } from '../mount/process-identity.js';
+import { daemonPaths, type DaemonPidFile } from './served-images.js';
 
 const CLIP_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/clip.js');
 
@@ -54,8 +55,17 @@ function once(stateDir: string, method: string, route: string, body?: unknown): 
   });
 }
 
-/** One API call; a daemon that is replacing its serving process (unreachable, or 503) is waited for. */
-export async function callDaemon<T>(stateDir: string, method: string, route: string, body?: unknown): Promise<T> {
+/**
+ * One API call; a daemon that is replacing its serving process (unreachable, or 503) is waited for.
+ * `startIfNone`: when no daemon runs at all, throw DaemonUnreachable (the caller starts one) instead of a ClipError.
+ */
+export async function callDaemon<T>(
+  stateDir: string,
+  method: string,
+  route: string,
+  body?: unknown,
+  opts: { startIfNone?: boolean } = {},
+): Promise<T> {
   const until = Date.now() + RETRY_MS;
   for (;;) {
     let r: { status: number; json: unknown };
@@ -66,6 +76,7 @@ export async function callDaemon<T>(stateDir: string, method: string, route: str
         await sleep(50);
         continue;
       }
+      if (e instanceof DaemonUnreachable && opts.startIfNone) throw e;
       if (e instanceof DaemonUnreachable)
         throw new ClipError('IO', `no clip daemon runs for state dir ${stateDir} (start one with clip daemon, or clip mount starts one)`);
       throw e;
@@ -87,9 +98,9 @@ function sleep(ms: number): Promise<void> {
 /** Whether the daemon's pid file names a live process (then an unreachable socket is a restart in progress). */
 export async function pidFileAlive(stateDir: string): Promise<boolean> {
   try {
-    const p = JSON.parse(readFileSync(daemonPaths(stateDir).pidFile, 'utf8')) as { pid: number };
-    process.kill(p.pid, 0);
-    return true;
+    const p = JSON.parse(readFileSync(daemonPaths(stateDir).pidFile, 'utf8')) as DaemonPidFile;
+    // The same process, not only the same pid: pids are reused.
+    return isSameProcess(p.pid, p.identity);
   } catch {
     return false;
   }
