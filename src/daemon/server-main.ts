@@ -36,6 +36,8 @@ process.on('message', (m: SupervisorMessage) => {
         process.exit(1);
       },
     );
+  } else if (m.type === 'upgrade-failed') {
+    server?.upgradeFailed(m.reason);
   } else if (m.type === 'serve') {
     server!.serve(fuse.fd, fuse.connection).then(
       () => send({ type: 'serving', pid: process.pid }),

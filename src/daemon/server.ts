@@ -91,6 +91,12 @@ export class DaemonServer {
     this.read = { cacheDir, cacheBytes, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
   }
 
+  /** The new serving process of an upgrade died before it served: this one goes on, and takes changes again. */
+  upgradeFailed(reason: string): void {
+    this.upgrading = false;
+    this.log.error({ reason }, 'upgrade failed; serving on');
+  }
+
   /** Whether nothing is served (an orphaned serving process may then just end). */
   isIdle(): boolean {
     return this.table.images.length === 0;

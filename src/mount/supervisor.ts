@@ -67,7 +67,8 @@ export type ChildMessage =
   { type: 'state'; state: unknown } | { type: 'loaded' } | { type: 'upgrade' } | { type: 'stop' } | { type: string; [k: string]: unknown };
 
 /** What a supervisor sends a serving child. */
-export type SupervisorMessage = { type: 'handover'; generation: number; state: unknown } | { type: 'serve' };
+export type SupervisorMessage =
+  { type: 'handover'; generation: number; state: unknown } | { type: 'serve' } | { type: 'upgrade-failed'; reason: string };
 
 export type SupervisorEvent =
   | { type: 'mounted'; mountpoint: string; connection: ConnectionInfo }
@@ -241,8 +242,10 @@ export class Supervisor {
       if (wasServing) this.child = undefined;
       if (this.standby === child) {
         this.standby = undefined;
-        for (const w of this.upgradeWaiters.splice(0))
-          w.reject(new Error(`the new serving process exited (${code ?? signal}) before it served`));
+        const reason = `the new serving process exited (${code ?? signal}) before it served`;
+        for (const w of this.upgradeWaiters.splice(0)) w.reject(new Error(reason));
+        // The old one serves on, and may take changes again.
+        if (this.child && !this.stopping) this.sendTo(this.child, { type: 'upgrade-failed', reason });
       }
       this.emit({ type: 'server-exited', pid: child.pid ?? 0, generation, code, signal });
       if (this.stopping || !wasServing || this.retiring.delete(child)) return;
