@@ -82,8 +82,10 @@ export class CheckpointBuilder {
    *   only valid during the call
    * @param windowEvery minimum uncompressed distance between checkpoints that
    *   keep their window (default: every checkpoint keeps it)
-   * @param windowAt checkpoints (by number) that keep their window whatever
-   *   the distance: where reads are known to begin (a start-up profile)
+   * @param windowAt uncompressed offsets where a checkpoint placed there keeps
+   *   its window whatever the distance: where reads are known to begin (a
+   *   start-up profile). Offsets, not checkpoint numbers: they mean the same
+   *   bytes in any index of the layer.
    */
   constructor(
     private readonly spanSize: number,
@@ -240,7 +242,7 @@ export class CheckpointBuilder {
     this.spanHash = createHash('sha256');
     if (bits > 0) this.spanHash.update(Buffer.of(c.lastByte));
     for (const b of c.compressed) this.spanHash.update(b);
-    const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(this.checkpoints.length);
+    const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(c.out);
     if (keepWindow) this.lastWindow = c.out;
     const window = keepWindow ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW;
     this.checkpoints.push(bits > 0 ? { in: c.in - 1, bits, out: c.out, window } : { in: c.in, out: c.out, window });
