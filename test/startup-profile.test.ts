@@ -144,6 +144,35 @@ describe('start-up profiles', () => {
     );
   });
 
+  it('a profile recorded on an index placed otherwise: entries that start no span there are skipped and logged, the file still reads', async () => {
+    const profile = path.join(ws.dir, 'busybox.profile'); // recorded on the 256 KiB index
+    const fine = path.join(ws.dir, 'fine.clip');
+    await indexImage(`${registry.host}/profile/busybox:${image.tag}`, { output: fine, spanSize: 128 * 1024 });
+    const starts = new Set((await loadIndex(fine)).layers[1]!.spans.checkpoints.map((c) => c.out));
+    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { spans: [string, number, number][] };
+    const missing = recorded.spans.filter(([, start]) => !starts.has(start)).length;
+    assert.ok(
+      missing > 0 && missing < recorded.spans.length,
+      `${missing} of ${recorded.spans.length} profiled offsets start no 128 KiB span`,
+    );
+    const mp = path.join(ws.dir, 'mnt-fine');
+    await mkdir(mp);
+    const m = await runClip(['mount', fine, mp, '--cache-dir', path.join(ws.dir, 'cache-fine'), '--profile', profile], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      let line: string | undefined;
+      for (let i = 0; i < 200 && !line; i++) {
+        line = (await daemonLog(ws)).split('\n').find((l) => l.includes('start no span of this index'));
+        if (!line) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(line, 'the daemon logs the skipped entries');
+      assert.match(line, new RegExp(`skipped\\W+${missing}\\b`));
+      assert.ok((await readFile(path.join(mp, FILE))).equals(want));
+    } finally {
+      await runClip(['umount', mp], { env: ws.env });
+    }
+  });
+
   it('refuses a profile of another image, and a file that is not a profile', async () => {
     const mp = path.join(ws.dir, 'mnt-bad');
     await mkdir(mp);

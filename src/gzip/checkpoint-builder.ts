@@ -24,6 +24,10 @@
 //
 // zlib is fed in slices that end at fixed compressed offsets: where it stops,
 // and so where checkpoints go, depends on the bytes only, not on how they arrive.
+// (A block that ends exactly where its input ends is not seen as a boundary:
+// zlib stopping there looks like zlib running out of input. Fed the network's
+// chunks, such a boundary was missed or not depending on the chunking, and all
+// later checkpoints were numbered otherwise; test/checkpoint-placement.test.ts.)
 
 import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
