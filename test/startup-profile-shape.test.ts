@@ -24,33 +24,57 @@ describe('malformed start-up profiles', () => {
   });
 
   const good = (): Record<string, unknown> => ({
-    clipStartupProfile: 1,
+    clipStartupProfile: 2,
     manifestDigest: image.manifestDigest,
     spanSize: 4 << 20,
-    spans: [[image.layers[1]!.digest, 0]],
+    spans: [[image.layers[1]!.digest, 0, 4096]],
   });
   const cases: { name: string; body: () => string; message: RegExp }[] = [
-    { name: 'not JSON', body: () => '{"clipStartupProfile": 1,', message: /is not a clip start-up profile \(not valid JSON\)/ },
+    { name: 'not JSON', body: () => '{"clipStartupProfile": 2,', message: /is not a clip start-up profile \(not valid JSON\)/ },
     { name: 'null', body: () => 'null', message: /is not a clip start-up profile/ },
     {
       name: 'a spans entry that is null',
       body: () => JSON.stringify({ ...good(), spans: [null] }),
-      message: /"spans"\[0\] is null, not \[layer digest, span number\]/,
+      message: /"spans"\[0\] is null, not \[layer digest, start offset, end offset\]/,
     },
     { name: 'spans that is an object', body: () => JSON.stringify({ ...good(), spans: { a: 1 } }), message: /"spans" is not a list/ },
     {
-      name: 'a negative span',
+      name: 'a negative offset',
       body: () =>
         JSON.stringify({
           ...good(),
           spans: [
-            [image.layers[1]!.digest, 0],
-            [image.layers[1]!.digest, -1],
+            [image.layers[1]!.digest, 0, 4096],
+            [image.layers[1]!.digest, -1, 4096],
           ],
         }),
-      message: /"spans"\[1\] is \[.*,-1\]/,
+      message: /"spans"\[1\] is \[.*,-1,4096\]/,
     },
-    { name: 'a layer that is not a digest', body: () => JSON.stringify({ ...good(), spans: [['../../etc', 0]] }), message: /"spans"\[0\]/ },
+    {
+      name: 'a span that ends where it starts',
+      body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 4096, 4096]] }),
+      message: /"spans"\[0\] is \[.*,4096,4096\], not \[layer digest, start offset, end offset\]/,
+    },
+    {
+      name: 'a format-1 entry (a span number) in a format-2 profile',
+      body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 3]] }),
+      message: /"spans"\[0\] is \[.*,3\], not \[layer digest, start offset, end offset\]/,
+    },
+    {
+      name: 'a layer that is not a digest',
+      body: () => JSON.stringify({ ...good(), spans: [['../../etc', 0, 1]] }),
+      message: /"spans"\[0\]/,
+    },
+    {
+      name: 'a format-1 profile (spans by number)',
+      body: () => JSON.stringify({ ...good(), clipStartupProfile: 1, spans: [[image.layers[1]!.digest, 2]] }),
+      message: /names spans by number \(format 1\).*record it again with this clip \(clip mount --record-profile\)/,
+    },
+    {
+      name: 'an unknown format version',
+      body: () => JSON.stringify({ ...good(), clipStartupProfile: 3 }),
+      message: /is not a clip start-up profile/,
+    },
     {
       name: 'a span size that is a string',
       body: () => JSON.stringify({ ...good(), spanSize: '4M' }),

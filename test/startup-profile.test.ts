@@ -70,11 +70,24 @@ describe('start-up profiles', () => {
     } finally {
       await runClip(['umount', mp], { env: ws.env });
     }
-    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { manifestDigest: string; spans: [string, number][] };
+    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { clipStartupProfile: number; spans: [string, number, number][] };
+    assert.equal(recorded.clipStartupProfile, 2);
     assert.ok(recorded.spans.length >= 8, `${recorded.spans.length} spans recorded for a 2 MiB file in 256 KiB spans`);
     assert.ok(
       recorded.spans.every(([d]) => d === image.layers[1]!.digest),
       'only the layer that was read',
+    );
+    // Spans are named by their uncompressed range in the layer, which must cover the file.
+    const table = (await loadIndex(index)).layers[1]!.spans;
+    const starts = new Set(table.checkpoints.map((c) => c.out));
+    assert.ok(
+      recorded.spans.every(([, start, end]) => starts.has(start) && end > start),
+      'each entry starts a span of the index',
+    );
+    const e = image.layers[1]!.tarLayout.find((x) => x.path.endsWith(FILE))!;
+    assert.ok(
+      recorded.spans.some(([, start, end]) => start <= e.dataOffset && e.dataOffset < end),
+      "the file's first byte is covered",
     );
 
     // A new cache: without the profile every span would be fetched on demand.
@@ -100,14 +113,20 @@ describe('start-up profiles', () => {
     const guided = path.join(ws.dir, 'guided.clip');
     await indexImage(`${registry.host}/profile/busybox:${image.tag}`, { output: guided, spanSize: 256 * 1024, profile });
     const idx = await loadIndex(guided);
-    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { spans: [string, number][] };
-    const profiled = new Set(recorded.spans.map(([d, i]) => `${d}:${i}`));
+    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { spans: [string, number, number][] };
     const layer = idx.layers.find((l) => l.digest === image.layers[1]!.digest)!;
-    for (const [, i] of recorded.spans) {
-      if (i > 0 && !profiled.has(`${layer.digest}:${i - 1}`))
-        assert.ok(!needsWindow(layer.spans, i), `span ${i} starts a profiled run: it keeps its window`);
+    // The profile's offsets, as spans of the new index (placed alike: same bytes, same span size).
+    const spanOf = new Map(layer.spans.checkpoints.map((c, i) => [c.out, i]));
+    const numbers = recorded.spans.map(([, start]) => spanOf.get(start)!);
+    assert.ok(
+      numbers.every((i) => i !== undefined),
+      'every profiled offset starts a span of the new index',
+    );
+    const profiled = new Set(numbers);
+    for (const i of numbers) {
+      if (i > 0 && !profiled.has(i - 1)) assert.ok(!needsWindow(layer.spans, i), `span ${i} starts a profiled run: it keeps its window`);
     }
-    const compressed = recorded.spans.reduce((a, [, i]) => a + spanRange(layer.spans, i).end - spanRange(layer.spans, i).start, 0);
+    const compressed = numbers.reduce((a, i) => a + spanRange(layer.spans, i).end - spanRange(layer.spans, i).start, 0);
     const mp = path.join(ws.dir, 'mnt-guided');
     await mkdir(mp);
     const m = await runClip(['mount', guided, mp, '--cache-dir', path.join(ws.dir, 'cache-guided')], { env: ws.env });
@@ -125,11 +144,40 @@ describe('start-up profiles', () => {
     );
   });
 
+  it('a profile recorded on an index placed otherwise: entries that start no span there are skipped and logged, the file still reads', async () => {
+    const profile = path.join(ws.dir, 'busybox.profile'); // recorded on the 256 KiB index
+    const fine = path.join(ws.dir, 'fine.clip');
+    await indexImage(`${registry.host}/profile/busybox:${image.tag}`, { output: fine, spanSize: 128 * 1024 });
+    const starts = new Set((await loadIndex(fine)).layers[1]!.spans.checkpoints.map((c) => c.out));
+    const recorded = JSON.parse(await readFile(profile, 'utf8')) as { spans: [string, number, number][] };
+    const missing = recorded.spans.filter(([, start]) => !starts.has(start)).length;
+    assert.ok(
+      missing > 0 && missing < recorded.spans.length,
+      `${missing} of ${recorded.spans.length} profiled offsets start no 128 KiB span`,
+    );
+    const mp = path.join(ws.dir, 'mnt-fine');
+    await mkdir(mp);
+    const m = await runClip(['mount', fine, mp, '--cache-dir', path.join(ws.dir, 'cache-fine'), '--profile', profile], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      let line: string | undefined;
+      for (let i = 0; i < 200 && !line; i++) {
+        line = (await daemonLog(ws)).split('\n').find((l) => l.includes('start no span of this index'));
+        if (!line) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(line, 'the daemon logs the skipped entries');
+      assert.match(line, new RegExp(`skipped\\W+${missing}\\b`));
+      assert.ok((await readFile(path.join(mp, FILE))).equals(want));
+    } finally {
+      await runClip(['umount', mp], { env: ws.env });
+    }
+  });
+
   it('refuses a profile of another image, and a file that is not a profile', async () => {
     const mp = path.join(ws.dir, 'mnt-bad');
     await mkdir(mp);
     const other = path.join(ws.dir, 'other.profile');
-    await writeFile(other, JSON.stringify({ clipStartupProfile: 1, manifestDigest: `sha256:${'0'.repeat(64)}`, spans: [] }));
+    await writeFile(other, JSON.stringify({ clipStartupProfile: 2, manifestDigest: `sha256:${'0'.repeat(64)}`, spans: [] }));
     let m = await runClip(['mount', index, mp, '--profile', other], { env: ws.env });
     assert.equal(m.code, 1);
     assert.match(m.stderr.toString(), /start-up profile .* was recorded on image sha256:0+, not sha256:/);

@@ -1,7 +1,8 @@
 // Start-up profiles: the spans a workload read, in the order it first read
 // them, recorded by one mount (`--record-profile`) and fetched all together by
 // a later mount of the same image (`--profile`) before the workload asks for
-// them. A cold start is then bound by the bytes it needs, not by one round
+// them. The file names spans by offset (index/startup-profile.ts), so the
+// later mount may use another index of the image. A cold start is then bound by the bytes it needs, not by one round
 // trip per span read one after another. (Peers do the same with "landmark"
 // files or prefetch lists made by a profiling run.)
 
@@ -10,7 +11,7 @@ import { saveProfile, type ProfiledSpan } from '../index/startup-profile.js';
 import type { LayerReader } from './layer-reader.js';
 
 // The mount reads profiles through here too; the file format is index/'s.
-export { loadProfile, type ProfiledSpan } from '../index/startup-profile.js';
+export { loadProfile, type LoadedProfile, type ProfiledSpan } from '../index/startup-profile.js';
 
 /** Remembers which spans were read, first read first. */
 export class ProfileRecorder {

@@ -70,7 +70,10 @@ export class LiveImage {
     const { settings } = this.spec;
     const fields = { image: this.spec.image };
     if (fresh && settings.profile !== undefined) {
-      const spans = await loadProfile(settings.profile, this.index);
+      const { spans, skipped } = await loadProfile(settings.profile, this.index);
+      // Offsets that start no span here: the profile was recorded on an index placed otherwise.
+      if (skipped > 0)
+        log.warn({ ...fields, skipped, file: settings.profile }, 'start-up profile entries that start no span of this index skipped');
       const started = performance.now();
       warmFromProfile(this.reader.layerReader, spans).then(
         (n) => log.info({ ...fields, spans: n, seconds: (performance.now() - started) / 1000 }, 'start-up profile fetched'),

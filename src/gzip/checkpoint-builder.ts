@@ -24,6 +24,10 @@
 //
 // zlib is fed in slices that end at fixed compressed offsets: where it stops,
 // and so where checkpoints go, depends on the bytes only, not on how they arrive.
+// (A block that ends exactly where its input ends is not seen as a boundary:
+// zlib stopping there looks like zlib running out of input. Fed the network's
+// chunks, such a boundary was missed or not depending on the chunking, and all
+// later checkpoints were numbered otherwise; test/checkpoint-placement.test.ts.)
 
 import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
@@ -82,8 +86,10 @@ export class CheckpointBuilder {
    *   only valid during the call
    * @param windowEvery minimum uncompressed distance between checkpoints that
    *   keep their window (default: every checkpoint keeps it)
-   * @param windowAt checkpoints (by number) that keep their window whatever
-   *   the distance: where reads are known to begin (a start-up profile)
+   * @param windowAt uncompressed offsets where a checkpoint placed there keeps
+   *   its window whatever the distance: where reads are known to begin (a
+   *   start-up profile). Offsets, not checkpoint numbers: they mean the same
+   *   bytes in any index of the layer.
    */
   constructor(
     private readonly spanSize: number,
@@ -240,7 +246,7 @@ export class CheckpointBuilder {
     this.spanHash = createHash('sha256');
     if (bits > 0) this.spanHash.update(Buffer.of(c.lastByte));
     for (const b of c.compressed) this.spanHash.update(b);
-    const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(this.checkpoints.length);
+    const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(c.out);
     if (keepWindow) this.lastWindow = c.out;
     const window = keepWindow ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW;
     this.checkpoints.push(bits > 0 ? { in: c.in - 1, bits, out: c.out, window } : { in: c.in, out: c.out, window });

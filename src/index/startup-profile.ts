@@ -2,18 +2,40 @@
 // first, as JSON naming the image and its index's span size. Written by a
 // mount recording a profile, read by a mount warming its caches and by the
 // indexer placing windows (content/startup-profile.ts records and warms).
+//
+// Spans are named by where they start in their layer's uncompressed stream
+// (and end, so that the indexer sees where runs of read spans begin), not by
+// number: an offset can only ever mean the same bytes, while span numbers
+// change with every checkpoint placed otherwise (another span size, another
+// clip). At load, offsets that start no span of this index are skipped.
+//
+// Format 1 named spans by number. It is still read where numbering cannot
+// differ between two indexes of the image with that span size (uncompressed
+// and clip-archive layers: fixed spans); gzip spans by number are refused,
+// since the profile does not say which index they were numbered in.
 
 import { readFile } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
+import { spanOutputRange } from '../gzip/span-reader.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import type { ClipIndex } from './types.js';
+import type { ClipIndex, LayerRecord } from './types.js';
 
+/** Format 2 (written since offsets replaced numbers). */
 interface ProfileFile {
-  clipStartupProfile: 1;
+  clipStartupProfile: 2;
   /** The image the profile was recorded on, and the span size of its index. */
   manifestDigest: string;
   spanSize: number;
-  /** [layer digest, span index], in first-read order. */
+  /** [layer digest, uncompressed start, uncompressed end] of each span read, in first-read order. */
+  spans: [string, number, number][];
+}
+
+/** Format 1: spans by number. */
+interface ProfileFileV1 {
+  clipStartupProfile: 1;
+  manifestDigest: string;
+  spanSize: number;
+  /** [layer digest, span number], in first-read order. */
   spans: [string, number][];
 }
 
@@ -22,19 +44,31 @@ export interface ProfiledSpan {
   span: number;
 }
 
+/** A profile mapped onto an index. */
+export interface LoadedProfile {
+  /** The spans of this index the profile names, first read first. */
+  spans: ProfiledSpan[];
+  /** Entries skipped: their offset starts no span of this index. */
+  skipped: number;
+}
+
 /** Writes the profile of `spans` read on `index` to `file` (atomically). */
 export async function saveProfile(file: string, index: ClipIndex, spans: readonly ProfiledSpan[]): Promise<void> {
   const body: ProfileFile = {
-    clipStartupProfile: 1,
+    clipStartupProfile: 2,
     manifestDigest: index.image.manifestDigest,
     spanSize: index.image.spanSize,
-    spans: spans.map((s) => [index.layers[s.layer]!.digest, s.span]),
+    spans: spans.map((s) => {
+      const layer = index.layers[s.layer]!;
+      const range = spanOutputRange(layer.spans, s.span);
+      return [layer.digest, range.start, range.end];
+    }),
   };
   await writeFileAtomic(file, Buffer.from(JSON.stringify(body) + '\n'));
 }
 
 /** Reads a profile file: its JSON, checked for shape and image. */
-async function readProfile(file: string, manifestDigest: string): Promise<ProfileFile> {
+async function readProfile(file: string, manifestDigest: string): Promise<ProfileFile | ProfileFileV1> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -56,14 +90,17 @@ async function readProfile(file: string, manifestDigest: string): Promise<Profil
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
+const isOffset = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
 /** Checks every field of a parsed profile, naming the first one that is wrong; the image first (the likeliest mistake). */
-function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFile {
+function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFile | ProfileFileV1 {
   const bad = (field: string, problem: string): ClipError => new ClipError('BAD_ARGUMENT', `start-up profile ${file}: ${field} ${problem}`);
   if (!v || typeof v !== 'object' || Array.isArray(v))
     throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (expected a JSON object)`);
   const o = v as Record<string, unknown>;
-  if (o['clipStartupProfile'] !== 1)
-    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (no "clipStartupProfile": 1)`);
+  const version = o['clipStartupProfile'];
+  if (version !== 1 && version !== 2)
+    throw new ClipError('BAD_ARGUMENT', `${file} is not a clip start-up profile (no "clipStartupProfile": 2)`);
   if (typeof o['manifestDigest'] !== 'string' || !DIGEST.test(o['manifestDigest'])) throw bad('"manifestDigest"', 'is not a sha256 digest');
   if (o['manifestDigest'] !== manifestDigest) {
     throw new ClipError('BAD_ARGUMENT', `start-up profile ${file} was recorded on image ${o['manifestDigest']}, not ${manifestDigest}`);
@@ -74,50 +111,113 @@ function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFi
   const spans = o['spans'];
   if (!Array.isArray(spans)) throw bad('"spans"', 'is not a list');
   spans.forEach((entry: unknown, k) => {
+    const named = Array.isArray(entry) && typeof entry[0] === 'string' && DIGEST.test(entry[0]);
     const ok =
-      Array.isArray(entry) &&
-      entry.length === 2 &&
-      typeof entry[0] === 'string' &&
-      DIGEST.test(entry[0]) &&
-      Number.isSafeInteger(entry[1]) &&
-      (entry[1] as number) >= 0;
-    if (!ok) throw bad(`"spans"[${k}]`, `is ${JSON.stringify(entry) ?? String(entry)}, not [layer digest, span number]`);
+      version === 2
+        ? named && entry.length === 3 && isOffset(entry[1]) && isOffset(entry[2]) && entry[1] < entry[2]
+        : named && entry.length === 2 && isOffset(entry[1]);
+    const shape = version === 2 ? '[layer digest, start offset, end offset]' : '[layer digest, span number]';
+    if (!ok) throw bad(`"spans"[${k}]`, `is ${JSON.stringify(entry) ?? String(entry)}, not ${shape}`);
   });
-  return o as unknown as ProfileFile;
+  return o as unknown as ProfileFile | ProfileFileV1;
 }
 
-/** Reads a profile and checks it describes this index's image. */
-export async function loadProfile(file: string, index: ClipIndex): Promise<ProfiledSpan[]> {
+/** The layer an entry names; a digest not in the index means the profile is not of this image's index. */
+function layerOf(file: string, index: ClipIndex, layers: Map<string, number>, digest: string, k: number): number {
+  const layer = layers.get(digest);
+  if (layer === undefined)
+    throw new ClipError('BAD_ARGUMENT', `start-up profile ${file}: entry ${k} names layer ${digest}, not in the index`);
+  return layer;
+}
+
+/** Whether span numbers of this layer are the same in every index of it with the same span size. */
+function fixedNumbering(layer: LayerRecord): boolean {
+  return layer.spans.compression !== 'gzip' || layer.spans.checkpoints.length === 1;
+}
+
+function refuseNumbers(file: string, why: string): ClipError {
+  return new ClipError(
+    'BAD_ARGUMENT',
+    `start-up profile ${file} names spans by number (format 1): ${why}; record it again with this clip (clip mount --record-profile), which names them by offset`,
+  );
+}
+
+/** Reads a profile and maps it onto this index's spans (see LoadedProfile). */
+export async function loadProfile(file: string, index: ClipIndex): Promise<LoadedProfile> {
   const body = await readProfile(file, index.image.manifestDigest);
-  const layerOf = new Map(index.layers.map((l, i) => [l.digest, i]));
-  return body.spans.map(([digest, span], k) => {
-    const layer = layerOf.get(digest);
-    if (layer === undefined || !Number.isInteger(span) || span < 0 || span >= index.layers[layer]!.spans.checkpoints.length) {
+  const layers = new Map(index.layers.map((l, i) => [l.digest, i]));
+  if (body.clipStartupProfile === 1) return numberedSpans(file, index, layers, body);
+  // Per layer, span number by start offset: built for the layers named only.
+  const starts = new Map<number, Map<number, number>>();
+  const seen = new Set<string>();
+  const spans: ProfiledSpan[] = [];
+  let skipped = 0;
+  body.spans.forEach(([digest, start], k) => {
+    const layer = layerOf(file, index, layers, digest, k);
+    let byStart = starts.get(layer);
+    if (!byStart) {
+      byStart = new Map(index.layers[layer]!.spans.checkpoints.map((c, i) => [c.out, i]));
+      starts.set(layer, byStart);
+    }
+    const span = byStart.get(start);
+    if (span === undefined) {
+      skipped++;
+      return;
+    }
+    const key = `${layer}:${span}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    spans.push({ layer, span });
+  });
+  return { spans, skipped };
+}
+
+/** Format 1, read only where the numbers cannot mean other bytes than in the index it was recorded on. */
+function numberedSpans(file: string, index: ClipIndex, layers: Map<string, number>, body: ProfileFileV1): LoadedProfile {
+  if (body.spanSize !== index.image.spanSize) {
+    throw refuseNumbers(file, `they were numbered in an index with span size ${body.spanSize}, this one has ${index.image.spanSize}`);
+  }
+  const spans = body.spans.map(([digest, span], k) => {
+    const layer = layerOf(file, index, layers, digest, k);
+    const record = index.layers[layer]!;
+    if (!fixedNumbering(record)) {
+      throw refuseNumbers(
+        file,
+        `gzip layer ${digest} may be numbered differently in another index of the image, so they may name other bytes`,
+      );
+    }
+    if (span >= record.spans.checkpoints.length) {
       throw new ClipError('BAD_ARGUMENT', `start-up profile ${file}: entry ${k} (${digest} span ${span}) is not in the index`);
     }
     return { layer, span };
   });
+  return { spans, skipped: 0 };
 }
 
 /**
- * For indexing with a profile: per layer digest, the checkpoints where the
- * profiled reads begin (a profiled span whose predecessor is not), which then
- * keep their window, so a start fetches those spans and nothing before them.
+ * For indexing with a profile: per layer digest, the uncompressed offsets
+ * where the profiled reads begin (a profiled span that no profiled span ends
+ * at). The checkpoints placed there keep their window, so a start fetches
+ * those spans and nothing before them.
  */
 export async function profileWindows(file: string, manifestDigest: string, spanSize: number): Promise<Map<string, Set<number>>> {
   const body = await readProfile(file, manifestDigest);
+  if (body.clipStartupProfile === 1) {
+    throw refuseNumbers(file, 'the numbers do not say where the spans were in the index they were recorded on');
+  }
   if (body.spanSize !== spanSize) {
+    // Offsets of span starts coincide only where checkpoints are placed alike.
     throw new ClipError(
       'BAD_ARGUMENT',
       `start-up profile ${file} was recorded on an index with span size ${body.spanSize}; index with --span-size ${body.spanSize} to use it`,
     );
   }
-  const profiled = new Set(body.spans.map(([digest, span]) => `${digest}:${span}`));
+  const ends = new Set(body.spans.map(([digest, , end]) => `${digest}:${end}`));
   const out = new Map<string, Set<number>>();
-  for (const [digest, span] of body.spans) {
-    if (span > 0 && !profiled.has(`${digest}:${span - 1}`)) {
+  for (const [digest, start] of body.spans) {
+    if (start > 0 && !ends.has(`${digest}:${start}`)) {
       if (!out.has(digest)) out.set(digest, new Set());
-      out.get(digest)!.add(span);
+      out.get(digest)!.add(start);
     }
   }
   return out;

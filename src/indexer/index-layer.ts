@@ -25,7 +25,7 @@ function startsWith(buf: Buffer, magic: number[]): boolean {
   return magic.every((b, i) => buf[i] === b);
 }
 
-/** Which checkpoints keep their window: every so many bytes, and these (by number). */
+/** Which checkpoints keep their window: every so many bytes, and those placed at these uncompressed offsets. */
 export interface WindowPlan {
   every: number;
   at?: ReadonlySet<number>;
