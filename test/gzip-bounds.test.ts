@@ -91,7 +91,9 @@ describe('gzip of zeros: spans bounded by output', () => {
 
   it('checkpoints with bit offsets round-trip through the .clip format (version 4)', async () => {
     const gz = zlib.gzipSync(plain, { level: 9 });
-    const t = build(gz, MiB);
+    // Whole windows: sparse ones need version 5 (test/backref-scan.test.ts).
+    const sparse = build(gz, MiB);
+    const t = { ...sparse, checkpoints: sparse.checkpoints.map(({ sparse: _, ...c }) => c) };
     const root = {
       ino: 1,
       type: 'dir' as const,

@@ -66,6 +66,8 @@ function assertSafe(index: ClipIndex): void {
       assert.ok(next === undefined || (next.in > cp.in && next.out > cp.out), `checkpoints ${i}, ${i + 1} in order`);
       assert.ok((next?.out ?? t.uncompressedSize) - cp.out <= MAX_SPAN_OUTPUT, `span ${i} bounded`);
       assert.ok(cp.in <= t.compressedSize && cp.out <= t.uncompressedSize);
+      assert.ok(cp.window.length <= 40 * 1024, `window ${i} bounded`);
+      assert.ok(!cp.sparse || (cp.window.length > 0 && t.compression === 'gzip'), `a sparse checkpoint ${i} has a window`);
     });
   }
   const seen = new Set<Node>();
@@ -213,10 +215,15 @@ function mutateBody(p: Prng, c: OpenedClip, map: BodyMap): Buffer {
       return splice(raw, f, bytesField(Buffer.from(JSON.stringify(meta))));
     }
     case 5: {
-      // A window: empty, oversized, or garbage.
+      // A window: empty, oversized, garbage, or of the wrong inflated size; or its sparse flag.
+      if (p.int(3) === 0) {
+        const flag = pickField((x) => x.kind === 'cp-sparse');
+        if (flag) return splice(raw, flag, Buffer.from([p.pick([0, 1, 2, 0x80, 0xff])]));
+      }
       const f = pickField((x) => x.kind === 'window');
       if (!f) return raw;
-      return splice(raw, f, bytesField(p.pick([Buffer.alloc(0), Buffer.alloc(40 * 1024 + 1), p.bytes(p.int(64))])));
+      const wrongSize = zlib.deflateRawSync(Buffer.alloc(p.pick([1, 1000, 32 * 1024 - 1, 32 * 1024 + 1])));
+      return splice(raw, f, bytesField(p.pick([Buffer.alloc(0), Buffer.alloc(40 * 1024 + 1), p.bytes(p.int(64)), wrongSize])));
     }
     case 6: {
       // Checkpoint offsets (deltas): zero, huge, shifted.
@@ -305,6 +312,11 @@ describe('.clip decoder fuzz', () => {
         map.fields.some((f) => f.kind === 'window' && (f.value as string).length > 0) || name === 'archive',
         'the image index keeps windows',
       );
+      if (name === 'image index')
+        assert.ok(
+          map.fields.some((f) => f.kind === 'cp-sparse' && f.value === 1),
+          'with sparse windows',
+        );
       assertSafe(decodeIndex(bytes));
       const structural: Tally = { refused: 0, accepted: 0 };
       const damaged: Tally = { refused: 0, accepted: 0 };

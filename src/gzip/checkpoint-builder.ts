@@ -28,6 +28,11 @@
 // zlib stopping there looks like zlib running out of input. Fed the network's
 // chunks, such a boundary was missed or not depending on the chunking, and all
 // later checkpoints were numbered otherwise; test/checkpoint-placement.test.ts.)
+//
+// A kept window is sparse: once 32 KiB of output followed its checkpoint,
+// the compressed bytes that made them are scanned for back-references
+// (backref-scan.ts) and every window byte none of them reaches is zeroed
+// before the window is deflated. Resuming needs only the bytes referenced.
 
 import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
@@ -35,6 +40,7 @@ import { ClipError } from '../errors.js';
 import { parseMemberHeader } from './member-header.js';
 import { BlockInflater } from './native-inflate.js';
 import { MAX_SPAN_OUTPUT, type Checkpoint, type SpanTable } from './types.js';
+import { sparseWindow, windowReferences } from './backref-scan.js';
 import { resumeInput } from './unaligned-resume.js';
 import { OutputRing, WINDOW_SIZE } from './window-ring.js';
 
@@ -44,6 +50,12 @@ const NO_WINDOW = Buffer.alloc(0);
 const PROBE_BYTES = 16 * 1024;
 /** zlib gets the input in slices ending at multiples of this compressed offset. */
 const SLICE = 64 * 1024;
+/**
+ * Most compressed bytes held to scan one window's references. Real deflate
+ * needs well under 64 KiB for 32 KiB of output; only crafted streams (runs of
+ * empty blocks) take more, and their window is then kept whole.
+ */
+const SCAN_INPUT_LIMIT = 1024 * 1024;
 
 interface Candidate {
   /** Compressed bytes consumed when zlib stopped at the boundary. */
@@ -61,6 +73,16 @@ interface Candidate {
   outputLength: number;
 }
 
+/** A checkpoint whose window is kept, waiting for the 32 KiB of output after it to be scanned. */
+interface PendingWindow {
+  checkpoint: Checkpoint;
+  /** The whole window (a copy). */
+  window: Buffer;
+  /** Compressed bytes from the checkpoint's first byte on (the block starts at checkpoint.bits). */
+  compressed: Buffer[];
+  compressedLength: number;
+}
+
 export class CheckpointBuilder {
   private readonly inflater = new BlockInflater();
   private readonly ring = new OutputRing(OUTPUT_BUFFER + WINDOW_SIZE);
@@ -68,6 +90,7 @@ export class CheckpointBuilder {
   private readonly digests: Buffer[] = [];
   private spanHash: Hash = createHash('sha256');
   private candidate: Candidate | undefined;
+  private readonly pending: PendingWindow[] = [];
   private inPos = 0;
   private outPos = 0;
   private ended = false;
@@ -90,12 +113,15 @@ export class CheckpointBuilder {
    *   its window whatever the distance: where reads are known to begin (a
    *   start-up profile). Offsets, not checkpoint numbers: they mean the same
    *   bytes in any index of the layer.
+   * @param sparse zero the window bytes nothing references (false: keep
+   *   whole windows, as clip did before format version 5)
    */
   constructor(
     private readonly spanSize: number,
     private readonly onData: (chunk: Buffer) => void,
     private readonly windowEvery = spanSize,
     private readonly windowAt: ReadonlySet<number> = new Set(),
+    private readonly sparse = true,
   ) {}
 
   push(chunk: Buffer): void {
@@ -158,6 +184,8 @@ export class CheckpointBuilder {
     }
     this.inflater.close();
     if (this.candidate) this.reject();
+    // The stream ended: what was collected is all that follows these checkpoints.
+    while (this.pending.length > 0) this.storeWindow(this.pending.shift()!);
     if (this.checkpoints.length === 0) {
       throw new ClipError('BAD_GZIP', 'gzip data holds no deflate stream');
     }
@@ -175,8 +203,43 @@ export class CheckpointBuilder {
     if (this.checkpoints.length === 0) this.firstCheckpoint(bytes);
     this.inPos += bytes.length;
     if (bytes.length > 0) this.lastByte = bytes[bytes.length - 1]!;
-    if (this.candidate) this.candidate.compressed.push(Buffer.from(bytes));
+    // One copy serves the candidate and every window still to be scanned (nobody changes it).
+    const copy = this.candidate || this.pending.length > 0 ? Buffer.from(bytes) : bytes;
+    if (this.candidate) this.candidate.compressed.push(copy);
     else this.spanHash.update(bytes);
+    if (bytes.length > 0) this.collect(copy);
+  }
+
+  /** Keeps compressed bytes for the windows still to be scanned; a window past SCAN_INPUT_LIMIT is kept whole. */
+  private collect(copy: Buffer): void {
+    for (const p of this.pending) {
+      p.compressed.push(copy);
+      p.compressedLength += copy.length;
+    }
+    while (this.pending.length > 0 && this.pending[0]!.compressedLength > SCAN_INPUT_LIMIT) this.storeWindow(this.pending.shift()!, false);
+  }
+
+  /** Scans and stores the windows whose checkpoint is now 32 KiB of output behind. */
+  private scanDue(): void {
+    while (this.pending.length > 0 && this.outPos - this.pending[0]!.checkpoint.out >= WINDOW_SIZE) {
+      this.storeWindow(this.pending.shift()!);
+    }
+  }
+
+  /** Deflates the window with only its referenced bytes (`scan` false, or the scan failed: the whole window). */
+  private storeWindow(p: PendingWindow, scan = true): void {
+    let window: Buffer | undefined;
+    if (scan) {
+      try {
+        const input = Buffer.concat(p.compressed, p.compressedLength);
+        window = sparseWindow(p.window, windowReferences(input, p.checkpoint.bits ?? 0, p.window.length));
+      } catch {
+        // zlib inflated these bytes, so they are valid deflate: a scan that
+        // refuses them is a scanner fault, and the whole window is always right.
+      }
+    }
+    if (!window) delete p.checkpoint.sparse;
+    p.checkpoint.window = zlib.deflateRawSync(window ?? p.window, { level: 9 });
   }
 
   private produced(data: Buffer): void {
@@ -196,6 +259,7 @@ export class CheckpointBuilder {
     }
     this.onData(data);
     if (c && c.outputLength >= PROBE_BYTES) this.probe(c);
+    this.scanDue();
   }
 
   private atBoundary(): void {
@@ -248,9 +312,17 @@ export class CheckpointBuilder {
     for (const b of c.compressed) this.spanHash.update(b);
     const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(c.out);
     if (keepWindow) this.lastWindow = c.out;
-    const window = keepWindow ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW;
-    this.checkpoints.push(bits > 0 ? { in: c.in - 1, bits, out: c.out, window } : { in: c.in, out: c.out, window });
+    const window = keepWindow && !this.sparse ? zlib.deflateRawSync(c.window, { level: 9 }) : NO_WINDOW;
+    const cp: Checkpoint = bits > 0 ? { in: c.in - 1, bits, out: c.out, window } : { in: c.in, out: c.out, window };
+    this.checkpoints.push(cp);
     this.candidate = undefined;
+    if (keepWindow && this.sparse) {
+      // Its window is stored once the output after it has been scanned (scanDue, finish).
+      cp.sparse = true;
+      const compressed = bits > 0 ? [Buffer.of(c.lastByte), ...c.compressed] : c.compressed;
+      this.pending.push({ checkpoint: cp, window: c.window, compressed, compressedLength: compressed.reduce((a, b) => a + b.length, 0) });
+      this.scanDue();
+    }
   }
 
   private reject(): void {

@@ -19,8 +19,16 @@ export interface Checkpoint {
   bits?: number;
   /** Offset in the uncompressed stream that block produces first. */
   out: number;
-  /** The (up to) 32 KiB of output before `out`, deflated; empty at a stream start. */
+  /**
+   * The output before `out`, min(32 KiB, out) bytes, deflated; empty at a
+   * stream start and where no window was kept.
+   */
   window: Buffer;
+  /**
+   * The window keeps only the bytes the deflate data after `out` references
+   * (the others are zero): a dictionary to resume with, never output to serve.
+   */
+  sparse?: boolean;
 }
 
 /**

@@ -116,6 +116,7 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
       w.uint(cp.out - prevOut);
       w.bytes(cp.window);
       if (version >= 4) w.u8(cp.bits ?? 0);
+      if (version >= 5) w.u8(cp.sparse ? 1 : 0);
       prevIn = cp.in;
       prevOut = cp.out;
     }
@@ -180,6 +181,8 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
 
 /** The oldest format version that can hold the index, so older readers read what they can. */
 function formatVersion(index: ClipIndex): number {
+  // Version 5: sparse windows (older readers would take their zeros for output).
+  if (index.layers.some((l) => l.spans.checkpoints.some((cp) => cp.sparse))) return 5;
   // Version 4: checkpoints that start mid-byte (their bit stored per checkpoint).
   if (index.layers.some((l) => l.spans.checkpoints.some((cp) => (cp.bits ?? 0) > 0))) return 4;
   if (index.kind !== 'oci') return 3;
@@ -345,7 +348,11 @@ function readLayer(r: ByteReader, version: number, descriptor: unknown, li: numb
     const bits = version >= 4 ? r.u8() : 0;
     if (bits > 7 || (bits > 0 && l.compression !== 'gzip'))
       throw new ClipError('BAD_INDEX', `index body is corrupt: checkpoint ${i} starts at bit ${bits}`);
-    checkpoints.push(bits > 0 ? { in: prevIn, bits, out: prevOut, window } : { in: prevIn, out: prevOut, window });
+    const sparse = version >= 5 ? r.u8() : 0;
+    if (sparse > 1) throw new ClipError('BAD_INDEX', `index body is corrupt: checkpoint ${i} has window flag ${sparse}`);
+    const cp: Checkpoint = bits > 0 ? { in: prevIn, bits, out: prevOut, window } : { in: prevIn, out: prevOut, window };
+    if (sparse === 1) cp.sparse = true;
+    checkpoints.push(cp);
   }
   const digests: Buffer[] = [];
   for (let i = 0; i < count; i++) digests.push(Buffer.from(r.raw(DIGEST_SIZE)));

@@ -7,9 +7,12 @@ import type { ImageTree, Platform } from '../image/types.js';
 /**
  * Version 2: checkpoints may keep no window (resumed from the span before).
  * Version 3: the kinds 'archive' and 's3' (clip archive).
- * Version 4: checkpoints may start mid-byte (a bit offset per checkpoint). Older files still load.
+ * Version 4: checkpoints may start mid-byte (a bit offset per checkpoint).
+ * Version 5: windows may be sparse (a flag per checkpoint): only the bytes the
+ * data after the checkpoint references are kept, the others are zero, so a
+ * reader must never serve a window's bytes as output. Older files still load.
  */
-export const FORMAT_VERSION = 4;
+export const FORMAT_VERSION = 5;
 export const OLDEST_FORMAT_VERSION = 1;
 
 /**

@@ -109,6 +109,8 @@ export function checkSpanTable(t: SpanTable, layer: number): void {
       bad(`checkpoint ${i} of an uncompressed layer maps ${cp.in} to ${cp.out}`);
     if (cp.window.length > MAX_WINDOW_DEFLATED)
       bad(`checkpoint ${i} has a ${cp.window.length}-byte window (at most ${MAX_WINDOW_DEFLATED})`);
+    // Its inflated size (exactly min(32 KiB, out)) is checked where it is inflated, at each read (span-reader.ts).
+    if (cp.sparse && (cp.window.length === 0 || t.compression !== 'gzip')) bad(`checkpoint ${i} is marked sparse but has no window`);
     const last = i + 1 === cps.length;
     const output = (last ? t.uncompressedSize : cps[i + 1]!.out) - cp.out;
     if (output > MAX_SPAN_OUTPUT) bad(`span ${i} covers ${output} uncompressed bytes (at most ${MAX_SPAN_OUTPUT})`);

@@ -29,6 +29,8 @@ export interface BuildOptions extends RegistryOptions {
   spanSize?: number;
   /** Minimum uncompressed distance between checkpoints that keep their 32 KiB window (at least spanSize). */
   windowEvery?: number;
+  /** Keep windows whole instead of only the bytes the data after them references (for comparisons; default false). */
+  fullWindows?: boolean;
   /** Most tar entries all layers together may keep (default 4,000,000): a bound on memory while indexing. */
   maxEntries?: number;
   /** A start-up profile recorded on an index of this image with the same span size: windows are also kept where its reads begin. */
@@ -166,7 +168,7 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
     // Refused before any blob is fetched: the media type already says it.
     for (const layer of image.layers) refuseZstdMediaType(layer);
     const results = await indexLayers(image.layers, blobs, (layer, blob, i) => {
-      const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>() };
+      const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>(), sparse: opts.fullWindows !== true };
       return indexLayer(layer, blob, spanSize, windows, maxRatio, budget, (n) => {
         read += n - readPerLayer[i]!;
         readPerLayer[i] = n;

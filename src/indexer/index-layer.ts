@@ -29,6 +29,8 @@ function startsWith(buf: Buffer, magic: number[]): boolean {
 export interface WindowPlan {
   every: number;
   at?: ReadonlySet<number>;
+  /** Zero the window bytes nothing references (default true). */
+  sparse?: boolean;
 }
 
 /** Layers up to this many uncompressed bytes pass whatever their compression ratio. */
@@ -116,7 +118,7 @@ export async function indexLayer(
         throw new ClipError('UNSUPPORTED', `layer ${layer.digest} is zstd-compressed: zstd layers are not supported yet`);
       }
       builder = startsWith(head, GZIP_MAGIC)
-        ? new CheckpointBuilder(spanSize, onData, windows.every, windows.at)
+        ? new CheckpointBuilder(spanSize, onData, windows.every, windows.at, windows.sparse ?? true)
         : new RawSpanBuilder(spanSize, onData);
       builder.push(head);
       return;

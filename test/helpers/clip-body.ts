@@ -43,6 +43,7 @@ export type FieldKind =
   | 'cp-out'
   | 'window'
   | 'cp-bits'
+  | 'cp-sparse'
   | 'digest'
   | 'node-count'
   | 'type'
@@ -87,7 +88,8 @@ const TYPES = ['file', 'dir', 'symlink', 'char', 'block', 'fifo'];
 
 /**
  * Where every field of a well-formed body sits (an independent reading of the
- * format); `version` from the file's header (4 adds a bit offset per checkpoint).
+ * format); `version` from the file's header (4 adds a bit offset per
+ * checkpoint, 5 a sparse-window flag).
  */
 export function mapBody(raw: Buffer, version: number): BodyMap {
   let pos = 0;
@@ -123,6 +125,10 @@ export function mapBody(raw: Buffer, version: number): BodyMap {
       bytes('window');
       if (version >= 4) {
         fields.push({ kind: 'cp-bits', start: pos, end: pos + 1, value: raw[pos]! });
+        pos++;
+      }
+      if (version >= 5) {
+        fields.push({ kind: 'cp-sparse', start: pos, end: pos + 1, value: raw[pos]! });
         pos++;
       }
     }
