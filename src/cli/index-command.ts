@@ -43,7 +43,10 @@ export function indexCommand(): Command {
       'start-up profile (clip mount --record-profile, same --span-size): keep windows where its reads begin and ship it in the index; repeat to merge several',
       (file: string, files: string[] = []) => [...files, file],
     )
-    .option('--trace', "run the image's command on the fresh index (runc, no network) and ship what it reads as the index's start-up profile")
+    .option(
+      '--trace',
+      "run the image's command on the fresh index (runc, no network) and ship what it reads as the index's start-up profile",
+    )
     .option('--trace-cmd <json>', 'with --trace: the command to run instead of Entrypoint + Cmd, as a JSON array (exec form)')
     .option(
       '--trace-timeout <seconds>',

@@ -73,7 +73,8 @@ export class LiveImage {
     const embedded = settings.profile === undefined ? this.index.profile : undefined;
     if (fresh && (settings.profile !== undefined || embedded !== undefined)) {
       const source = settings.profile ?? 'the index';
-      const { spans, skipped } = settings.profile !== undefined ? await loadProfile(settings.profile, this.index) : mapProfile(this.index, embedded!);
+      const { spans, skipped } =
+        settings.profile !== undefined ? await loadProfile(settings.profile, this.index) : mapProfile(this.index, embedded!);
       // Offsets that start no span here: the profile was recorded on an index placed otherwise.
       if (skipped > 0) log.warn({ ...fields, skipped, file: source }, 'start-up profile entries that start no span of this index skipped');
       const started = performance.now();

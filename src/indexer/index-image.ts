@@ -149,7 +149,9 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
  * left out here would be skipped at mount anyway.
  */
 function embeddable(profile: readonly ProfileEntry[], layers: readonly LayerRecord[]): ProfileEntry[] {
-  const byDigest = new Map(layers.map((l) => [l.digest, { starts: new Set(l.spans.checkpoints.map((c) => c.out)), size: l.spans.uncompressedSize }]));
+  const byDigest = new Map(
+    layers.map((l) => [l.digest, { starts: new Set(l.spans.checkpoints.map((c) => c.out)), size: l.spans.uncompressedSize }]),
+  );
   return profile.filter(([digest, start, end]) => {
     const l = byDigest.get(digest);
     return l !== undefined && l.starts.has(start) && start < end && end <= l.size;

@@ -21,16 +21,22 @@ export function parseTraceCmd(json: string): string[] {
   try {
     v = JSON.parse(json);
   } catch {
-    throw new ClipError('BAD_ARGUMENT', `bad --trace-cmd ${JSON.stringify(json)}: not JSON; give an exec-form array, e.g. '["/bin/sh","-c","..."]'`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `bad --trace-cmd ${JSON.stringify(json)}: not JSON; give an exec-form array, e.g. '["/bin/sh","-c","..."]'`,
+    );
   }
   if (!Array.isArray(v) || v.length === 0 || !v.every((a) => typeof a === 'string') || v[0] === '')
-    throw new ClipError('BAD_ARGUMENT', `bad --trace-cmd ${JSON.stringify(json)}: expected a non-empty JSON array of strings, the program first`);
+    throw new ClipError(
+      'BAD_ARGUMENT',
+      `bad --trace-cmd ${JSON.stringify(json)}: expected a non-empty JSON array of strings, the program first`,
+    );
   if (v.some((a: string) => a.includes('\0'))) throw new ClipError('BAD_ARGUMENT', 'bad --trace-cmd: an argument holds a NUL byte');
-  return v as string[];
+  return v;
 }
 
 function strings(v: unknown): string[] | undefined {
-  return Array.isArray(v) && v.every((s) => typeof s === 'string') ? (v as string[]) : undefined;
+  return Array.isArray(v) && v.every((s) => typeof s === 'string') ? v : undefined;
 }
 
 /** The process of a trace: `command` (replacing Entrypoint and Cmd) or the image's own. */

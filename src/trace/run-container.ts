@@ -44,7 +44,10 @@ async function writeSpec(bundle: string, opts: RunOptions): Promise<void> {
     await runc(['spec', '--bundle', bundle]);
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: string };
-    throw new ClipError('IO', err.code === 'ENOENT' ? 'clip index --trace needs runc on PATH' : `runc spec failed: ${err.stderr ?? err.message}`);
+    throw new ClipError(
+      'IO',
+      err.code === 'ENOENT' ? 'clip index --trace needs runc on PATH' : `runc spec failed: ${err.stderr ?? err.message}`,
+    );
   }
   const file = path.join(bundle, 'config.json');
   const spec = JSON.parse(await readFile(file, 'utf8'));

@@ -106,11 +106,14 @@ export async function traceIndex(index: ClipIndex, registry: RegistryOptions, op
     const [profile] = await readProfiles([recorded], index.image.manifestDigest, index.image.spanSize);
     return { profile: mergeProfiles([profile ?? []]), ...(run.code !== undefined ? { code: run.code } : {}), timedOut: run.timedOut };
   } finally {
-    await stopPrivateDaemon(state, mounted ? rootfs : undefined, supervisor);
-    // Never remove a tree something is still mounted in (the rootfs is writable).
-    const left = readMounts().filter((m) => m.mountPoint === dir || m.mountPoint.startsWith(dir + '/'));
-    if (left.length === 0) await rm(dir, { recursive: true, force: true });
-    else opts.output.write(`clip: left ${dir} in place: ${left.map((m) => m.mountPoint).join(', ')} still mounted\n`);
+    try {
+      await stopPrivateDaemon(state, mounted ? rootfs : undefined, supervisor);
+    } finally {
+      // Never remove a tree something is still mounted in (the rootfs is writable).
+      const left = readMounts().filter((m) => m.mountPoint === dir || m.mountPoint.startsWith(dir + '/'));
+      if (left.length === 0) await rm(dir, { recursive: true, force: true });
+      else opts.output.write(`clip: left ${dir} in place: ${left.map((m) => m.mountPoint).join(', ')} still mounted\n`);
+    }
   }
 }
 
@@ -125,18 +128,30 @@ function onlyRegistry(o: RegistryOptions): RegistryOptions {
   return r;
 }
 
-/** Ends the trace's daemon: unmounts what is left, stops it, and waits until its process (`supervisor`, when known) is gone. */
+/**
+ * Ends the trace's daemon and waits until its process (`supervisor`, when
+ * known) is gone. Started with --idle-exit, it ends by itself once its last
+ * mount went; what is still mounted (a failed run) is detached and it is
+ * stopped.
+ */
 async function stopPrivateDaemon(state: string, rootfs: string | undefined, supervisor: number | undefined): Promise<void> {
-  if (await daemonAnswers(state)) {
-    try {
+  const gone = async (ms: number): Promise<boolean> => {
+    for (let waited = 0; supervisor !== undefined && isAlive(supervisor) && waited < ms; waited += 50) await sleep(50);
+    return supervisor === undefined || !isAlive(supervisor);
+  };
+  if (rootfs === undefined && supervisor !== undefined && (await gone(10_000))) return;
+  try {
+    if (await daemonAnswers(state)) {
       supervisor ??= (await callDaemon<PsReply>(state, 'GET', '/v1/ps')).daemon.supervisor;
       if (rootfs !== undefined) await callDaemon(state, 'POST', '/v1/umount', { mountpoint: rootfs, lazy: true });
-    } catch {
-      // Stopped below either way (an idle daemon also ends by itself once its last mount went).
+      if (await daemonAnswers(state)) await stopDaemon(state);
     }
-    if (await daemonAnswers(state)) await stopDaemon(state);
+  } catch {
+    // Ending already (a reset connection): waited for below.
   }
-  for (let i = 0; supervisor !== undefined && isAlive(supervisor) && i < 600; i++) await new Promise((r) => setTimeout(r, 50));
-  if (supervisor !== undefined && isAlive(supervisor))
-    throw new ClipError('IO', `the trace's clip daemon (pid ${supervisor}, state dir ${state}) did not stop`);
+  if (!(await gone(30_000))) throw new ClipError('IO', `the trace's clip daemon (pid ${supervisor}, state dir ${state}) did not stop`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

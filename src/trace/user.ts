@@ -20,7 +20,8 @@ async function table(rootfs: string, file: string): Promise<string[][]> {
 
 function id(s: string, what: string): number {
   const n = Number(s);
-  if (!ID.test(s) || n > 0xffffffff) throw new ClipError('BAD_ARGUMENT', `the image's User names ${what} ${JSON.stringify(s)}, not a 32-bit id`);
+  if (!ID.test(s) || n > 0xffffffff)
+    throw new ClipError('BAD_ARGUMENT', `the image's User names ${what} ${JSON.stringify(s)}, not a 32-bit id`);
   return n;
 }
 
