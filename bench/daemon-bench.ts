@@ -60,6 +60,11 @@ async function daemonRss(env: NodeJS.ProcessEnv): Promise<{ rss: number; pid: nu
   const ps = JSON.parse((await must(['ps', '--json'], env)).out) as { daemon: { pid: number; supervisor: number } };
   const sup = ps.daemon.supervisor;
   const children = (await readFile(`/proc/${sup}/task/${sup}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean).map(Number);
+  if (children.length < 2) {
+    // The spare starts a second after the serving process: measure the daemon as it runs.
+    await new Promise((r) => setTimeout(r, 1500));
+    return daemonRss(env);
+  }
   let rss = await rssMb(sup);
   for (const c of children) rss += await rssMb(c).catch(() => 0);
   return { rss, ...ps.daemon };
