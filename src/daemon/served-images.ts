@@ -7,7 +7,6 @@
 // detach what the dead one left mounted.
 
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { RegistryOptions } from '../oci/types.js';
 import type { MountIdentity } from '../mount/state.js';
 import type { ProcessIdentity } from '../mount/process-identity.js';
