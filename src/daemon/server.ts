@@ -180,7 +180,9 @@ export class DaemonServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const reply = (status: number, body: unknown): void => {
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body), () => {
+      const text = JSON.stringify(body);
+      // A length, not chunks: the CLI's fast path reads the answer by hand (cli/fast-mount.ts).
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text, () => {
         if (this.endAfterReply) this.supervisor.send({ type: 'stop' });
       });
     };
