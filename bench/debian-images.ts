@@ -7,9 +7,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { sha256File, writeBlob } from './layout-blobs.js';
+import { sha256File, writeImage } from './layout-blobs.js';
 
 const CACHE = path.resolve('.bench-cache/coldstart');
 const MIRROR = process.env['BENCH_DEBIAN_MIRROR'] ?? 'http://deb.debian.org/debian';
@@ -140,42 +140,15 @@ async function buildLayout(spec: ImageSpec, log: (m: string) => void): Promise<v
     layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${hex}`, size: (await stat(blob)).size });
     diffIds.push(diffId);
   }
-  const config = await writeBlob(
+  await writeImage(
     dir,
-    Buffer.from(
-      JSON.stringify({
-        architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
-        os: 'linux',
-        config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: spec.command },
-        rootfs: { type: 'layers', diff_ids: diffIds },
-        history: parts.map((_, i) => ({ created_by: `clip bench: layer ${i} of ${spec.name}` })),
-      }),
-    ),
-  );
-  const manifest = await writeBlob(
-    dir,
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers,
-      }),
-    ),
-  );
-  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    path.join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...manifest,
-          annotations: { 'org.opencontainers.image.ref.name': spec.name },
-        },
-      ],
-    }),
+    {
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: spec.command },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history: parts.map((_, i) => ({ created_by: `clip bench: layer ${i} of ${spec.name}` })),
+    },
+    layers,
+    spec.name,
   );
   await rm(final, { recursive: true, force: true });
   await rename(dir, final);

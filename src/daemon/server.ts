@@ -293,7 +293,12 @@ export class DaemonServer {
     const spec = this.imageAt(path.resolve(mountpoint));
     const img = spec && this.live.get(spec.key);
     if (!spec || !img) throw new HttpError(404, `${path.resolve(mountpoint)} is not a clip mount`);
-    return { index: spec.loadFrom, layers: img.metrics.summary() };
+    const byLayer = new Map(img.metrics.summary().map((l) => [l.layer, l]));
+    const none = { fetchedBytes: 0, requests: 0, cacheHits: 0, cacheMisses: 0, cachedBytes: 0 };
+    return {
+      index: spec.index,
+      layers: img.index.layers.map((l) => ({ ...none, ...byLayer.get(l.digest), layer: l.digest, compressedSize: l.spans.compressedSize })),
+    };
   }
 
   /**
