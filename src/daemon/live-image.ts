@@ -13,6 +13,7 @@ import { loadIndex } from '../index/load.js';
 import type { ClipIndex } from '../index/types.js';
 import type { DaemonMetrics, ImageMetrics } from '../metrics/daemon-metrics.js';
 import type { Logger } from 'pino';
+import { slotInode } from './root-fs.js';
 import type { ServedImage } from './served-images.js';
 
 export interface ReadSettings {
@@ -61,7 +62,8 @@ export class LiveImage {
       all.dropImage(metrics.image);
       throw e;
     }
-    const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }));
+    // Its inodes in the range of its slot of the daemon's one filesystem (root-fs.ts).
+    const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }), slotInode(spec.slot, 0));
     return new LiveImage(spec, index, reader, fs, metrics, recorder);
   }
 
