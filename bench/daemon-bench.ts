@@ -23,7 +23,7 @@ import { pushImage, startRegistry } from '../test/helpers/registry.js';
 import type { TarEntrySpec } from '../test/helpers/tar-writer.js';
 import { dropCaches, median } from './machine.js';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/clip.js');
+const BIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin');
 const IMAGES = Number(process.env['BENCH_IMAGES'] ?? 10);
 const MOUNT_RUNS = 15;
 
@@ -33,8 +33,12 @@ const PROF = process.env['BENCH_PROF'];
 function clip(args: string[], env: NodeJS.ProcessEnv, prof = false): Promise<{ code: number; out: string; err: string; ms: number }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const flags = prof && PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [];
-    const child = spawn(process.execPath, [...flags, BIN, ...args], { env: { ...process.env, ...env } });
+    // The command as installed (bin/clip, a sh wrapper), as a runtime runs it; Node with flags to profile.
+    const [cmd, argv]: [string, string[]] =
+      prof && PROF
+        ? [process.execPath, ['--cpu-prof', '--cpu-prof-dir', PROF, path.join(BIN_DIR, 'clip.js'), ...args]]
+        : [path.join(BIN_DIR, 'clip'), args];
+    const child = spawn(cmd, argv, { env: { ...process.env, ...env } });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -141,12 +145,19 @@ async function main(): Promise<void> {
       times.push((await must(['mount', indexes[0]!, '--rootfs', dir], env, true)).ms);
       mounted.push(dir);
     }
-    // The floor: Node starting and exiting, spawned the same way.
+    // The floor: Node starting and exiting, spawned the same way; and so without
+    // NODE_EXTRA_CA_CERTS (if set), as bin/clip starts this call.
     const floor: number[] = [];
+    const bare: number[] = [];
+    const noCerts = { ...process.env };
+    delete noCerts['NODE_EXTRA_CA_CERTS'];
     for (let i = 0; i < MOUNT_RUNS; i++) {
-      const t = performance.now();
+      let t = performance.now();
       await new Promise((r) => spawn(process.execPath, ['-e', '0']).on('close', r));
       floor.push(performance.now() - t);
+      t = performance.now();
+      await new Promise((r) => spawn(process.execPath, ['-e', '0'], { env: noCerts }).on('close', r));
+      bare.push(performance.now() - t);
     }
     // The same through the API from a process already running: what the daemon itself takes.
     const api: number[] = [];
@@ -194,7 +205,7 @@ async function main(): Promise<void> {
       `mount --rootfs of a served image: p50 ${p50.toFixed(0)} ms over ${MOUNT_RUNS} (goal 80 ms: ${(p50 / 80).toFixed(2)}x); first mount, daemon start included: ${cold.ms.toFixed(0)} ms`,
     );
     console.log(
-      `  of which the daemon (the API call from a running process): p50 ${median(api).toFixed(0)} ms; Node's own start and exit (node -e 0): p50 ${median(floor).toFixed(0)} ms`,
+      `  of which the daemon (the API call from a running process): p50 ${median(api).toFixed(0)} ms; Node's own start and exit (node -e 0): p50 ${median(floor).toFixed(0)} ms, without NODE_EXTRA_CA_CERTS (${process.env['NODE_EXTRA_CA_CERTS'] ?? 'not set'}) ${median(bare).toFixed(0)} ms`,
     );
     console.log(
       `RSS, supervisor + serving process + spare: 1 image ${one.rss.toFixed(0)} MB, ${IMAGES} images ${ten.rss.toFixed(0)} MB: ${(ten.rss / one.rss).toFixed(2)}x (goal <= 1.3x)`,

@@ -5,10 +5,15 @@
 // (commander, the settings checks) would add ~40 ms more (bench:daemon).
 // Anything else, or anything unusual (not root, no daemon answering, a file
 // that cannot be read), goes the full way, which says what is wrong.
+// bin/clip starts this call without NODE_EXTRA_CA_CERTS (parsing it is ~60% of
+// Node's start here, and a unix socket needs no certificate); the full way gets
+// it back in a Node of its own (fullWayWithCerts).
 
+import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { daemonPaths } from '../daemon/paths.js';
 import { stateDir } from '../mount/state-dir.js';
 
@@ -102,4 +107,33 @@ export async function fastMount(args: string[]): Promise<boolean> {
   process.stderr.write(`clip: ${r.json.error ?? `the clip daemon answered ${r.status}`}\n`);
   process.exitCode = 1;
   return true;
+}
+
+/**
+ * Runs the full CLI in a new Node with NODE_EXTRA_CA_CERTS given back (bin/clip
+ * moved it to CLIP_NODE_EXTRA_CA_CERTS), and exits as it exits. Node reads
+ * that file only at its start, and the full way may reach a registry over TLS.
+ */
+export function fullWayWithCerts(args: string[]): Promise<void> {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: process.env['CLIP_NODE_EXTRA_CA_CERTS'] };
+  delete env['CLIP_NODE_EXTRA_CA_CERTS'];
+  const entry = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/clip.js');
+  const child = spawn(process.execPath, [...process.execArgv, entry, ...args], { stdio: 'inherit', env });
+  // A runtime's or a terminal's signal is for the command, which is now the child.
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, forward);
+  return new Promise((resolve) => {
+    child.on('error', (e) => {
+      process.stderr.write(`clip: cannot start ${process.execPath}: ${e.message}\n`);
+      process.exitCode = 1;
+      resolve();
+    });
+    child.on('close', (code, signal) => {
+      for (const s of signals) process.off(s, forward);
+      if (signal) process.kill(process.pid, signal);
+      process.exitCode = code ?? 1;
+      resolve();
+    });
+  });
 }
