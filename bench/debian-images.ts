@@ -36,6 +36,8 @@ interface ImageSpec {
   name: string;
   description: string;
   packages: string[];
+  /** Installed after debootstrap with apt-get in a chroot (debootstrap's own resolver cannot take them). */
+  aptPackages?: string[];
   /** Layers above the base, bottom first: the paths each takes out of the base. */
   layers: string[][];
   command: string[];
@@ -69,6 +71,18 @@ const SPECS: ImageSpec[] = [
     command: ['/usr/bin/python3', '-c', 'import numpy, yaml, json, sqlite3; print(1)'],
     readyOutput: '1',
   },
+  {
+    name: 'torch',
+    description: "minbase + python3, then Debian's python3-torch and python3-scipy (numpy with them); an ML image",
+    packages: ['python3'],
+    aptPackages: ['python3-torch', 'python3-scipy'],
+    layers: [
+      ['./usr/lib/python3.11', './usr/bin/python3.11', './usr/share/python3'],
+      ['./usr/lib/python3/dist-packages', './usr/lib/x86_64-linux-gnu'],
+    ],
+    command: ['/usr/bin/python3', '-c', 'import torch; print(1)'],
+    readyOutput: '1',
+  },
 ];
 
 /** A debootstrapped root file system with `packages`, cached. */
@@ -82,6 +96,12 @@ function rootfs(spec: ImageSpec, log: (m: string) => void): string {
   execFileSync('debootstrap', ['--variant=minbase', `--include=${spec.packages.join(',')}`, SUITE, tmp, MIRROR], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  if (spec.aptPackages) {
+    log(`apt-get install ${spec.aptPackages.join(' ')} in the chroot`);
+    execFileSync('cp', ['/etc/resolv.conf', path.join(tmp, 'etc/resolv.conf')]);
+    const apt = `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${spec.aptPackages.join(' ')} >/dev/null && apt-get clean`;
+    execFileSync('chroot', [tmp, '/bin/sh', '-c', apt], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
   execFileSync('mv', [tmp, dir]);
   log(`debootstrap took ${((performance.now() - t) / 1000).toFixed(0)} s`);
   return dir;
