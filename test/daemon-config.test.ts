@@ -60,6 +60,7 @@ describe('daemon config', () => {
       logFormat: 'json',
       prefetch: false,
       prefetchRate: DEFAULT_PREFETCH_RATE,
+      readAhead: true,
     });
   });
 
@@ -77,6 +78,7 @@ describe('daemon config', () => {
         'metrics_addr = "127.0.0.1:9100"',
         'prefetch = true',
         'prefetch_rate = "512KiB"',
+        'read_ahead = false',
       ].join('\n'),
     );
     const l = await loadDaemonConfig({}, { env: {}, defaultPath: p });
@@ -92,6 +94,7 @@ describe('daemon config', () => {
       metricsAddr: '127.0.0.1:9100',
       prefetch: true,
       prefetchRate: 512 * 1024,
+      readAhead: false,
     });
   });
 
@@ -133,6 +136,7 @@ describe('daemon config', () => {
     metrics_addr: ['"localhost"', '"127.0.0.1:0"', '"127.0.0.1:70000"', '9100'],
     prefetch: ['"yes"', '1'],
     prefetch_rate: ['"fast"', '0', '1979-05-27'],
+    read_ahead: ['"no"', '0'],
   };
   it('has a bad-value case for every key', () => {
     assert.deepEqual(Object.keys(badValues).sort(), CONFIG_KEYS.map((k) => k.key).sort());
@@ -236,6 +240,7 @@ describe('daemon config', () => {
         metrics_addr: '127.0.0.1:9200',
         prefetch: false,
         prefetch_rate: DEFAULT_PREFETCH_RATE,
+        read_ahead: true,
       });
     });
 

@@ -119,8 +119,9 @@ describe('read pool: two images sharing a base layer', () => {
   async function readers(pool: ReadPool): Promise<{ a: FileReader; b: FileReader; ea: Counts; eb: Counts }> {
     const ea = new Counts();
     const eb = new Counts();
-    const a = await FileReader.open(indexA, { pool, events: ea });
-    const b = await FileReader.open(indexB, { pool, events: eb });
+    // No read-ahead: these tests count the fetches each read makes (read-ahead.test.ts covers it).
+    const a = await FileReader.open(indexA, { pool, events: ea, readAhead: false });
+    const b = await FileReader.open(indexB, { pool, events: eb, readAhead: false });
     return { a, b, ea, eb };
   }
 
@@ -215,7 +216,7 @@ describe('read pool: two images sharing a base layer', () => {
     await waitFor(async () => (await proxy.connections()) === 0, 'earlier connections to close');
     const pool = new ReadPool();
     const { a, b } = await readers(pool);
-    const a2 = await FileReader.open(indexA, { pool });
+    const a2 = await FileReader.open(indexA, { pool, readAhead: false });
     let open = [a, b, a2];
     try {
       assert.deepEqual(
@@ -266,7 +267,7 @@ describe('read pool: two images sharing a base layer', () => {
     await writeFile(path.join(empty, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
     await writeFile(path.join(empty, 'index.json'), '{"schemaVersion":2,"manifests":[]}');
     const broken = await FileReader.open({ ...indexA, image: { ...indexA.image, location: `oci:${empty}` } }, { pool });
-    const a = await FileReader.open(indexA, { pool });
+    const a = await FileReader.open(indexA, { pool, readAhead: false });
     try {
       const node = lookupPath(indexA, BASE_FILE);
       const offset = 9 * SPAN + 10;

@@ -10,6 +10,7 @@ import { openBlobSource } from './sources/open.js';
 import type { BlobSource, RegistryOptions } from '../oci/types.js';
 import { LayerReader, type LayerReaderOptions } from './layer-reader.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
+import { ReadAhead, type ReadAheadOptions } from './read-ahead.js';
 import type { ReadPool } from './read-pool.js';
 import { SpanCache } from './span-cache.js';
 
@@ -21,6 +22,8 @@ export interface ReaderOptions extends RegistryOptions {
   onRead?: LayerReaderOptions['onRead'];
   /** Share the memory cache, the disk cache of `cacheDir` and the blob source with the pool's other readers. */
   pool?: ReadPool;
+  /** After a read misses, fetch the rest of its file in the background (read-ahead.ts); false: only what reads need. Default on. */
+  readAhead?: ReadAheadOptions | false;
 }
 
 /** Bytes per read when streaming a whole file (matches the span cache's reuse). */
@@ -28,6 +31,7 @@ const STREAM_CHUNK = 1024 * 1024;
 
 export class FileReader {
   private readonly layers: LayerReader;
+  private readonly ahead: ReadAhead | undefined;
   private closed: Promise<void> | undefined;
 
   private constructor(
@@ -36,8 +40,10 @@ export class FileReader {
     /** Closes the blob source, or gives it back to the pool. */
     private readonly release: () => Promise<void>,
     opts: LayerReaderOptions,
+    readAhead: ReadAheadOptions | false,
   ) {
     this.layers = new LayerReader(index.layers, blobs, opts);
+    this.ahead = readAhead === false ? undefined : new ReadAhead(index.layers, this.layers, readAhead);
   }
 
   /**
@@ -56,10 +62,10 @@ export class FileReader {
     }
     if (pool) {
       const lease = await pool.source(index.image.location, opts);
-      return new FileReader(index, lease.value, lease.release, layerOpts);
+      return new FileReader(index, lease.value, lease.release, layerOpts, opts.readAhead ?? {});
     }
     const blobs = await openBlobSource(index.image.location, opts);
-    return new FileReader(index, blobs, () => blobs.close(), layerOpts);
+    return new FileReader(index, blobs, () => blobs.close(), layerOpts, opts.readAhead ?? {});
   }
 
   /** The layer reader underneath (prefetch drives it directly). */
@@ -67,12 +73,27 @@ export class FileReader {
     return this.layers;
   }
 
+  /** Read-ahead so far (compressed bytes), or undefined when it is off. */
+  get readAhead(): ReadAhead['stats'] | undefined {
+    return this.ahead?.stats;
+  }
+
+  /** Resolves once the read-ahead started so far is done. */
+  readAheadIdle(): Promise<void> {
+    return this.ahead?.idle() ?? Promise.resolve();
+  }
+
   /** Reads up to `length` bytes of a regular file from `offset` (short at end of file). */
   async read(node: Node, offset: number, length: number): Promise<Buffer> {
     if (node.type !== 'file') throw new ClipError('BAD_ARGUMENT', `inode ${node.ino} is a ${node.type}, not a regular file`);
     const end = Math.min(node.size, offset + length);
     if (node.layer < 0 || offset >= end) return Buffer.alloc(0);
-    return this.layers.read(node.layer, node.offset + offset, end - offset);
+    const at = node.offset + offset;
+    // Planned before the read registers its fetch (which it then does first), started after.
+    const ahead = this.ahead?.plan(node.layer, at, node.offset + end, node.offset + node.size);
+    const data = this.layers.read(node.layer, at, end - offset);
+    this.ahead?.start(ahead);
+    return data;
   }
 
   /** Streams a whole file, one chunk at a time (memory stays bounded). */

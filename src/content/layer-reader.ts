@@ -91,6 +91,18 @@ export class LayerReader {
     }
   }
 
+  /** Whether span i of a layer is in memory (or being fetched): a read of it would not wait for the network. */
+  holds(layerIndex: number, i: number): boolean {
+    const layer = this.layers[layerIndex];
+    return layer !== undefined && this.memory.has(this.identity(layer, i));
+  }
+
+  /** Read-ahead: brings spans [first, last] into memory as load() does, but does not count as a read in progress. */
+  async warm(layerIndex: number, first: number, last: number): Promise<void> {
+    if (!this.layers[layerIndex]) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
+    await Promise.all(this.spanRun(layerIndex, first, last));
+  }
+
   /**
    * Prefetch: puts spans [first, last] of a layer in the disk cache (not in
    * memory, where they would push out what readers use). Returns the

@@ -36,6 +36,8 @@ export interface DaemonConfig {
   /** Fetch the rest of every image in the background, at prefetchRate compressed bytes per second. */
   prefetch: boolean;
   prefetchRate: number;
+  /** After a read misses, fetch the rest of its file in the background (content/read-ahead.ts). */
+  readAhead: boolean;
 }
 
 /** The daemon's flags as commander hands them over: raw strings (checked here, like file values); undefined: not given. */
@@ -51,6 +53,7 @@ export interface DaemonFlags {
   metricsAddr?: string;
   prefetch?: boolean;
   prefetchRate?: string;
+  readAhead?: boolean;
 }
 
 type Kind = 'path' | 'size' | 'level' | 'format' | 'addr' | 'bool';
@@ -157,6 +160,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     kind: 'size',
     defaultText: '20M',
     help: 'prefetch bandwidth, compressed bytes per second',
+  },
+  {
+    key: 'read_ahead',
+    field: 'readAhead',
+    flag: '--read-ahead',
+    flagField: 'readAhead',
+    kind: 'bool',
+    defaultText: 'true',
+    help: 'after a read misses, fetch the rest of its file in the background (bounded by what proved useful)',
   },
 ];
 
@@ -365,6 +377,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
     logFormat: merged.logFormat ?? 'json',
     prefetch: merged.prefetch ?? false,
     prefetchRate: merged.prefetchRate ?? DEFAULT_PREFETCH_RATE,
+    readAhead: merged.readAhead ?? true,
   };
   if (merged.metricsAddr !== undefined) config.metricsAddr = merged.metricsAddr;
   return { config, ...(file !== undefined ? { file } : {}) };

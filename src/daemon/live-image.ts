@@ -21,6 +21,7 @@ export interface ReadSettings {
   cacheBytes: number;
   /** Shared by every image of the daemon: span memory, disk cache, registry connections. */
   pool: ReadPool;
+  readAhead: boolean;
 }
 
 export class LiveImage {
@@ -53,6 +54,7 @@ export class LiveImage {
       cacheBytes: read.cacheBytes,
       pool: read.pool,
       events: metrics,
+      readAhead: read.readAhead ? {} : false,
       ...(recorder ? { onRead: recorder.record } : {}),
     });
     try {

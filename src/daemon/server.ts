@@ -87,8 +87,8 @@ export class DaemonServer {
   ) {
     this.table = { images: table.images.map((i) => ({ ...i })) };
     this.paths = daemonPaths(runtime.config.stateDir);
-    const { cacheDir, cacheBytes, memoryCacheBytes } = runtime.config;
-    this.read = { cacheDir, cacheBytes, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
+    const { cacheDir, cacheBytes, memoryCacheBytes, readAhead } = runtime.config;
+    this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
   }
 
   /** The new serving process of an upgrade died before it served: this one goes on, and takes changes again. */
