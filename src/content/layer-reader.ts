@@ -6,12 +6,23 @@
 // read fails: never a wrong byte. Readers of one span share one fetch; the
 // memory cache is keyed by span identity, so readers of several images can
 // share one (a ReadPool's) and a layer they describe alike is fetched once.
+//
+// When the index has marks and chunk digests (format v6), a read that ends
+// inside a span not cached whole fetches only the span's first chunks, as far
+// as its last byte needs (prefix-plan.ts), verifies each chunk and inflates
+// only that far. Such a prefix is cached in memory under its own key (the
+// span's identity, the chunk count, the output length and the chunk digests),
+// never taken for the whole span; a later read that needs more fetches again
+// from the span's start, at least twice the chunks, so a span read front to
+// back costs at most about twice its bytes.
 
 import { createHash } from 'node:crypto';
 import { ClipError } from '../errors.js';
-import { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
+import { inflatePrefix, inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
+import { CHUNK_SIZE } from '../gzip/types.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
+import { planPrefix, type PrefixPlan } from './prefix-plan.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
 import { SpanIdentities } from './span-identity.js';
@@ -46,6 +57,8 @@ export class LayerReader {
   private storing: Promise<void> = Promise.resolve();
   /** Per layer, the identities its spans are cached under (computed when first needed). */
   private readonly identities = new Map<LayerRecord, SpanIdentities>();
+  /** Per span identity, the most chunks of a prefix this reader fetched (a hint: memory may have evicted it). */
+  private readonly prefixes = new Map<string, number>();
 
   constructor(
     private readonly layers: LayerRecord[],
@@ -68,7 +81,13 @@ export class LayerReader {
     this.active++;
     let spans: Buffer[];
     try {
-      spans = await Promise.all(this.spanRun(layerIndex, first, last));
+      // The last span may be needed only up to `end`: then a prefix of it will do.
+      const prefix = this.wantsPrefix(layer, last, end);
+      if (!prefix) spans = await Promise.all(this.spanRun(layerIndex, first, last));
+      else {
+        const run = first < last ? this.spanRun(layerIndex, first, last - 1) : [];
+        spans = await Promise.all([...run, this.readPrefix(layerIndex, last, end)]);
+      }
     } finally {
       this.active--;
     }
@@ -78,6 +97,95 @@ export class LayerReader {
       parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Whether span i is to be read as a prefix up to `end`: the index allows it, and memory holds no whole copy. */
+  private wantsPrefix(layer: LayerRecord, i: number, end: number): boolean {
+    if (!layer.spans.fine || layer.spans.compressedSize <= (this.opts.smallLayer ?? SMALL_LAYER)) return false;
+    if (this.memory.has(this.identity(layer, i))) return false;
+    return planPrefix(layer.spans, i, end) !== undefined;
+  }
+
+  /**
+   * Span i's output from its start to at least `end`: a prefix held in
+   * memory, else the whole span from the disk cache, else a prefix fetched
+   * now (at least twice the chunks of the last one, when that was too short).
+   * Falls back to the whole span where a prefix cannot be had.
+   */
+  private async readPrefix(layerIndex: number, i: number, end: number): Promise<Buffer> {
+    const layer = this.layers[layerIndex]!;
+    const table = layer.spans;
+    const id = this.identity(layer, i);
+    const whole = (): Promise<Buffer> => this.spanRun(layerIndex, i, i)[0]!;
+    const held = this.prefixes.get(id) ?? 0;
+    const needed = planPrefix(table, i, end);
+    if (!needed) return whole();
+    if (held >= needed.chunks) {
+      const plan = planPrefix(table, i, end, held);
+      const hit = plan && this.memory.get(this.prefixKey(layer, i, plan));
+      if (hit) {
+        this.events.cacheHit(layer.digest, 'memory');
+        return hit.data;
+      }
+    }
+    const plan = planPrefix(table, i, end, held > 0 ? Math.max(needed.chunks, 2 * held) : 0);
+    if (!plan || (await this.opts.disk?.has(this.diskKey(layer, i)))) return whole();
+    // A checkpoint without a window resumes from the whole span before it (cached, or being fetched).
+    let before: Buffer | undefined;
+    if (needsWindow(table, i)) {
+      before = await this.cachedOutput(layer, i - 1);
+      if (!before) return whole();
+    }
+    const key = this.prefixKey(layer, i, plan);
+    const inFlight = this.memory.get(key);
+    if (inFlight) return inFlight.data;
+    this.events.cacheMiss(layer.digest);
+    const data = this.fetchPrefix(layer, i, plan, before);
+    this.memory.add(key, data, plan.length);
+    if (plan.chunks > (this.prefixes.get(id) ?? 0)) this.prefixes.set(id, plan.chunks);
+    return data;
+  }
+
+  /**
+   * The memory key of a prefix: never a whole span's identity, and naming
+   * the chunk digests it was verified against, so an index that describes
+   * the chunks otherwise can neither read nor plant it.
+   */
+  private prefixKey(layer: LayerRecord, i: number, plan: PrefixPlan): string {
+    const h = createHash('sha256').update(`clip span prefix v1\n${this.identity(layer, i)}\n${plan.chunks}\n${plan.length}\n`);
+    for (const d of layer.spans.fine![i]!.chunks.slice(0, plan.chunks)) h.update(d);
+    return h.digest('hex');
+  }
+
+  /** Fetches a prefix in one Range GET, verifies every chunk (once more on a mismatch, then fails) and inflates it. */
+  private async fetchPrefix(layer: LayerRecord, i: number, plan: PrefixPlan, before?: Buffer): Promise<Buffer> {
+    const table = layer.spans;
+    const digests = table.fine![i]!.chunks;
+    for (let attempt = 0; ; attempt++) {
+      const compressed = await this.blobs.readRange(layer.digest, plan.start, plan.end, {
+        onRetry: (reason) => this.events.retried(layer.digest, reason),
+      });
+      this.events.fetched(layer.digest, compressed.length, 1);
+      let bad = compressed.length === plan.end - plan.start ? -1 : 0;
+      for (let k = 0; bad < 0 && k < plan.chunks; k++) {
+        const chunk = compressed.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE);
+        if (!createHash('sha256').update(chunk).digest().equals(digests[k]!)) bad = k;
+      }
+      if (bad < 0) {
+        const started = performance.now();
+        const out = await inflatePrefix(table, i, compressed, plan.length, before);
+        this.events.inflated(layer.digest, (performance.now() - started) / 1000);
+        return out;
+      }
+      this.events.verifyFailed(layer.digest, i);
+      if (attempt >= 1) {
+        throw new ClipError(
+          'DIGEST_MISMATCH',
+          `layer ${layer.digest} span ${i} chunk ${bad}: fetched bytes do not match the chunk digest in the index`,
+        );
+      }
+      this.events.retried(layer.digest, 'digest');
+    }
   }
 
   /** Brings spans [first, last] of a layer into memory (fetching what no cache has), as a read would, without copying them out. */

@@ -10,9 +10,12 @@ import type { ImageTree, Platform } from '../image/types.js';
  * Version 4: checkpoints may start mid-byte (a bit offset per checkpoint).
  * Version 5: windows may be sparse (a flag per checkpoint): only the bytes the
  * data after the checkpoint references are kept, the others are zero, so a
- * reader must never serve a window's bytes as output. Older files still load.
+ * reader must never serve a window's bytes as output.
+ * Version 6: per span of a gzip layer, marks (block boundaries: how far a read
+ * must fetch) and a sha256 per 64 KiB chunk of compressed bytes, so a read
+ * fetches and verifies a prefix of a span. Older files still load.
  */
-export const FORMAT_VERSION = 5;
+export const FORMAT_VERSION = 6;
 export const OLDEST_FORMAT_VERSION = 1;
 
 /**
