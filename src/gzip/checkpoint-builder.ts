@@ -290,7 +290,8 @@ export class CheckpointBuilder {
         span++;
         prev = cps[span]!.out;
       }
-      if (m.out - prev < MARK_SPACING || m.in <= cps[span]!.in) continue;
+      // A mark at the stream's end says nothing the span's end does not.
+      if (m.out - prev < MARK_SPACING || m.in <= cps[span]!.in || m.out >= this.outPos) continue;
       out[span]!.marks.push(m);
       prev = m.out;
     }
