@@ -9,11 +9,14 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadIndex } from '../src/clip.js';
+import { createHash } from 'node:crypto';
 import { LayerReader } from '../src/content/layer-reader.js';
+import { SpanMemory } from '../src/content/span-memory.js';
 import { openBlobSource } from '../src/content/sources/open.js';
 import { spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import { CHUNK_SIZE } from '../src/gzip/types.js';
 import type { ClipIndex } from '../src/index/types.js';
+import type { BlobSource } from '../src/oci/types.js';
 import { runClip } from './helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { buildImage, type BuiltImage } from './helpers/image-builder.js';
@@ -78,7 +81,7 @@ describe('fine-grained verified reads', () => {
     }
   });
 
-  it('a 4 KiB read in the middle of a 4 MiB span fetches less than a quarter of it, and the right bytes', async () => {
+  it('a 4 KiB read a fifth into a 4 MiB span fetches less than a quarter of it, and the right bytes', async () => {
     const t = index.layers[0]!.spans;
     const blobs = await openBlobSource(index.image.location);
     try {
@@ -96,6 +99,8 @@ describe('fine-grained verified reads', () => {
       // A read further into the span needs more: fetched again (more chunks), still right.
       const later = o.start + Math.floor(((o.end - o.start) * 3) / 4);
       assert.ok((await reader.read(0, later, 4096)).equals(tar(later, later + 4096)));
+      // Only the chunks after those held were fetched: no byte of the span twice.
+      assert.ok(proxy.blobBytes - before <= r.end - r.start, `both reads fetched ${proxy.blobBytes - before} bytes`);
       // A read before the first one is served from the prefix held in memory.
       const held = proxy.blobBytes;
       assert.ok((await reader.read(0, o.start + 100, 4096)).equals(tar(o.start + 100, o.start + 4196)));
@@ -126,6 +131,45 @@ describe('fine-grained verified reads', () => {
       }
     } finally {
       await blobs.close();
+    }
+  });
+
+  it('a prefix planted by an index that states other chunk digests is never served to another index', async () => {
+    const t = index.layers[0]!.spans;
+    const r = spanRange(t, 1);
+    const o = spanOutputRange(t, 1);
+    const at = o.start + 100000;
+    const real = await openBlobSource(index.image.location);
+    try {
+      // A hostile source and index: one byte of span 1 changed, its chunk digest restated to match,
+      // everything else (layer digest, span digest, so the span identity) as the honest index says.
+      let planted: Buffer | undefined;
+      for (const k of [5000, 9000, 20000, 30000, 40000, 50000]) {
+        const tamper = (b: Buffer, start: number): Buffer => {
+          const out = Buffer.from(b);
+          if (start <= r.start + k && r.start + k < start + b.length) out[r.start + k - start]! ^= 0x01;
+          return out;
+        };
+        const hostileSource: BlobSource = {
+          openBlob: (d) => real.openBlob(d),
+          readRange: async (d, s, e) => tamper(await real.readRange(d, s, e), s),
+          close: async () => undefined,
+        };
+        const chunk0 = tamper(await real.readRange(index.layers[0]!.digest, r.start, r.start + CHUNK_SIZE), r.start);
+        const fine = t.fine!.map((f, i) => (i === 1 ? { marks: f.marks, chunks: [createHash('sha256').update(chunk0).digest(), ...f.chunks.slice(1)] } : f));
+        const hostile = [{ ...index.layers[0]!, spans: { ...t, fine } }];
+        const memory = new SpanMemory(64 * 1024 * 1024);
+        const got = await new LayerReader(hostile, hostileSource, { memory }).read(0, at, 4096).catch(() => undefined);
+        if (!got || got.equals(tar(at, at + 4096))) continue;
+        planted = got;
+        // The honest reader shares that memory: it must fetch and verify its own prefix.
+        const honest = await new LayerReader(index.layers, real, { memory }).read(0, at, 4096);
+        assert.ok(honest.equals(tar(at, at + 4096)), 'the honest index reads the real bytes');
+        break;
+      }
+      assert.ok(planted, 'some tampered byte inflated to wrong bytes for the hostile index (the attempt was real)');
+    } finally {
+      await real.close();
     }
   });
 

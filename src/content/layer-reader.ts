@@ -12,9 +12,10 @@
 // as its last byte needs (prefix-plan.ts), verifies each chunk and inflates
 // only that far. Such a prefix is cached in memory under its own key (the
 // span's identity, the chunk count, the output length and the chunk digests),
-// never taken for the whole span; a later read that needs more fetches again
-// from the span's start, at least twice the chunks, so a span read front to
-// back costs at most about twice its bytes.
+// never taken for the whole span. The verified compressed bytes of the
+// longest prefix fetched are kept too (bounded), so a later read that needs
+// more fetches only the chunks after them (and inflates again from the
+// checkpoint): a span read piece by piece costs its bytes once.
 
 import { createHash } from 'node:crypto';
 import { ClipError } from '../errors.js';
@@ -36,6 +37,9 @@ export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
  * links (about one bandwidth-delay product); at 2 MiB it is 1.2-1.4x slower.
  */
 export const SMALL_LAYER = 1024 * 1024;
+
+/** Most verified compressed prefix bytes a reader keeps to continue from. */
+const PREFIX_BYTES = 32 * 1024 * 1024;
 
 export interface LayerReaderOptions {
   disk?: SpanCache;
@@ -59,6 +63,9 @@ export class LayerReader {
   private readonly identities = new Map<LayerRecord, SpanIdentities>();
   /** Per span identity, the most chunks of a prefix this reader fetched (a hint: memory may have evicted it). */
   private readonly prefixes = new Map<string, number>();
+  /** Per span identity, the verified compressed bytes of its longest prefix fetched (oldest first; at most PREFIX_BYTES in all). */
+  private readonly prefixBytes = new Map<string, Buffer>();
+  private prefixBytesHeld = 0;
 
   constructor(
     private readonly layers: LayerRecord[],
@@ -109,7 +116,7 @@ export class LayerReader {
   /**
    * Span i's output from its start to at least `end`: a prefix held in
    * memory, else the whole span from the disk cache, else a prefix fetched
-   * now (at least twice the chunks of the last one, when that was too short).
+   * now (only the chunks after those already held).
    * Falls back to the whole span where a prefix cannot be had.
    */
   private async readPrefix(layerIndex: number, i: number, end: number): Promise<Buffer> {
@@ -128,8 +135,8 @@ export class LayerReader {
         return hit.data;
       }
     }
-    const plan = planPrefix(table, i, end, held > 0 ? Math.max(needed.chunks, 2 * held) : 0);
-    if (!plan || (await this.opts.disk?.has(this.diskKey(layer, i)))) return whole();
+    const plan = needed;
+    if (await this.opts.disk?.has(this.diskKey(layer, i))) return whole();
     // A checkpoint without a window resumes from the whole span before it (cached, or being fetched).
     let before: Buffer | undefined;
     if (needsWindow(table, i)) {
@@ -140,7 +147,7 @@ export class LayerReader {
     const inFlight = this.memory.get(key);
     if (inFlight) return inFlight.data;
     this.events.cacheMiss(layer.digest);
-    const data = this.fetchPrefix(layer, i, plan, before);
+    const data = this.fetchPrefix(layer, i, id, plan, before);
     this.memory.add(key, data, plan.length);
     if (plan.chunks > (this.prefixes.get(id) ?? 0)) this.prefixes.set(id, plan.chunks);
     return data;
@@ -157,21 +164,31 @@ export class LayerReader {
     return h.digest('hex');
   }
 
-  /** Fetches a prefix in one Range GET, verifies every chunk (once more on a mismatch, then fails) and inflates it. */
-  private async fetchPrefix(layer: LayerRecord, i: number, plan: PrefixPlan, before?: Buffer): Promise<Buffer> {
+  /**
+   * Fetches a prefix (the chunks after those held from an earlier prefix) in
+   * one Range GET, verifies every chunk fetched (once more on a mismatch,
+   * then fails) and inflates the prefix from the checkpoint.
+   */
+  private async fetchPrefix(layer: LayerRecord, i: number, id: string, plan: PrefixPlan, before?: Buffer): Promise<Buffer> {
     const table = layer.spans;
     const digests = table.fine![i]!.chunks;
+    const kept = this.prefixBytes.get(id);
+    // Held prefixes are whole chunks (a prefix never reaches the span's end).
+    const have = kept && kept.length < plan.end - plan.start ? kept : Buffer.alloc(0);
+    const from = plan.start + have.length;
     for (let attempt = 0; ; attempt++) {
-      const compressed = await this.blobs.readRange(layer.digest, plan.start, plan.end, {
+      const fetched = await this.blobs.readRange(layer.digest, from, plan.end, {
         onRetry: (reason) => this.events.retried(layer.digest, reason),
       });
-      this.events.fetched(layer.digest, compressed.length, 1);
-      let bad = compressed.length === plan.end - plan.start ? -1 : 0;
-      for (let k = 0; bad < 0 && k < plan.chunks; k++) {
-        const chunk = compressed.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE);
+      this.events.fetched(layer.digest, fetched.length, 1);
+      let bad = fetched.length === plan.end - from ? -1 : have.length / CHUNK_SIZE;
+      for (let k = have.length / CHUNK_SIZE; bad < 0 && k < plan.chunks; k++) {
+        const chunk = fetched.subarray(k * CHUNK_SIZE - have.length, (k + 1) * CHUNK_SIZE - have.length);
         if (!createHash('sha256').update(chunk).digest().equals(digests[k]!)) bad = k;
       }
       if (bad < 0) {
+        const compressed = have.length > 0 ? Buffer.concat([have, fetched]) : fetched;
+        this.keepPrefixBytes(id, compressed);
         const started = performance.now();
         const out = await inflatePrefix(table, i, compressed, plan.length, before);
         this.events.inflated(layer.digest, (performance.now() - started) / 1000);
@@ -185,6 +202,21 @@ export class LayerReader {
         );
       }
       this.events.retried(layer.digest, 'digest');
+    }
+  }
+
+  /** Keeps a verified compressed prefix to continue from, the longest per span, within PREFIX_BYTES (oldest dropped first). */
+  private keepPrefixBytes(id: string, compressed: Buffer): void {
+    const old = this.prefixBytes.get(id);
+    if (old && old.length >= compressed.length) return;
+    if (old) this.prefixBytesHeld -= old.length;
+    this.prefixBytes.delete(id);
+    this.prefixBytes.set(id, compressed);
+    this.prefixBytesHeld += compressed.length;
+    for (const [k, b] of this.prefixBytes) {
+      if (this.prefixBytesHeld <= PREFIX_BYTES) break;
+      this.prefixBytes.delete(k);
+      this.prefixBytesHeld -= b.length;
     }
   }
 
