@@ -8,6 +8,12 @@
 //   BENCH_FINE="both"  chunks: v6 index (a read fetches the chunks it needs);
 //                      whole: the same index without marks and chunk digests
 //                      (v5: a read fetches whole spans); both: a row each
+//
+// Measured (50 MB/s + 20 ms, 100 reads, 128 MB layer): 4 MiB spans, whole
+// 57.5 MB fetched, p50/p99 3.2/144 ms; chunks 35.5 MB, 42/113 ms (a read
+// fetches from its checkpoint, so half a span on average, and a later read of
+// the same span is a new request where a whole span would be a hit). 1 MiB
+// spans: 42.5 vs 41.2 MB. Index 0.31% -> 0.37% of the compressed image.
 
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
