@@ -23,7 +23,7 @@ import { inflatePrefix, inflateSpans, needsWindow, spanAt, spanOutputRange, span
 import { CHUNK_SIZE } from '../gzip/types.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
-import { planPrefix, type PrefixPlan } from './prefix-plan.js';
+import { planPrefix, wholeAsPrefix, type PrefixPlan } from './prefix-plan.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
 import { SpanIdentities } from './span-identity.js';
@@ -109,8 +109,10 @@ export class LayerReader {
   /** Whether span i is to be read as a prefix up to `end`: the index allows it, and memory holds no whole copy. */
   private wantsPrefix(layer: LayerRecord, i: number, end: number): boolean {
     if (!layer.spans.fine || layer.spans.compressedSize <= (this.opts.smallLayer ?? SMALL_LAYER)) return false;
-    if (this.memory.has(this.identity(layer, i))) return false;
-    return planPrefix(layer.spans, i, end) !== undefined;
+    const id = this.identity(layer, i);
+    if (this.memory.has(id)) return false;
+    // Held chunks of it: the rest is continued from them (readPrefix).
+    return this.prefixes.has(id) || planPrefix(layer.spans, i, end) !== undefined;
   }
 
   /**
@@ -126,8 +128,8 @@ export class LayerReader {
     const whole = (): Promise<Buffer> => this.spanRun(layerIndex, i, i)[0]!;
     const held = this.prefixes.get(id) ?? 0;
     const needed = planPrefix(table, i, end);
-    if (!needed) return whole();
-    if (held >= needed.chunks) {
+    if (!needed && held === 0) return whole();
+    if (needed && held >= needed.chunks) {
       const plan = planPrefix(table, i, end, held);
       const hit = plan && this.memory.get(this.prefixKey(layer, i, plan));
       if (hit) {
@@ -135,15 +137,20 @@ export class LayerReader {
         return hit.data;
       }
     }
-    const plan = needed;
     if (await this.opts.disk?.has(this.diskKey(layer, i))) return whole();
+    // A second read deeper into a span (sequential, most likely: a library
+    // being loaded) takes the rest of it at once: one more request, not one per
+    // chunk, and no byte fetched twice (the chunks held are continued from).
+    const rest = held > 0;
+    const plan = rest || !needed ? wholeAsPrefix(table, i) : needed;
     // A checkpoint without a window resumes from the whole span before it (cached, or being fetched).
     let before: Buffer | undefined;
     if (needsWindow(table, i)) {
       before = await this.cachedOutput(layer, i - 1);
       if (!before) return whole();
     }
-    const key = this.prefixKey(layer, i, plan);
+    // The rest of a span is the whole span: kept under its identity, for the whole-span path.
+    const key = rest ? id : this.prefixKey(layer, i, plan);
     const inFlight = this.memory.get(key);
     if (inFlight) return inFlight.data;
     this.events.cacheMiss(layer.digest);
@@ -186,8 +193,12 @@ export class LayerReader {
         const chunk = fetched.subarray(k * CHUNK_SIZE - have.length, (k + 1) * CHUNK_SIZE - have.length);
         if (!createHash('sha256').update(chunk).digest().equals(digests[k]!)) bad = k;
       }
+      const compressed = have.length > 0 ? Buffer.concat([have, fetched]) : fetched;
+      // All of the span: its own digest must match too, as for a span fetched whole (it is kept under the span's identity,
+      // which names the span digest, not the chunk digests an index states).
+      const whole = plan.end === spanRange(table, i).end;
+      if (bad < 0 && whole && !createHash('sha256').update(compressed).digest().equals(table.digests[i]!)) bad = 0;
       if (bad < 0) {
-        const compressed = have.length > 0 ? Buffer.concat([have, fetched]) : fetched;
         this.keepPrefixBytes(id, compressed);
         const started = performance.now();
         const out = await inflatePrefix(table, i, compressed, plan.length, before);

@@ -36,3 +36,10 @@ export function planPrefix(table: SpanTable, i: number, end: number, minChunks =
   for (const m of fine.marks) if (m.in <= to && m.out - output.start > length) length = m.out - output.start;
   return { chunks, start: input.start, end: to, length };
 }
+
+/** All of span i as a prefix plan: how a read that continues a held prefix fetches the rest of the span. */
+export function wholeAsPrefix(table: SpanTable, i: number): PrefixPlan {
+  const input = spanRange(table, i);
+  const output = spanOutputRange(table, i);
+  return { chunks: Math.ceil((input.end - input.start) / CHUNK_SIZE), start: input.start, end: input.end, length: output.end - output.start };
+}
