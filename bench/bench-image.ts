@@ -4,9 +4,9 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { sha256File, writeBlob } from './layout-blobs.js';
+import { sha256File, writeImage } from './layout-blobs.js';
 
 export const BENCH_IMAGE_DIR = path.resolve('.bench-cache/index-image');
 export const BENCH_TAG = 'bench';
@@ -51,41 +51,6 @@ export async function benchImage(): Promise<string[]> {
     diffIds.push(`sha256:${diff}`);
     files.push(blob);
   }
-  const config = await writeBlob(
-    dir,
-    Buffer.from(
-      JSON.stringify({
-        architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
-        os: 'linux',
-        rootfs: { type: 'layers', diff_ids: diffIds },
-        config: { Cmd: ['/bin/sh'] },
-      }),
-    ),
-  );
-  const manifest = await writeBlob(
-    dir,
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers,
-      }),
-    ),
-  );
-  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    path.join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...manifest,
-          annotations: { 'org.opencontainers.image.ref.name': 'bench' },
-        },
-      ],
-    }),
-  );
+  await writeImage(dir, { rootfs: { type: 'layers', diff_ids: diffIds }, config: { Cmd: ['/bin/sh'] } }, layers, 'bench');
   return files;
 }

@@ -7,9 +7,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { sha256File, writeBlob } from './layout-blobs.js';
+import { sha256File, writeImage } from './layout-blobs.js';
 
 const CACHE = path.resolve('.bench-cache/coldstart');
 const MIRROR = process.env['BENCH_DEBIAN_MIRROR'] ?? 'http://deb.debian.org/debian';
@@ -36,6 +36,8 @@ interface ImageSpec {
   name: string;
   description: string;
   packages: string[];
+  /** Installed after debootstrap with apt-get in a chroot (debootstrap's own resolver cannot take them). */
+  aptPackages?: string[];
   /** Layers above the base, bottom first: the paths each takes out of the base. */
   layers: string[][];
   command: string[];
@@ -69,6 +71,18 @@ const SPECS: ImageSpec[] = [
     command: ['/usr/bin/python3', '-c', 'import numpy, yaml, json, sqlite3; print(1)'],
     readyOutput: '1',
   },
+  {
+    name: 'torch',
+    description: "minbase + python3, then Debian's python3-torch and python3-scipy (numpy with them); an ML image",
+    packages: ['python3'],
+    aptPackages: ['python3-torch', 'python3-scipy'],
+    layers: [
+      ['./usr/lib/python3.11', './usr/bin/python3.11', './usr/share/python3'],
+      ['./usr/lib/python3/dist-packages', './usr/lib/x86_64-linux-gnu'],
+    ],
+    command: ['/usr/bin/python3', '-c', 'import torch; print(1)'],
+    readyOutput: '1',
+  },
 ];
 
 /** A debootstrapped root file system with `packages`, cached. */
@@ -82,6 +96,12 @@ function rootfs(spec: ImageSpec, log: (m: string) => void): string {
   execFileSync('debootstrap', ['--variant=minbase', `--include=${spec.packages.join(',')}`, SUITE, tmp, MIRROR], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  if (spec.aptPackages) {
+    log(`apt-get install ${spec.aptPackages.join(' ')} in the chroot`);
+    execFileSync('cp', ['/etc/resolv.conf', path.join(tmp, 'etc/resolv.conf')]);
+    const apt = `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${spec.aptPackages.join(' ')} >/dev/null && apt-get clean`;
+    execFileSync('chroot', [tmp, '/bin/sh', '-c', apt], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
   execFileSync('mv', [tmp, dir]);
   log(`debootstrap took ${((performance.now() - t) / 1000).toFixed(0)} s`);
   return dir;
@@ -140,42 +160,15 @@ async function buildLayout(spec: ImageSpec, log: (m: string) => void): Promise<v
     layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${hex}`, size: (await stat(blob)).size });
     diffIds.push(diffId);
   }
-  const config = await writeBlob(
+  await writeImage(
     dir,
-    Buffer.from(
-      JSON.stringify({
-        architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
-        os: 'linux',
-        config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: spec.command },
-        rootfs: { type: 'layers', diff_ids: diffIds },
-        history: parts.map((_, i) => ({ created_by: `clip bench: layer ${i} of ${spec.name}` })),
-      }),
-    ),
-  );
-  const manifest = await writeBlob(
-    dir,
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers,
-      }),
-    ),
-  );
-  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    path.join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...manifest,
-          annotations: { 'org.opencontainers.image.ref.name': spec.name },
-        },
-      ],
-    }),
+    {
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: spec.command },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history: parts.map((_, i) => ({ created_by: `clip bench: layer ${i} of ${spec.name}` })),
+    },
+    layers,
+    spec.name,
   );
   await rm(final, { recursive: true, force: true });
   await rename(dir, final);

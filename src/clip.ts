@@ -35,6 +35,7 @@ export type { TarEntry, EntryType, Timespec } from './tar/types.js';
 export { CheckpointBuilder, RawSpanBuilder, inflateSpans, needsWindow } from './gzip/index.js';
 export { ProfileRecorder, loadProfile, warmFromProfile } from './content/startup-profile.js';
 export type { LoadedProfile, ProfiledSpan } from './content/startup-profile.js';
+export type { ProfileEntry } from './index/startup-profile.js';
 export type { SpanTable, Checkpoint, LayerCompression } from './gzip/index.js';
 export { VERSION } from './version.js';
 export { createArchive } from './archive/create-archive.js';

@@ -153,6 +153,33 @@ describe('clip daemon', () => {
     assert.ok(![mpA, mpB, r1, r2].some(isMounted), 'nothing mounted');
   });
 
+  it('bin/clip starts the per-container mount without NODE_EXTRA_CA_CERTS and gives it back to everything else', async () => {
+    // Node warns at its start when it loads NODE_EXTRA_CA_CERTS and the file is missing: the warning says whether it did.
+    const warned = /Ignoring extra certs from/;
+    const env = { ...ws.env, NODE_EXTRA_CA_CERTS: path.join(ws.dir, 'missing-ca.pem') };
+    const r1 = await dir('rootfs-certs-1');
+    const r2 = await dir('rootfs-certs-2');
+    await mountOk([indexes.get('b')!, '--rootfs', r1]);
+    try {
+      const fast = await runClip(['mount', indexes.get('b')!, '--rootfs', r2], { env, wrapper: true });
+      assert.equal(fast.code, 0, fast.stderr);
+      assert.equal(fast.stdout.toString(), `${r2}\n`);
+      assert.doesNotMatch(fast.stderr, warned, 'the mount of a served image ran without the certificates');
+      assert.equal(await readFile(path.join(r2, 'etc/hello'), 'utf8'), await readFile(path.join(r1, 'etc/hello'), 'utf8'));
+      // Any other command keeps them.
+      const listed = await runClip(['ps', '--json'], { env, wrapper: true });
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stderr, warned);
+      // The same call shape that the fast path hands on (a missing index) goes the full way with them, and fails as it does.
+      const missing = await runClip(['mount', path.join(ws.dir, 'missing.clip'), '--rootfs', r2], { env, wrapper: true });
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, warned);
+      assert.match(missing.stderr, /missing\.clip/);
+    } finally {
+      for (const mp of [r2, r1]) if (isMounted(mp)) await umountOk(mp);
+    }
+  });
+
   it('a container reading in a loop sees no error and no wrong byte while the serving process is SIGKILLed twice and upgraded', async () => {
     const rootfs = await dir('rootfs-loop');
     await mountOk([indexes.get('a')!, '--rootfs', rootfs]);

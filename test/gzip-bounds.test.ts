@@ -25,6 +25,7 @@ import { exceedsRatio, RATIO_FLOOR } from '../src/indexer/index-layer.js';
 import { openBlobSource } from '../src/content/sources/open.js';
 import { runClip } from './helpers/cli.js';
 import { DeflateBits } from './helpers/deflate-bits.js';
+import { oneLayerIndex } from './helpers/one-layer-index.js';
 import { buildImage, hostArchitecture, type BuiltImage } from './helpers/image-builder.js';
 import { buildTar } from './helpers/tar-writer.js';
 import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
@@ -94,42 +95,8 @@ describe('gzip of zeros: spans bounded by output', () => {
     // Whole windows: sparse ones need version 5 (test/backref-scan.test.ts).
     const sparse = build(gz, MiB);
     const t = { ...sparse, checkpoints: sparse.checkpoints.map(({ sparse: _, ...c }) => c) };
-    const root = {
-      ino: 1,
-      type: 'dir' as const,
-      mode: 0o755,
-      uid: 0,
-      gid: 0,
-      size: 0,
-      nlink: 2,
-      mtime: { sec: 0, nsec: 0 },
-      atime: { sec: 0, nsec: 0 },
-      ctime: { sec: 0, nsec: 0 },
-      devmajor: 0,
-      devminor: 0,
-      layer: -1,
-      offset: 0,
-      children: new Map(),
-    };
-    const image = {
-      location: 'oci:/x',
-      reference: 'x',
-      manifestDigest: `sha256:${'a'.repeat(64)}`,
-      manifestMediaType: 'm',
-      configDigest: `sha256:${'b'.repeat(64)}`,
-      platform: { os: 'linux', architecture: 'amd64' },
-      config: {},
-      indexedAt: '',
-      indexedBy: '',
-      spanSize: MiB,
-    } as never;
-    const layer = {
-      digest: `sha256:${'c'.repeat(64)}`,
-      diffId: `sha256:${'d'.repeat(64)}`,
-      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-      spans: t,
-    };
-    const file = encodeIndex({ kind: 'oci', image, layers: [layer], root, nodes: [root] });
+    const index = oneLayerIndex(t, MiB);
+    const file = encodeIndex(index);
     assert.equal(file.readUInt16LE(8), 4, 'format version 4');
     const back = decodeIndex(file).layers[0]!.spans;
     assert.deepEqual(
@@ -142,7 +109,7 @@ describe('gzip of zeros: spans bounded by output', () => {
       checkpoints: t.checkpoints.filter((c) => !c.bits),
       digests: t.digests.filter((_, i) => !t.checkpoints[i]!.bits),
     };
-    assert.equal(encodeIndex({ kind: 'oci', image, layers: [{ ...layer, spans: aligned }], root, nodes: [root] }).readUInt16LE(8), 1);
+    assert.equal(encodeIndex(oneLayerIndex(aligned, MiB)).readUInt16LE(8), 1);
   });
 
   it('a single deflate block of more than MAX_SPAN_OUTPUT is refused, naming the offset', () => {

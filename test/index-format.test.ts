@@ -9,22 +9,9 @@ import { mergeLayers } from '../src/image/merge.js';
 import { decodeIndex, encodeIndex, encodeIndexParts } from '../src/index/format.js';
 import type { ClipIndex } from '../src/index/types.js';
 import type { TarEntry } from '../src/tar/types.js';
+import { tarEntry } from './helpers/tar-entry.js';
 
-function entry(path: string, extra: Partial<TarEntry>): TarEntry {
-  return {
-    path,
-    type: 'file',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    dataOffset: 0,
-    mtime: { sec: 0, nsec: 0 },
-    devmajor: 0,
-    devminor: 0,
-    ...extra,
-  };
-}
+const entry = tarEntry;
 
 function sample(files = 3): ClipIndex {
   const entries: TarEntry[] = [

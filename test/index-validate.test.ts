@@ -21,24 +21,11 @@ import { inspectIndex, listNode } from '../src/index/inspect.js';
 import { MAX_TIME_SEC, MIN_TIME_SEC, type TarEntry } from '../src/tar/types.js';
 import { bytesField, mapBody, openClip, sealClip, splice, type FieldKind } from './helpers/clip-body.js';
 import { runClip } from './helpers/cli.js';
+import { tarEntry } from './helpers/tar-entry.js';
 
 const D = (c: string): string => `sha256:${c.repeat(64)}`;
 
-function entry(p: string, extra: Partial<TarEntry> = {}): TarEntry {
-  return {
-    path: p,
-    type: 'file',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    dataOffset: 0,
-    mtime: { sec: 1_700_000_000, nsec: 0 },
-    devmajor: 0,
-    devminor: 0,
-    ...extra,
-  };
-}
+const entry = (p: string, extra: Partial<TarEntry> = {}): TarEntry => tarEntry(p, { mtime: { sec: 1_700_000_000, nsec: 0 }, ...extra });
 
 /** A small valid image index: dirs a and a/b, a file with data, a symlink. */
 function sample(): ClipIndex {

@@ -148,16 +148,24 @@ describe('layer reader fetching', () => {
       const inFlight = r0.end - r0.start + (r1.end - r1.start) + 2 * 40; // the span each writer just wrote, with headers
       assert.ok(onDisk <= bound + inFlight, `${onDisk} bytes on disk: within one bound + one span per writer`);
     }
-    // A span b wrote is a hit for a: no request. (b's write finishes after its read returns: wait for the file.)
+    // A span another daemon wrote is a hit for a: no request. Writes finish after the reads that queued them
+    // return, and a write may evict: first let a and b settle, then a third daemon writes span k, then a reads it.
+    await new Promise((res) => setTimeout(res, 50));
+    await Promise.all([a.diskWrites(), b.diskWrites()]);
     let k = n - 1;
     while (spanOutputRange(t1, k).end - spanOutputRange(t1, k).start > bound / 4) k--;
     const last = spanOutputRange(t1, k);
+    // A third daemon on the directory, with nothing in memory: its read is a disk hit, or a fetch it writes down.
+    const c = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir, bound), memoryBytes: 0, smallLayer: 0 });
+    assert.ok((await c.read(1, last.start, last.end - last.start)).equals(tarBytes(1, last.start, last.end)));
     const probe = new SpanCache(dir);
     for (let i = 0; i < 200 && !(await probe.get(keyOf(index, 1, k), last.end - last.start)); i++)
       await new Promise((res) => setTimeout(res, 25));
+    await c.diskWrites();
+    assert.ok(await probe.get(keyOf(index, 1, k), last.end - last.start), `span ${k} is on disk`);
     const before = blobs.ranges.length;
     assert.ok((await a.read(1, last.start, last.end - last.start)).equals(tarBytes(1, last.start, last.end)));
-    assert.equal(blobs.ranges.length, before, "served from the other daemon's span");
+    assert.equal(blobs.ranges.length, before, "served from another daemon's span");
     await blobs.close();
   });
 

@@ -28,6 +28,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['fs', 'metrics'], // the image as a FUSE filesystem; mount metrics
   ['mount'], // daemon, rootfs, unmount
   ['daemon'], // the node daemon: its configuration
+  ['trace'], // clip index --trace: runs the image's command on a private daemon's mount
   ['cli'],
   ['clip.ts'], // the library's exports
 ];

@@ -116,6 +116,7 @@ describe('npm package', () => {
           'LICENSE',
           'README.md',
           'package.json',
+          'bin/clip',
           'bin/clip.js',
           'dist/src/clip.js',
           'dist/src/clip.d.ts',
@@ -124,7 +125,7 @@ describe('npm package', () => {
           assert.ok(files.includes(f), `the package has ${f}`);
         }
         const stray = files.filter(
-          (f) => !/^dist\/src\/.*\.(js|d\.ts)$/.test(f) && !['LICENSE', 'README.md', 'package.json', 'bin/clip.js'].includes(f),
+          (f) => !/^dist\/src\/.*\.(js|d\.ts)$/.test(f) && !['LICENSE', 'README.md', 'package.json', 'bin/clip', 'bin/clip.js'].includes(f),
         );
         assert.deepEqual(stray, [], 'nothing but the built library, the command and the documents');
 

@@ -15,13 +15,12 @@ import { FileReader } from '../src/content/file-reader.js';
 import { ClipError } from '../src/errors.js';
 import { CheckpointBuilder } from '../src/gzip/checkpoint-builder.js';
 import { inflateSpans, spanRange } from '../src/gzip/span-reader.js';
-import type { SpanTable } from '../src/gzip/types.js';
 import { decodeIndex, encodeIndex } from '../src/index/format.js';
-import type { ClipIndex } from '../src/index/types.js';
 import { lookupPath } from '../src/image/lookup.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { mapBody, openClip, sealClip, splice } from './helpers/clip-body.js';
 import { buildImage, type BuiltImage } from './helpers/image-builder.js';
+import { oneLayerIndex } from './helpers/one-layer-index.js';
 import { createPrng } from './helpers/prng.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 import type { TarEntrySpec } from './helpers/tar-writer.js';
@@ -141,47 +140,6 @@ describe('sparse windows end to end', () => {
   });
 });
 
-/** A one-layer index around `spans` (a root directory only). */
-function indexOf(spans: SpanTable): ClipIndex {
-  const t = { sec: 0, nsec: 0 };
-  const root = {
-    ino: 1,
-    type: 'dir' as const,
-    mode: 0o755,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    nlink: 2,
-    mtime: t,
-    atime: t,
-    ctime: t,
-    devmajor: 0,
-    devminor: 0,
-    layer: -1,
-    offset: 0,
-    children: new Map(),
-  };
-  const image = {
-    location: 'oci:/x',
-    reference: 'x',
-    manifestDigest: `sha256:${'a'.repeat(64)}`,
-    manifestMediaType: 'm',
-    configDigest: `sha256:${'b'.repeat(64)}`,
-    platform: { os: 'linux', architecture: 'amd64' },
-    config: {},
-    indexedAt: '',
-    indexedBy: '',
-    spanSize: SPAN,
-  };
-  const layer = {
-    digest: `sha256:${'c'.repeat(64)}`,
-    diffId: `sha256:${'d'.repeat(64)}`,
-    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-    spans,
-  };
-  return { kind: 'oci', image, layers: [layer], root, nodes: [root] };
-}
-
 describe('sparse windows in the .clip format', () => {
   const plain = createPrng(5).compressible(1024 * KiB);
   const gz = zlib.gzipSync(plain);
@@ -193,7 +151,7 @@ describe('sparse windows in the .clip format', () => {
     assert.ok(table.checkpoints.length > 5 && table.checkpoints.slice(1).every((c) => c.sparse));
     // Without the marks and chunk digests (version 6) a sparse index is version 5.
     const { fine: _fine, ...coarse } = table;
-    const file = encodeIndex(indexOf(coarse));
+    const file = encodeIndex(oneLayerIndex(coarse, SPAN));
     assert.equal(file.readUInt16LE(8), 5);
     const back = decodeIndex(file).layers[0]!.spans.checkpoints;
     assert.deepEqual(
@@ -201,11 +159,11 @@ describe('sparse windows in the .clip format', () => {
       table.checkpoints.map((c) => [c.in, c.out, c.sparse ?? false, c.window.toString('hex')]),
     );
     const whole = { ...coarse, checkpoints: table.checkpoints.map(({ sparse: _, ...c }) => c) };
-    assert.ok(encodeIndex(indexOf(whole)).readUInt16LE(8) < 5);
+    assert.ok(encodeIndex(oneLayerIndex(whole, SPAN)).readUInt16LE(8) < 5);
   });
 
   it('a sparse flag other than 0 or 1, or on a checkpoint without a window, is refused', () => {
-    const c = openClip(encodeIndex(indexOf(table)));
+    const c = openClip(encodeIndex(oneLayerIndex(table, SPAN)));
     const flags = mapBody(c.raw, c.version).fields.filter((f) => f.kind === 'cp-sparse');
     assert.equal(flags.length, table.checkpoints.length);
     const refuses = (raw: Buffer, message: RegExp): void =>

@@ -7,6 +7,14 @@ import { ClipError } from '../errors.js';
 import { checkOutputFile } from '../util/output-file.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
+import type { IndexOptions, IndexSummary } from '../indexer/index-image.js';
+import { parseTraceCmd } from '../trace/command.js';
+import type { TracedSummary } from '../trace/trace-image.js';
+import { interruptOnSignals } from './interrupt.js';
+import { requireRoot } from './require-root.js';
+
+/** As trace-image.ts (not imported here: it loads the daemon client). */
+const DEFAULT_TRACE_TIMEOUT_S = 30;
 
 function parseCount(s: string): number {
   if (!/^[1-9]\d*$/.test(s.trim()) || !Number.isSafeInteger(Number(s)))
@@ -30,7 +38,21 @@ export function indexCommand(): Command {
       `keep the 32 KiB window of checkpoints this far apart only; the others resume from the span before (default ${formatBytes(DEFAULT_WINDOW_EVERY)})`,
       parseSize,
     )
-    .option('--profile <file>', 'start-up profile (clip mount --record-profile, same --span-size): also keep windows where its reads begin')
+    .option(
+      '--profile <file>',
+      'start-up profile (clip mount --record-profile, same --span-size): keep windows where its reads begin and ship it in the index; repeat to merge several',
+      (file: string, files: string[] = []) => [...files, file],
+    )
+    .option(
+      '--trace',
+      "run the image's command on the fresh index (runc, no network) and ship what it reads as the index's start-up profile",
+    )
+    .option('--trace-cmd <json>', 'with --trace: the command to run instead of Entrypoint + Cmd, as a JSON array (exec form)')
+    .option(
+      '--trace-timeout <seconds>',
+      `with --trace: stop the command after this long; what it read until then is the profile (default ${DEFAULT_TRACE_TIMEOUT_S})`,
+      parseSeconds,
+    )
     .option(
       '--max-ratio <n>',
       `refuse a layer that inflates to more than max(256 MiB, N x its compressed size), a gzip bomb; 0: no bound (default ${DEFAULT_MAX_RATIO})`,
@@ -44,6 +66,11 @@ export function indexCommand(): Command {
     .option('--json', 'print the summary as JSON');
   addRegistryOptions(cmd);
   return cmd.action(async (image: string, o) => {
+    // Checked before any work: a bad command must not cost an indexing run first.
+    if (!o.trace && (o.traceCmd !== undefined || o.traceTimeout !== undefined))
+      throw new ClipError('BAD_ARGUMENT', '--trace-cmd and --trace-timeout go with --trace');
+    const traceCmd = o.traceCmd !== undefined ? parseTraceCmd(o.traceCmd) : undefined;
+    if (o.trace) requireRoot('index --trace');
     const toStdout = o.output === '-';
     if (toStdout && process.stdout.isTTY) {
       throw new ClipError(
@@ -56,11 +83,15 @@ export function indexCommand(): Command {
     // With the index on stdout, the summary goes to stderr: stdout stays the index's bytes.
     const report = toStdout ? process.stderr : process.stdout;
     // Loaded here, not at start-up: the registry client is most of clip's start-up time.
-    const [{ indexImage }, { byteProgress }] = await Promise.all([import('../indexer/index-image.js'), import('./progress.js')]);
+    const [{ indexImage }, { indexTraced }, { byteProgress }] = await Promise.all([
+      import('../indexer/index-image.js'),
+      import('../trace/trace-image.js'),
+      import('./progress.js'),
+    ]);
     const progress = byteProgress('indexing');
-    let summary;
+    let summary: IndexSummary & { trace?: TracedSummary['trace'] };
     try {
-      summary = await indexImage(image, {
+      const opts: IndexOptions = {
         ...(await registryOptions(o)),
         output: toStdout ? '(stdout)' : o.output,
         ...(toStdout ? { write: writeStdout } : {}),
@@ -70,7 +101,17 @@ export function indexCommand(): Command {
         ...(o.maxRatio !== undefined ? { maxRatio: o.maxRatio } : {}),
         ...(o.maxEntries !== undefined ? { maxEntries: o.maxEntries } : {}),
         onProgress: (read, total) => progress.update(read, total),
-      });
+      };
+      summary = o.trace
+        ? await interruptOnSignals().run((signal) =>
+            indexTraced(image, opts, {
+              ...(traceCmd ? { command: traceCmd } : {}),
+              ...(o.traceTimeout !== undefined ? { timeoutSeconds: o.traceTimeout } : {}),
+              output: process.stderr,
+              signal,
+            }),
+          )
+        : await indexImage(image, opts);
     } finally {
       progress.stop();
     }
@@ -86,6 +127,7 @@ export function indexCommand(): Command {
         `  entries: ${summary.entries} (${summary.files} files, ${summary.directories} directories)`,
         `  spans:   ${summary.checkpoints}`,
         `  index:   ${summary.output}, ${formatBytes(summary.indexBytes)} (${pct}% of the compressed image)`,
+        ...(summary.trace ? [traceLine(summary.trace)] : []),
         `  time:    ${summary.seconds.toFixed(2)} s`,
       ].join('\n') + '\n',
     );
@@ -95,6 +137,18 @@ export function indexCommand(): Command {
 /** Resolves once `data` is handed to stdout (an EPIPE rejects: main.ts treats it as the reader leaving). */
 function writeStdout(data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())));
+}
+
+function traceLine(trace: TracedSummary['trace']): string {
+  const ended = trace.timedOut ? 'stopped at the timeout' : trace.code === null ? 'stopped' : `exited ${trace.code}`;
+  return `  trace:   ${trace.spans} spans read, first read first, shipped in the index (the command ${ended}, ${trace.seconds.toFixed(2)} s)`;
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 86_400)
+    throw new InvalidArgumentError(`bad timeout "${value}": expected seconds, more than 0 and at most 86400`);
+  return n;
 }
 
 function parseRatio(value: string): number {

@@ -3,7 +3,6 @@
 
 import { Command } from 'commander';
 import path from 'node:path';
-import { loadIndex } from '../index/load.js';
 import type { StatsReply } from '../daemon/api.js';
 import { stateDir } from '../mount/state.js';
 import { formatBytes } from './format.js';
@@ -16,21 +15,16 @@ export function statsCommand(): Command {
     .action(async (mountpoint: string, o: { json?: boolean }) => {
       const { callDaemon } = await import('../daemon/client.js');
       const reply = await callDaemon<StatsReply>(stateDir(), 'GET', `/v1/stats?mountpoint=${encodeURIComponent(path.resolve(mountpoint))}`);
-      const stats = reply.layers;
-      const index = await loadIndex(reply.index);
-      const byLayer = new Map(stats.map((s) => [s.layer, s]));
-      const rows = index.layers.map((l) => {
-        const s = byLayer.get(l.digest);
-        return {
-          layer: l.digest,
-          compressedSize: l.spans.compressedSize,
-          fetchedBytes: s?.fetchedBytes ?? 0,
-          requests: s?.requests ?? 0,
-          cacheHits: s?.cacheHits ?? 0,
-          cacheMisses: s?.cacheMisses ?? 0,
-          cachedBytes: s?.cachedBytes ?? 0,
-        };
-      });
+      // The daemon has the index: its layers come in index order, with their sizes.
+      const rows = reply.layers.map((l) => ({
+        layer: l.layer,
+        compressedSize: l.compressedSize,
+        fetchedBytes: l.fetchedBytes,
+        requests: l.requests,
+        cacheHits: l.cacheHits,
+        cacheMisses: l.cacheMisses,
+        cachedBytes: l.cachedBytes,
+      }));
       if (o.json) {
         process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
         return;

@@ -433,6 +433,11 @@ export class LayerReader {
     this.store(layer, i, data);
   }
 
+  /** Resolves once the disk-cache writes queued so far are done (they go on after the reads that queued them return). */
+  diskWrites(): Promise<void> {
+    return this.storing;
+  }
+
   /**
    * Writes a span to the disk cache, after the writes queued before it: one
    * write at a time keeps the cache within its bound plus one span. A cache

@@ -11,7 +11,7 @@ import { saveProfile, type ProfiledSpan } from '../index/startup-profile.js';
 import type { LayerReader } from './layer-reader.js';
 
 // The mount reads profiles through here too; the file format is index/'s.
-export { loadProfile, type LoadedProfile, type ProfiledSpan } from '../index/startup-profile.js';
+export { loadProfile, mapProfile, type LoadedProfile, type ProfiledSpan } from '../index/startup-profile.js';
 
 /** Remembers which spans were read, first read first. */
 export class ProfileRecorder {

@@ -68,9 +68,10 @@ export interface PsReply {
   mounts: PsMount[];
 }
 
+/** Per layer of the image, in index order: its compressed size and what was fetched and cached of it. */
 export interface StatsReply {
   index: string;
-  layers: LayerStats[];
+  layers: (LayerStats & { compressedSize: number })[];
 }
 
 export interface ApiError {

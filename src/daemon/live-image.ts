@@ -7,12 +7,13 @@
 import { FileReader } from '../content/file-reader.js';
 import type { ReadPool } from '../content/read-pool.js';
 import { prefetchLayers } from '../content/prefetch.js';
-import { loadProfile, ProfileRecorder, warmFromProfile } from '../content/startup-profile.js';
+import { loadProfile, mapProfile, ProfileRecorder, warmFromProfile } from '../content/startup-profile.js';
 import { ImageFileSystem } from '../fs/image-fs.js';
 import { loadIndex } from '../index/load.js';
 import type { ClipIndex } from '../index/types.js';
 import type { DaemonMetrics, ImageMetrics } from '../metrics/daemon-metrics.js';
 import type { Logger } from 'pino';
+import { slotInode } from './root-fs.js';
 import type { ServedImage } from './served-images.js';
 
 export interface ReadSettings {
@@ -61,7 +62,8 @@ export class LiveImage {
       all.dropImage(metrics.image);
       throw e;
     }
-    const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }));
+    // Its inodes in the range of its slot of the daemon's one filesystem (root-fs.ts).
+    const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }), slotInode(spec.slot, 0));
     return new LiveImage(spec, index, reader, fs, metrics, recorder);
   }
 
@@ -69,14 +71,18 @@ export class LiveImage {
   async startBackground(log: Logger, fresh: boolean): Promise<void> {
     const { settings } = this.spec;
     const fields = { image: this.spec.image };
-    if (fresh && settings.profile !== undefined) {
-      const { spans, skipped } = await loadProfile(settings.profile, this.index);
+    // A profile file given at mount wins over the one the index carries.
+    const embedded = settings.profile === undefined ? this.index.profile : undefined;
+    if (fresh && (settings.profile !== undefined || embedded !== undefined)) {
+      const source = settings.profile ?? 'the index';
+      const { spans, skipped } =
+        settings.profile !== undefined ? await loadProfile(settings.profile, this.index) : mapProfile(this.index, embedded!);
       // Offsets that start no span here: the profile was recorded on an index placed otherwise.
-      if (skipped > 0)
-        log.warn({ ...fields, skipped, file: settings.profile }, 'start-up profile entries that start no span of this index skipped');
+      if (skipped > 0) log.warn({ ...fields, skipped, file: source }, 'start-up profile entries that start no span of this index skipped');
       const started = performance.now();
+      // At most 8 requests at a time of the agent's 16 connections: on-demand reads never queue behind the profile's.
       warmFromProfile(this.reader.layerReader, spans).then(
-        (n) => log.info({ ...fields, spans: n, seconds: (performance.now() - started) / 1000 }, 'start-up profile fetched'),
+        (n) => log.info({ ...fields, spans: n, file: source, seconds: (performance.now() - started) / 1000 }, 'start-up profile fetched'),
         (e: unknown) => log.warn({ ...fields, err: (e as Error).message }, 'start-up profile fetch failed (reads fetch on demand)'),
       );
     }

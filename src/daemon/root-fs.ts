@@ -6,9 +6,10 @@
 // descriptor. A user's mountpoint is a bind mount of the image's directory;
 // a rootfs is an overlay with that directory as its lower layer.
 //
-// Inode numbers are slot * 2^32 + the index's own: the same image at the same
-// slot has the same numbers in every generation of the serving process, as
-// the kernel requires after a takeover.
+// Inode numbers are slot * 2^32 + the index's own (each image's filesystem is
+// made with that base: nothing is renumbered per request): the same image at
+// the same slot has the same numbers in every generation of the serving
+// process, as the kernel requires after a takeover.
 
 import {
   FuseError,
@@ -58,12 +59,15 @@ export class RootFileSystem implements FileSystem {
     this.byKey.delete(s.key);
   }
 
-  /** Which image an inode belongs to, and its number in that image's index. */
-  private split(ino: number): { fs: ImageFileSystem; slot: number; local: number } {
-    const slot = Math.floor(ino / SLOT_SPAN);
-    const s = this.bySlot.get(slot);
+  /** The image an inode belongs to (each image's filesystem numbers its inodes in its own range: slotInode). */
+  private served(ino: number): Served {
+    const s = this.bySlot.get(Math.floor(ino / SLOT_SPAN));
     if (!s) throw new FuseError('ENOENT');
-    return { fs: s.fs, slot, local: ino - slot * SLOT_SPAN };
+    return s;
+  }
+
+  private imageOf(ino: number): ImageFileSystem {
+    return this.served(ino).fs;
   }
 
   private rootAttr(): AttrReply {
@@ -87,64 +91,42 @@ export class RootFileSystem implements FileSystem {
     };
   }
 
-  private static globalEntry(slot: number, e: Entry): Entry {
-    return { ...e, attr: { ...e.attr, ino: slotInode(slot, e.attr.ino) } };
-  }
-
   lookup(parent: number, name: string, ctx: LookupContext): Entry {
     if (parent === ROOT) {
       const slot = this.byKey.get(name);
       if (slot === undefined) throw new FuseError('ENOENT');
-      const e = this.bySlot.get(slot)!.fs.lookupRoot();
       // The list of images changes: the name of one may not be cached for long.
-      return { ...RootFileSystem.globalEntry(slot, e), entryTimeout: 1 };
+      return { ...this.bySlot.get(slot)!.fs.lookupRoot(), entryTimeout: 1 };
     }
-    const { fs, slot, local } = this.split(parent);
-    return RootFileSystem.globalEntry(slot, fs.lookup(local, name, ctx));
+    return this.imageOf(parent).lookup(parent, name, ctx);
   }
 
   getattr(ino: number): AttrReply {
-    if (ino === ROOT) return this.rootAttr();
-    const { fs, slot, local } = this.split(ino);
-    const r = fs.getattr(local);
-    return { ...r, attr: { ...r.attr, ino: slotInode(slot, local) } };
+    return ino === ROOT ? this.rootAttr() : this.imageOf(ino).getattr(ino);
   }
 
   readlink(ino: number): string {
-    const { fs, local } = this.split(ino);
-    return fs.readlink(local);
+    return this.imageOf(ino).readlink(ino);
   }
 
   open(ino: number): OpenResult {
     if (ino === ROOT) throw new FuseError('EISDIR');
-    const { fs, local } = this.split(ino);
-    return fs.open(local);
+    return this.imageOf(ino).open(ino);
   }
 
   async read(ino: number, fh: number, offset: number, size: number): Promise<Buffer> {
-    const { fs, slot, local } = this.split(ino);
-    const data = await fs.read(local, fh, offset, size);
-    this.bySlot.get(slot)?.onRead?.();
+    const s = this.served(ino);
+    const data = await s.fs.read(ino, fh, offset, size);
+    s.onRead?.();
     return data;
   }
 
   opendir(ino: number): OpenResult {
-    if (ino === ROOT) return {};
-    const { fs, local } = this.split(ino);
-    return fs.opendir(local);
+    return ino === ROOT ? {} : this.imageOf(ino).opendir(ino);
   }
 
-  *readdir(ino: number, fh: number, offset: number, plus: boolean): Iterable<DirEntry> {
-    if (ino === ROOT) {
-      yield* this.rootEntries(offset);
-      return;
-    }
-    const { fs, slot, local } = this.split(ino);
-    for (const e of fs.readdir(local, fh, offset, plus)) {
-      const out: DirEntry = { ...e, ino: slotInode(slot, e.ino) };
-      if (e.entry) out.entry = RootFileSystem.globalEntry(slot, e.entry);
-      yield out;
-    }
+  readdir(ino: number, fh: number, offset: number, plus: boolean): Iterable<DirEntry> {
+    return ino === ROOT ? this.rootEntries(offset) : this.imageOf(ino).readdir(ino, fh, offset, plus);
   }
 
   /** The root's listing: offsets 1 and 2 after "." and "..", then 2 + slot after each image (stable while images come and go). */
@@ -159,19 +141,14 @@ export class RootFileSystem implements FileSystem {
 
   statfs(ino: number): StatFs {
     if (ino === ROOT) return { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 };
-    const { fs } = this.split(ino);
-    return fs.statfs();
+    return this.imageOf(ino).statfs();
   }
 
   getxattr(ino: number, name: string): Buffer | undefined {
-    if (ino === ROOT) return undefined;
-    const { fs, local } = this.split(ino);
-    return fs.getxattr(local, name);
+    return ino === ROOT ? undefined : this.imageOf(ino).getxattr(ino, name);
   }
 
   listxattr(ino: number): string[] {
-    if (ino === ROOT) return [];
-    const { fs, local } = this.split(ino);
-    return fs.listxattr(local);
+    return ino === ROOT ? [] : this.imageOf(ino).listxattr(ino);
   }
 }

@@ -7,11 +7,11 @@
 // detach what the dead one left mounted.
 
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { RegistryOptions } from '../oci/types.js';
 import type { MountIdentity } from '../mount/state.js';
 import type { ProcessIdentity } from '../mount/process-identity.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+export { daemonPaths } from './paths.js';
 
 /** Settings of one image (the rest are the daemon's). */
 export interface ImageSettings {
@@ -60,19 +60,6 @@ export interface DaemonTable {
 }
 
 export const EMPTY_TABLE: DaemonTable = { images: [] };
-
-/** The daemon's files under the state dir. */
-export function daemonPaths(stateDir: string) {
-  return {
-    socket: path.join(stateDir, 'clip.sock'),
-    /** The one FUSE mount; image N is its directory N's key. */
-    root: path.join(stateDir, 'fs'),
-    table: path.join(stateDir, 'daemon', 'table.json'),
-    pidFile: path.join(stateDir, 'daemon', 'daemon.json'),
-    log: path.join(stateDir, 'logs', 'daemon.log'),
-    lock: path.join(stateDir, 'locks', 'daemon.lock'),
-  };
-}
 
 /** Who runs the daemon of a state dir: the supervisor's identity (pids are reused). */
 export interface DaemonPidFile {

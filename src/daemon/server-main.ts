@@ -50,8 +50,11 @@ process.on('message', (m: SupervisorMessage) => {
 });
 // The supervisor gone: the mounts live on while this process holds the connection; keep serving.
 process.on('disconnect', () => {
-  if (server?.isIdle()) process.exit(0);
+  // A spare never handed anything, or a server with nothing to serve: nothing to keep up.
+  if (!server || server.isIdle()) process.exit(0);
   log.error('the supervisor (clip daemon) is gone: serving on, but a crash of this process now ends the mounts');
 });
 // SIGTERM to the serving process stops the daemon as SIGTERM to `clip daemon` does.
-for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void server?.stopAll().then(() => process.exit(0)));
+// A spare (nothing handed over yet) just ends.
+for (const signal of ['SIGTERM', 'SIGINT'] as const)
+  process.on(signal, () => (server ? void server.stopAll().then(() => process.exit(0)) : process.exit(0)));

@@ -180,7 +180,9 @@ export class DaemonServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const reply = (status: number, body: unknown): void => {
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body), () => {
+      const text = JSON.stringify(body);
+      // A length, not chunks: the CLI's fast path reads the answer by hand (cli/fast-mount.ts).
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text, () => {
         if (this.endAfterReply) this.supervisor.send({ type: 'stop' });
       });
     };
@@ -291,7 +293,12 @@ export class DaemonServer {
     const spec = this.imageAt(path.resolve(mountpoint));
     const img = spec && this.live.get(spec.key);
     if (!spec || !img) throw new HttpError(404, `${path.resolve(mountpoint)} is not a clip mount`);
-    return { index: spec.loadFrom, layers: img.metrics.summary() };
+    const byLayer = new Map(img.metrics.summary().map((l) => [l.layer, l]));
+    const none = { fetchedBytes: 0, requests: 0, cacheHits: 0, cacheMisses: 0, cachedBytes: 0 };
+    return {
+      index: spec.index,
+      layers: img.index.layers.map((l) => ({ ...none, ...byLayer.get(l.digest), layer: l.digest, compressedSize: l.spans.compressedSize })),
+    };
   }
 
   /**

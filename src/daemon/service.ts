@@ -124,6 +124,8 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       env: { CLIP_DAEMON: JSON.stringify(runtime), UV_THREADPOOL_SIZE: process.env['UV_THREADPOOL_SIZE'] ?? '16' },
     },
     handshake: true,
+    // A crash is taken over by a process already started: the stall is the table's load, not a Node start.
+    spare: true,
     onEvent: (e) => {
       if (e.type === 'server-exited' && e.signal !== null) log.warn(e, 'serving process died; starting another');
       else if (e.type !== 'mounted') log.info(e, e.type);

@@ -5,7 +5,7 @@
 // kernel may cache names, attributes and pages for as long as it likes.
 
 import type { FileReader } from '../content/file-reader.js';
-import { FuseError, type DirEntry, type Entry, type FileSystem, type LookupContext, type StatFs } from '../fuse/index.js';
+import { FuseError, type Attr, type DirEntry, type Entry, type FileSystem, type LookupContext, type StatFs } from '../fuse/index.js';
 import type { Node } from '../image/types.js';
 import type { ClipIndex } from '../index/types.js';
 import { attrOf, modeOf } from './attributes.js';
@@ -21,20 +21,32 @@ export class ImageFileSystem implements FileSystem {
   /** Directory listings as arrays, made on first readdir (offset = position). */
   private readonly listings = new Map<number, [string, Node][]>();
 
+  /**
+   * `inoBase`: added to the index's inode numbers in and out, where this tree
+   * is one of several in one filesystem (the node daemon gives each image a
+   * range of its own); 0 when it is the filesystem.
+   */
   constructor(
     private readonly index: ClipIndex,
     private readonly reader: FileReader,
     private readonly log?: ImageFsLogger,
+    private readonly inoBase = 0,
   ) {}
 
   private node(ino: number): Node {
-    const n = this.index.nodes[ino - 1];
+    const n = this.index.nodes[ino - this.inoBase - 1];
     if (!n) throw new FuseError('ENOENT');
     return n;
   }
 
+  private attr(node: Node): Attr {
+    const a = attrOf(node);
+    a.ino += this.inoBase;
+    return a;
+  }
+
   private entry(node: Node): Entry {
-    return { attr: attrOf(node), entryTimeout: TIMEOUT, attrTimeout: TIMEOUT };
+    return { attr: this.attr(node), entryTimeout: TIMEOUT, attrTimeout: TIMEOUT };
   }
 
   lookup(parent: number, name: string, ctx?: LookupContext): Entry {
@@ -50,11 +62,11 @@ export class ImageFileSystem implements FileSystem {
 
   /** The entry of the image's root directory (how a filesystem that contains this one names it). */
   lookupRoot(): Entry {
-    return this.entry(this.node(1));
+    return this.entry(this.node(this.inoBase + 1));
   }
 
-  getattr(ino: number): { attr: ReturnType<typeof attrOf>; timeout: number } {
-    return { attr: attrOf(this.node(ino)), timeout: TIMEOUT };
+  getattr(ino: number): { attr: Attr; timeout: number } {
+    return { attr: this.attr(this.node(ino)), timeout: TIMEOUT };
   }
 
   readlink(ino: number): string {
@@ -95,11 +107,12 @@ export class ImageFileSystem implements FileSystem {
       this.listings.set(ino, list);
     }
     // Offsets: 1 after ".", 2 after "..", 3 + i after child i.
-    if (offset < 1) yield { name: '.', ino: dir.ino, mode: modeOf(dir), nextOffset: 1 };
-    if (offset < 2) yield { name: '..', ino: this.parentOf(dir), mode: modeOf(dir), nextOffset: 2 };
+    const base = this.inoBase;
+    if (offset < 1) yield { name: '.', ino: base + dir.ino, mode: modeOf(dir), nextOffset: 1 };
+    if (offset < 2) yield { name: '..', ino: base + this.parentOf(dir), mode: modeOf(dir), nextOffset: 2 };
     for (let i = Math.max(0, offset - 2); i < list.length; i++) {
       const [name, child] = list[i]!;
-      const e: DirEntry = { name, ino: child.ino, mode: modeOf(child), nextOffset: i + 3 };
+      const e: DirEntry = { name, ino: base + child.ino, mode: modeOf(child), nextOffset: i + 3 };
       if (plus) e.entry = this.entry(child);
       yield e;
     }

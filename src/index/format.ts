@@ -35,6 +35,7 @@ import {
   type LayerRecord,
   type LayerSummary,
 } from './types.js';
+import { checkEmbeddedProfile } from './startup-profile.js';
 import { checkFineSpans, checkImage, checkLayerSummary, checkName, checkNode, checkSpanTable, checkTime, checkTree, corrupt } from './validate.js';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -71,6 +72,7 @@ const F_KNOWN = F_ATIME | F_CTIME | F_XATTRS | F_DATA | F_DEVICE;
 interface Meta {
   image: ImageRecord;
   layers: LayerSummary[];
+  profile?: [string, number, number][];
 }
 
 function sameTime(a: Timespec, b: Timespec): boolean {
@@ -105,6 +107,7 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
   const meta: Meta = {
     image: index.image,
     layers: index.layers.map(summarizeLayer),
+    ...(index.profile ? { profile: index.profile } : {}),
   };
   w.string(JSON.stringify(meta));
   const version = formatVersion(index);
@@ -365,6 +368,7 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
   const meta = readMeta(r);
   const image = checkImage(meta.image, kind);
   const layers = meta.layers.map((v: unknown, li) => readLayer(r, header.version, v, li));
+  const profile = meta.profile === undefined ? undefined : checkEmbeddedProfile(meta.profile, layers);
   const nodes = readNodes(r, layers);
   readEntries(r, nodes);
   if (!r.done) corrupt('trailing bytes');
@@ -375,11 +379,11 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
       `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`,
     );
   }
-  return { kind, image, layers, root: nodes[0]!, nodes };
+  return { kind, image, layers, root: nodes[0]!, nodes, ...(profile ? { profile } : {}) };
 }
 
 /** The body's JSON head: the image record and the layer descriptors, each still unchecked. */
-function readMeta(r: ByteReader): { image: unknown; layers: unknown[] } {
+function readMeta(r: ByteReader): { image: unknown; layers: unknown[]; profile?: unknown } {
   let json: unknown;
   try {
     json = JSON.parse(r.string());
@@ -387,9 +391,9 @@ function readMeta(r: ByteReader): { image: unknown; layers: unknown[] } {
     if (e instanceof ClipError) throw e;
     corrupt('bad metadata JSON');
   }
-  const meta = json as { image?: unknown; layers?: unknown };
+  const meta = json as { image?: unknown; layers?: unknown; profile?: unknown };
   if (typeof json !== 'object' || json === null || !meta.image || !Array.isArray(meta.layers)) corrupt('metadata lacks image or layers');
-  return { image: meta.image, layers: meta.layers as unknown[] };
+  return { image: meta.image, layers: meta.layers as unknown[], ...(meta.profile !== undefined ? { profile: meta.profile } : {}) };
 }
 
 /** One layer: its checked descriptor, then its checkpoints (deltas from the previous) and span digests. */

@@ -13,12 +13,22 @@
 // differ between two indexes of the image with that span size (uncompressed
 // and clip-archive layers: fixed spans); gzip spans by number are refused,
 // since the profile does not say which index they were numbered in.
+//
+// An index may carry a profile of its own (traced at index time, or given to
+// `clip index --profile`): the same [digest, start, end] entries in the
+// body's JSON metadata, checked against the index's layers when it loads.
 
 import { readFile } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
 import { spanOutputRange } from '../gzip/span-reader.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import type { ClipIndex, LayerRecord } from './types.js';
+
+/** [layer digest, uncompressed start, uncompressed end] of one span read. */
+export type ProfileEntry = [string, number, number];
+
+/** Most entries an embedded profile may hold (a bound on what a hostile index makes a mount fetch and keep). */
+export const MAX_PROFILE_ENTRIES = 1_000_000;
 
 /** Format 2 (written since offsets replaced numbers). */
 interface ProfileFile {
@@ -27,7 +37,7 @@ interface ProfileFile {
   manifestDigest: string;
   spanSize: number;
   /** [layer digest, uncompressed start, uncompressed end] of each span read, in first-read order. */
-  spans: [string, number, number][];
+  spans: ProfileEntry[];
 }
 
 /** Format 1: spans by number. */
@@ -58,13 +68,18 @@ export async function saveProfile(file: string, index: ClipIndex, spans: readonl
     clipStartupProfile: 2,
     manifestDigest: index.image.manifestDigest,
     spanSize: index.image.spanSize,
-    spans: spans.map((s) => {
-      const layer = index.layers[s.layer]!;
-      const range = spanOutputRange(layer.spans, s.span);
-      return [layer.digest, range.start, range.end];
-    }),
+    spans: profileEntries(index, spans),
   };
   await writeFileAtomic(file, Buffer.from(JSON.stringify(body) + '\n'));
+}
+
+/** The entries naming `spans` of `index` by offset. */
+export function profileEntries(index: ClipIndex, spans: readonly ProfiledSpan[]): ProfileEntry[] {
+  return spans.map((s) => {
+    const layer = index.layers[s.layer]!;
+    const range = spanOutputRange(layer.spans, s.span);
+    return [layer.digest, range.start, range.end];
+  });
 }
 
 /** Reads a profile file: its JSON, checked for shape and image. */
@@ -147,13 +162,28 @@ export async function loadProfile(file: string, index: ClipIndex): Promise<Loade
   const body = await readProfile(file, index.image.manifestDigest);
   const layers = new Map(index.layers.map((l, i) => [l.digest, i]));
   if (body.clipStartupProfile === 1) return numberedSpans(file, index, layers, body);
+  body.spans.forEach(([digest], k) => layerOf(file, index, layers, digest, k));
+  return mapProfile(index, body.spans);
+}
+
+/**
+ * Maps entries onto this index's spans, first read first, once each; an
+ * entry whose offset starts no span here is skipped (counted). Entries of
+ * layers not in the index are skipped too (the callers refuse them first).
+ */
+export function mapProfile(index: ClipIndex, entries: readonly ProfileEntry[]): LoadedProfile {
+  const layers = new Map(index.layers.map((l, i) => [l.digest, i]));
   // Per layer, span number by start offset: built for the layers named only.
   const starts = new Map<number, Map<number, number>>();
   const seen = new Set<string>();
   const spans: ProfiledSpan[] = [];
   let skipped = 0;
-  body.spans.forEach(([digest, start], k) => {
-    const layer = layerOf(file, index, layers, digest, k);
+  for (const [digest, start] of entries) {
+    const layer = layers.get(digest);
+    if (layer === undefined) {
+      skipped++;
+      continue;
+    }
     let byStart = starts.get(layer);
     if (!byStart) {
       byStart = new Map(index.layers[layer]!.spans.checkpoints.map((c, i) => [c.out, i]));
@@ -162,13 +192,13 @@ export async function loadProfile(file: string, index: ClipIndex): Promise<Loade
     const span = byStart.get(start);
     if (span === undefined) {
       skipped++;
-      return;
+      continue;
     }
     const key = `${layer}:${span}`;
-    if (seen.has(key)) return;
+    if (seen.has(key)) continue;
     seen.add(key);
     spans.push({ layer, span });
-  });
+  }
   return { spans, skipped };
 }
 
@@ -194,31 +224,90 @@ function numberedSpans(file: string, index: ClipIndex, layers: Map<string, numbe
   return { spans, skipped: 0 };
 }
 
+/** For indexing with profiles: the entries of each file (format 2, recorded on this image with this span size), one list per file. */
+export async function readProfiles(files: readonly string[], manifestDigest: string, spanSize: number): Promise<ProfileEntry[][]> {
+  const lists: ProfileEntry[][] = [];
+  for (const file of files) {
+    const body = await readProfile(file, manifestDigest);
+    if (body.clipStartupProfile === 1) {
+      throw refuseNumbers(file, 'the numbers do not say where the spans were in the index they were recorded on');
+    }
+    if (body.spanSize !== spanSize) {
+      // Offsets of span starts coincide only where checkpoints are placed alike.
+      throw new ClipError(
+        'BAD_ARGUMENT',
+        `start-up profile ${file} was recorded on an index with span size ${body.spanSize}; index with --span-size ${body.spanSize} to use it`,
+      );
+    }
+    lists.push(body.spans);
+  }
+  return lists;
+}
+
 /**
- * For indexing with a profile: per layer digest, the uncompressed offsets
- * where the profiled reads begin (a profiled span that no profiled span ends
- * at). The checkpoints placed there keep their window, so a start fetches
- * those spans and nothing before them.
+ * Merges profiles into one first-access order by interleaving: every list's
+ * first entry, then every list's second, and so on, each [digest, start] once.
+ * A span one workload needs early stays early, whichever list names it.
  */
-export async function profileWindows(file: string, manifestDigest: string, spanSize: number): Promise<Map<string, Set<number>>> {
-  const body = await readProfile(file, manifestDigest);
-  if (body.clipStartupProfile === 1) {
-    throw refuseNumbers(file, 'the numbers do not say where the spans were in the index they were recorded on');
+export function mergeProfiles(lists: readonly (readonly ProfileEntry[])[]): ProfileEntry[] {
+  const seen = new Set<string>();
+  const out: ProfileEntry[] = [];
+  const longest = Math.max(0, ...lists.map((l) => l.length));
+  for (let k = 0; k < longest; k++) {
+    for (const list of lists) {
+      const e = list[k];
+      if (!e) continue;
+      const key = `${e[0]}:${e[1]}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(e);
+    }
   }
-  if (body.spanSize !== spanSize) {
-    // Offsets of span starts coincide only where checkpoints are placed alike.
-    throw new ClipError(
-      'BAD_ARGUMENT',
-      `start-up profile ${file} was recorded on an index with span size ${body.spanSize}; index with --span-size ${body.spanSize} to use it`,
-    );
-  }
-  const ends = new Set(body.spans.map(([digest, , end]) => `${digest}:${end}`));
+  return out;
+}
+
+/**
+ * Per layer digest, the uncompressed offsets where the profiled reads begin
+ * (a profiled span that no profiled span ends at). The checkpoints placed
+ * there keep their window, so a start fetches those spans and nothing before
+ * them.
+ */
+export function windowsAt(entries: readonly ProfileEntry[]): Map<string, Set<number>> {
+  const ends = new Set(entries.map(([digest, , end]) => `${digest}:${end}`));
   const out = new Map<string, Set<number>>();
-  for (const [digest, start] of body.spans) {
+  for (const [digest, start] of entries) {
     if (start > 0 && !ends.has(`${digest}:${start}`)) {
       if (!out.has(digest)) out.set(digest, new Set());
       out.get(digest)!.add(start);
     }
   }
   return out;
+}
+
+/** windowsAt of one profile file. */
+export async function profileWindows(file: string, manifestDigest: string, spanSize: number): Promise<Map<string, Set<number>>> {
+  return windowsAt(mergeProfiles(await readProfiles([file], manifestDigest, spanSize)));
+}
+
+/**
+ * An index's embedded profile as read from its JSON metadata: a bounded list
+ * of entries naming layers of the index and spans inside them. Anything else
+ * is a corrupt index (the file is untrusted: it decides what a mount fetches).
+ */
+export function checkEmbeddedProfile(v: unknown, layers: readonly LayerRecord[]): ProfileEntry[] {
+  const bad = (what: string): never => {
+    throw new ClipError('BAD_INDEX', `index body is corrupt: its start-up profile ${what}`);
+  };
+  if (!Array.isArray(v)) return bad('is not a list');
+  if (v.length > MAX_PROFILE_ENTRIES) bad(`has ${v.length} entries (at most ${MAX_PROFILE_ENTRIES})`);
+  const sizes = new Map(layers.map((l) => [l.digest, l.spans.uncompressedSize]));
+  v.forEach((e: unknown, k) => {
+    if (!Array.isArray(e) || e.length !== 3 || typeof e[0] !== 'string' || !isOffset(e[1]) || !isOffset(e[2]) || e[1] >= e[2])
+      return bad(`entry ${k} is not [layer digest, start offset, end offset]`);
+    const [digest, , end] = e as ProfileEntry;
+    const size = sizes.get(digest);
+    if (size === undefined) return bad(`entry ${k} names layer ${JSON.stringify(digest.slice(0, 80))}, not in the index`);
+    if (end > size) bad(`entry ${k} ends at ${end}, past the end of its layer (${size} bytes)`);
+  });
+  return v as ProfileEntry[];
 }

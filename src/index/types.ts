@@ -75,4 +75,11 @@ export interface ClipIndex extends ImageTree {
   kind: IndexKind;
   image: ImageRecord;
   layers: LayerRecord[];
+  /**
+   * A start-up profile shipped with the index (traced at index time, or given
+   * to `clip index --profile`): [layer digest, start, end] of the spans read,
+   * first read first; a mount fetches them at once. In the body's JSON
+   * metadata, which older readers skip (so no new format version).
+   */
+  profile?: [string, number, number][];
 }

@@ -14,7 +14,7 @@ import { VERSION } from '../version.js';
 import type { Readable } from 'node:stream';
 import { indexLayer, refuseZstdMediaType, type IndexedLayer } from './index-layer.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
-import { profileWindows } from '../index/startup-profile.js';
+import { mergeProfiles, readProfiles, windowsAt, type ProfileEntry } from '../index/startup-profile.js';
 import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
 
 export { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
@@ -33,8 +33,14 @@ export interface BuildOptions extends RegistryOptions {
   fullWindows?: boolean;
   /** Most tar entries all layers together may keep (default 4,000,000): a bound on memory while indexing. */
   maxEntries?: number;
-  /** A start-up profile recorded on an index of this image with the same span size: windows are also kept where its reads begin. */
-  profile?: string;
+  /**
+   * Start-up profiles recorded on an index of this image with the same span
+   * size: windows are also kept where their reads begin, and the profiles,
+   * merged, are embedded in the index (a mount fetches them at once).
+   */
+  profile?: string | readonly string[];
+  /** Profile entries already in memory (a trace's), merged with the files' as one more profile. */
+  profileEntries?: readonly ProfileEntry[];
   /**
    * Refuse a layer whose uncompressed bytes exceed max(256 MiB, maxRatio x
    * its compressed size): a gzip bomb. 0: no bound. Default DEFAULT_MAX_RATIO.
@@ -137,6 +143,21 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
   };
 }
 
+/**
+ * The entries that name spans of these layers (offsets inside them): what the
+ * index can carry. A profile of other layers was refused when read; what is
+ * left out here would be skipped at mount anyway.
+ */
+function embeddable(profile: readonly ProfileEntry[], layers: readonly LayerRecord[]): ProfileEntry[] {
+  const byDigest = new Map(
+    layers.map((l) => [l.digest, { starts: new Set(l.spans.checkpoints.map((c) => c.out)), size: l.spans.uncompressedSize }]),
+  );
+  return profile.filter(([digest, start, end]) => {
+    const l = byDigest.get(digest);
+    return l !== undefined && l.starts.has(start) && start < end && end <= l.size;
+  });
+}
+
 /** Indexes `ref` in memory: nothing is written. */
 export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<ClipIndex> {
   const spanSize = opts.spanSize ?? DEFAULT_SPAN_SIZE;
@@ -160,15 +181,17 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
   const budget = new EntryBudget(opts.maxEntries);
   const { image, blobs } = await openImage(ref, opts);
   try {
-    const windowsAt =
-      opts.profile === undefined ? new Map<string, Set<number>>() : await profileWindows(opts.profile, image.manifestDigest, spanSize);
+    const files = opts.profile === undefined ? [] : typeof opts.profile === 'string' ? [opts.profile] : opts.profile;
+    const lists = files.length > 0 ? await readProfiles(files, image.manifestDigest, spanSize) : [];
+    const profile = mergeProfiles([...lists, opts.profileEntries ?? []]);
+    const windowStarts = windowsAt(profile);
     const total = image.layers.reduce((a, l) => a + l.size, 0);
     const readPerLayer = image.layers.map(() => 0);
     let read = 0;
     // Refused before any blob is fetched: the media type already says it.
     for (const layer of image.layers) refuseZstdMediaType(layer);
     const results = await indexLayers(image.layers, blobs, (layer, blob, i) => {
-      const windows = { every: windowEvery, at: windowsAt.get(layer.digest) ?? new Set<number>(), sparse: opts.fullWindows !== true };
+      const windows = { every: windowEvery, at: windowStarts.get(layer.digest) ?? new Set<number>(), sparse: opts.fullWindows !== true };
       return indexLayer(layer, blob, spanSize, windows, maxRatio, budget, (n) => {
         read += n - readPerLayer[i]!;
         readPerLayer[i] = n;
@@ -198,6 +221,7 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
       },
       layers,
       ...tree,
+      ...(profile.length > 0 ? { profile: embeddable(profile, layers) } : {}),
     };
   } finally {
     await blobs.close();

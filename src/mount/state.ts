@@ -5,9 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { MountEntry } from '../fuse/index.js';
 
-export function stateDir(): string {
-  return process.env['CLIP_STATE_DIR'] ?? '/run/clip';
-}
+export { stateDir } from './state-dir.js';
 
 /**
  * Which mount-table entry clip made: anything else at the path is not clip's.

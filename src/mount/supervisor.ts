@@ -54,6 +54,12 @@ export interface SupervisorOptions {
   server: { module: string; args?: string[]; env?: NodeJS.ProcessEnv; stdout?: number | 'inherit'; stderr?: number | 'inherit' };
   /** Talk to each child over IPC: hand over state, wait for 'loaded', then send 'serve' (see above). */
   handshake?: boolean;
+  /**
+   * With `handshake`: keep a spare child started (its modules loaded, nothing
+   * else) to take over at once when the serving one dies, instead of starting
+   * one then: the stall of a crash becomes the load of the table.
+   */
+  spare?: boolean;
   /** Lifecycle events (for logs and tests). */
   onEvent?: (e: SupervisorEvent) => void;
   /** Messages from the serving child other than the handshake's own. */
@@ -91,6 +97,8 @@ const FIRST_FD = 4;
 /** A child that dies sooner than this after its start counts as a crash loop and is restarted with a delay. */
 const QUICK_EXIT_MS = 2000;
 const MAX_RESTART_DELAY_MS = 5000;
+/** How long after a child began serving its spare is started. */
+const SPARE_DELAY_MS = 1000;
 /** How long a child may keep serving files still open after the unmount at stop. */
 const STOP_GRACE_MS = 10_000;
 
@@ -105,6 +113,9 @@ export class Supervisor {
   private child: ChildProcess | undefined;
   /** A child started by upgrade() that loads while `child` still serves. */
   private standby: ChildProcess | undefined;
+  /** A child waiting, unhanded, to replace `child` if it dies (opts.spare), and its generation. */
+  private spare: { child: ChildProcess; generation: number } | undefined;
+  private spareTimer: NodeJS.Timeout | undefined;
   private generation = 0;
   /** The latest state a child reported; the next child is handed it. */
   private state: unknown;
@@ -151,7 +162,9 @@ export class Supervisor {
         if (e.type === 'upgraded') resolve(e.pid);
       };
       this.upgradeWaiters.push({ onEvent, reject });
-      this.spawnServer(true);
+      // The spare runs the program as it was: the upgrade is for what is installed now.
+      this.dropSpare();
+      this.spawnServer('standby');
     });
   }
   private upgradeWaiters: { onEvent: (e: SupervisorEvent) => void; reject: (e: Error) => void }[] = [];
@@ -200,6 +213,7 @@ export class Supervisor {
     clearTimeout(this.restartTimer);
     for (const w of this.upgradeWaiters.splice(0)) w.reject(new Error('the supervisor stopped'));
     this.standby?.kill('SIGKILL');
+    this.dropSpare();
     if (this.opts.beforeRelease) await this.opts.beforeRelease().catch(() => {});
     await this.release();
     this.emit({ type: 'stopped' });
@@ -219,7 +233,7 @@ export class Supervisor {
     for (const h of this.held.splice(0)) fs.closeSync(h.fd);
   }
 
-  private spawnServer(standby = false): void {
+  private spawnServer(role: 'serve' | 'standby' | 'spare' = 'serve'): void {
     const generation = ++this.generation;
     // The child's fd 4 + i is held[i] (child_process dup2s each descriptor into place; fd 3 is the IPC channel).
     const handover = {
@@ -232,14 +246,16 @@ export class Supervisor {
       env: { ...process.env, ...server.env, [HANDOVER_ENV]: JSON.stringify(handover) },
     });
     const startedAt = Date.now();
-    if (standby) this.standby = child;
+    if (role === 'standby') this.standby = child;
+    else if (role === 'spare') this.spare = { child, generation };
     else this.child = child;
     child.on('error', () => {}); // spawn failures also end in 'exit'
     child.on('message', (m: ChildMessage) => this.onChildMessage(child, generation, m));
-    if (this.opts.handshake) this.sendTo(child, { type: 'handover', generation, state: this.state });
+    if (this.opts.handshake && role !== 'spare') this.sendTo(child, { type: 'handover', generation, state: this.state });
     child.once('exit', (code, signal) => {
       const wasServing = this.child === child;
       if (wasServing) this.child = undefined;
+      if (this.spare?.child === child) this.spare = undefined;
       if (this.standby === child) {
         this.standby = undefined;
         const reason = `the new serving process exited (${code ?? signal}) before it served`;
@@ -253,9 +269,37 @@ export class Supervisor {
       // A server that keeps dying at once is retried more slowly; requests wait in the kernel meanwhile.
       const delay = this.quickExits <= 1 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** this.quickExits);
       if (delay > 0) this.emit({ type: 'restart-delayed', ms: delay });
+      else if (this.takeSpare()) return;
       this.restartTimer = setTimeout(() => this.spawnServer(), delay);
     });
     if (child.pid !== undefined) this.emit({ type: 'server-started', pid: child.pid, generation });
+  }
+
+  /** The serving child died: the spare, already started, takes over (it is handed the state now). */
+  private takeSpare(): boolean {
+    const spare = this.spare;
+    if (!spare || spare.child.exitCode !== null || spare.child.signalCode !== null || !spare.child.connected) return false;
+    this.spare = undefined;
+    this.child = spare.child;
+    this.sendTo(spare.child, { type: 'handover', generation: spare.generation, state: this.state });
+    return true;
+  }
+
+  /** Starts a spare a moment after a child began serving (not while it loads: they would share the CPU). */
+  private keepSpare(): void {
+    if (!this.opts.spare || !this.opts.handshake || this.stopping || this.spare || this.spareTimer) return;
+    this.spareTimer = setTimeout(() => {
+      this.spareTimer = undefined;
+      if (!this.stopping && !this.spare && !this.standby) this.spawnServer('spare');
+    }, SPARE_DELAY_MS);
+    this.spareTimer.unref();
+  }
+
+  private dropSpare(): void {
+    clearTimeout(this.spareTimer);
+    this.spareTimer = undefined;
+    this.spare?.child.kill('SIGKILL');
+    this.spare = undefined;
   }
 
   /** Children being replaced by an upgrade: their exit starts no new child. */
@@ -267,7 +311,10 @@ export class Supervisor {
       if (child === this.child) this.state = (m as { state: unknown }).state;
     } else if (m.type === 'loaded') {
       if (child === this.standby) void this.promote(child, generation);
-      else if (child === this.child) this.sendTo(child, { type: 'serve' });
+      else if (child === this.child) {
+        this.sendTo(child, { type: 'serve' });
+        this.keepSpare();
+      }
     } else if (m.type === 'upgrade') {
       this.upgrade().catch(() => {});
     } else if (m.type === 'stop') {
@@ -291,6 +338,7 @@ export class Supervisor {
     this.standby = undefined;
     this.child = next;
     this.sendTo(next, { type: 'serve' });
+    this.keepSpare();
     const e: SupervisorEvent = { type: 'upgraded', pid: next.pid ?? 0, generation, stallMs: performance.now() - started };
     this.emit(e);
     for (const w of this.upgradeWaiters.splice(0)) w.onEvent(e);

@@ -10,8 +10,8 @@ export const BUSYBOX = '/bin/busybox';
 export const HELLO = 'hello from a clip rootfs\n';
 const TOOLS = ['sh', 'cat', 'echo', 'ls', 'sha256sum', 'wc', 'head', 'id', 'stat', 'mkdir', 'touch', 'grep', 'true'];
 
-/** `extra`: a third layer (images that share the first two layers and differ in it). */
-export function buildBusyboxImage(extra: TarEntrySpec[] = [], tag = 'busybox'): Promise<BuiltImage> {
+/** `extra`: a third layer (images that share the first two layers and differ in it); `cmd`: the config's Cmd. */
+export function buildBusyboxImage(extra: TarEntrySpec[] = [], tag = 'busybox', cmd = ['/bin/sh']): Promise<BuiltImage> {
   const t = { sec: 1_700_000_000, nsec: 123_456_789 };
   const base: TarEntrySpec[] = [
     ...['bin', 'etc', 'proc', 'sys', 'dev', 'root', 'usr', 'usr/share'].map((path): TarEntrySpec => ({
@@ -32,5 +32,5 @@ export function buildBusyboxImage(extra: TarEntrySpec[] = [], tag = 'busybox'): 
     { type: 'file', path: 'usr/share/random.bin', mode: 0o600, data: prng.bytes(2 * 1024 * 1024), mtime: t },
   ];
   const layers = [{ entries: base }, { entries: data }, ...(extra.length > 0 ? [{ entries: extra }] : [])];
-  return buildImage({ tag, layers, cmd: ['/bin/sh'] });
+  return buildImage({ tag, layers, cmd });
 }

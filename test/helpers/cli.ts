@@ -1,5 +1,6 @@
-// Runs the clip CLI (bin/clip.js, built) as a child process and captures
-// exit code, stdout (bytes) and stderr.
+// Runs the clip CLI (bin/clip.js, built; or the installed command bin/clip,
+// its sh wrapper) as a child process and captures exit code, stdout (bytes)
+// and stderr.
 
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -13,9 +14,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runClip(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {
+export function runClip(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; wrapper?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [cmd, argv]: [string, string[]] = opts.wrapper ? [BIN.replace(/\.js$/, ''), args] : [process.execPath, [BIN, ...args]];
+    const child = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
