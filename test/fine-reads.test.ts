@@ -3,14 +3,19 @@
 // counting proxy in front of a real registry; every byte matches the layer;
 // reads across chunk and span edges are right; a corrupted chunk in the
 // registry fails the read (EIO through a mount), never a wrong byte.
+// Verified prefixes go to the disk cache: a new reader on that cache serves
+// reads inside one with nothing fetched, and fetches only the chunks after it
+// for a read beyond it.
 
 import assert from 'node:assert/strict';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadIndex } from '../src/clip.js';
 import { createHash } from 'node:crypto';
 import { LayerReader } from '../src/content/layer-reader.js';
+import { planPrefix } from '../src/content/prefix-plan.js';
+import { SpanCache } from '../src/content/span-cache.js';
 import { SpanMemory } from '../src/content/span-memory.js';
 import { openBlobSource } from '../src/content/sources/open.js';
 import { spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
@@ -110,6 +115,47 @@ describe('fine-grained verified reads', () => {
     }
   });
 
+  it('a new reader on the same disk cache serves a read inside an earlier prefix with nothing fetched, and continues beyond it', async () => {
+    const t = index.layers[0]!.spans;
+    const o = spanOutputRange(t, 1);
+    const r = spanRange(t, 1);
+    const at = o.start + Math.floor((o.end - o.start) / 5);
+    const dir = path.join(ws.dir, 'prefix-cache');
+    const files = async (): Promise<string[]> => (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.span'));
+    const blobs = await openBlobSource(index.image.location);
+    try {
+      const first = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir) });
+      assert.ok((await first.read(0, at, 4096)).equals(tar(at, at + 4096)));
+      await first.diskWrites();
+      assert.equal((await files()).filter((f) => f.includes('-prefix-')).length, 1, 'the prefix is on disk');
+
+      // A new reader (as a new daemon has): its own memory, a cache instance that scans the directory afresh.
+      const second = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir) });
+      const bytes = proxy.blobBytes;
+      const requests = proxy.blobRequests;
+      assert.ok((await second.read(0, at, 4096)).equals(tar(at, at + 4096)), 'the same read, from disk');
+      assert.ok((await second.read(0, o.start + 10, 8192)).equals(tar(o.start + 10, o.start + 8202)), 'an earlier read, from disk');
+      assert.equal(proxy.blobBytes - bytes, 0, 'nothing fetched for reads inside the prefix on disk');
+      assert.equal(proxy.blobRequests - requests, 0);
+
+      // Beyond it: only the chunks after the prefix (the rest of the span, in one request).
+      const held = planPrefix(t, 1, at + 4096)!.chunks;
+      const later = o.start + Math.floor(((o.end - o.start) * 3) / 4);
+      assert.ok((await second.read(0, later, 4096)).equals(tar(later, later + 4096)));
+      assert.equal(proxy.blobBytes - bytes, r.end - r.start - held * CHUNK_SIZE, 'only the chunks after the prefix on disk');
+      assert.equal(proxy.blobRequests - requests, 1);
+      await second.diskWrites();
+      // The whole span is cached now; the prefix it makes useless is gone.
+      const now = await files();
+      assert.equal(now.filter((f) => f.includes('-prefix-')).length, 0, now.join(' '));
+      const third = new LayerReader(index.layers, blobs, { disk: new SpanCache(dir) });
+      assert.ok((await third.read(0, later + 50000, 4096)).equals(tar(later + 50000, later + 54096)));
+      assert.equal(proxy.blobBytes - bytes, r.end - r.start - held * CHUNK_SIZE, 'the whole span from disk');
+    } finally {
+      await blobs.close();
+    }
+  });
+
   it('reads across chunk, mark and span edges return the right bytes', async () => {
     const t = index.layers[0]!.spans;
     const blobs = await openBlobSource(index.image.location);
@@ -156,7 +202,9 @@ describe('fine-grained verified reads', () => {
           close: async () => undefined,
         };
         const chunk0 = tamper(await real.readRange(index.layers[0]!.digest, r.start, r.start + CHUNK_SIZE), r.start);
-        const fine = t.fine!.map((f, i) => (i === 1 ? { marks: f.marks, chunks: [createHash('sha256').update(chunk0).digest(), ...f.chunks.slice(1)] } : f));
+        const fine = t.fine!.map((f, i) =>
+          i === 1 ? { marks: f.marks, chunks: [createHash('sha256').update(chunk0).digest(), ...f.chunks.slice(1)] } : f,
+        );
         const hostile = [{ ...index.layers[0]!, spans: { ...t, fine } }];
         const memory = new SpanMemory(64 * 1024 * 1024);
         const got = await new LayerReader(hostile, hostileSource, { memory }).read(0, at, 4096).catch(() => undefined);

@@ -15,7 +15,11 @@
 // never taken for the whole span. The verified compressed bytes of the
 // longest prefix fetched are kept too (bounded), so a later read that needs
 // more fetches only the chunks after them (and inflates again from the
-// checkpoint): a span read piece by piece costs its bytes once.
+// checkpoint): a span read piece by piece costs its bytes once. Those
+// compressed bytes also go to the disk cache, named by the prefix identity
+// (span identity, chunk count and length, the digests of its chunks), so a
+// new daemon serves reads inside them and continues from them; what comes
+// back from disk is checked against the chunk digests before it is used.
 
 import { createHash } from 'node:crypto';
 import { ClipError } from '../errors.js';
@@ -26,7 +30,7 @@ import type { BlobSource } from '../oci/types.js';
 import { planPrefix, wholeAsPrefix, type PrefixPlan } from './prefix-plan.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
-import { SpanIdentities } from './span-identity.js';
+import { prefixIdentity, SpanIdentities } from './span-identity.js';
 import { SpanMemory } from './span-memory.js';
 
 export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
@@ -48,8 +52,8 @@ export interface LayerReaderOptions {
   memory?: SpanMemory;
   memoryBytes?: number;
   smallLayer?: number;
-  /** Told of the spans every read needs (start-up profile recording). */
-  onRead?: (layer: number, first: number, last: number) => void;
+  /** Told of the spans every read needs and where it ends (start-up profile recording). */
+  onRead?: (layer: number, first: number, last: number, end: number) => void;
 }
 
 export class LayerReader {
@@ -66,6 +70,8 @@ export class LayerReader {
   /** Per span identity, the verified compressed bytes of its longest prefix fetched (oldest first; at most PREFIX_BYTES in all). */
   private readonly prefixBytes = new Map<string, Buffer>();
   private prefixBytesHeld = 0;
+  /** Per span identity, the chunks of the longest prefix in the disk cache (0: none; absent: not looked for yet). */
+  private readonly diskPrefixes = new Map<string, number>();
 
   constructor(
     private readonly layers: LayerRecord[],
@@ -84,12 +90,12 @@ export class LayerReader {
     if (offset >= end) return Buffer.alloc(0);
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
-    this.opts.onRead?.(layerIndex, first, last);
+    this.opts.onRead?.(layerIndex, first, last, end);
     this.active++;
     let spans: Buffer[];
     try {
       // The last span may be needed only up to `end`: then a prefix of it will do.
-      const prefix = this.wantsPrefix(layer, last, end);
+      const prefix = await this.wantsPrefix(layer, last, end);
       if (!prefix) spans = await Promise.all(this.spanRun(layerIndex, first, last));
       else {
         const run = first < last ? this.spanRun(layerIndex, first, last - 1) : [];
@@ -106,29 +112,32 @@ export class LayerReader {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  /** Whether span i is to be read as a prefix up to `end`: the index allows it, and memory holds no whole copy. */
-  private wantsPrefix(layer: LayerRecord, i: number, end: number): boolean {
+  /**
+   * Whether span i is to be read as a prefix up to `end`: the index allows
+   * it, memory holds no whole copy, and a prefix will do or chunks of the span
+   * are held (in memory or on disk) to continue from.
+   */
+  private async wantsPrefix(layer: LayerRecord, i: number, end: number): Promise<boolean> {
     if (!layer.spans.fine || layer.spans.compressedSize <= (this.opts.smallLayer ?? SMALL_LAYER)) return false;
     const id = this.identity(layer, i);
     if (this.memory.has(id)) return false;
-    // Held chunks of it: the rest is continued from them (readPrefix).
-    return this.prefixes.has(id) || planPrefix(layer.spans, i, end) !== undefined;
+    if (this.prefixes.has(id) || planPrefix(layer.spans, i, end) !== undefined) return true;
+    return (await this.diskPrefix(layer, i, id)) > 0;
   }
 
   /**
    * Span i's output from its start to at least `end`: a prefix held in
-   * memory, else the whole span from the disk cache, else a prefix fetched
-   * now (only the chunks after those already held).
-   * Falls back to the whole span where a prefix cannot be had.
+   * memory, else the whole span from the disk cache, else a prefix inflated
+   * from chunks held (memory or disk) and fetched now (only those after the
+   * held ones). Falls back to the whole span where a prefix cannot be had.
    */
   private async readPrefix(layerIndex: number, i: number, end: number): Promise<Buffer> {
     const layer = this.layers[layerIndex]!;
     const table = layer.spans;
     const id = this.identity(layer, i);
     const whole = (): Promise<Buffer> => this.spanRun(layerIndex, i, i)[0]!;
-    const held = this.prefixes.get(id) ?? 0;
     const needed = planPrefix(table, i, end);
-    if (!needed && held === 0) return whole();
+    let held = this.prefixes.get(id) ?? 0;
     if (needed && held >= needed.chunks) {
       const plan = planPrefix(table, i, end, held);
       const hit = plan && this.memory.get(this.prefixKey(layer, i, plan));
@@ -138,11 +147,15 @@ export class LayerReader {
       }
     }
     if (await this.opts.disk?.has(this.diskKey(layer, i))) return whole();
-    // A second read deeper into a span (sequential, most likely: a library
+    held = Math.max(held, await this.diskPrefix(layer, i, id));
+    if (!needed && held === 0) return whole();
+    // Inside the chunks held: inflated from them, nothing fetched. Else a
+    // second read deeper into a span (sequential, most likely: a library
     // being loaded) takes the rest of it at once: one more request, not one per
     // chunk, and no byte fetched twice (the chunks held are continued from).
-    const rest = held > 0;
-    const plan = rest || !needed ? wholeAsPrefix(table, i) : needed;
+    const inside = needed && held >= needed.chunks ? planPrefix(table, i, end, held) : undefined;
+    const plan = inside ?? (held > 0 || !needed ? wholeAsPrefix(table, i) : needed);
+    const rest = plan.end === spanRange(table, i).end;
     // A checkpoint without a window resumes from the whole span before it (cached, or being fetched).
     let before: Buffer | undefined;
     if (needsWindow(table, i)) {
@@ -153,10 +166,9 @@ export class LayerReader {
     const key = rest ? id : this.prefixKey(layer, i, plan);
     const inFlight = this.memory.get(key);
     if (inFlight) return inFlight.data;
-    this.events.cacheMiss(layer.digest);
     const data = this.fetchPrefix(layer, i, id, plan, before);
     this.memory.add(key, data, plan.length);
-    if (plan.chunks > (this.prefixes.get(id) ?? 0)) this.prefixes.set(id, plan.chunks);
+    if (!rest && plan.chunks > (this.prefixes.get(id) ?? 0)) this.prefixes.set(id, plan.chunks);
     return data;
   }
 
@@ -171,39 +183,104 @@ export class LayerReader {
     return h.digest('hex');
   }
 
+  /** Where the disk cache keeps the first `chunks` compressed chunks of span i (see prefixIdentity). */
+  private prefixDiskKey(layer: LayerRecord, i: number, chunks: number): SpanKey {
+    const identity = prefixIdentity(this.identity(layer, i), layer.spans.fine![i]!.chunks, chunks, chunks * CHUNK_SIZE);
+    return { layer: layer.digest, span: i, identity, prefix: true };
+  }
+
+  /** The chunks of the longest prefix of span i the disk cache holds (looked for once per span; 0: none). */
+  private async diskPrefix(layer: LayerRecord, i: number, id: string): Promise<number> {
+    const disk = this.opts.disk;
+    const known = this.diskPrefixes.get(id);
+    if (!disk || known !== undefined) return known ?? 0;
+    // A prefix never holds the span's last chunk (that is the whole span, cached as such).
+    let found = 0;
+    for (let k = layer.spans.fine![i]!.chunks.length - 1; k >= 1 && found === 0; k--) {
+      if (await disk.knows(this.prefixDiskKey(layer, i, k))) found = k;
+    }
+    if (!this.diskPrefixes.has(id)) this.diskPrefixes.set(id, found);
+    return this.diskPrefixes.get(id)!;
+  }
+
   /**
-   * Fetches a prefix (the chunks after those held from an earlier prefix) in
-   * one Range GET, verifies every chunk fetched (once more on a mismatch,
-   * then fails) and inflates the prefix from the checkpoint.
+   * The verified compressed bytes of span i held to continue from (the
+   * longer of this reader's and the disk cache's), at most `plan`'s: whole
+   * chunks from the span's start, never the whole span.
+   */
+  private async heldChunks(layer: LayerRecord, i: number, id: string, plan: PrefixPlan): Promise<Buffer> {
+    let kept = this.prefixBytes.get(id);
+    const onDisk = this.diskPrefixes.get(id) ?? 0;
+    if (onDisk * CHUNK_SIZE > (kept?.length ?? 0)) {
+      const key = this.prefixDiskKey(layer, i, onDisk);
+      const data = await this.opts.disk!.get(key, onDisk * CHUNK_SIZE);
+      // Checked as a fetch is: each chunk against this index's digest (the file's own checksum only says it is whole).
+      if (data && this.firstBadChunk(layer, i, data, 0) < 0) {
+        this.events.cacheHit(layer.digest, 'disk');
+        this.keepPrefixBytes(id, data);
+        kept = data;
+      } else {
+        if (data) await this.opts.disk!.drop(key);
+        this.diskPrefixes.set(id, 0);
+      }
+    }
+    const span = spanRange(layer.spans, i);
+    if (!kept || kept.length >= span.end - span.start) return Buffer.alloc(0);
+    return kept.subarray(0, Math.min(kept.length, plan.end - plan.start));
+  }
+
+  /** Index of the first chunk of span i (counting from `first`) in `bytes` that does not match its digest, or -1. */
+  private firstBadChunk(layer: LayerRecord, i: number, bytes: Buffer, first: number): number {
+    const digests = layer.spans.fine![i]!.chunks;
+    for (let k = 0; k * CHUNK_SIZE < bytes.length; k++) {
+      const chunk = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE);
+      const want = digests[first + k];
+      if (!want || !createHash('sha256').update(chunk).digest().equals(want)) return first + k;
+    }
+    return -1;
+  }
+
+  /**
+   * A prefix: from the chunks held, fetching those after them (one Range
+   * GET), verifying every chunk fetched (once more on a mismatch, then
+   * fails); inflated from the checkpoint. Prefixes fetched go to the disk
+   * cache (their compressed bytes), the rest of a span as the whole span.
    */
   private async fetchPrefix(layer: LayerRecord, i: number, id: string, plan: PrefixPlan, before?: Buffer): Promise<Buffer> {
     const table = layer.spans;
-    const digests = table.fine![i]!.chunks;
-    const kept = this.prefixBytes.get(id);
-    // Held prefixes are whole chunks (a prefix never reaches the span's end).
-    const have = kept && kept.length < plan.end - plan.start ? kept : Buffer.alloc(0);
+    const have = await this.heldChunks(layer, i, id, plan);
     const from = plan.start + have.length;
+    const whole = plan.end === spanRange(table, i).end;
+    let compressed = have;
+    if (from < plan.end) compressed = await this.fetchChunks(layer, i, have, from, plan.end);
+    const started = performance.now();
+    const out = await inflatePrefix(table, i, compressed, plan.length, before);
+    this.events.inflated(layer.digest, (performance.now() - started) / 1000);
+    if (from < plan.end) {
+      if (whole) this.storeRest(layer, i, id, out);
+      else this.storePrefix(layer, i, id, compressed);
+    }
+    return out;
+  }
+
+  /** Fetches span i's compressed bytes [from, to) after the verified `have`, verifies them, returns all from the span start. */
+  private async fetchChunks(layer: LayerRecord, i: number, have: Buffer, from: number, to: number): Promise<Buffer> {
+    const table = layer.spans;
+    this.events.cacheMiss(layer.digest);
     for (let attempt = 0; ; attempt++) {
-      const fetched = await this.blobs.readRange(layer.digest, from, plan.end, {
+      const fetched = await this.blobs.readRange(layer.digest, from, to, {
         onRetry: (reason) => this.events.retried(layer.digest, reason),
       });
       this.events.fetched(layer.digest, fetched.length, 1);
-      let bad = fetched.length === plan.end - from ? -1 : have.length / CHUNK_SIZE;
-      for (let k = have.length / CHUNK_SIZE; bad < 0 && k < plan.chunks; k++) {
-        const chunk = fetched.subarray(k * CHUNK_SIZE - have.length, (k + 1) * CHUNK_SIZE - have.length);
-        if (!createHash('sha256').update(chunk).digest().equals(digests[k]!)) bad = k;
-      }
+      let bad = fetched.length === to - from ? this.firstBadChunk(layer, i, fetched, have.length / CHUNK_SIZE) : have.length / CHUNK_SIZE;
       const compressed = have.length > 0 ? Buffer.concat([have, fetched]) : fetched;
       // All of the span: its own digest must match too, as for a span fetched whole (it is kept under the span's identity,
       // which names the span digest, not the chunk digests an index states).
-      const whole = plan.end === spanRange(table, i).end;
+      const whole = to === spanRange(table, i).end;
       if (bad < 0 && whole && !createHash('sha256').update(compressed).digest().equals(table.digests[i]!)) bad = 0;
       if (bad < 0) {
-        this.keepPrefixBytes(id, compressed);
-        const started = performance.now();
-        const out = await inflatePrefix(table, i, compressed, plan.length, before);
-        this.events.inflated(layer.digest, (performance.now() - started) / 1000);
-        return out;
+        this.keepPrefixBytes(this.identity(layer, i), compressed);
+        return compressed;
       }
       this.events.verifyFailed(layer.digest, i);
       if (attempt >= 1) {
@@ -214,6 +291,25 @@ export class LayerReader {
       }
       this.events.retried(layer.digest, 'digest');
     }
+  }
+
+  /** Writes the whole span a prefix was continued to, then removes the prefix it makes useless from the disk cache. */
+  private storeRest(layer: LayerRecord, i: number, id: string, out: Buffer): void {
+    this.store(layer, i, out);
+    const disk = this.opts.disk;
+    const chunks = this.diskPrefixes.get(id) ?? 0;
+    if (!disk || chunks === 0) return;
+    this.diskPrefixes.set(id, 0);
+    const key = this.prefixDiskKey(layer, i, chunks);
+    this.storing = this.storing.then(() => disk.drop(key).catch(() => undefined));
+  }
+
+  /** Writes a verified prefix's compressed bytes to the disk cache, when longer than the one there. */
+  private storePrefix(layer: LayerRecord, i: number, id: string, compressed: Buffer): void {
+    const chunks = compressed.length / CHUNK_SIZE;
+    if (!this.opts.disk || chunks <= (this.diskPrefixes.get(id) ?? 0)) return;
+    this.diskPrefixes.set(id, chunks);
+    this.queueWrite(layer.digest, this.prefixDiskKey(layer, i, chunks), compressed);
   }
 
   /** Keeps a verified compressed prefix to continue from, the longest per span, within PREFIX_BYTES (oldest dropped first). */
@@ -444,11 +540,15 @@ export class LayerReader {
    * that cannot be written only costs a refetch later; the read goes on.
    */
   private store(layer: LayerRecord, i: number, data: Buffer): void {
+    this.queueWrite(layer.digest, this.diskKey(layer, i), data);
+  }
+
+  private queueWrite(digest: string, key: SpanKey, data: Buffer): void {
     const disk = this.opts.disk;
     if (!disk) return;
     this.storing = this.storing.then(() =>
-      disk.put(this.diskKey(layer, i), data, this.onEvict).then(
-        (stored) => void (stored && this.events.cacheStored(layer.digest, data.length)),
+      disk.put(key, data, this.onEvict).then(
+        (stored) => void (stored && this.events.cacheStored(digest, data.length)),
         () => undefined,
       ),
     );
