@@ -52,8 +52,8 @@ export interface LayerReaderOptions {
   memory?: SpanMemory;
   memoryBytes?: number;
   smallLayer?: number;
-  /** Told of the spans every read needs and where it ends (start-up profile recording). */
-  onRead?: (layer: number, first: number, last: number, end: number) => void;
+  /** Told of the spans every read needs, and where it ends when inside the last (start-up profile recording). */
+  onRead?: (layer: number, first: number, last: number, until?: number) => void;
 }
 
 export class LayerReader {
@@ -90,7 +90,7 @@ export class LayerReader {
     if (offset >= end) return Buffer.alloc(0);
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
-    this.opts.onRead?.(layerIndex, first, last, end);
+    this.opts.onRead?.(layerIndex, first, last, end < spanOutputRange(table, last).end ? end : undefined);
     this.active++;
     let spans: Buffer[];
     try {
@@ -333,6 +333,26 @@ export class LayerReader {
     this.active++;
     try {
       await Promise.all(this.spanRun(layerIndex, first, last));
+    } finally {
+      this.active--;
+    }
+  }
+
+  /**
+   * Brings span i of a layer into memory up to uncompressed offset `until`
+   * (cut to the span): a prefix where the index has marks, else the whole
+   * span, as a read would (start-up profile warm-up).
+   */
+  async loadPrefix(layerIndex: number, i: number, until: number): Promise<void> {
+    const layer = this.layers[layerIndex];
+    if (!layer || !(i >= 0 && i < layer.spans.checkpoints.length))
+      throw new ClipError('BAD_INDEX', `no span ${i} of layer ${layerIndex} in the index`);
+    const range = spanOutputRange(layer.spans, i);
+    const end = Math.min(range.end, Math.max(range.start + 1, until));
+    this.active++;
+    try {
+      if (await this.wantsPrefix(layer, i, end)) await this.readPrefix(layerIndex, i, end);
+      else await Promise.all(this.spanRun(layerIndex, i, i));
     } finally {
       this.active--;
     }

@@ -35,8 +35,18 @@ import {
   type LayerRecord,
   type LayerSummary,
 } from './types.js';
-import { checkEmbeddedProfile } from './startup-profile.js';
-import { checkFineSpans, checkImage, checkLayerSummary, checkName, checkNode, checkSpanTable, checkTime, checkTree, corrupt } from './validate.js';
+import { checkEmbeddedProfile, type ProfileEntry } from './startup-profile.js';
+import {
+  checkFineSpans,
+  checkImage,
+  checkLayerSummary,
+  checkName,
+  checkNode,
+  checkSpanTable,
+  checkTime,
+  checkTree,
+  corrupt,
+} from './validate.js';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
 export const HEADER_SIZE = 64;
@@ -72,7 +82,7 @@ const F_KNOWN = F_ATIME | F_CTIME | F_XATTRS | F_DATA | F_DEVICE;
 interface Meta {
   image: ImageRecord;
   layers: LayerSummary[];
-  profile?: [string, number, number][];
+  profile?: ProfileEntry[];
 }
 
 function sameTime(a: Timespec, b: Timespec): boolean {

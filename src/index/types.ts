@@ -3,6 +3,7 @@
 
 import type { SpanTable } from '../gzip/types.js';
 import type { ImageTree, Platform } from '../image/types.js';
+import type { ProfileEntry } from './startup-profile.js';
 
 /**
  * Version 2: checkpoints may keep no window (resumed from the span before).
@@ -77,9 +78,10 @@ export interface ClipIndex extends ImageTree {
   layers: LayerRecord[];
   /**
    * A start-up profile shipped with the index (traced at index time, or given
-   * to `clip index --profile`): [layer digest, start, end] of the spans read,
-   * first read first; a mount fetches them at once. In the body's JSON
-   * metadata, which older readers skip (so no new format version).
+   * to `clip index --profile`): [layer digest, start, end, until?] of the
+   * spans read, first read first; a mount fetches them at once. In the body's
+   * JSON metadata, which older readers skip (so no new format version); an
+   * `until` only on entries of layers with marks (format v6 anyway).
    */
-  profile?: [string, number, number][];
+  profile?: ProfileEntry[];
 }
