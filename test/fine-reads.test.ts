@@ -156,6 +156,31 @@ describe('fine-grained verified reads', () => {
     }
   });
 
+  it('a deeper read while a prefix of the span is in flight fetches only the chunks after it: no byte twice', async () => {
+    const t = index.layers[0]!.spans;
+    const o = spanOutputRange(t, 1);
+    const r = spanRange(t, 1);
+    const blobs = await openBlobSource(index.image.location);
+    try {
+      const reader = new LayerReader(index.layers, blobs);
+      const bytes = proxy.blobBytes;
+      const requests = proxy.blobRequests;
+      // A start-up profile's prefix of span 1, and a read deeper into it before that prefix has arrived.
+      const warm = reader.loadPrefix(0, 1, o.start + Math.floor((o.end - o.start) / 5));
+      while (proxy.blobRequests === requests) await new Promise((res) => setTimeout(res, 1));
+      const later = o.start + Math.floor(((o.end - o.start) * 3) / 4);
+      assert.ok((await reader.read(0, later, 4096)).equals(tar(later, later + 4096)));
+      await warm;
+      assert.equal(proxy.blobBytes - bytes, r.end - r.start, 'the span once, in two requests');
+      assert.equal(proxy.blobRequests - requests, 2);
+      const early = o.start + 1000;
+      assert.ok((await reader.read(0, early, 4096)).equals(tar(early, early + 4096)));
+      assert.equal(proxy.blobBytes - bytes, r.end - r.start);
+    } finally {
+      await blobs.close();
+    }
+  });
+
   it('reads across chunk, mark and span edges return the right bytes', async () => {
     const t = index.layers[0]!.spans;
     const blobs = await openBlobSource(index.image.location);

@@ -56,6 +56,12 @@ export interface LayerReaderOptions {
   onRead?: (layer: number, first: number, last: number, until?: number) => void;
 }
 
+/** A prefix of a span in flight: its chunk count, and its verified compressed bytes once fetched. */
+interface PendingPrefix {
+  chunks: number;
+  bytes: Promise<Buffer>;
+}
+
 export class LayerReader {
   private readonly memory: SpanMemory;
   private readonly events: ReadEvents;
@@ -70,6 +76,8 @@ export class LayerReader {
   /** Per span identity, the verified compressed bytes of its longest prefix fetched (oldest first; at most PREFIX_BYTES in all). */
   private readonly prefixBytes = new Map<string, Buffer>();
   private prefixBytesHeld = 0;
+  /** Per span identity, the prefix of it being fetched (the most chunks), for reads deeper into the span to wait for. */
+  private readonly pendingPrefixes = new Map<string, PendingPrefix>();
   /** Per span identity, the chunks of the longest prefix in the disk cache (0: none; absent: not looked for yet). */
   private readonly diskPrefixes = new Map<string, number>();
 
@@ -205,10 +213,10 @@ export class LayerReader {
 
   /**
    * The verified compressed bytes of span i held to continue from (the
-   * longer of this reader's and the disk cache's), at most `plan`'s: whole
+   * longer of this reader's and the disk cache's), at most `size`: whole
    * chunks from the span's start, never the whole span.
    */
-  private async heldChunks(layer: LayerRecord, i: number, id: string, plan: PrefixPlan): Promise<Buffer> {
+  private async heldChunks(layer: LayerRecord, i: number, id: string, size: number): Promise<Buffer> {
     let kept = this.prefixBytes.get(id);
     const onDisk = this.diskPrefixes.get(id) ?? 0;
     if (onDisk * CHUNK_SIZE > (kept?.length ?? 0)) {
@@ -226,7 +234,7 @@ export class LayerReader {
     }
     const span = spanRange(layer.spans, i);
     if (!kept || kept.length >= span.end - span.start) return Buffer.alloc(0);
-    return kept.subarray(0, Math.min(kept.length, plan.end - plan.start));
+    return kept.subarray(0, Math.min(kept.length, size));
   }
 
   /** Index of the first chunk of span i (counting from `first`) in `bytes` that does not match its digest, or -1. */
@@ -241,47 +249,90 @@ export class LayerReader {
   }
 
   /**
-   * A prefix: from the chunks held, fetching those after them (one Range
-   * GET), verifying every chunk fetched (once more on a mismatch, then
-   * fails); inflated from the checkpoint. Prefixes fetched go to the disk
-   * cache (their compressed bytes), the rest of a span as the whole span.
+   * A prefix: from the chunks held, and those of a prefix of this span in
+   * flight, fetching only the chunks after them (one Range GET), verifying
+   * every chunk fetched (once more on a mismatch, then fails); inflated from
+   * the checkpoint. Prefixes fetched go to the disk cache (their compressed
+   * bytes), the rest of a span as the whole span.
    */
   private async fetchPrefix(layer: LayerRecord, i: number, id: string, plan: PrefixPlan, before?: Buffer): Promise<Buffer> {
     const table = layer.spans;
-    const have = await this.heldChunks(layer, i, id, plan);
-    const from = plan.start + have.length;
     const whole = plan.end === spanRange(table, i).end;
-    let compressed = have;
-    if (from < plan.end) compressed = await this.fetchChunks(layer, i, have, from, plan.end);
+    const pending = this.pendingPrefixes.get(id);
+    // In flight from now on: a deeper read of the span waits for these chunks instead of fetching them again.
+    let settle: ((bytes: Promise<Buffer>) => void) | undefined;
+    if (!whole && (pending?.chunks ?? 0) < plan.chunks) {
+      const mine = { chunks: plan.chunks, bytes: new Promise<Buffer>((resolve) => (settle = resolve)) };
+      this.pendingPrefixes.set(id, mine);
+      const forget = (): void => void (this.pendingPrefixes.get(id) === mine && this.pendingPrefixes.delete(id));
+      mine.bytes.then(forget, forget);
+    }
+    const gathering = this.gather(layer, i, id, plan.end - plan.start, pending);
+    settle?.(gathering.then((g) => g.bytes));
+    const { bytes, fetched } = await gathering;
+    // All of the span: its own digest must match too, as for a span fetched whole (it is kept under the span's
+    // identity, which names the span digest, not the chunk digests an index states).
+    if (whole && !createHash('sha256').update(bytes).digest().equals(table.digests[i]!)) {
+      this.events.verifyFailed(layer.digest, i);
+      throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest} span ${i}: its chunks match the index, the whole span does not`);
+    }
+    if (!whole) this.keepPrefixBytes(id, bytes);
     const started = performance.now();
-    const out = await inflatePrefix(table, i, compressed, plan.length, before);
+    const out = await inflatePrefix(table, i, bytes, plan.length, before);
     this.events.inflated(layer.digest, (performance.now() - started) / 1000);
-    if (from < plan.end) {
+    if (fetched) {
       if (whole) this.storeRest(layer, i, id, out);
-      else this.storePrefix(layer, i, id, compressed);
+      else this.storePrefix(layer, i, id, bytes);
     }
     return out;
   }
 
-  /** Fetches span i's compressed bytes [from, to) after the verified `have`, verifies them, returns all from the span start. */
-  private async fetchChunks(layer: LayerRecord, i: number, have: Buffer, from: number, to: number): Promise<Buffer> {
-    const table = layer.spans;
+  /**
+   * Span i's first `size` compressed bytes, verified: those held, then those
+   * of `pending` (a prefix of the span in flight; fetched here if that fetch
+   * fails), then the chunks after them, fetched now. `fetched`: whether any
+   * came from the registry here.
+   */
+  private async gather(
+    layer: LayerRecord,
+    i: number,
+    id: string,
+    size: number,
+    pending: PendingPrefix | undefined,
+  ): Promise<{ bytes: Buffer; fetched: boolean }> {
+    const have = await this.heldChunks(layer, i, id, size);
+    if (have.length >= size) return { bytes: have.subarray(0, size), fetched: false };
+    const ahead = Math.min((pending?.chunks ?? 0) * CHUNK_SIZE, size);
+    if (ahead <= have.length) return { bytes: Buffer.concat([have, await this.fetchChunks(layer, i, have.length, size)]), fetched: true };
+    let fetched = ahead < size;
+    const [head, tail] = await Promise.all([
+      pending!.bytes.then(
+        (b) => b.subarray(0, ahead),
+        async () => {
+          fetched = true;
+          return Buffer.concat([have, await this.fetchChunks(layer, i, have.length, ahead)]);
+        },
+      ),
+      ahead < size ? this.fetchChunks(layer, i, ahead, size) : Buffer.alloc(0),
+    ]);
+    return { bytes: Buffer.concat([head, tail]), fetched };
+  }
+
+  /**
+   * Fetches span i's compressed bytes [from, to) (relative to the span's
+   * start; `from` at a chunk boundary) in one Range GET and verifies each
+   * chunk: once more on a mismatch, then fails.
+   */
+  private async fetchChunks(layer: LayerRecord, i: number, from: number, to: number): Promise<Buffer> {
+    const start = spanRange(layer.spans, i).start;
     this.events.cacheMiss(layer.digest);
     for (let attempt = 0; ; attempt++) {
-      const fetched = await this.blobs.readRange(layer.digest, from, to, {
+      const fetched = await this.blobs.readRange(layer.digest, start + from, start + to, {
         onRetry: (reason) => this.events.retried(layer.digest, reason),
       });
       this.events.fetched(layer.digest, fetched.length, 1);
-      let bad = fetched.length === to - from ? this.firstBadChunk(layer, i, fetched, have.length / CHUNK_SIZE) : have.length / CHUNK_SIZE;
-      const compressed = have.length > 0 ? Buffer.concat([have, fetched]) : fetched;
-      // All of the span: its own digest must match too, as for a span fetched whole (it is kept under the span's identity,
-      // which names the span digest, not the chunk digests an index states).
-      const whole = to === spanRange(table, i).end;
-      if (bad < 0 && whole && !createHash('sha256').update(compressed).digest().equals(table.digests[i]!)) bad = 0;
-      if (bad < 0) {
-        this.keepPrefixBytes(this.identity(layer, i), compressed);
-        return compressed;
-      }
+      const bad = fetched.length === to - from ? this.firstBadChunk(layer, i, fetched, from / CHUNK_SIZE) : from / CHUNK_SIZE;
+      if (bad < 0) return fetched;
       this.events.verifyFailed(layer.digest, i);
       if (attempt >= 1) {
         throw new ClipError(
