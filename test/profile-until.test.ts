@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { LayerReader } from '../src/content/layer-reader.js';
+import { openBlobSource } from '../src/content/sources/open.js';
+import { warmFromProfile } from '../src/content/startup-profile.js';
 import { mapProfile, type ProfileEntry } from '../src/index/startup-profile.js';
+import { indexImage } from '../src/indexer/index-image.js';
 import { spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import { loadIndex } from '../src/index/load.js';
 import type { ClipIndex } from '../src/index/types.js';
@@ -94,6 +98,30 @@ describe('start-up profiles with how far each span was read', () => {
       { layer: 0, span: 0 },
       { layer: 0, span: 1, until: s1.start + 5 },
     ]);
+  });
+
+  it('a span read part way whose profiled successor resumes from its whole output is warmed whole, not fetched twice', async () => {
+    // Windows every 8 MiB: span 1 (at about 4 MiB) kept none, so it inflates from span 0's whole output.
+    const sparse = path.join(ws.dir, 'windowless.clip');
+    await indexImage(`${proxy.host}/until/text:${image.tag}`, { output: sparse, spanSize: 4 * MiB, windowEvery: 8 * MiB });
+    const idx = await loadIndex(sparse);
+    const t = idx.layers[0]!.spans;
+    const blobs = await openBlobSource(idx.image.location);
+    try {
+      const reader = new LayerReader(idx.layers, blobs);
+      assert.ok(reader.resumesFromPrevious(0, 1), 'span 1 has no window (the fixture places it so)');
+      const before = proxy.blobBytes;
+      await warmFromProfile(reader, [
+        { layer: 0, span: 0, until: spanOutputRange(t, 0).start + 100 * KiB },
+        { layer: 0, span: 1 },
+      ]);
+      assert.equal(proxy.blobBytes - before, spanRange(t, 1).end - spanRange(t, 0).start, 'spans 0 and 1, once');
+      const at = spanOutputRange(t, 1).start + 5000;
+      assert.ok((await reader.read(0, at, 4096)).equals(image.layers[0]!.tar.subarray(at, at + 4096)));
+      assert.equal(proxy.blobBytes - before, spanRange(t, 1).end - spanRange(t, 0).start, 'and nothing more for a read of span 1');
+    } finally {
+      await blobs.close();
+    }
   });
 
   it('a profiled mount fetches only the prefixes read, less than the whole spans it lists, and serves the right bytes', async () => {

@@ -389,6 +389,12 @@ export class LayerReader {
     }
   }
 
+  /** Whether span i of a layer inflates from the whole output of span i - 1 (its checkpoint kept no window). */
+  resumesFromPrevious(layerIndex: number, i: number): boolean {
+    const layer = this.layers[layerIndex];
+    return layer !== undefined && i < layer.spans.checkpoints.length && needsWindow(layer.spans, i);
+  }
+
   /**
    * Brings span i of a layer into memory up to uncompressed offset `until`
    * (cut to the span): a prefix where the index has marks, else the whole

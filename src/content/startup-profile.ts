@@ -50,8 +50,10 @@ export class ProfileRecorder {
  * Fetches the profiled spans into the reader's caches: adjacent spans of a
  * layer in one request, runs in the order the workload first needed them,
  * `concurrency` requests at a time. A span read only part way (`until`) is
- * a request of its own, for that prefix where the index allows (LayerReader.loadPrefix).
- * Returns the number of spans.
+ * a request of its own, for that prefix where the index allows
+ * (LayerReader.loadPrefix), unless the next span is profiled and inflates
+ * from this one's whole output (its checkpoint kept no window): then the
+ * whole span, in the run. Returns the number of spans.
  */
 export async function warmFromProfile(reader: LayerReader, spans: ProfiledSpan[], concurrency = 8): Promise<number> {
   const order = new Map(spans.map((s, k) => [`${s.layer}:${s.span}`, k]));
@@ -60,7 +62,8 @@ export async function warmFromProfile(reader: LayerReader, spans: ProfiledSpan[]
   for (const s of sorted) {
     const run = runs[runs.length - 1];
     const rank = order.get(`${s.layer}:${s.span}`)!;
-    if (s.until !== undefined) runs.push({ layer: s.layer, first: s.span, last: s.span, rank, until: s.until });
+    const prefix = s.until !== undefined && !(order.has(`${s.layer}:${s.span + 1}`) && reader.resumesFromPrevious(s.layer, s.span + 1));
+    if (prefix) runs.push({ layer: s.layer, first: s.span, last: s.span, rank, until: s.until! });
     else if (run && run.until === undefined && run.layer === s.layer && run.last === s.span - 1) {
       run.last = s.span;
       run.rank = Math.min(run.rank, rank);
