@@ -3,17 +3,29 @@
 // "blob" under that digest holds other bytes, and carries span digests that
 // match those bytes. Mounted once, it must leave nothing that a later mount
 // of the genuine image, sharing the cache directory, would serve.
+// Likewise for the verified prefixes of fine reads (format v6) on disk: one
+// that a hostile index verified against other chunk digests, or one planted
+// under the genuine prefix's own name, is never served to the genuine index.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeIndex, loadIndex } from '../src/clip.js';
+import { LayerReader } from '../src/content/layer-reader.js';
+import { planPrefix } from '../src/content/prefix-plan.js';
+import { SpanCache } from '../src/content/span-cache.js';
+import { prefixIdentity, SpanIdentities } from '../src/content/span-identity.js';
+import { openBlobSource } from '../src/content/sources/open.js';
 import { isMounted } from '../src/fuse/index.js';
+import { spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
+import { CHUNK_SIZE } from '../src/gzip/types.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { runClip } from './helpers/cli.js';
 import { buildImage, type BuiltImage } from './helpers/image-builder.js';
 import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { createPrng } from './helpers/prng.js';
 
 const SIZE = 200_000;
 // Same names and sizes, so both layers' tars (and their single span) have the same length.
@@ -100,5 +112,83 @@ describe('span cache and hostile indexes', () => {
       text === 'genuine!'.repeat(SIZE / 8),
       `the genuine image must serve its own bytes, not the cached hostile span; got ${JSON.stringify(text.slice(0, 16))}...`,
     );
+  });
+
+  it('a prefix on disk verified against other chunk digests, or planted under the genuine name, is not served', async () => {
+    // Text-like, 6 MiB: a gzip layer over the small-layer size, 4 MiB spans of many chunks.
+    const data = createPrng(21).compressible(6 * 1024 * 1024);
+    const big = await buildImage({ tag: 'big', layers: [{ entries: [{ type: 'file', path: 'big.txt', data }] }] });
+    try {
+      const indexFile = path.join(ws.dir, 'big.clip');
+      await indexImage(`oci:${big.dir}:big`, { output: indexFile, spanSize: 4 << 20 });
+      const index = await loadIndex(indexFile);
+      const layerRecord = index.layers[0]!;
+      const t = layerRecord.spans;
+      assert.ok(t.fine && t.checkpoints.length >= 2, 'format v6, several spans');
+      const r = spanRange(t, 1);
+      const o = spanOutputRange(t, 1);
+      const at = o.start + 100000;
+      const tar = big.layers[0]!.tar;
+      const want = tar.subarray(at, at + 4096);
+      const chunks = planPrefix(t, 1, at + 4096)!.chunks;
+      const dir = path.join(ws.dir, 'prefix-cache');
+
+      // A hostile layout and index: a byte of span 1's first chunk changed under the genuine digest,
+      // that chunk's digest restated to match; the span identity as the genuine index has it.
+      let planted = false;
+      for (const k of [5000, 9000, 20000, 30000, 40000, 50000]) {
+        const blob = Buffer.from(big.layers[0]!.blob);
+        blob[r.start + k] = blob[r.start + k]! ^ 0x01;
+        const hostileDir = path.join(ws.dir, `hostile-prefix-${k}`);
+        await mkdir(path.join(hostileDir, 'blobs', 'sha256'), { recursive: true });
+        await copyFile(path.join(big.dir, 'oci-layout'), path.join(hostileDir, 'oci-layout'));
+        await writeFile(path.join(hostileDir, 'blobs', 'sha256', layerRecord.digest.slice('sha256:'.length)), blob);
+        const chunk0 = createHash('sha256')
+          .update(blob.subarray(r.start, r.start + CHUNK_SIZE))
+          .digest();
+        const fine = t.fine.map((f, i) => (i === 1 ? { marks: f.marks, chunks: [chunk0, ...f.chunks.slice(1)] } : f));
+        const hostile = [{ ...layerRecord, spans: { ...t, fine } }];
+        const source = await openBlobSource(`oci:${hostileDir}`);
+        try {
+          const reader = new LayerReader(hostile, source, { disk: new SpanCache(dir) });
+          const got = await reader.read(0, at, 4096).catch(() => undefined);
+          await reader.diskWrites();
+          if (!got || got.equals(want)) continue;
+        } finally {
+          await source.close();
+        }
+        assert.ok(
+          (await spanFiles(dir)).some((f) => f.includes('-prefix-')),
+          'the hostile index left its prefix on disk',
+        );
+        planted = true;
+
+        const genuineSource = await openBlobSource(index.image.location);
+        try {
+          // A new reader of the genuine index (new memory, the same directory) reads its own bytes.
+          const honest = new LayerReader(index.layers, genuineSource, { disk: new SpanCache(dir) });
+          assert.ok((await honest.read(0, at, 4096)).equals(want), 'the genuine index does not read the hostile prefix');
+
+          // Planted under the genuine prefix's own name, as a well-formed cache file: checked against the chunk digests, dropped.
+          const identity = prefixIdentity(new SpanIdentities(layerRecord).of(1), t.fine[1]!.chunks, chunks, chunks * CHUNK_SIZE);
+          const key = { layer: layerRecord.digest, span: 1, identity, prefix: true };
+          const cache = new SpanCache(dir);
+          await cache.drop(key);
+          await cache.put(key, blob.subarray(r.start, r.start + chunks * CHUNK_SIZE));
+          assert.ok(await new SpanCache(dir).knows(key), 'the planted prefix is in place');
+          const fresh = new LayerReader(index.layers, genuineSource, { disk: new SpanCache(dir) });
+          assert.ok((await fresh.read(0, at, 4096)).equals(want), 'a planted prefix that does not match the chunk digests is not served');
+          await fresh.diskWrites();
+          const back = await new SpanCache(dir).get(key, chunks * CHUNK_SIZE);
+          assert.ok(back?.equals(big.layers[0]!.blob.subarray(r.start, r.start + chunks * CHUNK_SIZE)), 'replaced by the verified prefix');
+        } finally {
+          await genuineSource.close();
+        }
+        break;
+      }
+      assert.ok(planted, 'some tampered byte inflated to other bytes for the hostile index (the attempt was real)');
+    } finally {
+      await rm(big.dir, { recursive: true, force: true });
+    }
   });
 });

@@ -16,7 +16,8 @@ import { createArchive } from '../src/archive/create-archive.js';
 import { ClipError } from '../src/errors.js';
 import { attrOf } from '../src/fs/attributes.js';
 import { writeAttr } from '../src/fuse/wire.js';
-import { MAX_SPAN_OUTPUT } from '../src/gzip/types.js';
+import { spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
+import { CHUNK_SIZE, MARK_SPACING, MAX_SPAN_OUTPUT } from '../src/gzip/types.js';
 import type { Node } from '../src/image/types.js';
 import { decodeIndex } from '../src/index/format.js';
 import type { ClipIndex } from '../src/index/types.js';
@@ -69,6 +70,22 @@ function assertSafe(index: ClipIndex): void {
       assert.ok(cp.window.length <= 40 * 1024, `window ${i} bounded`);
       assert.ok(!cp.sparse || (cp.window.length > 0 && t.compression === 'gzip'), `a sparse checkpoint ${i} has a window`);
     });
+    if (t.fine) {
+      // Marks and chunk digests (v6): what a prefix read fetches, verifies and inflates must stay inside its span.
+      assert.equal(t.compression, 'gzip');
+      assert.equal(t.fine.length, t.checkpoints.length);
+      t.fine.forEach((f, i) => {
+        const input = spanRange(t, i);
+        const output = spanOutputRange(t, i);
+        assert.equal(f.chunks.length, Math.ceil((input.end - input.start) / CHUNK_SIZE), `span ${i}: one digest per chunk`);
+        let prev = { in: t.checkpoints[i]!.in, out: output.start };
+        for (const m of f.marks) {
+          assert.ok(m.in > prev.in && m.out - prev.out >= MARK_SPACING, `span ${i}: marks in order and spaced`);
+          assert.ok(m.in <= input.end && m.out < output.end, `span ${i}: marks inside the span`);
+          prev = m;
+        }
+      });
+    }
   }
   const seen = new Set<Node>();
   const stack: Node[] = [index.root];
@@ -106,6 +123,9 @@ function assertSafe(index: ClipIndex): void {
 
 const NUMBER_KINDS = new Set([
   'cp-count',
+  'mark-count',
+  'mark-in',
+  'mark-out',
   'cp-in',
   'cp-out',
   'node-count',
@@ -226,6 +246,13 @@ function mutateBody(p: Prng, c: OpenedClip, map: BodyMap): Buffer {
       return splice(raw, f, bytesField(p.pick([Buffer.alloc(0), Buffer.alloc(40 * 1024 + 1), p.bytes(p.int(64)), wrongSize])));
     }
     case 6: {
+      // Marks and chunk digests (v6): the flag, a mark's deltas, a mark count, a chunk digest.
+      if (p.int(2) === 0) {
+        const f = pickField((x) => ['fine-flag', 'mark-count', 'mark-in', 'mark-out', 'chunk-digest'].includes(x.kind));
+        if (f?.kind === 'fine-flag') return splice(raw, f, Buffer.from([p.pick([0, 1, 2, 0xff])]));
+        if (f?.kind === 'chunk-digest') return splice(raw, f, p.pick([Buffer.alloc(0), Buffer.alloc(32), Buffer.alloc(64, 7)]));
+        if (f) return splice(raw, f, uintBytes(p.pick([0, 1, (f.value as number) + 1, MARK_SPACING - 1, MAX_SPAN_OUTPUT + 1, 2 ** 40])));
+      }
       // Checkpoint offsets (deltas): zero, huge, shifted.
       const f = pickField((x) => x.kind === 'cp-in' || x.kind === 'cp-out')!;
       return splice(raw, f, uintBytes(p.pick([0, 1, (f.value as number) + 1, MAX_SPAN_OUTPUT + 1, 2 ** 40])));
@@ -287,7 +314,8 @@ describe('.clip decoder fuzz', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'clip-fuzz-'));
     image = await buildFixture('everything');
     const indexFile = path.join(dir, 'everything.clip');
-    await indexImage(`oci:${image.dir}:${image.tag}`, { output: indexFile, spanSize: 64 * 1024, windowEvery: 256 * 1024 });
+    // 256 KiB spans: room for marks (64 KiB apart) inside them.
+    await indexImage(`oci:${image.dir}:${image.tag}`, { output: indexFile, spanSize: 256 * 1024, windowEvery: 512 * 1024 });
     files.push({ name: 'image index', bytes: await readFile(indexFile) });
     const tree = await buildSourceTree(path.join(dir, 'src'));
     try {
@@ -303,6 +331,29 @@ describe('.clip decoder fuzz', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  it('hostile marks and chunk digests are refused with a message naming them', () => {
+    const clip = openClip(files[0]!.bytes);
+    const map = mapBody(clip.raw, clip.version);
+    const first = (kind: string): Field => map.fields.find((f) => f.kind === kind)!;
+    const marksOf = map.fields.filter((f) => f.kind === 'mark-in');
+    const cases: [string, Buffer, RegExp][] = [
+      ['flag 2', splice(clip.raw, first('fine-flag'), Buffer.from([2])), /chunk digests flag 2/],
+      ['a mark that does not advance', splice(clip.raw, first('mark-in'), uintBytes(0)), /mark 0 of span \d+ does not come/],
+      ['marks closer than 64 KiB', splice(clip.raw, first('mark-out'), uintBytes(MARK_SPACING - 1)), /does not come 65536 bytes after/],
+      ['a mark past its span', splice(clip.raw, first('mark-out'), uintBytes(2 ** 40)), /(outside its span|more than one per)/],
+      ['a mark count beyond the body', splice(clip.raw, first('mark-count'), uintBytes(2 ** 40)), /marks of span 0/],
+      ['a missing chunk digest', splice(clip.raw, first('chunk-digest'), Buffer.alloc(0)), /corrupt/],
+    ];
+    assert.ok(marksOf.length > 1);
+    for (const [what, raw, message] of cases) {
+      assert.throws(
+        () => decodeIndex(sealClip(clip, raw)),
+        (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && message.test(e.message),
+        what,
+      );
+    }
+  });
+
   it('every mutation is refused with BAD_INDEX or decodes to a safe index', { timeout: 120_000 }, () => {
     assert.equal(files.length, 2);
     for (const [n, { name, bytes }] of files.entries()) {
@@ -312,11 +363,16 @@ describe('.clip decoder fuzz', () => {
         map.fields.some((f) => f.kind === 'window' && (f.value as string).length > 0) || name === 'archive',
         'the image index keeps windows',
       );
-      if (name === 'image index')
+      if (name === 'image index') {
         assert.ok(
           map.fields.some((f) => f.kind === 'cp-sparse' && f.value === 1),
           'with sparse windows',
         );
+        assert.ok(
+          map.fields.some((f) => f.kind === 'mark-in'),
+          'with marks',
+        );
+      }
       assertSafe(decodeIndex(bytes));
       const structural: Tally = { refused: 0, accepted: 0 };
       const damaged: Tally = { refused: 0, accepted: 0 };

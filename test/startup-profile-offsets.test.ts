@@ -69,7 +69,7 @@ describe('start-up profiles by offset', () => {
   let indexA: ClipIndex;
   let profile: string;
   /** Spans of index A the recording read, first read first. */
-  let recorded: { layer: number; span: number }[];
+  let recorded: { layer: number; span: number; until?: number }[];
   let want: Buffer;
   let fileOffset: number;
 
@@ -122,7 +122,9 @@ describe('start-up profiles by offset', () => {
     const startsB = new Map(tableB.checkpoints.map((c, i) => [c.out, i]));
     const expected = recorded
       .filter((s) => s.span !== inside)
-      .map((s) => ({ layer: 1, span: startsB.get(table.checkpoints[s.span]!.out)! }));
+      .map((s) => ({ layer: 1, span: startsB.get(table.checkpoints[s.span]!.out)!, ...(s.until !== undefined ? { until: s.until } : {}) }));
+    // The file ends inside its last span: how far it was read is in the profile.
+    assert.ok(recorded[recorded.length - 1]!.until === fileOffset + want.length, 'the last span was read up to the end of the file');
     assert.deepEqual(spans, expected, "B's spans that start where A's profiled spans start, in the recorded order");
 
     // Warmed from the profile, B serves the file without a request.

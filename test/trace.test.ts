@@ -129,6 +129,10 @@ describe('clip index --trace', () => {
     assert.ok(Math.max(...positions(profile, digest, b)) < Math.min(...positions(profile, digest, a)), 'b.bin (read first) before a.bin');
     const after = profile.filter(([d, start]) => d === digest && start >= b.end);
     assert.deepEqual(after, [], 'no span that starts after the last byte read');
+    // The span where b.bin ends was read up to its last byte: the entry says so (a mount fetches that prefix only).
+    const end = profile.find(([d, start, stop]) => d === digest && start < b.end && b.end <= stop)!;
+    assert.ok(end[2] > b.end, 'b.bin ends inside a span (the fixture places it so)');
+    assert.equal(end[3], b.end);
     // Every entry starts a span of the index; the span where a run of b.bin's spans begins keeps its window.
     const { spans, skipped } = mapProfile(index, profile);
     assert.equal(skipped, 0);
@@ -242,6 +246,23 @@ describe('clip index --trace', () => {
     assert.equal(r.code, 0, r.stderr);
     const merged = (await loadIndex(out)).profile!;
     assert.deepEqual(merged, mergeProfiles([ab, aOnly]));
+    // A span named by both keeps the larger until; one read to its end (no until) stays whole.
+    assert.deepEqual(
+      mergeProfiles([
+        [
+          ['x', 0, 10, 3],
+          ['x', 10, 20, 12],
+        ],
+        [
+          ['x', 0, 10, 7],
+          ['x', 10, 20],
+        ],
+      ]),
+      [
+        ['x', 0, 10, 7],
+        ['x', 10, 20],
+      ],
+    );
     // Interleaved: a.bin's first span (a-only's first layer-3 entry) comes well before its place in ab's order.
     assert.deepEqual(
       mergeProfiles([
@@ -270,8 +291,13 @@ describe('clip index --trace', () => {
     for (const [profile, why] of [
       [[[`sha256:${'0'.repeat(64)}`, 0, 10]], /names layer .* not in the index/],
       [[[layer.digest, 0, size + 1]], /past the end of its layer/],
-      [[[layer.digest, 10, 10]], /entry 0 is not \[layer digest, start offset, end offset\]/],
+      [[[layer.digest, 10, 10]], /entry 0 is not \[layer digest, start offset, end offset, until\?\]/],
       [[[layer.digest, -1, 10]], /entry 0 is not/],
+      // How far into a span was read: inside it, or the entry is refused (a mount must not fetch past the span).
+      [[[layer.digest, 0, 10, 11]], /entry 0 is not .*\(start < until <= end\)/],
+      [[[layer.digest, 5, 10, 5]], /entry 0 is not/],
+      [[[layer.digest, 0, 10, 2 ** 60]], /entry 0 is not/],
+      [[[layer.digest, 0, 10, 5, 6]], /entry 0 is not/],
       [{ spans: [] }, /is not a list/],
     ] as const) {
       const bad = encodeIndex({ ...index, profile: profile as unknown as ProfileEntry[] });

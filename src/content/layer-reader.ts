@@ -6,15 +6,31 @@
 // read fails: never a wrong byte. Readers of one span share one fetch; the
 // memory cache is keyed by span identity, so readers of several images can
 // share one (a ReadPool's) and a layer they describe alike is fetched once.
+//
+// When the index has marks and chunk digests (format v6), a read that ends
+// inside a span not cached whole fetches only the span's first chunks, as far
+// as its last byte needs (prefix-plan.ts), verifies each chunk and inflates
+// only that far. Such a prefix is cached in memory under its own key (the
+// span's identity, the chunk count, the output length and the chunk digests),
+// never taken for the whole span. The verified compressed bytes of the
+// longest prefix fetched are kept too (bounded), so a later read that needs
+// more fetches only the chunks after them (and inflates again from the
+// checkpoint): a span read piece by piece costs its bytes once. Those
+// compressed bytes also go to the disk cache, named by the prefix identity
+// (span identity, chunk count and length, the digests of its chunks), so a
+// new daemon serves reads inside them and continues from them; what comes
+// back from disk is checked against the chunk digests before it is used.
 
 import { createHash } from 'node:crypto';
 import { ClipError } from '../errors.js';
-import { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
+import { inflatePrefix, inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
+import { CHUNK_SIZE } from '../gzip/types.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
+import { planPrefix, wholeAsPrefix, type PrefixPlan } from './prefix-plan.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
-import { SpanIdentities } from './span-identity.js';
+import { prefixIdentity, SpanIdentities } from './span-identity.js';
 import { SpanMemory } from './span-memory.js';
 
 export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
@@ -26,6 +42,9 @@ export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
  */
 export const SMALL_LAYER = 1024 * 1024;
 
+/** Most verified compressed prefix bytes a reader keeps to continue from. */
+const PREFIX_BYTES = 32 * 1024 * 1024;
+
 export interface LayerReaderOptions {
   disk?: SpanCache;
   events?: ReadEvents;
@@ -33,8 +52,14 @@ export interface LayerReaderOptions {
   memory?: SpanMemory;
   memoryBytes?: number;
   smallLayer?: number;
-  /** Told of the spans every read needs (start-up profile recording). */
-  onRead?: (layer: number, first: number, last: number) => void;
+  /** Told of the spans every read needs, and where it ends when inside the last (start-up profile recording). */
+  onRead?: (layer: number, first: number, last: number, until?: number) => void;
+}
+
+/** A prefix of a span in flight: its chunk count, and its verified compressed bytes once fetched. */
+interface PendingPrefix {
+  chunks: number;
+  bytes: Promise<Buffer>;
 }
 
 export class LayerReader {
@@ -46,6 +71,15 @@ export class LayerReader {
   private storing: Promise<void> = Promise.resolve();
   /** Per layer, the identities its spans are cached under (computed when first needed). */
   private readonly identities = new Map<LayerRecord, SpanIdentities>();
+  /** Per span identity, the most chunks of a prefix this reader fetched (a hint: memory may have evicted it). */
+  private readonly prefixes = new Map<string, number>();
+  /** Per span identity, the verified compressed bytes of its longest prefix fetched (oldest first; at most PREFIX_BYTES in all). */
+  private readonly prefixBytes = new Map<string, Buffer>();
+  private prefixBytesHeld = 0;
+  /** Per span identity, the prefix of it being fetched (the most chunks), for reads deeper into the span to wait for. */
+  private readonly pendingPrefixes = new Map<string, PendingPrefix>();
+  /** Per span identity, the chunks of the longest prefix in the disk cache (0: none; absent: not looked for yet). */
+  private readonly diskPrefixes = new Map<string, number>();
 
   constructor(
     private readonly layers: LayerRecord[],
@@ -64,11 +98,17 @@ export class LayerReader {
     if (offset >= end) return Buffer.alloc(0);
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
-    this.opts.onRead?.(layerIndex, first, last);
+    this.opts.onRead?.(layerIndex, first, last, end < spanOutputRange(table, last).end ? end : undefined);
     this.active++;
     let spans: Buffer[];
     try {
-      spans = await Promise.all(this.spanRun(layerIndex, first, last));
+      // The last span may be needed only up to `end`: then a prefix of it will do.
+      const prefix = await this.wantsPrefix(layer, last, end);
+      if (!prefix) spans = await Promise.all(this.spanRun(layerIndex, first, last));
+      else {
+        const run = first < last ? this.spanRun(layerIndex, first, last - 1) : [];
+        spans = await Promise.all([...run, this.readPrefix(layerIndex, last, end)]);
+      }
     } finally {
       this.active--;
     }
@@ -78,6 +118,264 @@ export class LayerReader {
       parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
+   * Whether span i is to be read as a prefix up to `end`: the index allows
+   * it, memory holds no whole copy, and a prefix will do or chunks of the span
+   * are held (in memory or on disk) to continue from.
+   */
+  private async wantsPrefix(layer: LayerRecord, i: number, end: number): Promise<boolean> {
+    if (!layer.spans.fine || layer.spans.compressedSize <= (this.opts.smallLayer ?? SMALL_LAYER)) return false;
+    const id = this.identity(layer, i);
+    if (this.memory.has(id)) return false;
+    if (this.prefixes.has(id) || planPrefix(layer.spans, i, end) !== undefined) return true;
+    return (await this.diskPrefix(layer, i, id)) > 0;
+  }
+
+  /**
+   * Span i's output from its start to at least `end`: a prefix held in
+   * memory, else the whole span from the disk cache, else a prefix inflated
+   * from chunks held (memory or disk) and fetched now (only those after the
+   * held ones). Falls back to the whole span where a prefix cannot be had.
+   */
+  private async readPrefix(layerIndex: number, i: number, end: number): Promise<Buffer> {
+    const layer = this.layers[layerIndex]!;
+    const table = layer.spans;
+    const id = this.identity(layer, i);
+    const whole = (): Promise<Buffer> => this.spanRun(layerIndex, i, i)[0]!;
+    const needed = planPrefix(table, i, end);
+    let held = this.prefixes.get(id) ?? 0;
+    if (needed && held >= needed.chunks) {
+      const plan = planPrefix(table, i, end, held);
+      const hit = plan && this.memory.get(this.prefixKey(layer, i, plan));
+      if (hit) {
+        this.events.cacheHit(layer.digest, 'memory');
+        return hit.data;
+      }
+    }
+    if (await this.opts.disk?.has(this.diskKey(layer, i))) return whole();
+    held = Math.max(held, await this.diskPrefix(layer, i, id));
+    if (!needed && held === 0) return whole();
+    // Inside the chunks held: inflated from them, nothing fetched. Else a
+    // second read deeper into a span (sequential, most likely: a library
+    // being loaded) takes the rest of it at once: one more request, not one per
+    // chunk, and no byte fetched twice (the chunks held are continued from).
+    const inside = needed && held >= needed.chunks ? planPrefix(table, i, end, held) : undefined;
+    const plan = inside ?? (held > 0 || !needed ? wholeAsPrefix(table, i) : needed);
+    const rest = plan.end === spanRange(table, i).end;
+    // A checkpoint without a window resumes from the whole span before it (cached, or being fetched).
+    let before: Buffer | undefined;
+    if (needsWindow(table, i)) {
+      before = await this.cachedOutput(layer, i - 1);
+      if (!before) return whole();
+    }
+    // The rest of a span is the whole span: kept under its identity, for the whole-span path.
+    const key = rest ? id : this.prefixKey(layer, i, plan);
+    const inFlight = this.memory.get(key);
+    if (inFlight) return inFlight.data;
+    const data = this.fetchPrefix(layer, i, id, plan, before);
+    this.memory.add(key, data, plan.length);
+    if (!rest && plan.chunks > (this.prefixes.get(id) ?? 0)) this.prefixes.set(id, plan.chunks);
+    return data;
+  }
+
+  /**
+   * The memory key of a prefix: never a whole span's identity, and naming
+   * the chunk digests it was verified against, so an index that describes
+   * the chunks otherwise can neither read nor plant it.
+   */
+  private prefixKey(layer: LayerRecord, i: number, plan: PrefixPlan): string {
+    const h = createHash('sha256').update(`clip span prefix v1\n${this.identity(layer, i)}\n${plan.chunks}\n${plan.length}\n`);
+    for (const d of layer.spans.fine![i]!.chunks.slice(0, plan.chunks)) h.update(d);
+    return h.digest('hex');
+  }
+
+  /** Where the disk cache keeps the first `chunks` compressed chunks of span i (see prefixIdentity). */
+  private prefixDiskKey(layer: LayerRecord, i: number, chunks: number): SpanKey {
+    const identity = prefixIdentity(this.identity(layer, i), layer.spans.fine![i]!.chunks, chunks, chunks * CHUNK_SIZE);
+    return { layer: layer.digest, span: i, identity, prefix: true };
+  }
+
+  /** The chunks of the longest prefix of span i the disk cache holds (looked for once per span; 0: none). */
+  private async diskPrefix(layer: LayerRecord, i: number, id: string): Promise<number> {
+    const disk = this.opts.disk;
+    const known = this.diskPrefixes.get(id);
+    if (!disk || known !== undefined) return known ?? 0;
+    // A prefix never holds the span's last chunk (that is the whole span, cached as such).
+    let found = 0;
+    for (let k = layer.spans.fine![i]!.chunks.length - 1; k >= 1 && found === 0; k--) {
+      if (await disk.knows(this.prefixDiskKey(layer, i, k))) found = k;
+    }
+    if (!this.diskPrefixes.has(id)) this.diskPrefixes.set(id, found);
+    return this.diskPrefixes.get(id)!;
+  }
+
+  /**
+   * The verified compressed bytes of span i held to continue from (the
+   * longer of this reader's and the disk cache's), at most `size`: whole
+   * chunks from the span's start, never the whole span.
+   */
+  private async heldChunks(layer: LayerRecord, i: number, id: string, size: number): Promise<Buffer> {
+    let kept = this.prefixBytes.get(id);
+    const onDisk = this.diskPrefixes.get(id) ?? 0;
+    if (onDisk * CHUNK_SIZE > (kept?.length ?? 0)) {
+      const key = this.prefixDiskKey(layer, i, onDisk);
+      const data = await this.opts.disk!.get(key, onDisk * CHUNK_SIZE);
+      // Checked as a fetch is: each chunk against this index's digest (the file's own checksum only says it is whole).
+      if (data && this.firstBadChunk(layer, i, data, 0) < 0) {
+        this.events.cacheHit(layer.digest, 'disk');
+        this.keepPrefixBytes(id, data);
+        kept = data;
+      } else {
+        if (data) await this.opts.disk!.drop(key);
+        this.diskPrefixes.set(id, 0);
+      }
+    }
+    const span = spanRange(layer.spans, i);
+    if (!kept || kept.length >= span.end - span.start) return Buffer.alloc(0);
+    return kept.subarray(0, Math.min(kept.length, size));
+  }
+
+  /** Index of the first chunk of span i (counting from `first`) in `bytes` that does not match its digest, or -1. */
+  private firstBadChunk(layer: LayerRecord, i: number, bytes: Buffer, first: number): number {
+    const digests = layer.spans.fine![i]!.chunks;
+    for (let k = 0; k * CHUNK_SIZE < bytes.length; k++) {
+      const chunk = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE);
+      const want = digests[first + k];
+      if (!want || !createHash('sha256').update(chunk).digest().equals(want)) return first + k;
+    }
+    return -1;
+  }
+
+  /**
+   * A prefix: from the chunks held, and those of a prefix of this span in
+   * flight, fetching only the chunks after them (one Range GET), verifying
+   * every chunk fetched (once more on a mismatch, then fails); inflated from
+   * the checkpoint. Prefixes fetched go to the disk cache (their compressed
+   * bytes), the rest of a span as the whole span.
+   */
+  private async fetchPrefix(layer: LayerRecord, i: number, id: string, plan: PrefixPlan, before?: Buffer): Promise<Buffer> {
+    const table = layer.spans;
+    const whole = plan.end === spanRange(table, i).end;
+    const pending = this.pendingPrefixes.get(id);
+    // In flight from now on: a deeper read of the span waits for these chunks instead of fetching them again.
+    let settle: ((bytes: Promise<Buffer>) => void) | undefined;
+    if (!whole && (pending?.chunks ?? 0) < plan.chunks) {
+      const mine = { chunks: plan.chunks, bytes: new Promise<Buffer>((resolve) => (settle = resolve)) };
+      this.pendingPrefixes.set(id, mine);
+      const forget = (): void => void (this.pendingPrefixes.get(id) === mine && this.pendingPrefixes.delete(id));
+      mine.bytes.then(forget, forget);
+    }
+    const gathering = this.gather(layer, i, id, plan.end - plan.start, pending);
+    settle?.(gathering.then((g) => g.bytes));
+    const { bytes, fetched } = await gathering;
+    // All of the span: its own digest must match too, as for a span fetched whole (it is kept under the span's
+    // identity, which names the span digest, not the chunk digests an index states).
+    if (whole && !createHash('sha256').update(bytes).digest().equals(table.digests[i]!)) {
+      this.events.verifyFailed(layer.digest, i);
+      throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest} span ${i}: its chunks match the index, the whole span does not`);
+    }
+    if (!whole) this.keepPrefixBytes(id, bytes);
+    const started = performance.now();
+    const out = await inflatePrefix(table, i, bytes, plan.length, before);
+    this.events.inflated(layer.digest, (performance.now() - started) / 1000);
+    if (fetched) {
+      if (whole) this.storeRest(layer, i, id, out);
+      else this.storePrefix(layer, i, id, bytes);
+    }
+    return out;
+  }
+
+  /**
+   * Span i's first `size` compressed bytes, verified: those held, then those
+   * of `pending` (a prefix of the span in flight; fetched here if that fetch
+   * fails), then the chunks after them, fetched now. `fetched`: whether any
+   * came from the registry here.
+   */
+  private async gather(
+    layer: LayerRecord,
+    i: number,
+    id: string,
+    size: number,
+    pending: PendingPrefix | undefined,
+  ): Promise<{ bytes: Buffer; fetched: boolean }> {
+    const have = await this.heldChunks(layer, i, id, size);
+    if (have.length >= size) return { bytes: have.subarray(0, size), fetched: false };
+    const ahead = Math.min((pending?.chunks ?? 0) * CHUNK_SIZE, size);
+    if (ahead <= have.length) return { bytes: Buffer.concat([have, await this.fetchChunks(layer, i, have.length, size)]), fetched: true };
+    let fetched = ahead < size;
+    const [head, tail] = await Promise.all([
+      pending!.bytes.then(
+        (b) => b.subarray(0, ahead),
+        async () => {
+          fetched = true;
+          return Buffer.concat([have, await this.fetchChunks(layer, i, have.length, ahead)]);
+        },
+      ),
+      ahead < size ? this.fetchChunks(layer, i, ahead, size) : Buffer.alloc(0),
+    ]);
+    return { bytes: Buffer.concat([head, tail]), fetched };
+  }
+
+  /**
+   * Fetches span i's compressed bytes [from, to) (relative to the span's
+   * start; `from` at a chunk boundary) in one Range GET and verifies each
+   * chunk: once more on a mismatch, then fails.
+   */
+  private async fetchChunks(layer: LayerRecord, i: number, from: number, to: number): Promise<Buffer> {
+    const start = spanRange(layer.spans, i).start;
+    this.events.cacheMiss(layer.digest);
+    for (let attempt = 0; ; attempt++) {
+      const fetched = await this.blobs.readRange(layer.digest, start + from, start + to, {
+        onRetry: (reason) => this.events.retried(layer.digest, reason),
+      });
+      this.events.fetched(layer.digest, fetched.length, 1);
+      const bad = fetched.length === to - from ? this.firstBadChunk(layer, i, fetched, from / CHUNK_SIZE) : from / CHUNK_SIZE;
+      if (bad < 0) return fetched;
+      this.events.verifyFailed(layer.digest, i);
+      if (attempt >= 1) {
+        throw new ClipError(
+          'DIGEST_MISMATCH',
+          `layer ${layer.digest} span ${i} chunk ${bad}: fetched bytes do not match the chunk digest in the index`,
+        );
+      }
+      this.events.retried(layer.digest, 'digest');
+    }
+  }
+
+  /** Writes the whole span a prefix was continued to, then removes the prefix it makes useless from the disk cache. */
+  private storeRest(layer: LayerRecord, i: number, id: string, out: Buffer): void {
+    this.store(layer, i, out);
+    const disk = this.opts.disk;
+    const chunks = this.diskPrefixes.get(id) ?? 0;
+    if (!disk || chunks === 0) return;
+    this.diskPrefixes.set(id, 0);
+    const key = this.prefixDiskKey(layer, i, chunks);
+    this.storing = this.storing.then(() => disk.drop(key).catch(() => undefined));
+  }
+
+  /** Writes a verified prefix's compressed bytes to the disk cache, when longer than the one there. */
+  private storePrefix(layer: LayerRecord, i: number, id: string, compressed: Buffer): void {
+    const chunks = compressed.length / CHUNK_SIZE;
+    if (!this.opts.disk || chunks <= (this.diskPrefixes.get(id) ?? 0)) return;
+    this.diskPrefixes.set(id, chunks);
+    this.queueWrite(layer.digest, this.prefixDiskKey(layer, i, chunks), compressed);
+  }
+
+  /** Keeps a verified compressed prefix to continue from, the longest per span, within PREFIX_BYTES (oldest dropped first). */
+  private keepPrefixBytes(id: string, compressed: Buffer): void {
+    const old = this.prefixBytes.get(id);
+    if (old && old.length >= compressed.length) return;
+    if (old) this.prefixBytesHeld -= old.length;
+    this.prefixBytes.delete(id);
+    this.prefixBytes.set(id, compressed);
+    this.prefixBytesHeld += compressed.length;
+    for (const [k, b] of this.prefixBytes) {
+      if (this.prefixBytesHeld <= PREFIX_BYTES) break;
+      this.prefixBytes.delete(k);
+      this.prefixBytesHeld -= b.length;
+    }
   }
 
   /** Brings spans [first, last] of a layer into memory (fetching what no cache has), as a read would, without copying them out. */
@@ -101,6 +399,32 @@ export class LayerReader {
   async warm(layerIndex: number, first: number, last: number): Promise<void> {
     if (!this.layers[layerIndex]) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
     await Promise.all(this.spanRun(layerIndex, first, last));
+  }
+
+  /** Whether span i of a layer inflates from the whole output of span i - 1 (its checkpoint kept no window). */
+  resumesFromPrevious(layerIndex: number, i: number): boolean {
+    const layer = this.layers[layerIndex];
+    return layer !== undefined && i < layer.spans.checkpoints.length && needsWindow(layer.spans, i);
+  }
+
+  /**
+   * Brings span i of a layer into memory up to uncompressed offset `until`
+   * (cut to the span): a prefix where the index has marks, else the whole
+   * span, as a read would (start-up profile warm-up).
+   */
+  async loadPrefix(layerIndex: number, i: number, until: number): Promise<void> {
+    const layer = this.layers[layerIndex];
+    if (!layer || !(i >= 0 && i < layer.spans.checkpoints.length))
+      throw new ClipError('BAD_INDEX', `no span ${i} of layer ${layerIndex} in the index`);
+    const range = spanOutputRange(layer.spans, i);
+    const end = Math.min(range.end, Math.max(range.start + 1, until));
+    this.active++;
+    try {
+      if (await this.wantsPrefix(layer, i, end)) await this.readPrefix(layerIndex, i, end);
+      else await Promise.all(this.spanRun(layerIndex, i, i));
+    } finally {
+      this.active--;
+    }
   }
 
   /**
@@ -305,11 +629,15 @@ export class LayerReader {
    * that cannot be written only costs a refetch later; the read goes on.
    */
   private store(layer: LayerRecord, i: number, data: Buffer): void {
+    this.queueWrite(layer.digest, this.diskKey(layer, i), data);
+  }
+
+  private queueWrite(digest: string, key: SpanKey, data: Buffer): void {
     const disk = this.opts.disk;
     if (!disk) return;
     this.storing = this.storing.then(() =>
-      disk.put(this.diskKey(layer, i), data, this.onEvict).then(
-        (stored) => void (stored && this.events.cacheStored(layer.digest, data.length)),
+      disk.put(key, data, this.onEvict).then(
+        (stored) => void (stored && this.events.cacheStored(digest, data.length)),
         () => undefined,
       ),
     );

@@ -10,6 +10,10 @@
 // carries the sha256 of its bytes, checked on every read: a torn or rotted
 // file is dropped and fetched again, never served.
 //
+// Verified prefixes of spans (format v6 fine reads) are kept here too: their
+// compressed bytes, in files of their own naming and magic, keyed by a prefix
+// identity (span-identity.ts prefixIdentity), so one is never read as a span.
+//
 // The bound: every write to a bounded cache happens under a lock on the
 // directory. Under it, a small ledger file holds the bytes of the directory's
 // span and temp files as the last writer left them; a write that fits under
@@ -30,6 +34,8 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { withFileLock } from '../util/file-lock.js';
 
 const MAGIC = Buffer.from('CLIPSPN1');
+/** A prefix file's: other bytes (compressed, a part of a span) under another magic. */
+const PREFIX_MAGIC = Buffer.from('CLIPPFX1');
 const HEADER = MAGIC.length + 32;
 /** A temp file this old was left by a writer that died (a live one renames within seconds). */
 const STALE_TEMP_MS = 10 * 60 * 1000;
@@ -44,6 +50,8 @@ export interface SpanKey {
   layer: string;
   span: number;
   identity: string;
+  /** A verified compressed prefix of the span, `identity` its prefix identity (prefixIdentity). */
+  prefix?: boolean;
 }
 
 interface Entry {
@@ -92,7 +100,7 @@ export class SpanCache {
     const { algorithm, hex } = checkDigest(key.layer, 'layer digest');
     if (!Number.isSafeInteger(key.span) || key.span < 0) throw new ClipError('BAD_INDEX', `invalid span number ${key.span}`);
     if (!/^[0-9a-f]{64}$/.test(key.identity)) throw new ClipError('BAD_INDEX', `invalid span identity ${JSON.stringify(key.identity)}`);
-    return path.join(this.dir, algorithm, hex.slice(0, 2), hex, `${key.span}-${key.identity}.span`);
+    return path.join(this.dir, algorithm, hex.slice(0, 2), hex, `${key.span}-${key.prefix ? 'prefix-' : ''}${key.identity}.span`);
   }
 
   /** Learns what an earlier daemon left in the cache (its recency from mtimes), and evicts down to the bound. */
@@ -171,6 +179,20 @@ export class SpanCache {
     return st !== undefined;
   }
 
+  /** Whether the cache knows of an entry (written by this process, or there at its scan), without touching the disk. */
+  async knows(key: SpanKey): Promise<boolean> {
+    const file = this.file(key);
+    await this.load();
+    return this.files.has(file);
+  }
+
+  /** Removes an entry (one its reader found not to verify). */
+  async drop(key: SpanKey): Promise<void> {
+    const file = this.file(key);
+    this.forget(file);
+    await rm(file, { force: true });
+  }
+
   private adopt(file: string, size: number): Entry {
     const e: Entry = { size, used: Date.now() };
     this.files.set(file, e);
@@ -194,7 +216,7 @@ export class SpanCache {
     const data = raw.subarray(HEADER);
     if (
       raw.length === HEADER + expectedSize &&
-      raw.subarray(0, MAGIC.length).equals(MAGIC) &&
+      raw.subarray(0, MAGIC.length).equals(key.prefix ? PREFIX_MAGIC : MAGIC) &&
       createHash('sha256').update(data).digest().equals(raw.subarray(MAGIC.length, HEADER))
     ) {
       this.files.delete(file);
@@ -217,7 +239,7 @@ export class SpanCache {
    */
   async put(key: SpanKey, data: Buffer, onEvict?: (layerDigest: string, bytes: number) => void): Promise<boolean> {
     const file = this.file(key);
-    const write = this.writes.then(() => this.write(key.layer, file, data, onEvict));
+    const write = this.writes.then(() => this.write(key.layer, file, key.prefix ? PREFIX_MAGIC : MAGIC, data, onEvict));
     this.writes = write.catch(() => undefined);
     return write;
   }
@@ -225,6 +247,7 @@ export class SpanCache {
   private async write(
     layer: string,
     file: string,
+    magic: Buffer,
     data: Buffer,
     onEvict: ((layerDigest: string, bytes: number) => void) | undefined,
   ): Promise<boolean> {
@@ -236,7 +259,7 @@ export class SpanCache {
       if (this.maxBytes !== Infinity) await this.evict(size);
       await mkdir(path.dirname(file), { recursive: true });
       // No fsync: a file torn by a crash fails its checksum and is fetched again.
-      await writeFileAtomic(file, [MAGIC, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
+      await writeFileAtomic(file, [magic, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
       this.files.set(file, onEvict ? { size, used: Date.now(), layer, onEvict } : { size, used: Date.now(), layer });
       this.usedBytes += size;
       return true;

@@ -51,3 +51,18 @@ export class SpanIdentities {
     return h.digest('hex');
   }
 }
+
+const PREFIX_DOMAIN = 'clip span prefix v2\n';
+
+/**
+ * Hex sha256 naming the first `chunks` chunks of a span's compressed bytes
+ * (the disk cache's key for a verified prefix): the span's identity, the
+ * prefix's length and the digests of the chunks it covers. Another domain
+ * than span identities, so a prefix is never taken for a whole span, and an
+ * index that states other chunk digests names another file.
+ */
+export function prefixIdentity(span: string, chunkDigests: readonly Buffer[], chunks: number, bytes: number): string {
+  const h = createHash('sha256').update(`${PREFIX_DOMAIN}${span}\n${chunks}\n${bytes}\n`);
+  for (const d of chunkDigests.slice(0, chunks)) h.update(d);
+  return h.digest('hex');
+}

@@ -33,13 +33,18 @@
 // the compressed bytes that made them are scanned for back-references
 // (backref-scan.ts) and every window byte none of them reaches is zeroed
 // before the window is deflated. Resuming needs only the bytes referenced.
+//
+// Inside each span it also records marks (block boundaries zlib reported, at
+// least MARK_SPACING output bytes apart: how far a read must fetch) and the
+// sha256 of every CHUNK_SIZE chunk of the span's compressed bytes (what a read
+// of a prefix verifies), so a read need not fetch the whole span.
 
-import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { ClipError } from '../errors.js';
 import { parseMemberHeader } from './member-header.js';
 import { BlockInflater } from './native-inflate.js';
-import { MAX_SPAN_OUTPUT, type Checkpoint, type SpanTable } from './types.js';
+import { MARK_SPACING, MAX_SPAN_OUTPUT, type Checkpoint, type FineSpan, type Mark, type SpanTable } from './types.js';
+import { SpanHasher } from './span-hasher.js';
 import { sparseWindow, windowReferences } from './backref-scan.js';
 import { resumeInput } from './unaligned-resume.js';
 import { OutputRing, WINDOW_SIZE } from './window-ring.js';
@@ -88,7 +93,10 @@ export class CheckpointBuilder {
   private readonly ring = new OutputRing(OUTPUT_BUFFER + WINDOW_SIZE);
   private readonly checkpoints: Checkpoint[] = [];
   private readonly digests: Buffer[] = [];
-  private spanHash: Hash = createHash('sha256');
+  private readonly chunks: Buffer[][] = [];
+  private spanHash = new SpanHasher();
+  /** Block boundaries at least MARK_SPACING apart, over the whole layer (split into spans at the end). */
+  private readonly marks: Mark[] = [];
   private candidate: Candidate | undefined;
   private readonly pending: PendingWindow[] = [];
   private inPos = 0;
@@ -189,13 +197,14 @@ export class CheckpointBuilder {
     if (this.checkpoints.length === 0) {
       throw new ClipError('BAD_GZIP', 'gzip data holds no deflate stream');
     }
-    this.digests.push(this.spanHash.digest());
+    this.closeSpan();
     return {
       compression: 'gzip',
       compressedSize: this.inPos,
       uncompressedSize: this.outPos,
       checkpoints: this.checkpoints,
       digests: this.digests,
+      fine: this.fineSpans(),
     };
   }
 
@@ -262,7 +271,45 @@ export class CheckpointBuilder {
     this.scanDue();
   }
 
+  /** Ends the current span's digests. */
+  private closeSpan(): void {
+    const { digest, chunks } = this.spanHash.finish();
+    this.digests.push(digest);
+    this.chunks.push(chunks);
+    this.spanHash = new SpanHasher();
+  }
+
+  /** The marks of each span: those strictly inside it, MARK_SPACING apart from its checkpoint and each other. */
+  private fineSpans(): FineSpan[] {
+    const cps = this.checkpoints;
+    const out: FineSpan[] = cps.map((_, i) => ({ marks: [], chunks: this.chunks[i]! }));
+    let span = 0;
+    let prev = 0;
+    for (const m of this.marks) {
+      while (span + 1 < cps.length && m.out >= cps[span + 1]!.out) {
+        span++;
+        prev = cps[span]!.out;
+      }
+      // A mark at the stream's end says nothing the span's end does not.
+      if (m.out - prev < MARK_SPACING || m.in <= cps[span]!.in || m.out >= this.outPos) continue;
+      out[span]!.marks.push(m);
+      prev = m.out;
+    }
+    return out;
+  }
+
+  /** Records a mark at this boundary when MARK_SPACING output passed since the last mark or checkpoint (or candidate). */
+  private mark(): void {
+    if (this.checkpoints.length === 0) return;
+    let ref = this.checkpoints[this.checkpoints.length - 1]!.out;
+    if (this.candidate) ref = Math.max(ref, this.candidate.out);
+    const last = this.marks[this.marks.length - 1];
+    if (last) ref = Math.max(ref, last.out);
+    if (this.outPos - ref >= MARK_SPACING) this.marks.push({ in: this.inPos, out: this.outPos });
+  }
+
   private atBoundary(): void {
+    this.mark();
     // A candidate that produced nothing before this boundary is superseded:
     // typically the end of a member's last block, where a checkpoint cannot
     // be (the trailer follows), just before the next member's first block.
@@ -306,8 +353,7 @@ export class CheckpointBuilder {
       return;
     }
     const bits = fits[0]!;
-    this.digests.push(this.spanHash.digest());
-    this.spanHash = createHash('sha256');
+    this.closeSpan();
     if (bits > 0) this.spanHash.update(Buffer.of(c.lastByte));
     for (const b of c.compressed) this.spanHash.update(b);
     const keepWindow = c.out - this.lastWindow >= this.windowEvery || this.windowAt.has(c.out);

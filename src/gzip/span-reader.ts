@@ -57,12 +57,23 @@ interface InflateResult {
   consumed: number;
 }
 
-/** Inflates `input`; fails as soon as the output exceeds `limit` bytes (then at most one chunk more is held). */
-function run(stream: zlib.Inflate | zlib.InflateRaw | zlib.Gunzip, input: Buffer, limit: number): Promise<InflateResult> {
+/**
+ * Inflates `input`; fails as soon as the output exceeds `limit` bytes (then
+ * at most one chunk more is held). `enough`: a prefix is wanted, so stop once
+ * `limit` bytes came out and keep exactly those.
+ */
+function run(stream: zlib.Inflate | zlib.InflateRaw | zlib.Gunzip, input: Buffer, limit: number, enough = false): Promise<InflateResult> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let produced = 0;
     stream.on('data', (b: Buffer) => {
+      if (enough && produced + b.length >= limit) {
+        parts.push(b.subarray(0, limit - produced));
+        produced = limit;
+        stream.destroy();
+        resolve({ output: Buffer.concat(parts, produced), consumed: input.length });
+        return;
+      }
       produced += b.length;
       if (produced > limit) {
         stream.destroy();
@@ -113,7 +124,25 @@ const WINDOW_BYTES = 32 * 1024;
  * index kept no window for that checkpoint.
  */
 export async function inflateSpans(table: SpanTable, first: number, last: number, compressed: Buffer, before?: Buffer): Promise<Buffer> {
-  const expected = spanOutputRange(table, last).end - spanOutputRange(table, first).start;
+  return inflate(table, first, last, compressed, before);
+}
+
+/**
+ * Inflates the first `length` output bytes of span i from a prefix of its
+ * compressed bytes (from spanRange(i).start, far enough to produce them: up
+ * to a mark). Stops inflating once they are out; fails if the bytes give fewer.
+ */
+export async function inflatePrefix(table: SpanTable, i: number, compressed: Buffer, length: number, before?: Buffer): Promise<Buffer> {
+  const o = spanOutputRange(table, i);
+  if (!(length > 0 && length <= o.end - o.start)) {
+    throw new ClipError('BAD_INDEX', `a prefix of ${length} bytes of span ${i}, which covers ${o.end - o.start}`);
+  }
+  return inflate(table, i, i, compressed, before, length);
+}
+
+async function inflate(table: SpanTable, first: number, last: number, compressed: Buffer, before?: Buffer, prefix?: number): Promise<Buffer> {
+  const expected = prefix ?? spanOutputRange(table, last).end - spanOutputRange(table, first).start;
+  const enough = prefix !== undefined;
   for (let i = first; i <= last; i++) {
     const o = spanOutputRange(table, i);
     if (!(o.end - o.start <= MAX_SPAN_OUTPUT)) {
@@ -140,14 +169,15 @@ export async function inflateSpans(table: SpanTable, first: number, last: number
       zlib.createInflateRaw({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH, ...(window ? { dictionary: window } : {}) }),
       input,
       expected,
+      enough,
     );
     parts.push(raw.output);
     produced += raw.output.length;
     // A member ended inside the range: skip its 8-byte trailer and continue
     // with the members that follow (Node's gunzip handles several in a row).
     const rest = input.subarray(raw.consumed + 8);
-    if (raw.consumed < input.length && rest.some((b) => b !== 0)) {
-      raw = await run(zlib.createGunzip({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH }), rest, expected - produced);
+    if (produced < expected && raw.consumed < input.length && rest.some((b) => b !== 0)) {
+      raw = await run(zlib.createGunzip({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH }), rest, expected - produced, enough);
       parts.push(raw.output);
       produced += raw.output.length;
     }
@@ -155,7 +185,10 @@ export async function inflateSpans(table: SpanTable, first: number, last: number
     throw new ClipError('BAD_GZIP', `cannot inflate spans ${first}-${last}: ${(e as Error).message}`);
   }
   if (produced !== expected) {
-    throw new ClipError('BAD_GZIP', `spans ${first}-${last} inflated to ${produced} bytes, expected ${expected}`);
+    throw new ClipError(
+      'BAD_GZIP',
+      `spans ${first}-${last} inflated to ${produced} bytes, expected ${expected}${enough ? ' (a prefix: the index marks it wrongly)' : ''}`,
+    );
   }
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, produced);
 }

@@ -46,7 +46,40 @@ export interface SpanTable {
   checkpoints: Checkpoint[];
   /** sha256 of each span's compressed bytes, 32 bytes each. */
   digests: Buffer[];
+  /**
+   * Per span, what lets a read fetch and verify less than the whole span
+   * (format v6; gzip layers only; absent in older indexes).
+   */
+  fine?: FineSpan[];
 }
+
+/**
+ * A place inside a span where zlib reported a deflate block boundary: the
+ * compressed bytes up to `in` (absolute) produce the output up to `out`
+ * (absolute). Not a resume point (no window): it says how far a read from the
+ * span's checkpoint must fetch. It need not be byte-aligned: zlib produced
+ * `out` bytes having consumed `in`, whatever bit the next block starts at.
+ */
+export interface Mark {
+  in: number;
+  out: number;
+}
+
+export interface FineSpan {
+  /** Increasing, strictly inside the span, at least MARK_SPACING output bytes apart. */
+  marks: Mark[];
+  /**
+   * sha256 of each CHUNK_SIZE chunk of the span's compressed bytes, from
+   * spanRange(i).start on (the last chunk short): a read verifies exactly the
+   * chunks it fetched.
+   */
+  chunks: Buffer[];
+}
+
+/** Compressed bytes per chunk digest: 32 bytes per 64 KiB, ~0.05% of the blob. */
+export const CHUNK_SIZE = 64 * 1024;
+/** Least output between marks: a mark per 64 KiB keeps the index small and the over-fetch under a chunk or two. */
+export const MARK_SPACING = 64 * 1024;
 
 /** Most uncompressed bytes one span may cover: the most one read inflates (a hostile index or gzip bomb must not exhaust memory). */
 export const MAX_SPAN_OUTPUT = 64 * 1024 * 1024;

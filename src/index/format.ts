@@ -14,12 +14,14 @@
 //    80  data: the archive's one layer blob (its sha256 and spans are in the body)
 //   body (deflate raw), right after the header (after the data in an archive)
 //     JSON meta (image + layer descriptors), per layer: checkpoints + span
-//     digests, nodes in inode order, then each directory's entries.
+//     digests (v6: then a flag, and when set per span its marks and chunk
+//     digests), nodes in inode order, then each directory's entries.
 
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { ClipError } from '../errors.js';
-import type { Checkpoint, SpanTable } from '../gzip/types.js';
+import { spanRange } from '../gzip/span-reader.js';
+import { CHUNK_SIZE, type Checkpoint, type FineSpan, type Mark, type SpanTable } from '../gzip/types.js';
 import type { Node, NodeType } from '../image/types.js';
 import type { Timespec } from '../tar/types.js';
 import { ByteReader, ByteWriter } from './bytes.js';
@@ -33,8 +35,18 @@ import {
   type LayerRecord,
   type LayerSummary,
 } from './types.js';
-import { checkEmbeddedProfile } from './startup-profile.js';
-import { checkImage, checkLayerSummary, checkName, checkNode, checkSpanTable, checkTime, checkTree, corrupt } from './validate.js';
+import { checkEmbeddedProfile, type ProfileEntry } from './startup-profile.js';
+import {
+  checkFineSpans,
+  checkImage,
+  checkLayerSummary,
+  checkName,
+  checkNode,
+  checkSpanTable,
+  checkTime,
+  checkTree,
+  corrupt,
+} from './validate.js';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x50, 0x0d, 0x0a, 0x1a, 0x0a]);
 export const HEADER_SIZE = 64;
@@ -70,7 +82,7 @@ const F_KNOWN = F_ATIME | F_CTIME | F_XATTRS | F_DATA | F_DEVICE;
 interface Meta {
   image: ImageRecord;
   layers: LayerSummary[];
-  profile?: [string, number, number][];
+  profile?: ProfileEntry[];
 }
 
 function sameTime(a: Timespec, b: Timespec): boolean {
@@ -124,6 +136,7 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
       prevOut = cp.out;
     }
     for (const d of digests) w.raw(d);
+    if (version >= 6) writeFine(w, layer.spans);
   }
   w.uint(index.nodes.length);
   for (const n of index.nodes) {
@@ -182,8 +195,63 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
   return { header, body };
 }
 
+/**
+ * A layer's marks and chunk digests: a flag (0: none), then per span the
+ * number of marks, each as deltas from the one before (the first from the
+ * checkpoint), and its chunk digests (their number follows from the span's
+ * compressed length).
+ */
+function writeFine(w: ByteWriter, t: SpanTable): void {
+  if (!t.fine) {
+    w.u8(0);
+    return;
+  }
+  w.u8(1);
+  t.fine.forEach((f, i) => {
+    const cp = t.checkpoints[i]!;
+    w.uint(f.marks.length);
+    let prevIn = cp.in;
+    let prevOut = cp.out;
+    for (const m of f.marks) {
+      w.uint(m.in - prevIn);
+      w.uint(m.out - prevOut);
+      prevIn = m.in;
+      prevOut = m.out;
+    }
+    for (const d of f.chunks) w.raw(d);
+  });
+}
+
+/** Reads what writeFine wrote; counts are bounded before any loop, ranges checked in checkSpanTable. */
+function readFine(r: ByteReader, t: SpanTable, li: number): FineSpan[] | undefined {
+  const flag = r.u8();
+  if (flag === 0) return undefined;
+  if (flag !== 1 || t.compression !== 'gzip') corrupt(`layer ${li} has chunk digests flag ${flag} (${t.compression} layer)`);
+  const fine: FineSpan[] = [];
+  for (let i = 0; i < t.checkpoints.length; i++) {
+    const cp = t.checkpoints[i]!;
+    const count = r.count(2, `marks of span ${i} of layer ${li}`);
+    const marks: Mark[] = [];
+    let prevIn = cp.in;
+    let prevOut = cp.out;
+    for (let k = 0; k < count; k++) {
+      prevIn += r.uint();
+      prevOut += r.uint();
+      marks.push({ in: prevIn, out: prevOut });
+    }
+    const range = spanRange(t, i);
+    const chunks: Buffer[] = [];
+    // checkSpanTable bounded the span's length already: at most MAX_SPAN_INPUT / CHUNK_SIZE chunks.
+    for (let k = 0; k < Math.ceil((range.end - range.start) / CHUNK_SIZE); k++) chunks.push(Buffer.from(r.raw(DIGEST_SIZE)));
+    fine.push({ marks, chunks });
+  }
+  return fine;
+}
+
 /** The oldest format version that can hold the index, so older readers read what they can. */
 function formatVersion(index: ClipIndex): number {
+  // Version 6: marks and chunk digests (older readers would stop at them).
+  if (index.layers.some((l) => l.spans.fine)) return 6;
   // Version 5: sparse windows (older readers would take their zeros for output).
   if (index.layers.some((l) => l.spans.checkpoints.some((cp) => cp.sparse))) return 5;
   // Version 4: checkpoints that start mid-byte (their bit stored per checkpoint).
@@ -368,6 +436,13 @@ function readLayer(r: ByteReader, version: number, descriptor: unknown, li: numb
     digests,
   };
   checkSpanTable(spans, li);
+  if (version >= 6) {
+    const fine = readFine(r, spans, li);
+    if (fine) {
+      spans.fine = fine;
+      checkFineSpans(spans, li);
+    }
+  }
   return { digest: l.digest, mediaType: l.mediaType, diffId: l.diffId, spans };
 }
 

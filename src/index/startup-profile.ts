@@ -17,6 +17,11 @@
 // An index may carry a profile of its own (traced at index time, or given to
 // `clip index --profile`): the same [digest, start, end] entries in the
 // body's JSON metadata, checked against the index's layers when it loads.
+//
+// An entry may say how far into its span the workload read: `until`, the
+// largest offset read there plus one (start < until <= end). A mount of an
+// index with marks (format v6) then fetches that span only up to the chunk
+// covering `until`. Absent: the whole span (as in profiles written before).
 
 import { readFile } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
@@ -24,8 +29,8 @@ import { spanOutputRange } from '../gzip/span-reader.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import type { ClipIndex, LayerRecord } from './types.js';
 
-/** [layer digest, uncompressed start, uncompressed end] of one span read. */
-export type ProfileEntry = [string, number, number];
+/** [layer digest, uncompressed start, uncompressed end, until?] of one span read (see above). */
+export type ProfileEntry = [string, number, number] | [string, number, number, number];
 
 /** Most entries an embedded profile may hold (a bound on what a hostile index makes a mount fetch and keep). */
 export const MAX_PROFILE_ENTRIES = 1_000_000;
@@ -36,7 +41,7 @@ interface ProfileFile {
   /** The image the profile was recorded on, and the span size of its index. */
   manifestDigest: string;
   spanSize: number;
-  /** [layer digest, uncompressed start, uncompressed end] of each span read, in first-read order. */
+  /** [layer digest, uncompressed start, uncompressed end, until?] of each span read, in first-read order. */
   spans: ProfileEntry[];
 }
 
@@ -52,6 +57,8 @@ interface ProfileFileV1 {
 export interface ProfiledSpan {
   layer: number;
   span: number;
+  /** The largest uncompressed offset read in the span, plus one (absent: all of it). */
+  until?: number;
 }
 
 /** A profile mapped onto an index. */
@@ -73,13 +80,22 @@ export async function saveProfile(file: string, index: ClipIndex, spans: readonl
   await writeFileAtomic(file, Buffer.from(JSON.stringify(body) + '\n'));
 }
 
-/** The entries naming `spans` of `index` by offset. */
+/** The entries naming `spans` of `index` by offset (with how far each was read, where not to its end). */
 export function profileEntries(index: ClipIndex, spans: readonly ProfiledSpan[]): ProfileEntry[] {
   return spans.map((s) => {
     const layer = index.layers[s.layer]!;
     const range = spanOutputRange(layer.spans, s.span);
-    return [layer.digest, range.start, range.end];
+    if (s.until === undefined || s.until >= range.end) return [layer.digest, range.start, range.end];
+    return [layer.digest, range.start, range.end, Math.max(range.start + 1, s.until)];
   });
+}
+
+/** Whether `e` is [digest-like string, start, end, until?] with start < until <= end. */
+function isEntry(e: unknown): e is ProfileEntry {
+  if (!Array.isArray(e) || (e.length !== 3 && e.length !== 4) || typeof e[0] !== 'string') return false;
+  const [, start, end, until] = e as unknown[];
+  if (!isOffset(start) || !isOffset(end) || start >= end) return false;
+  return e.length === 3 || (isOffset(until) && until > start && until <= end);
 }
 
 /** Reads a profile file: its JSON, checked for shape and image. */
@@ -127,11 +143,8 @@ function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFi
   if (!Array.isArray(spans)) throw bad('"spans"', 'is not a list');
   spans.forEach((entry: unknown, k) => {
     const named = Array.isArray(entry) && typeof entry[0] === 'string' && DIGEST.test(entry[0]);
-    const ok =
-      version === 2
-        ? named && entry.length === 3 && isOffset(entry[1]) && isOffset(entry[2]) && entry[1] < entry[2]
-        : named && entry.length === 2 && isOffset(entry[1]);
-    const shape = version === 2 ? '[layer digest, start offset, end offset]' : '[layer digest, span number]';
+    const ok = version === 2 ? named && isEntry(entry) : named && entry.length === 2 && isOffset(entry[1]);
+    const shape = version === 2 ? '[layer digest, start offset, end offset, until?]' : '[layer digest, span number]';
     if (!ok) throw bad(`"spans"[${k}]`, `is ${JSON.stringify(entry) ?? String(entry)}, not ${shape}`);
   });
   return o as unknown as ProfileFile | ProfileFileV1;
@@ -170,15 +183,20 @@ export async function loadProfile(file: string, index: ClipIndex): Promise<Loade
  * Maps entries onto this index's spans, first read first, once each; an
  * entry whose offset starts no span here is skipped (counted). Entries of
  * layers not in the index are skipped too (the callers refuse them first).
+ * A span's `until` is the largest its entries give (none: the whole span),
+ * never past the span's end here: a profile cannot make a mount fetch or
+ * inflate more than the span. An entry read to its end means all of the span
+ * here, which may be longer (placed otherwise: the entries after it may start
+ * no span here).
  */
 export function mapProfile(index: ClipIndex, entries: readonly ProfileEntry[]): LoadedProfile {
   const layers = new Map(index.layers.map((l, i) => [l.digest, i]));
   // Per layer, span number by start offset: built for the layers named only.
   const starts = new Map<number, Map<number, number>>();
-  const seen = new Set<string>();
+  const seen = new Map<string, ProfiledSpan>();
   const spans: ProfiledSpan[] = [];
   let skipped = 0;
-  for (const [digest, start] of entries) {
+  for (const [digest, start, end, until] of entries) {
     const layer = layers.get(digest);
     if (layer === undefined) {
       skipped++;
@@ -194,10 +212,20 @@ export function mapProfile(index: ClipIndex, entries: readonly ProfileEntry[]): 
       skipped++;
       continue;
     }
+    const range = spanOutputRange(index.layers[layer]!.spans, span);
+    const reach = until === undefined || until >= end || until >= range.end ? undefined : until;
     const key = `${layer}:${span}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    spans.push({ layer, span });
+    const known = seen.get(key);
+    if (known) {
+      if (known.until !== undefined && (reach === undefined || reach > known.until)) {
+        if (reach === undefined) delete known.until;
+        else known.until = reach;
+      }
+      continue;
+    }
+    const s: ProfiledSpan = reach === undefined ? { layer, span } : { layer, span, until: reach };
+    seen.set(key, s);
+    spans.push(s);
   }
   return { spans, skipped };
 }
@@ -247,10 +275,11 @@ export async function readProfiles(files: readonly string[], manifestDigest: str
 /**
  * Merges profiles into one first-access order by interleaving: every list's
  * first entry, then every list's second, and so on, each [digest, start] once.
- * A span one workload needs early stays early, whichever list names it.
+ * A span one workload needs early stays early, whichever list names it; it
+ * keeps the largest `until` of its entries (one without: the whole span).
  */
 export function mergeProfiles(lists: readonly (readonly ProfileEntry[])[]): ProfileEntry[] {
-  const seen = new Set<string>();
+  const seen = new Map<string, number>();
   const out: ProfileEntry[] = [];
   const longest = Math.max(0, ...lists.map((l) => l.length));
   for (let k = 0; k < longest; k++) {
@@ -258,9 +287,15 @@ export function mergeProfiles(lists: readonly (readonly ProfileEntry[])[]): Prof
       const e = list[k];
       if (!e) continue;
       const key = `${e[0]}:${e[1]}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.push(e);
+      const at = seen.get(key);
+      if (at === undefined) {
+        seen.set(key, out.length);
+        out.push([...e]);
+        continue;
+      }
+      const kept = out[at]!;
+      if (kept.length === 4 && (e.length === 3 || e[3] > kept[3]))
+        out[at] = e.length === 3 ? [kept[0], kept[1], kept[2]] : [kept[0], kept[1], kept[2], e[3]];
     }
   }
   return out;
@@ -302,9 +337,8 @@ export function checkEmbeddedProfile(v: unknown, layers: readonly LayerRecord[])
   if (v.length > MAX_PROFILE_ENTRIES) bad(`has ${v.length} entries (at most ${MAX_PROFILE_ENTRIES})`);
   const sizes = new Map(layers.map((l) => [l.digest, l.spans.uncompressedSize]));
   v.forEach((e: unknown, k) => {
-    if (!Array.isArray(e) || e.length !== 3 || typeof e[0] !== 'string' || !isOffset(e[1]) || !isOffset(e[2]) || e[1] >= e[2])
-      return bad(`entry ${k} is not [layer digest, start offset, end offset]`);
-    const [digest, , end] = e as ProfileEntry;
+    if (!isEntry(e)) return bad(`entry ${k} is not [layer digest, start offset, end offset, until?] (start < until <= end)`);
+    const [digest, , end] = e;
     const size = sizes.get(digest);
     if (size === undefined) return bad(`entry ${k} names layer ${JSON.stringify(digest.slice(0, 80))}, not in the index`);
     if (end > size) bad(`entry ${k} ends at ${end}, past the end of its layer (${size} bytes)`);

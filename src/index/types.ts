@@ -3,6 +3,7 @@
 
 import type { SpanTable } from '../gzip/types.js';
 import type { ImageTree, Platform } from '../image/types.js';
+import type { ProfileEntry } from './startup-profile.js';
 
 /**
  * Version 2: checkpoints may keep no window (resumed from the span before).
@@ -10,9 +11,12 @@ import type { ImageTree, Platform } from '../image/types.js';
  * Version 4: checkpoints may start mid-byte (a bit offset per checkpoint).
  * Version 5: windows may be sparse (a flag per checkpoint): only the bytes the
  * data after the checkpoint references are kept, the others are zero, so a
- * reader must never serve a window's bytes as output. Older files still load.
+ * reader must never serve a window's bytes as output.
+ * Version 6: per span of a gzip layer, marks (block boundaries: how far a read
+ * must fetch) and a sha256 per 64 KiB chunk of compressed bytes, so a read
+ * fetches and verifies a prefix of a span. Older files still load.
  */
-export const FORMAT_VERSION = 5;
+export const FORMAT_VERSION = 6;
 export const OLDEST_FORMAT_VERSION = 1;
 
 /**
@@ -74,9 +78,10 @@ export interface ClipIndex extends ImageTree {
   layers: LayerRecord[];
   /**
    * A start-up profile shipped with the index (traced at index time, or given
-   * to `clip index --profile`): [layer digest, start, end] of the spans read,
-   * first read first; a mount fetches them at once. In the body's JSON
-   * metadata, which older readers skip (so no new format version).
+   * to `clip index --profile`): [layer digest, start, end, until?] of the
+   * spans read, first read first; a mount fetches them at once. In the body's
+   * JSON metadata, which older readers skip (so no new format version); an
+   * `until` only on entries of layers with marks (format v6 anyway).
    */
-  profile?: [string, number, number][];
+  profile?: ProfileEntry[];
 }

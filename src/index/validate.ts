@@ -4,7 +4,8 @@
 // digests, seek tables, times and the tree's shape are all checked.
 
 import { ClipError } from '../errors.js';
-import { MAX_SPAN_OUTPUT, type LayerCompression, type SpanTable } from '../gzip/types.js';
+import { spanOutputRange, spanRange } from '../gzip/span-reader.js';
+import { CHUNK_SIZE, MARK_SPACING, MAX_SPAN_OUTPUT, type LayerCompression, type SpanTable } from '../gzip/types.js';
 import type { Node, Platform } from '../image/types.js';
 import { isDigest } from '../util/digest.js';
 import { MAX_TIME_SEC, MIN_TIME_SEC, type Timespec } from '../tar/types.js';
@@ -119,6 +120,35 @@ export function checkSpanTable(t: SpanTable, layer: number): void {
     if (input > MAX_SPAN_INPUT) bad(`span ${i} covers ${input} compressed bytes (at most ${MAX_SPAN_INPUT})`);
   }
   if (t.compression === 'none' && t.compressedSize !== t.uncompressedSize) bad('an uncompressed layer with two different sizes');
+}
+
+/**
+ * Marks and chunk digests every prefix read can trust: one entry per span,
+ * marks increasing and strictly inside their span, at least MARK_SPACING
+ * output bytes apart, and exactly one digest per chunk of the span.
+ */
+export function checkFineSpans(t: SpanTable, layer: number): void {
+  const fine = t.fine;
+  if (!fine) return;
+  const bad = (what: string): never => corrupt(`layer ${layer}: ${what}`);
+  if (t.compression !== 'gzip') bad(`a ${t.compression} layer has marks and chunk digests`);
+  if (fine.length !== t.checkpoints.length) bad(`${fine.length} spans of marks for ${t.checkpoints.length} spans`);
+  fine.forEach((f, i) => {
+    const cp = t.checkpoints[i]!;
+    const input = spanRange(t, i);
+    const output = spanOutputRange(t, i);
+    if (f.marks.length > Math.floor((output.end - output.start) / MARK_SPACING))
+      bad(`span ${i} has ${f.marks.length} marks, more than one per ${MARK_SPACING} bytes of its output`);
+    let prev = { in: cp.in, out: cp.out };
+    for (const [k, m] of f.marks.entries()) {
+      if (!(m.in > prev.in && m.out - prev.out >= MARK_SPACING)) bad(`mark ${k} of span ${i} does not come ${MARK_SPACING} bytes after the one before`);
+      if (!(m.in <= input.end && m.out < output.end)) bad(`mark ${k} of span ${i} lies outside its span`);
+      prev = m;
+    }
+    const chunks = Math.ceil((input.end - input.start) / CHUNK_SIZE);
+    if (f.chunks.length !== chunks || f.chunks.some((d) => d.length !== 32))
+      bad(`span ${i} has ${f.chunks.length} chunk digests for its ${chunks} chunks`);
+  });
 }
 
 /** Years 1 to 9999: what every consumer (ls, extract, FUSE) can represent. */

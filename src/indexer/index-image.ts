@@ -146,15 +146,22 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
 /**
  * The entries that name spans of these layers (offsets inside them): what the
  * index can carry. A profile of other layers was refused when read; what is
- * left out here would be skipped at mount anyway.
+ * left out here would be skipped at mount anyway. An entry keeps its `until`
+ * only where the layer has marks (only there does it fetch less; and an index
+ * without marks stays readable by readers that know no `until`).
  */
 function embeddable(profile: readonly ProfileEntry[], layers: readonly LayerRecord[]): ProfileEntry[] {
   const byDigest = new Map(
-    layers.map((l) => [l.digest, { starts: new Set(l.spans.checkpoints.map((c) => c.out)), size: l.spans.uncompressedSize }]),
+    layers.map((l) => [
+      l.digest,
+      { starts: new Set(l.spans.checkpoints.map((c) => c.out)), size: l.spans.uncompressedSize, fine: l.spans.fine !== undefined },
+    ]),
   );
-  return profile.filter(([digest, start, end]) => {
+  return profile.flatMap((e): ProfileEntry[] => {
+    const [digest, start, end] = e;
     const l = byDigest.get(digest);
-    return l !== undefined && l.starts.has(start) && start < end && end <= l.size;
+    if (!(l !== undefined && l.starts.has(start) && start < end && end <= l.size)) return [];
+    return [l.fine ? e : [digest, start, end]];
   });
 }
 

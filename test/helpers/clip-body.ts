@@ -45,6 +45,11 @@ export type FieldKind =
   | 'cp-bits'
   | 'cp-sparse'
   | 'digest'
+  | 'fine-flag'
+  | 'mark-count'
+  | 'mark-in'
+  | 'mark-out'
+  | 'chunk-digest'
   | 'node-count'
   | 'type'
   | 'flags'
@@ -89,7 +94,7 @@ const TYPES = ['file', 'dir', 'symlink', 'char', 'block', 'fifo'];
 /**
  * Where every field of a well-formed body sits (an independent reading of the
  * format); `version` from the file's header (4 adds a bit offset per
- * checkpoint, 5 a sparse-window flag).
+ * checkpoint, 5 a sparse-window flag, 6 marks and 64 KiB chunk digests).
  */
 export function mapBody(raw: Buffer, version: number): BodyMap {
   let pos = 0;
@@ -119,10 +124,13 @@ export function mapBody(raw: Buffer, version: number): BodyMap {
   const meta = JSON.parse(bytes('json').toString('utf8')) as BodyMap['meta'];
   for (let l = 0; l < meta.layers.length; l++) {
     const n = uint('cp-count');
+    const ins: number[] = [];
+    const bits: number[] = [];
     for (let i = 0; i < n; i++) {
-      uint('cp-in');
+      ins.push((ins[i - 1] ?? 0) + uint('cp-in'));
       uint('cp-out');
       bytes('window');
+      bits.push(version >= 4 ? raw[pos]! : 0);
       if (version >= 4) {
         fields.push({ kind: 'cp-bits', start: pos, end: pos + 1, value: raw[pos]! });
         pos++;
@@ -135,6 +143,23 @@ export function mapBody(raw: Buffer, version: number): BodyMap {
     for (let i = 0; i < n; i++) {
       fields.push({ kind: 'digest', start: pos, end: pos + 32 });
       pos += 32;
+    }
+    if (version < 6) continue;
+    fields.push({ kind: 'fine-flag', start: pos, end: pos + 1, value: raw[pos]! });
+    if (raw[pos++] === 0) continue;
+    for (let i = 0; i < n; i++) {
+      const marks = uint('mark-count');
+      for (let k = 0; k < marks; k++) {
+        uint('mark-in');
+        uint('mark-out');
+      }
+      // Span i's compressed bytes: from its checkpoint (span 0: from 0) to the next one (and its first byte when it starts mid-byte).
+      const start = i === 0 ? 0 : ins[i]!;
+      const end = i + 1 < n ? ins[i + 1]! + (bits[i + 1]! > 0 ? 1 : 0) : (meta.layers[l]!['compressedSize'] as number);
+      for (let k = 0; k < Math.ceil((end - start) / (64 * 1024)); k++) {
+        fields.push({ kind: 'chunk-digest', start: pos, end: pos + 32 });
+        pos += 32;
+      }
     }
   }
   const nodeCount = uint('node-count');

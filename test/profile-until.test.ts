@@ -1,0 +1,183 @@
+// Start-up profiles say how far into each span the workload read (`until`),
+// and a mount of an index with marks (format v6) warms only those prefixes:
+// a workload that reads a little of two 4 MiB spans records where it stopped,
+// and a later mount with that profile fetches fewer bytes than the whole
+// spans it lists (counted by the proxy in front of a real registry), then
+// serves the workload's reads with the right bytes and no further fetch.
+
+import assert from 'node:assert/strict';
+import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { LayerReader } from '../src/content/layer-reader.js';
+import { openBlobSource } from '../src/content/sources/open.js';
+import { warmFromProfile } from '../src/content/startup-profile.js';
+import { mapProfile, type ProfileEntry } from '../src/index/startup-profile.js';
+import { indexImage } from '../src/indexer/index-image.js';
+import { spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
+import { loadIndex } from '../src/index/load.js';
+import type { ClipIndex } from '../src/index/types.js';
+import { runClip } from './helpers/cli.js';
+import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { buildImage, type BuiltImage } from './helpers/image-builder.js';
+import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { createPrng } from './helpers/prng.js';
+import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Where the workload reads in data/big.txt, and how much. */
+const READS: [number, number][] = [
+  [1 * MiB, 64 * KiB],
+  [6 * MiB, 32 * KiB],
+];
+
+describe('start-up profiles with how far each span was read', () => {
+  let registry: RegistryHandle;
+  let proxy: FaultProxy;
+  let image: BuiltImage;
+  let ws: ClipWorkspace;
+  let file: string;
+  let index: ClipIndex;
+  let data: Buffer;
+
+  before(async () => {
+    sweepClipMounts();
+    registry = await startRegistry();
+    proxy = await startFaultProxy(registry.host);
+    data = createPrng(31).compressible(12 * MiB);
+    image = await buildImage({
+      layers: [
+        {
+          entries: [
+            { type: 'dir', path: 'data' },
+            { type: 'file', path: 'data/big.txt', data },
+          ],
+        },
+      ],
+    });
+    await pushImage(image.dir, image.tag, registry.host, 'until/text');
+    ws = await clipWorkspace('until');
+    file = path.join(ws.dir, 'text.clip');
+    const r = await runClip(['index', `${proxy.host}/until/text:${image.tag}`, '-o', file, '--span-size', '4M']);
+    assert.equal(r.code, 0, r.stderr);
+    index = await loadIndex(file);
+  });
+  after(async () => {
+    sweepClipMounts();
+    await proxy?.close();
+    await registry?.stop();
+    if (image) await rm(image.dir, { recursive: true, force: true });
+    if (ws) await rm(ws.dir, { recursive: true, force: true });
+  });
+
+  /** The workload: READS of data/big.txt through the mount at `mp`, each checked against the file's bytes. */
+  async function workload(mp: string): Promise<void> {
+    const fh = await open(path.join(mp, 'data/big.txt'), 'r');
+    try {
+      for (const [at, length] of READS) {
+        const buf = Buffer.alloc(length);
+        const { bytesRead } = await fh.read(buf, 0, length, at);
+        assert.equal(bytesRead, length);
+        assert.ok(buf.equals(data.subarray(at, at + length)), `bytes at ${at}`);
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  it('an until is never past the span it names here: an entry of a longer span elsewhere is the whole span', () => {
+    const layer = index.layers[0]!;
+    const s0 = spanOutputRange(layer.spans, 0);
+    const s1 = spanOutputRange(layer.spans, 1);
+    const { spans } = mapProfile(index, [
+      [layer.digest, s0.start, s1.end, s1.end - 1],
+      [layer.digest, s1.start, s1.end, s1.start + 5],
+    ]);
+    assert.deepEqual(spans, [
+      { layer: 0, span: 0 },
+      { layer: 0, span: 1, until: s1.start + 5 },
+    ]);
+  });
+
+  it('a span read part way whose profiled successor resumes from its whole output is warmed whole, not fetched twice', async () => {
+    // Windows every 8 MiB: span 1 (at about 4 MiB) kept none, so it inflates from span 0's whole output.
+    const sparse = path.join(ws.dir, 'windowless.clip');
+    await indexImage(`${proxy.host}/until/text:${image.tag}`, { output: sparse, spanSize: 4 * MiB, windowEvery: 8 * MiB });
+    const idx = await loadIndex(sparse);
+    const t = idx.layers[0]!.spans;
+    const blobs = await openBlobSource(idx.image.location);
+    try {
+      const reader = new LayerReader(idx.layers, blobs);
+      assert.ok(reader.resumesFromPrevious(0, 1), 'span 1 has no window (the fixture places it so)');
+      const before = proxy.blobBytes;
+      await warmFromProfile(reader, [
+        { layer: 0, span: 0, until: spanOutputRange(t, 0).start + 100 * KiB },
+        { layer: 0, span: 1 },
+      ]);
+      assert.equal(proxy.blobBytes - before, spanRange(t, 1).end - spanRange(t, 0).start, 'spans 0 and 1, once');
+      const at = spanOutputRange(t, 1).start + 5000;
+      assert.ok((await reader.read(0, at, 4096)).equals(image.layers[0]!.tar.subarray(at, at + 4096)));
+      assert.equal(proxy.blobBytes - before, spanRange(t, 1).end - spanRange(t, 0).start, 'and nothing more for a read of span 1');
+    } finally {
+      await blobs.close();
+    }
+  });
+
+  it('a profiled mount fetches only the prefixes read, less than the whole spans it lists, and serves the right bytes', async () => {
+    const profile = path.join(ws.dir, 'text.profile');
+    const mp = path.join(ws.dir, 'mnt');
+    await mkdir(mp);
+    let m = await runClip(['mount', file, mp, '--cache-dir', path.join(ws.dir, 'cache-1'), '--record-profile', profile], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      await workload(mp);
+    } finally {
+      const u = await runClip(['umount', mp], { env: ws.env });
+      assert.equal(u.code, 0, u.stderr);
+    }
+    for (let i = 0; i < 200 && !(await readFile(profile).catch(() => undefined)); i++) await sleep(50);
+    const entries = (JSON.parse(await readFile(profile, 'utf8')) as { spans: ProfileEntry[] }).spans;
+    const layer = index.layers[0]!;
+    const { spans } = mapProfile(index, entries);
+    assert.ok(spans.length >= 2, `${spans.length} spans profiled`);
+    // Each read ends inside its span: the profile says where (the largest offset read there, plus one).
+    const partial = entries.filter((e) => e.length === 4);
+    assert.ok(partial.length >= 2, `entries with an until: ${JSON.stringify(entries)}`);
+    for (const [, start, end, until] of partial) assert.ok(start < until && until < end);
+    const whole = spans.reduce((sum, s) => {
+      const r = spanRange(layer.spans, s.span);
+      return sum + r.end - r.start;
+    }, 0);
+
+    // A new cache and that profile: the prefixes come by themselves, before any read.
+    const before = proxy.blobBytes;
+    m = await runClip(['mount', file, mp, '--cache-dir', path.join(ws.dir, 'cache-2'), '--profile', profile], { env: ws.env });
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      for (let i = 0; i < 400 && !(await daemonLog(ws)).includes('start-up profile fetched'); i++) await sleep(50);
+      assert.match(await daemonLog(ws), /start-up profile fetched/);
+      const warmed = proxy.blobBytes - before;
+      assert.ok(warmed > 0, 'the profile was fetched');
+      assert.ok(warmed < whole / 2, `warmed ${warmed} bytes for spans of ${whole} bytes`);
+      // At least through the end of every read.
+      for (const s of spans) assert.ok(s.until === undefined || s.until <= spanOutputRange(layer.spans, s.span).end);
+      await workload(mp);
+      assert.equal(proxy.blobBytes - before, warmed, 'the workload needed nothing more');
+    } finally {
+      const u = await runClip(['umount', mp], { env: ws.env });
+      assert.equal(u.code, 0, u.stderr);
+    }
+  });
+});
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function daemonLog(ws: ClipWorkspace): Promise<string> {
+  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'logs');
+  let text = '';
+  for (const f of await readdir(dir).catch(() => [] as string[])) text += await readFile(path.join(dir, f), 'utf8');
+  return text;
+}
