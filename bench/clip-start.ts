@@ -19,11 +19,14 @@ export const CLIP_COMMAND = path.resolve('bin/clip');
 export interface Sample {
   ms: number;
   bytes: number;
+  /** Responses over the link, where the link counts them. */
+  requests?: number;
 }
 
 /** What counts the bytes served over the emulated link; setting `bytes` to 0 starts a new count. */
 export interface ByteCounter {
   bytes: number;
+  readonly requests?: number;
 }
 
 export interface ClipRun {
@@ -86,7 +89,8 @@ export async function clipStart(
     await clipUmount(rootfs, env);
     throw e;
   }
-  return { ms: performance.now() - t, bytes: link.bytes, rootfs };
+  const ms = performance.now() - t;
+  return { ms, bytes: link.bytes, ...(link.requests !== undefined && { requests: link.requests }), rootfs };
 }
 
 /** clipStart with a daemon of its own (fresh cache unless `cacheDir` is given), stopped afterwards. */

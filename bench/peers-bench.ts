@@ -260,7 +260,7 @@ async function sample(b: Bench, m: Method, img: BenchImage, clipIndex: Record<st
     case 'clip':
     case 'clip-traced': {
       const r = await clipStartFresh(img, clipIndex[m]!, {}, link, b.work, b.clipEnv);
-      return { ...r, requests: link.requests };
+      return { ms: r.ms, bytes: r.bytes, requests: r.requests ?? 0 };
     }
   }
 }
@@ -327,7 +327,7 @@ async function benchImage(b: Bench, img: BenchImage): Promise<string> {
   return (
     `${img.name}: ${img.description}; ${img.layerFiles.length} layers, ${mb(img.compressedBytes)} MB compressed, ` +
     `${mb(img.uncompressedBytes)} MB unpacked; ready = \`${img.command.join(' ')}\` prints ${img.readyOutput}.\n\n` +
-    markdownTable(['method', 'start to ready', 'fetched over the link', 'requests', 'speed-up vs 1'], rows)
+    markdownTable(['method', 'start to ready', 'fetched over the link', 'requests', 'speed-up vs full pull'], rows)
   );
 }
 
@@ -354,7 +354,7 @@ try {
   await rm(work, { recursive: true, force: true });
 }
 
-const command = `npm run bench:peers -- --link ${RATE}:${RTT} --runs ${RUNS}${images.map((i) => ` --image ${i.name}`).join('')}${only ? ` --only ${methods.join(',')}` : ''}`;
+const command = `npm run bench:peers -- --link ${args.link} --runs ${RUNS}${images.map((i) => ` --image ${i.name}`).join('')}${only ? ` --only ${methods.join(',')}` : ''}`;
 const section = `${SECTION} (bench:peers)
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${machineDescription()}, link ${LINK_NAME}, with
@@ -373,6 +373,10 @@ ready line. The containerd rows include containerd's own container start
 (\`ctr run\`); clip runs runc directly: the calibration rows show the
 difference. Conversions (\`ctr-remote image optimize\`, \`soci create\` + push)
 and clip's indexes are made beforehand. A row that could not run says why.
+Percentages are of the image's gzip layers as built. The eStargz images are
+converted from a copy whose upper layers also carry their parent
+directories' entries (the same tree; ctr-remote 0.12's optimizer fails on
+layers without them, see bench/parent-dirs.ts), and are compressed anew.
 
 ${tables.join('\n\n')}
 `;
