@@ -12,7 +12,7 @@
 //
 //   npm run bench:coldstart -- [--link 50e6:20 --link 200e6:5] [--runs 3] [--image python --image big] [--no-write]
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,19 +21,15 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs, promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import zlib from 'node:zlib';
-import { daemonAnswers } from '../src/daemon/client.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { indexTraced } from '../src/trace/trace-image.js';
-import { runContainer } from '../test/helpers/runc.js';
 import { pushImage, startRegistry } from '../test/helpers/registry.js';
+import { clipStart, clipStartFresh, clipUmount, localStart, runReady, startDaemon, stopDaemon, type Sample } from './clip-start.js';
 import { debianImages, type BenchImage } from './debian-images.js';
 import { dropCaches, machineDescription, median } from './machine.js';
 import { startThrottleProxy, type ThrottleProxy } from './throttle-proxy.js';
 
 const exec = promisify(execFile);
-const CLIP = path.resolve('bin/clip.js');
-/** The installed command (a sh wrapper of bin/clip.js), as a runtime runs it. */
-const CLIP_COMMAND = path.resolve('bin/clip');
 const DOC = path.resolve('docs/benchmarks.md');
 
 const { values: args } = parseArgs({
@@ -56,21 +52,6 @@ const log = (m: string): void => void process.stderr.write(`${m}\n`);
 const s = (ms: number): string => (ms / 1000).toFixed(2);
 const mb = (b: number): string => (b / 1e6).toFixed(1);
 
-interface Sample {
-  ms: number;
-  bytes: number;
-}
-
-/** Runs the image's command on `rootfs` and checks it printed what "ready" means. */
-async function runReady(img: BenchImage, rootfs: string): Promise<void> {
-  const r = await runContainer(rootfs, img.command);
-  if (r.code !== 0 || r.stdout.trim() !== img.readyOutput) {
-    throw new Error(
-      `${img.name}: ${img.command.join(' ')} exited ${r.code} with ${JSON.stringify(r.stdout.trim())} (stderr: ${r.stderr.trim()})`,
-    );
-  }
-}
-
 async function fullPull(img: BenchImage, ref: string, proxy: ThrottleProxy, work: string, attempt = 1): Promise<Sample> {
   const dir = await mkdtemp(path.join(work, 'pull-'));
   try {
@@ -89,90 +70,6 @@ async function fullPull(img: BenchImage, ref: string, proxy: ThrottleProxy, work
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-interface ClipRun {
-  profile?: string;
-  recordProfile?: string;
-}
-
-/**
- * A `clip daemon` of the bench's state dir with its own cache dir, in the
- * foreground as systemd runs it; returned once it answers and its spare
- * serving process has started (so that the timed start has the machine to itself).
- */
-async function startDaemon(cacheDir: string, env: NodeJS.ProcessEnv, flags: string[] = []): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLIP, 'daemon', '--cache-dir', cacheDir, ...flags], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
-  for (let waited = 0; !(await daemonAnswers(env['CLIP_STATE_DIR']!)); waited += 50) {
-    if (child.exitCode !== null || waited > 20_000) throw new Error(`clip daemon did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  await new Promise((r) => setTimeout(r, 2000));
-  return child;
-}
-
-async function stopDaemon(child: ChildProcess, env: NodeJS.ProcessEnv): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  await exec(process.execPath, [CLIP, 'daemon', '--stop'], { env });
-  await exited;
-}
-
-/** `clip mount --rootfs` + runc until ready, timed; the rootfs stays mounted (unmount with clipUmount). */
-async function clipStart(
-  img: BenchImage,
-  index: string,
-  run: ClipRun,
-  proxy: ThrottleProxy,
-  work: string,
-  env: NodeJS.ProcessEnv,
-): Promise<Sample & { rootfs: string }> {
-  const rootfs = await mkdtemp(path.join(work, 'rootfs-'));
-  const extra = [...(run.profile ? ['--profile', run.profile] : []), ...(run.recordProfile ? ['--record-profile', run.recordProfile] : [])];
-  dropCaches();
-  proxy.bytes = 0;
-  const t = performance.now();
-  await exec(CLIP_COMMAND, ['mount', index, '--rootfs', rootfs, ...extra], { env });
-  try {
-    await runReady(img, rootfs);
-  } catch (e) {
-    await clipUmount(rootfs, env);
-    throw e;
-  }
-  return { ms: performance.now() - t, bytes: proxy.bytes, rootfs };
-}
-
-/** clipStart with a daemon of its own (fresh cache unless `cacheDir` is given), stopped afterwards. */
-async function clipStartFresh(
-  img: BenchImage,
-  index: string,
-  run: ClipRun & { cacheDir?: string; daemonFlags?: string[] },
-  proxy: ThrottleProxy,
-  work: string,
-  env: NodeJS.ProcessEnv,
-): Promise<Sample> {
-  const daemon = await startDaemon(run.cacheDir ?? (await mkdtemp(path.join(work, 'cache-'))), env, run.daemonFlags);
-  try {
-    const started = await clipStart(img, index, run, proxy, work, env);
-    await clipUmount(started.rootfs, env);
-    return started;
-  } finally {
-    await stopDaemon(daemon, env);
-  }
-}
-
-async function clipUmount(rootfs: string, env: NodeJS.ProcessEnv): Promise<void> {
-  await exec(process.execPath, [CLIP, 'umount', rootfs], { env });
-  await rm(rootfs, { recursive: true, force: true });
-}
-
-async function localStart(img: BenchImage, rootfs: string): Promise<number> {
-  dropCaches();
-  const t = performance.now();
-  await runReady(img, rootfs);
-  return performance.now() - t;
 }
 
 /** Native streaming gunzip of every layer, output discarded (the floor for indexing). */

@@ -96,42 +96,43 @@ try {
   const layerBytes = probeIndex.layers[big]!.spans.compressedSize;
 
   const rows: string[] = [];
-  for (const spanSize of spanSizes) for (const variant of variants) {
-    let idx = path.join(work, `span-${spanSize}.clip`);
-    // Indexing happens once, ahead of time: not over the emulated link.
-    proxy.throttled = false;
-    const summary = await indexImage(ref, { output: idx, spanSize });
-    if (variant === 'whole') {
-      // The same index without marks and chunk digests: what a read fetched before format v6.
-      const coarse = await loadIndex(idx);
-      for (const l of coarse.layers) delete l.spans.fine;
-      idx = path.join(work, `span-${spanSize}-whole.clip`);
-      const bytes = encodeIndex(coarse);
-      await writeFile(idx, bytes);
-      summary.indexBytes = bytes.length;
-    }
-    proxy.throttled = true;
-    const mp = path.join(work, `mnt-${spanSize}-${variant}`);
-    await mkdir(mp);
-    const cache = path.join(work, `cache-${spanSize}-${variant}`);
-    dropCaches();
-    proxy.bytes = 0;
-    // Async: the proxy runs in this process and must keep serving meanwhile.
-    await execFileAsync(process.execPath, [CLIP, 'mount', idx, mp, '--cache-dir', cache], { env });
-    try {
-      const cold = await timedReads(mp, reads);
-      const fetched = proxy.bytes;
+  for (const spanSize of spanSizes)
+    for (const variant of variants) {
+      let idx = path.join(work, `span-${spanSize}.clip`);
+      // Indexing happens once, ahead of time: not over the emulated link.
+      proxy.throttled = false;
+      const summary = await indexImage(ref, { output: idx, spanSize });
+      if (variant === 'whole') {
+        // The same index without marks and chunk digests: what a read fetched before format v6.
+        const coarse = await loadIndex(idx);
+        for (const l of coarse.layers) delete l.spans.fine;
+        idx = path.join(work, `span-${spanSize}-whole.clip`);
+        const bytes = encodeIndex(coarse);
+        await writeFile(idx, bytes);
+        summary.indexBytes = bytes.length;
+      }
+      proxy.throttled = true;
+      const mp = path.join(work, `mnt-${spanSize}-${variant}`);
+      await mkdir(mp);
+      const cache = path.join(work, `cache-${spanSize}-${variant}`);
       dropCaches();
-      const warm = await timedReads(mp, reads);
-      console.error(`span ${spanSize} ${variant}: done`);
-      rows.push(
-        `| clip, span ${spanSize / 1048576} MiB, ${variant === 'whole' ? 'whole spans (v5)' : '64 KiB chunks (v6)'} | ${ms(pct(cold, 50))} | ${ms(pct(cold, 99))} | ${ms(pct(warm, 50))} | ${ms(pct(warm, 99))} | ` +
-          `${(fetched / 1e6).toFixed(1)} MB (${((100 * fetched) / layerBytes).toFixed(0)}% of layer) | ${((100 * summary.indexBytes) / summary.compressedBytes).toFixed(2)}% |`,
-      );
-    } finally {
-      await execFileAsync(process.execPath, [CLIP, 'umount', mp], { env });
+      proxy.bytes = 0;
+      // Async: the proxy runs in this process and must keep serving meanwhile.
+      await execFileAsync(process.execPath, [CLIP, 'mount', idx, mp, '--cache-dir', cache], { env });
+      try {
+        const cold = await timedReads(mp, reads);
+        const fetched = proxy.bytes;
+        dropCaches();
+        const warm = await timedReads(mp, reads);
+        console.error(`span ${spanSize} ${variant}: done`);
+        rows.push(
+          `| clip, span ${spanSize / 1048576} MiB, ${variant === 'whole' ? 'whole spans (v5)' : '64 KiB chunks (v6)'} | ${ms(pct(cold, 50))} | ${ms(pct(cold, 99))} | ${ms(pct(warm, 50))} | ${ms(pct(warm, 99))} | ` +
+            `${(fetched / 1e6).toFixed(1)} MB (${((100 * fetched) / layerBytes).toFixed(0)}% of layer) | ${((100 * summary.indexBytes) / summary.compressedBytes).toFixed(2)}% |`,
+        );
+      } finally {
+        await execFileAsync(process.execPath, [CLIP, 'umount', mp], { env });
+      }
     }
-  }
 
   // archivemount: the layer must be downloaded first, then mounted (it reads the archive through).
   const layerDigest = probeIndex.layers[big]!.digest;

@@ -19,7 +19,7 @@ export interface ThrottleProxy {
   host: string;
   bytes: number;
   /** Every request since it was last emptied (a timeline: how many fetches, how many at once). */
-  requests: ProxiedRequest[];
+  timeline: ProxiedRequest[];
   /** Off: forward at full speed with no added round trip (for setting up). */
   throttled: boolean;
   close(): Promise<void>;
@@ -34,7 +34,7 @@ function withoutHopByHop(headers: http.IncomingHttpHeaders): http.OutgoingHttpHe
 export async function startThrottleProxy(target: string, bytesPerSecond: number, rttMs: number): Promise<ThrottleProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   let nextFree = 0; // when the shared link is free again (ms, performance.now clock)
-  const state = { bytes: 0, throttled: true, requests: [] as ProxiedRequest[] };
+  const state = { bytes: 0, throttled: true, timeline: [] as ProxiedRequest[] };
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   const server = http.createServer((req, res) => {
     const body = new Promise<Buffer>((resolve) => {
@@ -52,7 +52,7 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
     };
     res.on('close', () => {
       record.end = performance.now();
-      state.requests.push(record);
+      state.timeline.push(record);
     });
     void (async () => {
       const throttled = state.throttled;
@@ -110,11 +110,11 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
     set bytes(v: number) {
       state.bytes = v;
     },
-    get requests() {
-      return state.requests;
+    get timeline() {
+      return state.timeline;
     },
-    set requests(v: ProxiedRequest[]) {
-      state.requests = v;
+    set timeline(v: ProxiedRequest[]) {
+      state.timeline = v;
     },
     get throttled() {
       return state.throttled;

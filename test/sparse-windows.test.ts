@@ -87,7 +87,10 @@ describe('sparse windows end to end', () => {
     const fullSize = (await stat(fullFile)).size;
     // Version 6 since both also carry marks and chunk digests (the version rule itself: the round-trip test below).
     assert.equal((await readFile(sparseFile)).readUInt16LE(8), 6, 'sparse windows (and marks): format version 6');
-    assert.ok((await loadIndex(fullFile)).layers.every((l) => l.spans.checkpoints.every((c) => !c.sparse)), 'whole windows: none sparse');
+    assert.ok(
+      (await loadIndex(fullFile)).layers.every((l) => l.spans.checkpoints.every((c) => !c.sparse)),
+      'whole windows: none sparse',
+    );
 
     const index = await loadIndex(sparseFile);
     const full = await loadIndex(fullFile);

@@ -41,5 +41,10 @@ export function planPrefix(table: SpanTable, i: number, end: number, minChunks =
 export function wholeAsPrefix(table: SpanTable, i: number): PrefixPlan {
   const input = spanRange(table, i);
   const output = spanOutputRange(table, i);
-  return { chunks: Math.ceil((input.end - input.start) / CHUNK_SIZE), start: input.start, end: input.end, length: output.end - output.start };
+  return {
+    chunks: Math.ceil((input.end - input.start) / CHUNK_SIZE),
+    start: input.start,
+    end: input.end,
+    length: output.end - output.start,
+  };
 }

@@ -140,7 +140,14 @@ export async function inflatePrefix(table: SpanTable, i: number, compressed: Buf
   return inflate(table, i, i, compressed, before, length);
 }
 
-async function inflate(table: SpanTable, first: number, last: number, compressed: Buffer, before?: Buffer, prefix?: number): Promise<Buffer> {
+async function inflate(
+  table: SpanTable,
+  first: number,
+  last: number,
+  compressed: Buffer,
+  before?: Buffer,
+  prefix?: number,
+): Promise<Buffer> {
   const expected = prefix ?? spanOutputRange(table, last).end - spanOutputRange(table, first).start;
   const enough = prefix !== undefined;
   for (let i = first; i <= last; i++) {

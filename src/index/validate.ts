@@ -141,7 +141,8 @@ export function checkFineSpans(t: SpanTable, layer: number): void {
       bad(`span ${i} has ${f.marks.length} marks, more than one per ${MARK_SPACING} bytes of its output`);
     let prev = { in: cp.in, out: cp.out };
     for (const [k, m] of f.marks.entries()) {
-      if (!(m.in > prev.in && m.out - prev.out >= MARK_SPACING)) bad(`mark ${k} of span ${i} does not come ${MARK_SPACING} bytes after the one before`);
+      if (!(m.in > prev.in && m.out - prev.out >= MARK_SPACING))
+        bad(`mark ${k} of span ${i} does not come ${MARK_SPACING} bytes after the one before`);
       if (!(m.in <= input.end && m.out < output.end)) bad(`mark ${k} of span ${i} lies outside its span`);
       prev = m;
     }
