@@ -91,7 +91,7 @@ export class DeviceChannel implements Channel {
 
 export interface SessionOptions extends InitOptions {
   /** Observer: each answered request's operation name, seconds taken and errno (0 = success). */
-  onOp?: (op: string, seconds: number, errno: number) => void;
+  onOp?: (op: string, seconds: number, errno: number, replyBytes: number) => void;
   /** Log lines: errors from handlers (answered EIO), protocol trouble, and with `debug` every request and reply. */
   log?: Logger;
   /** Log every request and reply at level 'debug', one line each. */
@@ -378,15 +378,15 @@ export class FuseSession extends EventEmitter {
   /** One reply, one write. Replies after the end, or to requests the kernel gave up on, are dropped. */
   private send(h: Pick<InHeader, 'unique' | 'opcode'>, error: number, payload: Buffer | Buffer[] = [], out?: unknown): void {
     if (this.ended) return; // the descriptor is closed (and its number may be reused)
-    const started = this.startTimes.get(h.unique);
-    if (started !== undefined) {
-      this.startTimes.delete(h.unique);
-      this.opts.onOp?.(OPCODES.get(h.opcode)?.name ?? String(h.opcode), (performance.now() - started) / 1000, error);
-    }
-    if (this.opts.debug) this.log('debug', formatReply(h, error, out));
     const chunks = Buffer.isBuffer(payload) ? [payload] : payload;
     let len = 0;
     for (const c of chunks) len += c.length;
+    const started = this.startTimes.get(h.unique);
+    if (started !== undefined) {
+      this.startTimes.delete(h.unique);
+      this.opts.onOp?.(OPCODES.get(h.opcode)?.name ?? String(h.opcode), (performance.now() - started) / 1000, error, error ? 0 : len);
+    }
+    if (this.opts.debug) this.log('debug', formatReply(h, error, out));
     try {
       this.channel.write([encodeOutHeader(error ? 0 : len, error, h.unique), ...(error ? [] : chunks)]);
     } catch (e) {
