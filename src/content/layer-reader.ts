@@ -44,6 +44,12 @@ export class LayerReader {
   active = 0;
   /** The disk writes queued so far (see store()). */
   private storing: Promise<void> = Promise.resolve();
+  /**
+   * Spans queued for the disk cache and not written yet, by identity: the
+   * memory cache may have let them go already (a start-up profile loads more
+   * than it holds), and without this a read would fetch them again.
+   */
+  private readonly unstored = new Map<string, Buffer>();
   /** Per layer, the identities its spans are cached under (computed when first needed). */
   private readonly identities = new Map<LayerRecord, SpanIdentities>();
 
@@ -103,12 +109,12 @@ export class LayerReader {
     let i = first;
     let fetched = 0;
     while (i <= last) {
-      if (this.memory.has(this.identity(layer, i)) || (await disk.has(this.diskKey(layer, i)))) {
+      if (this.held(layer, i) || (await disk.has(this.diskKey(layer, i)))) {
         i++;
         continue;
       }
       let j = i;
-      while (j < last && !this.memory.has(this.identity(layer, j + 1)) && !(await disk.has(this.diskKey(layer, j + 1)))) j++;
+      while (j < last && !this.held(layer, j + 1) && !(await disk.has(this.diskKey(layer, j + 1)))) j++;
       const data = await this.fetchRemote(layer, i, j);
       fetched += spanRange(layer.spans, j).end - spanRange(layer.spans, i).start;
       for (let k = i; k <= j; k++) {
@@ -188,11 +194,9 @@ export class LayerReader {
 
   /** Spans from the disk cache where present; the rest from the registry in as few requests as possible. */
   private async fetchRun(layer: LayerRecord, indices: number[]): Promise<Buffer[]> {
-    const disk = this.opts.disk;
     const out: (Buffer | undefined)[] = await Promise.all(
       indices.map(async (i) => {
-        const r = spanOutputRange(layer.spans, i);
-        const hit = await disk?.get(this.diskKey(layer, i), r.end - r.start);
+        const hit = await this.fromDisk(layer, i);
         if (hit) this.events.cacheHit(layer.digest, 'disk');
         return hit;
       }),
@@ -272,8 +276,21 @@ export class LayerReader {
   private async cachedOutput(layer: LayerRecord, i: number): Promise<Buffer | undefined> {
     const entry = this.memory.peek(this.identity(layer, i));
     if (entry) return entry.data.catch(() => undefined);
+    return this.fromDisk(layer, i);
+  }
+
+  /** Span i from the disk cache, or from the writes still queued for it. */
+  private async fromDisk(layer: LayerRecord, i: number): Promise<Buffer | undefined> {
+    const queued = this.unstored.get(this.identity(layer, i));
+    if (queued) return queued;
     const r = spanOutputRange(layer.spans, i);
     return this.opts.disk?.get(this.diskKey(layer, i), r.end - r.start);
+  }
+
+  /** Whether span i is in memory (also in flight) or queued for the disk cache. */
+  private held(layer: LayerRecord, i: number): boolean {
+    const id = this.identity(layer, i);
+    return this.memory.has(id) || this.unstored.has(id);
   }
 
   /** Caches a span fetched along with others (in memory unless already there, and on disk). */
@@ -295,11 +312,18 @@ export class LayerReader {
   private store(layer: LayerRecord, i: number, data: Buffer): void {
     const disk = this.opts.disk;
     if (!disk) return;
+    const id = this.identity(layer, i);
+    this.unstored.set(id, data);
     this.storing = this.storing.then(() =>
-      disk.put(this.diskKey(layer, i), data, this.onEvict).then(
-        (stored) => void (stored && this.events.cacheStored(layer.digest, data.length)),
-        () => undefined,
-      ),
+      disk
+        .put(this.diskKey(layer, i), data, this.onEvict)
+        .then(
+          (stored) => void (stored && this.events.cacheStored(layer.digest, data.length)),
+          () => undefined,
+        )
+        .finally(() => {
+          if (this.unstored.get(id) === data) this.unstored.delete(id);
+        }),
     );
   }
 
