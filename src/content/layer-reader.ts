@@ -8,16 +8,19 @@
 // share one (a ReadPool's) and a layer they describe alike is fetched once.
 
 import { createHash } from 'node:crypto';
+import { totalmem } from 'node:os';
 import { ClipError } from '../errors.js';
 import { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
+import { defaultMemoryBound } from './memory-bound.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
 import { SpanIdentities } from './span-identity.js';
 import { SpanMemory } from './span-memory.js';
 
-export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
+/** Bound on the inflated spans in memory unless told otherwise (memory-bound.ts says why). */
+export const DEFAULT_MEMORY_CACHE = defaultMemoryBound(totalmem());
 /**
  * Layers at most this big (compressed) are fetched whole on their first miss:
  * one request beats several. `npm run bench:small-layers` chose it: up to
