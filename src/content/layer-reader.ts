@@ -7,7 +7,6 @@
 // memory cache is keyed by span identity, so readers of several images can
 // share one (a ReadPool's) and a layer they describe alike is fetched once.
 
-import { createHash } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { ClipError } from '../errors.js';
 import { inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
@@ -15,6 +14,7 @@ import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
 import { defaultMemoryBound } from './memory-bound.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
+import { sha256 } from './sha256-async.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
 import { SpanIdentities } from './span-identity.js';
 import { SpanMemory } from './span-memory.js';
@@ -250,7 +250,7 @@ export class LayerReader {
         onRetry: (reason) => this.events.retried(layer.digest, reason),
       });
       this.events.fetched(layer.digest, compressed.length, last - start + 1);
-      const bad = this.firstBadSpan(layer, start, last, compressed, from);
+      const bad = await this.firstBadSpan(layer, start, last, compressed, from);
       if (bad < 0) {
         const out: Buffer[] = [];
         let previous = prior;
@@ -349,20 +349,17 @@ export class LayerReader {
   /** Spans this reader wrote to the disk cache and the cache then evicted are reported to this reader's events. */
   private readonly onEvict = (layer: string, bytes: number): void => this.events.cacheEvicted(layer, bytes);
 
-  /** Index of the first span whose bytes do not hash to the index's digest, or -1. */
-  private firstBadSpan(layer: LayerRecord, first: number, last: number, compressed: Buffer, from: number): number {
+  /** Index of the first span whose bytes do not hash to the index's digest, or -1 (spans hashed in parallel, in the threadpool). */
+  private async firstBadSpan(layer: LayerRecord, first: number, last: number, compressed: Buffer, from: number): Promise<number> {
     const table = layer.spans;
     if (compressed.length !== spanRange(table, last).end - from) return first;
-    for (let i = first; i <= last; i++) {
-      const r = spanRange(table, i);
-      if (
-        !createHash('sha256')
-          .update(compressed.subarray(r.start - from, r.end - from))
-          .digest()
-          .equals(table.digests[i]!)
-      )
-        return i;
-    }
-    return -1;
+    const hashes = await Promise.all(
+      Array.from({ length: last - first + 1 }, (_, k) => {
+        const r = spanRange(table, first + k);
+        return sha256(compressed.subarray(r.start - from, r.end - from));
+      }),
+    );
+    const bad = hashes.findIndex((h, k) => !h.equals(table.digests[first + k]!));
+    return bad < 0 ? -1 : first + bad;
   }
 }

@@ -21,13 +21,13 @@
 // all bound it by the same number (a span bigger than the bound is not
 // cached). An unbounded cache (maxBytes Infinity) takes no lock.
 
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { ClipError } from '../errors.js';
 import { checkDigest } from '../util/digest.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { withFileLock } from '../util/file-lock.js';
+import { sha256 } from './sha256-async.js';
 
 const MAGIC = Buffer.from('CLIPSPN1');
 const HEADER = MAGIC.length + 32;
@@ -195,7 +195,7 @@ export class SpanCache {
     if (
       raw.length === HEADER + expectedSize &&
       raw.subarray(0, MAGIC.length).equals(MAGIC) &&
-      createHash('sha256').update(data).digest().equals(raw.subarray(MAGIC.length, HEADER))
+      (await sha256(data)).equals(raw.subarray(MAGIC.length, HEADER))
     ) {
       this.files.delete(file);
       known.used = Date.now();
@@ -236,7 +236,7 @@ export class SpanCache {
       if (this.maxBytes !== Infinity) await this.evict(size);
       await mkdir(path.dirname(file), { recursive: true });
       // No fsync: a file torn by a crash fails its checksum and is fetched again.
-      await writeFileAtomic(file, [MAGIC, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
+      await writeFileAtomic(file, [MAGIC, await sha256(data), data], { sync: false, mode: 0o600 });
       this.files.set(file, onEvict ? { size, used: Date.now(), layer, onEvict } : { size, used: Date.now(), layer });
       this.usedBytes += size;
       return true;
