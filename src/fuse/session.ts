@@ -26,6 +26,7 @@ import { type InitOptions, DEFAULT_MAX_WRITE, negotiateInit } from './init.js';
 import { UNIQUE_RESEND, canResend, encodeNotifyResend } from './takeover.js';
 import { type OpIn, type OpName, type OpcodeInfo, OPCODES, OPS } from './opcodes.js';
 import type { ConnectionInfo, RequestContext } from './types.js';
+import { RequestSignal } from './request-signal.js';
 import { type InHeader, BodyReader, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -124,7 +125,7 @@ export class FuseSession extends EventEmitter {
   private readonly channel: Channel;
   private readonly log: Logger;
   private readonly opts: SessionOptions;
-  private readonly inflight = new Map<bigint, AbortController>();
+  private readonly inflight = new Map<bigint, RequestSignal>();
   /** When each request arrived, for the onOp observer. */
   private readonly startTimes = new Map<bigint, number>();
   private readonly handlers: Handlers;
@@ -326,8 +327,16 @@ export class FuseSession extends EventEmitter {
       this.send(h, info.spec.mutates ? errno.EROFS : errno.ENOSYS);
       return;
     }
-    const ac = new AbortController();
-    const ctx: RequestContext = { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, signal: ac.signal };
+    const ac = new RequestSignal();
+    const ctx: RequestContext = {
+      unique: h.unique,
+      uid: h.uid,
+      gid: h.gid,
+      pid: h.pid,
+      get signal() {
+        return ac.signal;
+      },
+    };
     this.inflight.set(h.unique, ac);
     let result: unknown;
     try {
