@@ -111,13 +111,19 @@ class Daemon {
     });
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
-    for (let waited = 0; !(await daemonAnswers(env['CLIP_STATE_DIR']!)); waited += 50) {
-      if (child.exitCode !== null || waited > 20_000) throw new Error(`clip daemon did not start: ${err}`);
-      await new Promise((r) => setTimeout(r, 50));
+    try {
+      for (let waited = 0; !(await daemonAnswers(env['CLIP_STATE_DIR']!)); waited += 50) {
+        if (child.exitCode !== null || waited > 20_000) throw new Error(`clip daemon did not start: ${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+      const ps = JSON.parse((await exec(process.execPath, [CLIP, 'ps', '--json'], { env })).stdout) as { daemon: { pid: number } };
+      return new Daemon(child, metricsAddr, ps.daemon.pid);
+    } catch (e) {
+      // The supervisor unmounts and stops its serving processes on SIGTERM.
+      child.kill('SIGTERM');
+      throw e;
     }
-    await new Promise((r) => setTimeout(r, 2000));
-    const ps = JSON.parse((await exec(process.execPath, [CLIP, 'ps', '--json'], { env })).stdout) as { daemon: { pid: number } };
-    return new Daemon(child, metricsAddr, ps.daemon.pid);
   }
 
   async counters(): Promise<Counters> {
