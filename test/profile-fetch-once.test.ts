@@ -2,7 +2,8 @@
 // fetched once. Spans that a profile's parallel loads bring in push each
 // other out of memory before their queued disk-cache writes land; a read (or
 // another load) then found the span nowhere and fetched it again. Seen on the
-// torch image: 282.7 MB fetched for a profile that lists 241.5 MB.
+// torch image: 282.7 MB fetched for a profile that lists 241.5 MB. Spans still
+// in flight were evicted by the next fetch too, and fetched again by a reader.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -83,6 +84,21 @@ describe('start-up profile larger than the memory cache', () => {
     }
     assert.equal(blobs.ranges.length, fetchedByProfile, 'the reads after the profile need no request');
     await reader.diskWrites();
+    await blobs.close();
+  });
+
+  it('a span in flight is not evicted by the next one: its readers wait for that fetch', async () => {
+    const table = index.layers[0]!.spans;
+    const blobs = counting(await openBlobSource(index.image.location));
+    // Memory for one span: loading span 5 pushes out span 3, which is still being fetched.
+    const a = spanOutputRange(table, 3);
+    const reader = new LayerReader(index.layers, blobs, { memoryBytes: a.end - a.start, smallLayer: 0 });
+    const loads = [reader.load(0, 3, 3), reader.load(0, 5, 5)];
+    const read = reader.read(0, a.start, a.end - a.start);
+    await Promise.all(loads);
+    assert.ok((await read).equals(image.layers[0]!.tar.subarray(a.start, a.end)));
+    const r = spanRange(table, 3);
+    assert.equal(blobs.ranges.filter(([s, e]) => s <= r.start && e >= r.end).length, 1, 'span 3 fetched once');
     await blobs.close();
   });
 });
