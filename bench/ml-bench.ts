@@ -6,7 +6,7 @@
 // container (memory cache warm), a new daemon on the warm disk cache, a cold
 // start with a start-up profile recorded by the cold row, and runc on the
 // image unpacked in a local directory (the floor). For each: start to ready,
-// MB fetched, FUSE MB served, and the serving process's CPU-seconds
+// MB fetched, FUSE MB served, and the serving process's CPU-seconds (also its main thread's)
 // (utime + stime from /proc/PID/stat) per GB served. BENCH_PROF=DIR writes a
 // CPU profile of each of the daemon's processes into DIR (cpu-prof-hook.ts).
 //
