@@ -55,7 +55,7 @@ describe('daemon metrics endpoint', () => {
       b.verifyFailed(L1, 0);
       b.firstRead();
       assert.equal(metrics.image(A), a, 'image() creates once');
-      metrics.onOp('READ', 0.001, 0);
+      metrics.onOp('READ', 0.001, 0, 4096);
       metrics.onOp('LOOKUP', 0.0001, 2);
 
       let text = await scrape(addr);
@@ -75,6 +75,7 @@ describe('daemon metrics endpoint', () => {
       assert.deepEqual(samples(text, 'clip_fuse_operations_total', { op: 'READ', errno: '0' }), [1]);
       assert.deepEqual(samples(text, 'clip_fuse_operations_total', { op: 'LOOKUP', errno: '2' }), [1]);
       assert.deepEqual(samples(text, 'clip_fuse_operation_seconds_count', { op: 'READ' }), [1]);
+      assert.deepEqual(samples(text, 'clip_fuse_read_bytes_total'), [4096], 'the bytes READ replies carried (LOOKUP replies not counted)');
       assert.deepEqual(samples(text, 'clip_mounted_images'), [2]);
       assert.deepEqual(samples(text, 'clip_build_info', { version: VERSION, node: process.version }), [1]);
       assert.equal(samples(text, 'process_cpu_user_seconds_total').length, 1, 'default process metrics, unprefixed');

@@ -22,18 +22,22 @@
 // back from disk is checked against the chunk digests before it is used.
 
 import { createHash } from 'node:crypto';
+import { totalmem } from 'node:os';
 import { ClipError } from '../errors.js';
 import { inflatePrefix, inflateSpans, needsWindow, spanAt, spanOutputRange, spanRange } from '../gzip/span-reader.js';
 import { CHUNK_SIZE } from '../gzip/types.js';
 import type { LayerRecord } from '../index/types.js';
 import type { BlobSource } from '../oci/types.js';
+import { defaultMemoryBound } from './memory-bound.js';
 import { planPrefix, wholeAsPrefix, type PrefixPlan } from './prefix-plan.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
+import { sha256 } from './sha256-async.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
 import { prefixIdentity, SpanIdentities } from './span-identity.js';
 import { SpanMemory } from './span-memory.js';
 
-export const DEFAULT_MEMORY_CACHE = 256 * 1024 * 1024;
+/** Bound on the inflated spans in memory unless told otherwise (memory-bound.ts says why). */
+export const DEFAULT_MEMORY_CACHE = defaultMemoryBound(totalmem());
 /**
  * Layers at most this big (compressed) are fetched whole on their first miss:
  * one request beats several. `npm run bench:small-layers` chose it: up to
@@ -69,6 +73,12 @@ export class LayerReader {
   active = 0;
   /** The disk writes queued so far (see store()). */
   private storing: Promise<void> = Promise.resolve();
+  /**
+   * Spans queued for the disk cache and not written yet, by identity: the
+   * memory cache may have let them go already (a start-up profile loads more
+   * than it holds), and without this a read would fetch them again.
+   */
+  private readonly unstored = new Map<string, Buffer>();
   /** Per layer, the identities its spans are cached under (computed when first needed). */
   private readonly identities = new Map<LayerRecord, SpanIdentities>();
   /** Per span identity, the most chunks of a prefix this reader fetched (a hint: memory may have evicted it). */
@@ -272,7 +282,7 @@ export class LayerReader {
     const { bytes, fetched } = await gathering;
     // All of the span: its own digest must match too, as for a span fetched whole (it is kept under the span's
     // identity, which names the span digest, not the chunk digests an index states).
-    if (whole && !createHash('sha256').update(bytes).digest().equals(table.digests[i]!)) {
+    if (whole && !(await sha256(bytes)).equals(table.digests[i]!)) {
       this.events.verifyFailed(layer.digest, i);
       throw new ClipError('DIGEST_MISMATCH', `layer ${layer.digest} span ${i}: its chunks match the index, the whole span does not`);
     }
@@ -439,12 +449,12 @@ export class LayerReader {
     let i = first;
     let fetched = 0;
     while (i <= last) {
-      if (this.memory.has(this.identity(layer, i)) || (await disk.has(this.diskKey(layer, i)))) {
+      if (this.held(layer, i) || (await disk.has(this.diskKey(layer, i)))) {
         i++;
         continue;
       }
       let j = i;
-      while (j < last && !this.memory.has(this.identity(layer, j + 1)) && !(await disk.has(this.diskKey(layer, j + 1)))) j++;
+      while (j < last && !this.held(layer, j + 1) && !(await disk.has(this.diskKey(layer, j + 1)))) j++;
       const data = await this.fetchRemote(layer, i, j);
       fetched += spanRange(layer.spans, j).end - spanRange(layer.spans, i).start;
       for (let k = i; k <= j; k++) {
@@ -524,11 +534,9 @@ export class LayerReader {
 
   /** Spans from the disk cache where present; the rest from the registry in as few requests as possible. */
   private async fetchRun(layer: LayerRecord, indices: number[]): Promise<Buffer[]> {
-    const disk = this.opts.disk;
     const out: (Buffer | undefined)[] = await Promise.all(
       indices.map(async (i) => {
-        const r = spanOutputRange(layer.spans, i);
-        const hit = await disk?.get(this.diskKey(layer, i), r.end - r.start);
+        const hit = await this.fromDisk(layer, i);
         if (hit) this.events.cacheHit(layer.digest, 'disk');
         return hit;
       }),
@@ -579,7 +587,7 @@ export class LayerReader {
         onRetry: (reason) => this.events.retried(layer.digest, reason),
       });
       this.events.fetched(layer.digest, compressed.length, last - start + 1);
-      const bad = this.firstBadSpan(layer, start, last, compressed, from);
+      const bad = await this.firstBadSpan(layer, start, last, compressed, from);
       if (bad < 0) {
         const out: Buffer[] = [];
         let previous = prior;
@@ -608,8 +616,21 @@ export class LayerReader {
   private async cachedOutput(layer: LayerRecord, i: number): Promise<Buffer | undefined> {
     const entry = this.memory.peek(this.identity(layer, i));
     if (entry) return entry.data.catch(() => undefined);
+    return this.fromDisk(layer, i);
+  }
+
+  /** Span i from the disk cache, or from the writes still queued for it. */
+  private async fromDisk(layer: LayerRecord, i: number): Promise<Buffer | undefined> {
+    const queued = this.unstored.get(this.identity(layer, i));
+    if (queued) return queued;
     const r = spanOutputRange(layer.spans, i);
     return this.opts.disk?.get(this.diskKey(layer, i), r.end - r.start);
+  }
+
+  /** Whether span i is in memory (also in flight) or queued for the disk cache. */
+  private held(layer: LayerRecord, i: number): boolean {
+    const id = this.identity(layer, i);
+    return this.memory.has(id) || this.unstored.has(id);
   }
 
   /** Caches a span fetched along with others (in memory unless already there, and on disk). */
@@ -629,17 +650,26 @@ export class LayerReader {
    * that cannot be written only costs a refetch later; the read goes on.
    */
   private store(layer: LayerRecord, i: number, data: Buffer): void {
-    this.queueWrite(layer.digest, this.diskKey(layer, i), data);
+    if (!this.opts.disk) return;
+    // Readable from the queue until written: a span pushed out of memory meanwhile is not fetched again.
+    const id = this.identity(layer, i);
+    this.unstored.set(id, data);
+    this.queueWrite(layer.digest, this.diskKey(layer, i), data, () => {
+      if (this.unstored.get(id) === data) this.unstored.delete(id);
+    });
   }
 
-  private queueWrite(digest: string, key: SpanKey, data: Buffer): void {
+  private queueWrite(digest: string, key: SpanKey, data: Buffer, written?: () => void): void {
     const disk = this.opts.disk;
     if (!disk) return;
     this.storing = this.storing.then(() =>
-      disk.put(key, data, this.onEvict).then(
-        (stored) => void (stored && this.events.cacheStored(digest, data.length)),
-        () => undefined,
-      ),
+      disk
+        .put(key, data, this.onEvict)
+        .then(
+          (stored) => void (stored && this.events.cacheStored(digest, data.length)),
+          () => undefined,
+        )
+        .finally(written),
     );
   }
 
@@ -662,20 +692,17 @@ export class LayerReader {
   /** Spans this reader wrote to the disk cache and the cache then evicted are reported to this reader's events. */
   private readonly onEvict = (layer: string, bytes: number): void => this.events.cacheEvicted(layer, bytes);
 
-  /** Index of the first span whose bytes do not hash to the index's digest, or -1. */
-  private firstBadSpan(layer: LayerRecord, first: number, last: number, compressed: Buffer, from: number): number {
+  /** Index of the first span whose bytes do not hash to the index's digest, or -1 (spans hashed in parallel, in the threadpool). */
+  private async firstBadSpan(layer: LayerRecord, first: number, last: number, compressed: Buffer, from: number): Promise<number> {
     const table = layer.spans;
     if (compressed.length !== spanRange(table, last).end - from) return first;
-    for (let i = first; i <= last; i++) {
-      const r = spanRange(table, i);
-      if (
-        !createHash('sha256')
-          .update(compressed.subarray(r.start - from, r.end - from))
-          .digest()
-          .equals(table.digests[i]!)
-      )
-        return i;
-    }
-    return -1;
+    const hashes = await Promise.all(
+      Array.from({ length: last - first + 1 }, (_, k) => {
+        const r = spanRange(table, first + k);
+        return sha256(compressed.subarray(r.start - from, r.end - from));
+      }),
+    );
+    const bad = hashes.findIndex((h, k) => !h.equals(table.digests[first + k]!));
+    return bad < 0 ? -1 : first + bad;
   }
 }

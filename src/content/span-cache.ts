@@ -25,13 +25,13 @@
 // all bound it by the same number (a span bigger than the bound is not
 // cached). An unbounded cache (maxBytes Infinity) takes no lock.
 
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { ClipError } from '../errors.js';
 import { checkDigest } from '../util/digest.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { withFileLock } from '../util/file-lock.js';
+import { sha256 } from './sha256-async.js';
 
 const MAGIC = Buffer.from('CLIPSPN1');
 /** A prefix file's: other bytes (compressed, a part of a span) under another magic. */
@@ -217,7 +217,7 @@ export class SpanCache {
     if (
       raw.length === HEADER + expectedSize &&
       raw.subarray(0, MAGIC.length).equals(key.prefix ? PREFIX_MAGIC : MAGIC) &&
-      createHash('sha256').update(data).digest().equals(raw.subarray(MAGIC.length, HEADER))
+      (await sha256(data)).equals(raw.subarray(MAGIC.length, HEADER))
     ) {
       this.files.delete(file);
       known.used = Date.now();
@@ -259,7 +259,7 @@ export class SpanCache {
       if (this.maxBytes !== Infinity) await this.evict(size);
       await mkdir(path.dirname(file), { recursive: true });
       // No fsync: a file torn by a crash fails its checksum and is fetched again.
-      await writeFileAtomic(file, [magic, createHash('sha256').update(data).digest(), data], { sync: false, mode: 0o600 });
+      await writeFileAtomic(file, [magic, await sha256(data), data], { sync: false, mode: 0o600 });
       this.files.set(file, onEvict ? { size, used: Date.now(), layer, onEvict } : { size, used: Date.now(), layer });
       this.usedBytes += size;
       return true;

@@ -12,6 +12,8 @@ export interface MemorySpan {
   size: number;
   /** Who fetches it, while that may still fail (readers of other images fall back to their own source). */
   fetcher?: object;
+  /** In flight: not evicted (readers wait on it; dropping it would start a second fetch of the span). */
+  pending?: boolean;
 }
 
 export class SpanMemory {
@@ -21,7 +23,7 @@ export class SpanMemory {
 
   constructor(readonly maxBytes: number) {}
 
-  /** Bytes of the spans held (at most maxBytes, plus the spans a fetch just claimed). */
+  /** Bytes of the spans held (at most maxBytes, plus the spans in flight). */
   get size(): number {
     return this.usedBytes;
   }
@@ -52,10 +54,14 @@ export class SpanMemory {
    */
   add(identity: string, data: Promise<Buffer>, size: number, keep: ReadonlySet<string> = new Set([identity]), fetcher?: object): void {
     if (this.spans.has(identity)) return;
-    const entry: MemorySpan = fetcher ? { data, size, fetcher } : { data, size };
+    const entry: MemorySpan = fetcher ? { data, size, fetcher, pending: true } : { data, size, pending: true };
     // Once fetched, the entry forgets its fetcher (a closed reader is not kept alive by its spans).
     data.then(
-      () => delete entry.fetcher,
+      () => {
+        delete entry.fetcher;
+        delete entry.pending;
+        this.evict(new Set());
+      },
       () => this.drop(identity, entry),
     );
     this.spans.set(identity, entry);
@@ -72,7 +78,7 @@ export class SpanMemory {
   private evict(keep: ReadonlySet<string>): void {
     for (const [identity, entry] of this.spans) {
       if (this.usedBytes <= this.maxBytes) break;
-      if (keep.has(identity)) continue;
+      if (keep.has(identity) || entry.pending) continue;
       this.drop(identity, entry);
     }
   }

@@ -7,6 +7,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { DEFAULT_MEMORY_CACHE } from '../content/layer-reader.js';
+import { DEFAULT_MEMORY_BOUND_TEXT } from '../content/memory-bound.js';
 import { ClipError } from '../errors.js';
 import { pathProblem } from '../util/path-errors.js';
 import { DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountLogLevel } from '../mount/settings.js';
@@ -113,7 +114,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     flag: '--memory-cache-size',
     flagField: 'memoryCacheSize',
     kind: 'size',
-    defaultText: '256M',
+    defaultText: DEFAULT_MEMORY_BOUND_TEXT,
     help: 'bound on the spans kept in memory',
   },
   {

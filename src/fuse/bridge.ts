@@ -29,7 +29,18 @@ export function bridgeHandlers(filesystem: FileSystem, opts: BridgeOptions): Han
   const { negativeTimeout } = opts;
   return {
     LOOKUP: (n, a, ctx) => {
-      const lookup = () => filesystem.lookup(n, a.name.toString('utf8'), { ...ctx, nameBytes: a.name });
+      // Not a spread of ctx: that would make its signal (request-signal.ts), which a lookup rarely needs.
+      const lookupCtx = {
+        unique: ctx.unique,
+        uid: ctx.uid,
+        gid: ctx.gid,
+        pid: ctx.pid,
+        get signal() {
+          return ctx.signal;
+        },
+        nameBytes: a.name,
+      };
+      const lookup = () => filesystem.lookup(n, a.name.toString('utf8'), lookupCtx);
       if (!(negativeTimeout > 0)) return lookup();
       return Promise.resolve()
         .then(lookup)

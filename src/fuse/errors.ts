@@ -15,7 +15,16 @@ export class FuseError extends Error {
     const n = typeof err === 'number' ? Math.abs(err) : errno[err];
     if (!Number.isInteger(n) || n <= 0) throw new TypeError(`not an errno: ${String(err)}`);
     const code = errnoName(n);
-    super(message ?? code);
+    // No stack: a FuseError is an answer (ENOENT, ENODATA), thrown thousands
+    // of times a start-up and never logged; capturing one cost ~0.1-0.2 s of
+    // the daemon's main thread on the torch start-up (bench:ml).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(message ?? code);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.name = 'FuseError';
     this.errno = n;
     this.code = code;

@@ -26,6 +26,7 @@ import { type InitOptions, DEFAULT_MAX_WRITE, negotiateInit } from './init.js';
 import { UNIQUE_RESEND, canResend, encodeNotifyResend } from './takeover.js';
 import { type OpIn, type OpName, type OpcodeInfo, OPCODES, OPS } from './opcodes.js';
 import type { ConnectionInfo, RequestContext } from './types.js';
+import { RequestSignal } from './request-signal.js';
 import { type InHeader, BodyReader, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -91,7 +92,7 @@ export class DeviceChannel implements Channel {
 
 export interface SessionOptions extends InitOptions {
   /** Observer: each answered request's operation name, seconds taken and errno (0 = success). */
-  onOp?: (op: string, seconds: number, errno: number) => void;
+  onOp?: (op: string, seconds: number, errno: number, replyBytes: number) => void;
   /** Log lines: errors from handlers (answered EIO), protocol trouble, and with `debug` every request and reply. */
   log?: Logger;
   /** Log every request and reply at level 'debug', one line each. */
@@ -124,7 +125,7 @@ export class FuseSession extends EventEmitter {
   private readonly channel: Channel;
   private readonly log: Logger;
   private readonly opts: SessionOptions;
-  private readonly inflight = new Map<bigint, AbortController>();
+  private readonly inflight = new Map<bigint, RequestSignal>();
   /** When each request arrived, for the onOp observer. */
   private readonly startTimes = new Map<bigint, number>();
   private readonly handlers: Handlers;
@@ -326,8 +327,16 @@ export class FuseSession extends EventEmitter {
       this.send(h, info.spec.mutates ? errno.EROFS : errno.ENOSYS);
       return;
     }
-    const ac = new AbortController();
-    const ctx: RequestContext = { unique: h.unique, uid: h.uid, gid: h.gid, pid: h.pid, signal: ac.signal };
+    const ac = new RequestSignal();
+    const ctx: RequestContext = {
+      unique: h.unique,
+      uid: h.uid,
+      gid: h.gid,
+      pid: h.pid,
+      get signal() {
+        return ac.signal;
+      },
+    };
     this.inflight.set(h.unique, ac);
     let result: unknown;
     try {
@@ -378,15 +387,15 @@ export class FuseSession extends EventEmitter {
   /** One reply, one write. Replies after the end, or to requests the kernel gave up on, are dropped. */
   private send(h: Pick<InHeader, 'unique' | 'opcode'>, error: number, payload: Buffer | Buffer[] = [], out?: unknown): void {
     if (this.ended) return; // the descriptor is closed (and its number may be reused)
-    const started = this.startTimes.get(h.unique);
-    if (started !== undefined) {
-      this.startTimes.delete(h.unique);
-      this.opts.onOp?.(OPCODES.get(h.opcode)?.name ?? String(h.opcode), (performance.now() - started) / 1000, error);
-    }
-    if (this.opts.debug) this.log('debug', formatReply(h, error, out));
     const chunks = Buffer.isBuffer(payload) ? [payload] : payload;
     let len = 0;
     for (const c of chunks) len += c.length;
+    const started = this.startTimes.get(h.unique);
+    if (started !== undefined) {
+      this.startTimes.delete(h.unique);
+      this.opts.onOp?.(OPCODES.get(h.opcode)?.name ?? String(h.opcode), (performance.now() - started) / 1000, error, error ? 0 : len);
+    }
+    if (this.opts.debug) this.log('debug', formatReply(h, error, out));
     try {
       this.channel.write([encodeOutHeader(error ? 0 : len, error, h.unique), ...(error ? [] : chunks)]);
     } catch (e) {

@@ -83,7 +83,10 @@ function run(stream: zlib.Inflate | zlib.InflateRaw | zlib.Gunzip, input: Buffer
       parts.push(b);
     });
     stream.on('error', reject);
-    stream.on('end', () => resolve({ output: Buffer.concat(parts, produced), consumed: stream.bytesWritten }));
+    // One part when the output fit the stream's chunk (see chunkFor): returned as it is, not copied.
+    stream.on('end', () =>
+      resolve({ output: parts.length === 1 ? parts[0]! : Buffer.concat(parts, produced), consumed: stream.bytesWritten }),
+    );
     stream.end(input);
   });
 }
@@ -112,7 +115,13 @@ function inflateWindow(cp: Checkpoint, i: number): Buffer {
   return window;
 }
 
-const CHUNK = 256 * 1024;
+/**
+ * Output buffer of an inflate of `limit` bytes: one byte more than that (up
+ * to one span's most), so a span's output is one buffer, never 16 pieces of
+ * 256 KiB copied into a 17th: those copies, ~3x the bytes served, kept the
+ * daemon's garbage collector busy (bench:ml).
+ */
+const chunkFor = (limit: number): number => Math.max(64 * 1024, Math.min(limit, MAX_SPAN_OUTPUT) + 1);
 /** Deflate looks back at most this far. */
 const WINDOW_BYTES = 32 * 1024;
 
@@ -173,7 +182,11 @@ async function inflate(
     // A block that starts mid-byte is resumed behind empty blocks (unaligned-resume.ts).
     const { input } = resumeInput(compressed.subarray(skip), cp.bits ?? 0);
     let raw = await run(
-      zlib.createInflateRaw({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH, ...(window ? { dictionary: window } : {}) }),
+      zlib.createInflateRaw({
+        chunkSize: chunkFor(expected),
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        ...(window ? { dictionary: window } : {}),
+      }),
       input,
       expected,
       enough,
@@ -184,7 +197,12 @@ async function inflate(
     // with the members that follow (Node's gunzip handles several in a row).
     const rest = input.subarray(raw.consumed + 8);
     if (produced < expected && raw.consumed < input.length && rest.some((b) => b !== 0)) {
-      raw = await run(zlib.createGunzip({ chunkSize: CHUNK, finishFlush: zlib.constants.Z_SYNC_FLUSH }), rest, expected - produced, enough);
+      raw = await run(
+        zlib.createGunzip({ chunkSize: chunkFor(expected - produced), finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+        rest,
+        expected - produced,
+        enough,
+      );
       parts.push(raw.output);
       produced += raw.output.length;
     }
