@@ -399,10 +399,19 @@ export class LayerReader {
     }
   }
 
-  /** Whether span i of a layer is in memory (or being fetched): a read of it would not wait for the network. */
-  holds(layerIndex: number, i: number): boolean {
+  /**
+   * Whether a read of span i of a layer up to uncompressed offset `end`
+   * (default: all of it) would not wait for the network: the span is in
+   * memory (or being fetched, or queued for the disk), or a prefix held in
+   * memory reaches that far.
+   */
+  holds(layerIndex: number, i: number, end?: number): boolean {
     const layer = this.layers[layerIndex];
-    return layer !== undefined && this.memory.has(this.identity(layer, i));
+    if (!layer || !(i >= 0 && i < layer.spans.checkpoints.length)) return false;
+    if (this.held(layer, i)) return true;
+    const chunks = this.prefixes.get(this.identity(layer, i));
+    const needed = chunks !== undefined && end !== undefined ? planPrefix(layer.spans, i, end) : undefined;
+    return needed !== undefined && chunks! >= needed.chunks;
   }
 
   /** Read-ahead: brings spans [first, last] into memory as load() does, but does not count as a read in progress. */

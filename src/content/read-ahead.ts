@@ -91,7 +91,8 @@ export class ReadAhead {
     for (let i = first; i <= last; i++) {
       const key = `${layerIndex}:${i}`;
       const bytes = this.ahead.get(key);
-      const held = this.reader.holds(layerIndex, i);
+      // The last span is needed only as far as the read goes (a prefix of it may be held).
+      const held = this.reader.holds(layerIndex, i, i === last ? end : undefined);
       if (bytes !== undefined) {
         this.ahead.delete(key);
         this.aheadBytes -= bytes;
