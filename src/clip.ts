@@ -13,6 +13,7 @@ export { mergeLayers } from './image/merge.js';
 export { lookupPath, walk } from './image/lookup.js';
 export { FileReader } from './content/file-reader.js';
 export type { ReaderOptions } from './content/file-reader.js';
+export type { ReadAheadOptions, ReadAheadStats } from './content/read-ahead.js';
 export { LayerReader } from './content/layer-reader.js';
 export type { LayerReaderOptions } from './content/layer-reader.js';
 export type { ReadEvents } from './content/read-events.js';
@@ -36,7 +37,7 @@ export { CheckpointBuilder, RawSpanBuilder, inflateSpans, needsWindow } from './
 export { ProfileRecorder, loadProfile, warmFromProfile } from './content/startup-profile.js';
 export type { LoadedProfile, ProfiledSpan } from './content/startup-profile.js';
 export type { ProfileEntry } from './index/startup-profile.js';
-export type { SpanTable, Checkpoint, LayerCompression } from './gzip/index.js';
+export type { SpanTable, Checkpoint, FineSpan, LayerCompression, Mark } from './gzip/index.js';
 export { VERSION } from './version.js';
 export { createArchive } from './archive/create-archive.js';
 export type { ArchiveOptions, ArchiveSummary } from './archive/create-archive.js';

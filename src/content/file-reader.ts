@@ -10,7 +10,7 @@ import { openBlobSource } from './sources/open.js';
 import type { BlobSource, RegistryOptions } from '../oci/types.js';
 import { LayerReader, type LayerReaderOptions } from './layer-reader.js';
 import { NO_EVENTS, type ReadEvents } from './read-events.js';
-import { ReadAhead, type ReadAheadOptions } from './read-ahead.js';
+import { ReadAhead, type ReadAheadOptions, type ReadAheadStats } from './read-ahead.js';
 import type { ReadPool } from './read-pool.js';
 import { SpanCache } from './span-cache.js';
 
@@ -74,7 +74,7 @@ export class FileReader {
   }
 
   /** Read-ahead so far (compressed bytes), or undefined when it is off. */
-  get readAhead(): ReadAhead['stats'] | undefined {
+  get readAhead(): ReadAheadStats | undefined {
     return this.ahead?.stats;
   }
 

@@ -31,6 +31,13 @@ export interface ReadAheadOptions {
 export const DEFAULT_READ_AHEAD_FLOOR = 4 * 1024 * 1024;
 export const DEFAULT_READ_AHEAD_RATIO = 0.1;
 
+/** Compressed bytes fetched ahead and then read, ahead and not read yet, and of the spans reads missed on. */
+export interface ReadAheadStats {
+  used: number;
+  unread: number;
+  missed: number;
+}
+
 /** Spans [first, last] of one layer, to fetch in one request. */
 interface Run {
   layer: number;
@@ -71,7 +78,7 @@ export class ReadAhead {
   }
 
   /** What was fetched ahead, then read, and what is ahead unread now (compressed bytes). */
-  get stats(): { used: number; unread: number; missed: number } {
+  get stats(): ReadAheadStats {
     return { used: this.usedBytes, unread: this.aheadBytes, missed: this.missedBytes };
   }
 
