@@ -38,8 +38,16 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     image: { type: 'string', multiple: true },
     'no-write': { type: 'boolean', default: false },
+    /** Checkpoint spacings to compare (spans = windows apart), e.g. 4M,1M,512K: index size and time, plain cold start. */
+    spacing: { type: 'string' },
   },
 });
+const sizeArg = (v: string): number => {
+  const m = /^(\d+)([KM]?)$/i.exec(v.trim());
+  if (!m) throw new Error(`--spacing ${v}: expected a byte count like 512K or 4M`);
+  return Number(m[1]) * (m[2]!.toUpperCase() === 'M' ? 1 << 20 : m[2] ? 1 << 10 : 1);
+};
+const spacings = args.spacing ? args.spacing.split(',').map(sizeArg) : [];
 const links = args.link.map((l) => {
   const [rate, rtt] = l.split(':').map(Number);
   if (!(rate! > 0) || !(rtt! >= 0)) throw new Error(`--link ${l}: expected BYTES_PER_SECOND:RTT_MS, e.g. 50e6:20`);
@@ -91,6 +99,7 @@ const work = await mkdtemp(path.join(tmpdir(), 'clip-coldstart-'));
 const env = { ...process.env, CLIP_STATE_DIR: path.join(work, 'state'), CLIP_DATA_DIR: path.join(work, 'data') };
 const startRows: string[] = [];
 const indexRows: string[] = [];
+const spacingRows: string[] = [];
 const findings: string[] = [];
 try {
   for (const img of images) {
@@ -208,6 +217,29 @@ try {
               `second start ${(ms('second') / floor).toFixed(2)}x of runc on a local directory, runc alone on the mounted rootfs ${(ms('runcOnMount') / floor).toFixed(2)}x (goal <= 1.5x)`,
           );
         }
+        for (const spacing of spacings) {
+          const file = path.join(work, `${img.name}-spacing-${spacing}.clip`);
+          const opts = { output: file, spanSize: spacing, windowEvery: spacing };
+          const indexMs: number[] = [];
+          let summary = { indexBytes: 0 };
+          for (let r = 0; r < RUNS; r++) {
+            dropCaches();
+            const t = performance.now();
+            summary = await indexImage(`oci:${img.dir}:${img.tag}`, opts);
+            indexMs.push(performance.now() - t);
+          }
+          proxy.throttled = false;
+          await indexImage(ref, opts);
+          proxy.throttled = true;
+          const starts: Sample[] = [];
+          for (let r = 0; r < RUNS; r++) starts.push(await clipStartFresh(img, file, {}, proxy, work, env));
+          const t = median(starts.map((x) => x.ms));
+          const b = median(starts.map((x) => x.bytes));
+          spacingRows.push(
+            `| ${img.name} | ${link.name} | ${(spacing / 1024).toFixed(0)} KiB | ${((100 * summary.indexBytes) / img.compressedBytes).toFixed(2)}% | ` +
+              `${(median(indexMs) / median(gunzipMs)).toFixed(2)}x | ${s(t)} s | ${mb(b)} MB (${((100 * b) / img.compressedBytes).toFixed(1)}%) | ${(pull / t).toFixed(1)}x |`,
+          );
+        }
       } finally {
         await proxy.close();
       }
@@ -270,7 +302,20 @@ From the OCI layout on local disk (no network), median of ${RUNS}, page cache dr
 | image | layers | compressed / uncompressed | clip index | native gunzip | ratio | index size (% of compressed) |
 |---|---|---|---|---|---|---|
 ${indexRows.join('\n')}
-`;
+${
+  spacingRows.length === 0
+    ? ''
+    : `
+## Checkpoint spacing
+
+Plain indexes with spans and windows the given distance apart (\`--spacing\`):
+index size, indexing time against native gunzip, and the cold start of row 2.
+
+| image | link | spacing | index | indexing vs gunzip | start to ready | fetched | speed-up vs 1 |
+|---|---|---|---|---|---|---|---|
+${spacingRows.join('\n')}
+`
+}`;
 console.log(doc);
 if (!args['no-write']) {
   await mkdir(path.dirname(DOC), { recursive: true });
