@@ -189,7 +189,9 @@ describe('start-up profiles by offset', () => {
   it('clip index --profile keeps windows at the offsets where profiled runs begin', async () => {
     const at = (await profileWindows(profile, image.manifestDigest, SPAN)).get(image.layers[1]!.digest);
     const table = indexA.layers[1]!.spans;
-    const plain = (await buildIndex(`oci:${image.dir}:${image.tag}`, { spanSize: SPAN })).layers[1]!.spans;
+    // Windows far apart (4 MiB), so that those the profile adds show.
+    const sparseWindows = { spanSize: SPAN, windowEvery: 4 * 1024 * KiB };
+    const plain = (await buildIndex(`oci:${image.dir}:${image.tag}`, sparseWindows)).layers[1]!.spans;
     const profiled = new Set(recorded.map((s) => s.span));
     const runStarts = [...profiled].filter((i) => i > 0 && !profiled.has(i - 1)).map((i) => table.checkpoints[i]!.out);
     assert.deepEqual(
@@ -197,7 +199,7 @@ describe('start-up profiles by offset', () => {
       runStarts.sort((a, b) => a - b),
     );
     assert.ok(runStarts.length > 0);
-    const guided = await buildIndex(`oci:${image.dir}:${image.tag}`, { spanSize: SPAN, profile });
+    const guided = await buildIndex(`oci:${image.dir}:${image.tag}`, { ...sparseWindows, profile });
     const g = guided.layers[1]!.spans;
     assert.deepEqual(
       g.checkpoints.map((c) => c.out),
