@@ -4,10 +4,12 @@
 // outage with EIO and reads again once the registry is back.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { daemonAnswers } from '../src/daemon/client.js';
 import { isMounted } from '../src/fuse/index.js';
 import { runClip } from './helpers/cli.js';
 import type { FaultMode, FaultProxy } from './helpers/fault-proxy.js';
@@ -99,11 +101,30 @@ describe('faults between clip and the registry', () => {
     await mkdir(mp);
     const addr = `127.0.0.1:${await freePort()}`;
     const cache = path.join(ws.dir, `cache-${cacheCount++}`);
+    // A daemon without read-ahead: what the mount fetches after the tokens expire must not have come ahead already.
+    // The one the earlier tests' mounts started ends with their last mount: wait for that first.
+    for (let waited = 0; await daemonAnswers(ws.env['CLIP_STATE_DIR']!); waited += 50) {
+      assert.ok(waited < 20_000, 'the earlier daemon ended');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const daemon = spawn(
+      process.execPath,
+      [path.resolve('bin/clip.js'), 'daemon', '--no-read-ahead', '--cache-dir', cache, '--metrics-addr', addr],
+      { env: { ...process.env, ...ws.env, ...LIMITS }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    daemon.stderr.resume();
+    const exited = new Promise((r) => daemon.once('exit', r));
     try {
+      for (let waited = 0; !(await daemonAnswers(ws.env['CLIP_STATE_DIR']!)); waited += 50) {
+        assert.ok(waited < 20_000 && daemon.exitCode === null, 'the daemon started');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const ps = await runClip(['ps', '--json'], { env: ws.env });
+      assert.equal((JSON.parse(ps.stdout.toString()) as { daemon: { supervisor: number } }).daemon.supervisor, daemon.pid);
       const cat = await runClip(['cat', index, FILE], { env: LIMITS });
       assert.equal(cat.code, 0, cat.stderr);
       assert.ok(cat.stdout.equals(want), 'clip cat through token auth');
-      const m = await runClip(['mount', index, mp, '--cache-dir', cache, '--metrics-addr', addr], { env: { ...ws.env, ...LIMITS } });
+      const m = await runClip(['mount', index, mp], { env: { ...ws.env, ...LIMITS } });
       assert.equal(m.code, 0, m.stderr);
       // The first 4 KiB, while the registry answers 500 twice: retried, counted.
       proxy.set('http500', 2);
@@ -129,6 +150,8 @@ describe('faults between clip and the registry', () => {
       proxy.requireTokens(false);
       proxy.set('pass');
       await runClip(['umount', mp], { env: ws.env });
+      daemon.kill('SIGTERM');
+      await exited;
       assert.ok(!isMounted(mp));
     }
   });
