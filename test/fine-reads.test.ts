@@ -8,7 +8,7 @@
 // for a read beyond it.
 
 import assert from 'node:assert/strict';
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { mkdir, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadIndex } from '../src/clip.js';
@@ -23,16 +23,17 @@ import { CHUNK_SIZE } from '../src/gzip/types.js';
 import type { ClipIndex } from '../src/index/types.js';
 import type { BlobSource } from '../src/oci/types.js';
 import { runClip } from './helpers/cli.js';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import type { FaultProxy } from './helpers/fault-proxy.js';
 import { buildImage, type BuiltImage } from './helpers/image-builder.js';
-import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import type { ClipWorkspace } from './helpers/mounts.js';
 import { createPrng } from './helpers/prng.js';
-import { corruptBlobInRegistry, pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+import { startProxiedImage, type ProxiedImage } from './helpers/proxied-busybox.js';
+import { corruptBlobInRegistry } from './helpers/registry.js';
 
 const SPAN = 4 * 1024 * 1024;
 
 describe('fine-grained verified reads', () => {
-  let registry: RegistryHandle;
+  let fixture: ProxiedImage;
   let proxy: FaultProxy;
   let image: BuiltImage;
   let ws: ClipWorkspace;
@@ -40,12 +41,9 @@ describe('fine-grained verified reads', () => {
   let index: ClipIndex;
 
   before(async () => {
-    sweepClipMounts();
-    registry = await startRegistry();
-    proxy = await startFaultProxy(registry.host);
     const prng = createPrng(13);
     // Text-like data (about 3-4x smaller in gzip): 16 MiB, so 4 MiB spans have many chunks and marks.
-    image = await buildImage({
+    const built = await buildImage({
       layers: [
         {
           entries: [
@@ -56,19 +54,12 @@ describe('fine-grained verified reads', () => {
         },
       ],
     });
-    await pushImage(image.dir, image.tag, registry.host, 'fine/text');
-    ws = await clipWorkspace('fine');
-    file = path.join(ws.dir, 'text.clip');
-    const r = await runClip(['index', `${proxy.host}/fine/text:${image.tag}`, '-o', file, '--span-size', '4M']);
-    assert.equal(r.code, 0, r.stderr);
+    fixture = await startProxiedImage('fine', 'text', built, '4M');
+    ({ proxy, image, ws, index: file } = fixture);
     index = await loadIndex(file);
   });
   after(async () => {
-    sweepClipMounts();
-    await proxy?.close();
-    await registry?.stop();
-    if (image) await rm(image.dir, { recursive: true, force: true });
-    if (ws) await rm(ws.dir, { recursive: true, force: true });
+    await fixture?.close();
   });
 
   const tar = (start: number, end: number): Buffer => image.layers[0]!.tar.subarray(start, end);
@@ -251,7 +242,7 @@ describe('fine-grained verified reads', () => {
     const o = spanOutputRange(t, 1);
     const r = spanRange(t, 1);
     // Flip a byte in span 1's first chunk: every prefix of span 1 holds it.
-    await corruptBlobInRegistry(registry.dir, index.layers[0]!.digest, (d) => {
+    await corruptBlobInRegistry(fixture.registry.dir, index.layers[0]!.digest, (d) => {
       d[r.start + 1000] = d[r.start + 1000]! ^ 0xff;
     });
     const mp = path.join(ws.dir, 'mnt');

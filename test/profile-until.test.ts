@@ -6,8 +6,9 @@
 // serves the workload's reads with the right bytes and no further fetch.
 
 import assert from 'node:assert/strict';
-import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { LayerReader } from '../src/content/layer-reader.js';
 import { openBlobSource } from '../src/content/sources/open.js';
@@ -18,11 +19,11 @@ import { spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import { loadIndex } from '../src/index/load.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { runClip } from './helpers/cli.js';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import type { FaultProxy } from './helpers/fault-proxy.js';
 import { buildImage, type BuiltImage } from './helpers/image-builder.js';
-import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { daemonLog, type ClipWorkspace } from './helpers/mounts.js';
 import { createPrng } from './helpers/prng.js';
-import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+import { startProxiedImage, type ProxiedImage } from './helpers/proxied-busybox.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -33,7 +34,7 @@ const READS: [number, number][] = [
 ];
 
 describe('start-up profiles with how far each span was read', () => {
-  let registry: RegistryHandle;
+  let fixture: ProxiedImage;
   let proxy: FaultProxy;
   let image: BuiltImage;
   let ws: ClipWorkspace;
@@ -42,11 +43,8 @@ describe('start-up profiles with how far each span was read', () => {
   let data: Buffer;
 
   before(async () => {
-    sweepClipMounts();
-    registry = await startRegistry();
-    proxy = await startFaultProxy(registry.host);
     data = createPrng(31).compressible(12 * MiB);
-    image = await buildImage({
+    const built = await buildImage({
       layers: [
         {
           entries: [
@@ -56,19 +54,12 @@ describe('start-up profiles with how far each span was read', () => {
         },
       ],
     });
-    await pushImage(image.dir, image.tag, registry.host, 'until/text');
-    ws = await clipWorkspace('until');
-    file = path.join(ws.dir, 'text.clip');
-    const r = await runClip(['index', `${proxy.host}/until/text:${image.tag}`, '-o', file, '--span-size', '4M']);
-    assert.equal(r.code, 0, r.stderr);
+    fixture = await startProxiedImage('until', 'text', built, '4M');
+    ({ proxy, image, ws, index: file } = fixture);
     index = await loadIndex(file);
   });
   after(async () => {
-    sweepClipMounts();
-    await proxy?.close();
-    await registry?.stop();
-    if (image) await rm(image.dir, { recursive: true, force: true });
-    if (ws) await rm(ws.dir, { recursive: true, force: true });
+    await fixture?.close();
   });
 
   /** The workload: READS of data/big.txt through the mount at `mp`, each checked against the file's bytes. */
@@ -170,14 +161,3 @@ describe('start-up profiles with how far each span was read', () => {
     }
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function daemonLog(ws: ClipWorkspace): Promise<string> {
-  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'logs');
-  let text = '';
-  for (const f of await readdir(dir).catch(() => [] as string[])) text += await readFile(path.join(dir, f), 'utf8');
-  return text;
-}

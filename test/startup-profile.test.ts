@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../src/fuse/index.js';
@@ -15,7 +15,7 @@ import { loadIndex } from '../src/index/load.js';
 import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
 import type { BuiltImage } from './helpers/image-builder.js';
-import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { clipWorkspace, sweepClipMounts, type ClipWorkspace, daemonLog } from './helpers/mounts.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 
 const FILE = 'usr/share/random.bin';
@@ -188,11 +188,3 @@ describe('start-up profiles', () => {
     assert.ok(!isMounted(mp));
   });
 });
-
-/** Every daemon log of the workspace, concatenated. */
-async function daemonLog(ws: ClipWorkspace): Promise<string> {
-  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'logs');
-  let text = '';
-  for (const f of await readdir(dir).catch(() => [] as string[])) text += await readFile(path.join(dir, f), 'utf8');
-  return text;
-}

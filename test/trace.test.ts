@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { isMounted, readMounts } from '../src/fuse/index.js';
 import { needsWindow } from '../src/gzip/span-reader.js';
@@ -19,7 +20,7 @@ import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import type { BuiltImage } from './helpers/image-builder.js';
-import { clipWorkspace, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { clipWorkspace, sweepClipMounts, type ClipWorkspace, daemonLog } from './helpers/mounts.js';
 import { createPrng } from './helpers/prng.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 import { runContainer } from './helpers/runc.js';
@@ -319,14 +320,3 @@ describe('clip index --trace', () => {
     assert.deepEqual(decodeIndex(encodeIndex(index)).profile, index.profile);
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function daemonLog(ws: ClipWorkspace): Promise<string> {
-  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'logs');
-  let text = '';
-  for (const f of await readdir(dir).catch(() => [] as string[])) text += await readFile(path.join(dir, f), 'utf8');
-  return text;
-}

@@ -233,7 +233,7 @@ export class LayerReader {
       const key = this.prefixDiskKey(layer, i, onDisk);
       const data = await this.opts.disk!.get(key, onDisk * CHUNK_SIZE);
       // Checked as a fetch is: each chunk against this index's digest (the file's own checksum only says it is whole).
-      if (data && this.firstBadChunk(layer, i, data, 0) < 0) {
+      if (data && (await this.firstBadChunk(layer, i, data, 0)) < 0) {
         this.events.cacheHit(layer.digest, 'disk');
         this.keepPrefixBytes(id, data);
         kept = data;
@@ -247,15 +247,18 @@ export class LayerReader {
     return kept.subarray(0, Math.min(kept.length, size));
   }
 
-  /** Index of the first chunk of span i (counting from `first`) in `bytes` that does not match its digest, or -1. */
-  private firstBadChunk(layer: LayerRecord, i: number, bytes: Buffer, first: number): number {
+  /**
+   * Index of the first chunk of span i (counting from `first`) in `bytes` that
+   * does not match its digest, or -1 (chunks hashed in parallel, in the
+   * threadpool, as whole spans are: see firstBadSpan).
+   */
+  private async firstBadChunk(layer: LayerRecord, i: number, bytes: Buffer, first: number): Promise<number> {
     const digests = layer.spans.fine![i]!.chunks;
-    for (let k = 0; k * CHUNK_SIZE < bytes.length; k++) {
-      const chunk = bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE);
-      const want = digests[first + k];
-      if (!want || !createHash('sha256').update(chunk).digest().equals(want)) return first + k;
-    }
-    return -1;
+    const count = Math.ceil(bytes.length / CHUNK_SIZE);
+    if (first + count > digests.length) return Math.max(first, digests.length);
+    const hashes = await Promise.all(Array.from({ length: count }, (_, k) => sha256(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))));
+    const bad = hashes.findIndex((h, k) => !h.equals(digests[first + k]!));
+    return bad < 0 ? -1 : first + bad;
   }
 
   /**
@@ -341,7 +344,7 @@ export class LayerReader {
         onRetry: (reason) => this.events.retried(layer.digest, reason),
       });
       this.events.fetched(layer.digest, fetched.length, 1);
-      const bad = fetched.length === to - from ? this.firstBadChunk(layer, i, fetched, from / CHUNK_SIZE) : from / CHUNK_SIZE;
+      const bad = fetched.length === to - from ? await this.firstBadChunk(layer, i, fetched, from / CHUNK_SIZE) : from / CHUNK_SIZE;
       if (bad < 0) return fetched;
       this.events.verifyFailed(layer.digest, i);
       if (attempt >= 1) {
@@ -390,10 +393,9 @@ export class LayerReader {
 
   /** Brings spans [first, last] of a layer into memory (fetching what no cache has), as a read would, without copying them out. */
   async load(layerIndex: number, first: number, last: number): Promise<void> {
-    if (!this.layers[layerIndex]) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
     this.active++;
     try {
-      await Promise.all(this.spanRun(layerIndex, first, last));
+      await this.warm(layerIndex, first, last);
     } finally {
       this.active--;
     }
@@ -414,7 +416,7 @@ export class LayerReader {
     return needed !== undefined && chunks! >= needed.chunks;
   }
 
-  /** Read-ahead: brings spans [first, last] into memory as load() does, but does not count as a read in progress. */
+  /** Brings spans [first, last] into memory as load() does, without counting as a read in progress (read-ahead). */
   async warm(layerIndex: number, first: number, last: number): Promise<void> {
     if (!this.layers[layerIndex]) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
     await Promise.all(this.spanRun(layerIndex, first, last));

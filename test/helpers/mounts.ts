@@ -3,7 +3,7 @@
 // the temp dir, and a check that a suite left nothing mounted.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readMounts } from '../../src/fuse/index.js';
@@ -70,4 +70,12 @@ export interface ClipWorkspace {
 export async function clipWorkspace(prefix: string): Promise<ClipWorkspace> {
   const dir = await mkdtemp(path.join(tmpdir(), `clip-${prefix}-${process.pid}-`));
   return { dir, env: { CLIP_STATE_DIR: path.join(dir, 'state'), CLIP_DATA_DIR: path.join(dir, 'data') } };
+}
+
+/** Every daemon log of the workspace, concatenated ('' before the daemon wrote one). */
+export async function daemonLog(ws: ClipWorkspace): Promise<string> {
+  const dir = path.join(ws.env['CLIP_STATE_DIR']!, 'logs');
+  let text = '';
+  for (const f of await readdir(dir).catch(() => [] as string[])) text += await readFile(path.join(dir, f), 'utf8');
+  return text;
 }

@@ -1,6 +1,7 @@
-// The fixture of the fault tests: a real registry on loopback, the fault proxy
-// in front of it, the busybox test image pushed, and its index made through
-// the proxy with 256 KiB spans, plus the bytes of the file the tests read.
+// The fixture of the fault and fetch tests: a real registry on loopback, the
+// fault proxy in front of it, an image pushed (the busybox test image, or one
+// of the test's own), and its index made through the proxy by `clip index`,
+// plus, for busybox, the bytes of the file the tests read.
 
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
@@ -15,33 +16,31 @@ import { pushImage, startRegistry, type RegistryHandle } from './registry.js';
 /** The file of the image's second layer that the tests read (2 MiB of random bytes). */
 export const FILE = 'usr/share/random.bin';
 
-export interface ProxiedBusybox {
+export interface ProxiedImage {
   registry: RegistryHandle;
   proxy: FaultProxy;
   image: BuiltImage;
   ws: ClipWorkspace;
   /** The .clip file, indexed through the proxy. */
   index: string;
-  /** FILE's bytes as the image holds them. */
-  want: Buffer;
   /** Sweeps mounts, stops proxy and registry, removes the image and the workspace. */
   close(): Promise<void>;
 }
 
-/** Sets it all up; `name` names the repository (`NAME/busybox`) and the workspace. */
-export async function startProxiedBusybox(name: string): Promise<ProxiedBusybox> {
+export interface ProxiedBusybox extends ProxiedImage {
+  /** FILE's bytes as the image holds them. */
+  want: Buffer;
+}
+
+/**
+ * Pushes `image` as `NAME/REPO` and indexes it through the proxy with spans of
+ * `spanSize` (a --span-size value); `name` also names the workspace.
+ */
+export async function startProxiedImage(name: string, repo: string, image: BuiltImage, spanSize: string): Promise<ProxiedImage> {
   sweepClipMounts();
   const registry = await startRegistry();
   const proxy = await startFaultProxy(registry.host);
-  const image = await buildBusyboxImage();
-  await pushImage(image.dir, image.tag, registry.host, `${name}/busybox`);
   const ws = await clipWorkspace(name);
-  const index = path.join(ws.dir, 'busybox.clip');
-  const r = await runClip(['index', `${proxy.host}/${name}/busybox:${image.tag}`, '-o', index, '--span-size', '256K']);
-  assert.equal(r.code, 0, r.stderr);
-  const layer = image.layers[1]!;
-  const e = layer.tarLayout.find((x) => x.path.endsWith(FILE))!;
-  const want = layer.tar.subarray(e.dataOffset, e.dataOffset + e.size);
   const close = async (): Promise<void> => {
     sweepClipMounts();
     await proxy.close();
@@ -49,5 +48,22 @@ export async function startProxiedBusybox(name: string): Promise<ProxiedBusybox>
     await rm(image.dir, { recursive: true, force: true });
     await rm(ws.dir, { recursive: true, force: true });
   };
-  return { registry, proxy, image, ws, index, want, close };
+  try {
+    await pushImage(image.dir, image.tag, registry.host, `${name}/${repo}`);
+    const index = path.join(ws.dir, `${repo}.clip`);
+    const r = await runClip(['index', `${proxy.host}/${name}/${repo}:${image.tag}`, '-o', index, '--span-size', spanSize]);
+    assert.equal(r.code, 0, r.stderr);
+    return { registry, proxy, image, ws, index, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/** The busybox test image with 256 KiB spans; `name` names the repository (`NAME/busybox`) and the workspace. */
+export async function startProxiedBusybox(name: string): Promise<ProxiedBusybox> {
+  const fixture = await startProxiedImage(name, 'busybox', await buildBusyboxImage(), '256K');
+  const layer = fixture.image.layers[1]!;
+  const e = layer.tarLayout.find((x) => x.path.endsWith(FILE))!;
+  return { ...fixture, want: layer.tar.subarray(e.dataOffset, e.dataOffset + e.size) };
 }
