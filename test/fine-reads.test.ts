@@ -5,13 +5,14 @@
 // registry fails the read (EIO through a mount), never a wrong byte.
 // Verified prefixes go to the disk cache: a new reader on that cache serves
 // reads inside one with nothing fetched, and fetches only the chunks after it
-// for a read beyond it.
+// for a read beyond it. With read-ahead, the rest of a span a read takes a
+// prefix of comes alongside.
 
 import assert from 'node:assert/strict';
 import { mkdir, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadIndex } from '../src/clip.js';
+import { FileReader, loadIndex, lookupPath } from '../src/clip.js';
 import { createHash } from 'node:crypto';
 import { LayerReader } from '../src/content/layer-reader.js';
 import { planPrefix } from '../src/content/prefix-plan.js';
@@ -169,6 +170,35 @@ describe('fine-grained verified reads', () => {
       assert.equal(proxy.blobBytes - bytes, r.end - r.start);
     } finally {
       await blobs.close();
+    }
+  });
+
+  it('read-ahead: a read of a prefix fetches the rest of its span alongside, so a deeper read waits for nothing; no byte twice', async () => {
+    const t = index.layers[0]!.spans;
+    const o = spanOutputRange(t, 1);
+    const r = spanRange(t, 1);
+    const node = lookupPath(index, 'data/a.txt');
+    const reader = await FileReader.open(index);
+    try {
+      const bytes = proxy.blobBytes;
+      const requests = proxy.blobRequests;
+      const at = o.start + Math.floor((o.end - o.start) / 5);
+      assert.ok((await reader.read(node, at - node.offset, 4096)).equals(tar(at, at + 4096)));
+      await reader.readAheadIdle();
+      await reader.layerReader.diskWrites();
+      // Span 1 came in two requests at once: the prefix the read needed and the rest of the span.
+      const spanRequests = proxy.blobRequests - requests;
+      const fetched = proxy.blobBytes - bytes;
+      const later = o.start + Math.floor(((o.end - o.start) * 3) / 4);
+      assert.ok((await reader.read(node, later - node.offset, 4096)).equals(tar(later, later + 4096)));
+      assert.equal(proxy.blobRequests - requests, spanRequests, 'the deeper read fetched nothing');
+      assert.equal(proxy.blobBytes - bytes, fetched);
+      assert.ok(reader.layerReader.holds(0, 1), 'all of span 1 is held');
+      // Span 1 and the spans after it that read-ahead took (the rest of the file and one more), each once.
+      const ends = t.checkpoints.map((_, i) => spanRange(t, i).end - r.start);
+      assert.ok(ends.slice(1).includes(fetched), `fetched ${fetched} bytes: whole spans from span 1 on, none twice`);
+    } finally {
+      await reader.close();
     }
   });
 

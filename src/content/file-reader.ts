@@ -91,7 +91,7 @@ export class FileReader {
     const at = node.offset + offset;
     // Planned before the read registers its fetch (which it then does first), started after.
     const ahead = this.ahead?.plan(node.layer, at, node.offset + end, node.offset + node.size);
-    const data = this.layers.read(node.layer, at, end - offset);
+    const data = this.layers.read(node.layer, at, end - offset, ahead?.continueSpan ?? false);
     this.ahead?.start(ahead);
     return data;
   }

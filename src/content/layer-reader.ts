@@ -100,7 +100,12 @@ export class LayerReader {
     this.memory = opts.memory ?? new SpanMemory(opts.memoryBytes ?? DEFAULT_MEMORY_CACHE);
   }
 
-  async read(layerIndex: number, offset: number, length: number): Promise<Buffer> {
+  /**
+   * `continueSpan`: when the last span is read as a prefix, also fetch the
+   * rest of it, in a second request alongside (read-ahead: the next read of
+   * the file would otherwise wait one more round trip for it).
+   */
+  async read(layerIndex: number, offset: number, length: number, continueSpan = false): Promise<Buffer> {
     const layer = this.layers[layerIndex];
     if (!layer) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
     const table = layer.spans;
@@ -117,7 +122,7 @@ export class LayerReader {
       if (!prefix) spans = await Promise.all(this.spanRun(layerIndex, first, last));
       else {
         const run = first < last ? this.spanRun(layerIndex, first, last - 1) : [];
-        spans = await Promise.all([...run, this.readPrefix(layerIndex, last, end)]);
+        spans = await Promise.all([...run, this.readPrefix(layerIndex, last, end, continueSpan)]);
       }
     } finally {
       this.active--;
@@ -149,7 +154,7 @@ export class LayerReader {
    * from chunks held (memory or disk) and fetched now (only those after the
    * held ones). Falls back to the whole span where a prefix cannot be had.
    */
-  private async readPrefix(layerIndex: number, i: number, end: number): Promise<Buffer> {
+  private async readPrefix(layerIndex: number, i: number, end: number, continueSpan = false): Promise<Buffer> {
     const layer = this.layers[layerIndex]!;
     const table = layer.spans;
     const id = this.identity(layer, i);
@@ -187,6 +192,9 @@ export class LayerReader {
     const data = this.fetchPrefix(layer, i, id, plan, before);
     this.memory.add(key, data, plan.length);
     if (!rest && plan.chunks > (this.prefixes.get(id) ?? 0)) this.prefixes.set(id, plan.chunks);
+    // Now that this prefix is in flight, the rest continues from its chunks: fetched alongside, none twice.
+    // A failure costs nothing but its bytes: the read that needs the rest fetches it again.
+    if (continueSpan && !rest) void this.readPrefix(layerIndex, i, spanOutputRange(table, i).end).catch(() => undefined);
     return data;
   }
 

@@ -3,9 +3,9 @@
 // the file it is already reading (the kernel faults an executable or a
 // library in 128 KiB at a time: python3 reads 4.8 of its 6.7 MB that way, libc
 // 1.7 of 1.9 MB) or just after it in the tar (the next module of a package).
-// So after a read misses, the rest of that file and the span after it are
-// fetched in the background, a few requests at once, while the demand read is
-// served first.
+// So after a read misses, the rest of the span it takes a prefix of, the rest
+// of that file and the span after it are fetched in the background, a few
+// requests at once, while the demand read is served first.
 //
 // Bounded by what it proved worth: spans fetched ahead and not read yet may
 // total at most max(floor, ratio x the bytes reads missed on). Spans that a
@@ -16,6 +16,7 @@
 import type { LayerRecord } from '../index/types.js';
 import { spanAt, spanRange } from '../gzip/span-reader.js';
 import type { LayerReader } from './layer-reader.js';
+import { planPrefix } from './prefix-plan.js';
 
 export interface ReadAheadOptions {
   /** Compressed bytes that may be ahead unread whatever was read so far (default 4 MiB). */
@@ -48,6 +49,8 @@ interface Run {
 /** The spans a read missed on and the read-ahead it starts, worked out before the read registers its own fetches. */
 export interface ReadAheadPlan {
   runs: Run[];
+  /** The read's last span is read as a prefix: the read is to fetch the rest of that span alongside (LayerReader.read). */
+  continueSpan: boolean;
 }
 
 export class ReadAhead {
@@ -112,21 +115,41 @@ export class ReadAhead {
       }
     }
     if (!missed) return undefined;
+    const budget = Math.max(this.floor, this.ratio * this.missedBytes);
+    // First the rest of the read's last span, when the read takes only a prefix of it: the next read of the
+    // file (or of the file after it) would otherwise wait a round trip for the bytes between.
+    let continueSpan = false;
+    const prefix = this.reader.holds(layerIndex, last, end) ? undefined : planPrefix(table, last, end);
+    const restKey = `${layerIndex}:${last}`;
+    if (prefix && !this.ahead.has(restKey)) {
+      const bytes = spanRange(table, last).end - prefix.end;
+      if (this.aheadBytes + bytes <= budget) {
+        this.ahead.set(restKey, bytes);
+        this.aheadBytes += bytes;
+        continueSpan = true;
+      }
+    }
     // The rest of the file, then the span after it (what follows in the tar), nearest first.
     const count = table.checkpoints.length;
     const until = Math.min(count - 1, spanAt(table, Math.max(start, fileEnd - 1)) + 1);
-    const budget = Math.max(this.floor, this.ratio * this.missedBytes);
     const runs: Run[] = [];
+    this.collect(layerIndex, last + 1, until, runs, budget);
+    return runs.length > 0 || continueSpan ? { runs, continueSpan } : undefined;
+  }
+
+  /** Adds spans [from, until] that are neither held nor ahead already to `runs`, adjacent ones in one request, within the budget. */
+  private collect(layerIndex: number, from: number, until: number, runs: Run[], budget: number): void {
+    const layer = this.layers[layerIndex]!;
     let run: Run | undefined;
     let runBytes = 0;
-    for (let i = last + 1; i <= until; i++) {
+    for (let i = from; i <= until; i++) {
       const key = `${layerIndex}:${i}`;
       if (this.ahead.has(key) || this.reader.holds(layerIndex, i)) {
         run = undefined;
         continue;
       }
       const bytes = compressedSize(layer, i);
-      if (this.aheadBytes + bytes > budget) break;
+      if (this.aheadBytes + bytes > budget) return;
       this.ahead.set(key, bytes);
       this.aheadBytes += bytes;
       if (run && runBytes + bytes <= this.requestBytes) {
@@ -138,7 +161,6 @@ export class ReadAhead {
         runs.push(run);
       }
     }
-    return runs.length > 0 ? { runs } : undefined;
   }
 
   /** Starts the plan's fetches (a few at once; the rest wait their turn). */
