@@ -1,13 +1,15 @@
 // Checkpoint placement is a function of a layer's bytes and the index options
 // only: the same gzip layer fed to the indexer in any chunking (the network
 // delivers whatever it likes) gives the very same span table, windows and
-// digests included. Start-up profiles and span identities rely on it.
+// digests included. Start-up profiles and span identities rely on it. Where
+// a profile names block boundaries (reads begin there), checkpoints go there.
 
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { rm } from 'node:fs/promises';
 import zlib from 'node:zlib';
+import { inflateSpans, needsWindow, spanOutputRange, spanRange } from '../src/gzip/span-reader.js';
 import type { SpanTable } from '../src/gzip/types.js';
 import { EntryBudget } from '../src/image/layer-entries.js';
 import { buildIndex } from '../src/indexer/index-image.js';
@@ -146,6 +148,44 @@ describe('checkpoint placement depends on the bytes and the options only', () =>
       });
     }
   }
+});
+
+describe('checkpoints where a profile says reads begin', () => {
+  it('block boundaries named (marks of a first index) become checkpoints with windows, that resume right, in any chunking', async () => {
+    // Compressible data: after a stored block (random bytes) several bit positions resume alike, and such a
+    // boundary is not taken (a read there starts at the checkpoint before, as without a profile).
+    const prng = createPrng(5);
+    const l = layer('text', [{ type: 'file', path: 'text', data: prng.compressible(6 * MiB) }], 'gzip');
+    const tar = zlib.gunzipSync(l.blob);
+    const spanSize = 1 * MiB;
+    const first = await spanTable(l, spanSize, () => 64 * KiB);
+    // Marks are zlib's block boundaries: mostly not byte-aligned, so each is proven at every bit.
+    const marks = first.fine!.flatMap((f) => f.marks).filter((_, k) => k % 3 === 1);
+    assert.ok(marks.length >= 5, `${marks.length} marks chosen`);
+    const at = new Set(marks.map((m) => m.out));
+    const table = async (nextSize: Chunking): Promise<SpanTable> => {
+      const chunks: Buffer[] = [];
+      for (let off = 0; off < l.blob.length; off += nextSize(off)) chunks.push(l.blob.subarray(off, off + nextSize(off)));
+      const descriptor = { digest: sha256(l.blob), mediaType: MEDIA.ociLayerGzip, size: l.blob.length, diffId: l.diffId };
+      return (await indexLayer(descriptor, Readable.from(chunks), spanSize, { every: 4 * spanSize, at }, 0, new EntryBudget())).spans;
+    };
+    const guided = await table(() => 64 * KiB);
+    const starts = new Map(guided.checkpoints.map((c, i) => [c.out, i]));
+    for (const m of marks) {
+      const i = starts.get(m.out);
+      assert.ok(i !== undefined, `a checkpoint at ${m.out}`);
+      assert.ok(!needsWindow(guided, i), `the checkpoint at ${m.out} keeps its window`);
+      const r = spanRange(guided, i);
+      const o = spanOutputRange(guided, i);
+      const out = await inflateSpans(guided, i, i, l.blob.subarray(r.start, r.end));
+      assert.ok(out.equals(tar.subarray(o.start, o.end)), `span ${i} from the checkpoint at ${m.out} inflates to the layer's bytes`);
+    }
+    // Up to the first one named, the placement is the plain one.
+    const firstAt = Math.min(...at);
+    const before = (t: SpanTable): number[] => t.checkpoints.filter((c) => c.out < firstAt).map((c) => c.out);
+    assert.deepEqual(before(guided), before(first));
+    assert.deepEqual(await table(() => 7 * KiB), guided, 'the same table in another chunking');
+  });
 });
 
 describe('an image indexed from a registry gets the span tables of its OCI layout', () => {

@@ -35,7 +35,7 @@ describe('malformed start-up profiles', () => {
     {
       name: 'a spans entry that is null',
       body: () => JSON.stringify({ ...good(), spans: [null] }),
-      message: /"spans"\[0\] is null, not \[layer digest, start offset, end offset, until\?\]/,
+      message: /"spans"\[0\] is null, not \[layer digest, start offset, end offset, until\?, from\?\]/,
     },
     { name: 'spans that is an object', body: () => JSON.stringify({ ...good(), spans: { a: 1 } }), message: /"spans" is not a list/ },
     {
@@ -53,17 +53,27 @@ describe('malformed start-up profiles', () => {
     {
       name: 'a span that ends where it starts',
       body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 4096, 4096]] }),
-      message: /"spans"\[0\] is \[.*,4096,4096\], not \[layer digest, start offset, end offset, until\?\]/,
+      message: /"spans"\[0\] is \[.*,4096,4096\], not \[layer digest, start offset, end offset, until\?, from\?\]/,
     },
     {
       name: 'a format-1 entry (a span number) in a format-2 profile',
       body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 3]] }),
-      message: /"spans"\[0\] is \[.*,3\], not \[layer digest, start offset, end offset, until\?\]/,
+      message: /"spans"\[0\] is \[.*,3\], not \[layer digest, start offset, end offset, until\?, from\?\]/,
     },
     {
       name: 'an until past the end of its span',
       body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 0, 4096, 4097]] }),
-      message: /"spans"\[0\] is \[.*,0,4096,4097\], not \[layer digest, start offset, end offset, until\?\]/,
+      message: /"spans"\[0\] is \[.*,0,4096,4097\], not \[layer digest, start offset, end offset, until\?, from\?\]/,
+    },
+    {
+      name: 'a from at or past its until',
+      body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 0, 8192, 4096, 4096]] }),
+      message: /"spans"\[0\] is \[.*,0,8192,4096,4096\], not \[layer digest, start offset, end offset, until\?, from\?\]/,
+    },
+    {
+      name: 'a from at the start of its span',
+      body: () => JSON.stringify({ ...good(), spans: [[image.layers[1]!.digest, 0, 8192, 4096, 0]] }),
+      message: /"spans"\[0\] is \[.*,0,8192,4096,0\], not/,
     },
     {
       name: 'an until at the start of its span',

@@ -14,6 +14,7 @@ import { isMounted, readMounts } from '../src/fuse/index.js';
 import { needsWindow } from '../src/gzip/span-reader.js';
 import { decodeIndex, encodeIndex } from '../src/index/format.js';
 import { loadIndex } from '../src/index/load.js';
+import { profileOnIndex } from '../src/indexer/index-image.js';
 import { checkEmbeddedProfile, mapProfile, MAX_PROFILE_ENTRIES, mergeProfiles, type ProfileEntry } from '../src/index/startup-profile.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { buildBusyboxImage } from './helpers/busybox-image.js';
@@ -245,8 +246,22 @@ describe('clip index --trace', () => {
     const out = path.join(ws.dir, 'merged.clip');
     const r = await runClip(['index', ref, '-o', out, '--span-size', SPAN, '--profile', files[0]!, '--profile', files[1]!]);
     assert.equal(r.code, 0, r.stderr);
-    const merged = (await loadIndex(out)).profile!;
-    assert.deepEqual(merged, mergeProfiles([ab, aOnly]));
+    const mergedIndex = await loadIndex(out);
+    const merged = mergedIndex.profile!;
+    // Both lists interleaved, as this index's spans (its checkpoints are placed where either list's reads begin).
+    assert.deepEqual(merged, profileOnIndex(mergeProfiles([ab, aOnly]), mergedIndex.layers));
+    // Every range either list reads is read by the merged profile.
+    const reads = (e: ProfileEntry): [string, number, number] => [e[0], e.length === 5 ? e[4] : e[1], e.length === 3 ? e[2] : e[3]];
+    for (const e of [...ab, ...aOnly]) {
+      const [digest, from, until] = reads(e);
+      const covering = merged.filter((m) => m[0] === digest && m[1] <= from && from < reads(m)[2]);
+      assert.equal(covering.length, 1, `${digest.slice(0, 16)} at ${from} is read once by the merged profile`);
+      for (let at = from; at < until;) {
+        const m = merged.find((x) => x[0] === digest && x[1] <= at && at < reads(x)[2]);
+        assert.ok(m, `${digest.slice(0, 16)} [${from}, ${until}) is read up to ${at} only`);
+        at = reads(m)[2];
+      }
+    }
     // A span named by both keeps the larger until; one read to its end (no until) stays whole.
     assert.deepEqual(
       mergeProfiles([
@@ -292,10 +307,10 @@ describe('clip index --trace', () => {
     for (const [profile, why] of [
       [[[`sha256:${'0'.repeat(64)}`, 0, 10]], /names layer .* not in the index/],
       [[[layer.digest, 0, size + 1]], /past the end of its layer/],
-      [[[layer.digest, 10, 10]], /entry 0 is not \[layer digest, start offset, end offset, until\?\]/],
+      [[[layer.digest, 10, 10]], /entry 0 is not \[layer digest, start offset, end offset, until\?, from\?\]/],
       [[[layer.digest, -1, 10]], /entry 0 is not/],
       // How far into a span was read: inside it, or the entry is refused (a mount must not fetch past the span).
-      [[[layer.digest, 0, 10, 11]], /entry 0 is not .*\(start < until <= end\)/],
+      [[[layer.digest, 0, 10, 11]], /entry 0 is not .*\(start < until <= end, start < from < until\)/],
       [[[layer.digest, 5, 10, 5]], /entry 0 is not/],
       [[[layer.digest, 0, 10, 2 ** 60]], /entry 0 is not/],
       [[[layer.digest, 0, 10, 5, 6]], /entry 0 is not/],

@@ -56,8 +56,8 @@ export interface LayerReaderOptions {
   memory?: SpanMemory;
   memoryBytes?: number;
   smallLayer?: number;
-  /** Told of the spans every read needs, and where it ends when inside the last (start-up profile recording). */
-  onRead?: (layer: number, first: number, last: number, until?: number) => void;
+  /** Told of the spans every read needs, where it ends when inside the last and begins when inside the first (start-up profile recording). */
+  onRead?: (layer: number, first: number, last: number, until?: number, from?: number) => void;
 }
 
 /** A prefix of a span in flight: its chunk count, and its verified compressed bytes once fetched. */
@@ -113,7 +113,10 @@ export class LayerReader {
     if (offset >= end) return Buffer.alloc(0);
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
-    this.opts.onRead?.(layerIndex, first, last, end < spanOutputRange(table, last).end ? end : undefined);
+    if (this.opts.onRead) {
+      const from = offset > spanOutputRange(table, first).start ? offset : undefined;
+      this.opts.onRead(layerIndex, first, last, end < spanOutputRange(table, last).end ? end : undefined, from);
+    }
     this.active++;
     let spans: Buffer[];
     try {

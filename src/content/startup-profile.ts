@@ -23,20 +23,31 @@ export class ProfileRecorder {
   /**
    * Told by the layer reader about every read: spans [first, last] of a
    * layer, the last one read only up to uncompressed offset `until` when
-   * given (the others, and the last without it, to their end).
+   * given (the others, and the last without it, to their end), the first
+   * one from uncompressed offset `from` when given (the others, and the
+   * first without it, from their start).
    */
-  readonly record = (layer: number, first: number, last: number, until?: number): void => {
+  readonly record = (layer: number, first: number, last: number, until?: number, from?: number): void => {
     for (let span = first; span <= last; span++) {
       const reach = span === last ? until : undefined;
+      const begin = span === first ? from : undefined;
       const key = `${layer}:${span}`;
       const known = this.seen.get(key);
       if (!known) {
-        const s: ProfiledSpan = reach === undefined ? { layer, span } : { layer, span, until: reach };
+        const s: ProfiledSpan = { layer, span };
+        if (reach !== undefined) s.until = reach;
+        if (begin !== undefined) s.lowest = begin;
         this.seen.set(key, s);
         this.spans.push(s);
-      } else if (known.until !== undefined) {
+        continue;
+      }
+      if (known.until !== undefined) {
         if (reach === undefined) delete known.until;
         else known.until = Math.max(known.until, reach);
+      }
+      if (known.lowest !== undefined) {
+        if (begin === undefined) delete known.lowest;
+        else known.lowest = Math.min(known.lowest, begin);
       }
     }
   };

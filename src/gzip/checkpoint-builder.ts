@@ -4,7 +4,9 @@
 // `windowEvery` apart keep their 32 KiB window (the bulk of an index); the
 // others are resumed from the output of the span before them, which a reader
 // has cached or fetches along (from the last checkpoint with a window). So
-// reads fetch small spans while the index stays small.
+// reads fetch small spans while the index stays small. Where a start-up
+// profile says reads begin (block boundaries it names), checkpoints go there
+// too, with their window, so that those reads fetch from where they begin.
 //
 // Native zlib does the inflating at full speed but cannot tell whether a block
 // boundary falls on a byte boundary (zlib's data_type is not exposed). So each
@@ -117,10 +119,11 @@ export class CheckpointBuilder {
    *   only valid during the call
    * @param windowEvery minimum uncompressed distance between checkpoints that
    *   keep their window (default: every checkpoint keeps it)
-   * @param windowAt uncompressed offsets where a checkpoint placed there keeps
-   *   its window whatever the distance: where reads are known to begin (a
-   *   start-up profile). Offsets, not checkpoint numbers: they mean the same
-   *   bytes in any index of the layer.
+   * @param windowAt uncompressed offsets where reads are known to begin (a
+   *   start-up profile): where a block boundary falls at one, a checkpoint is
+   *   placed there whatever the distance to the last (proven as any other,
+   *   at any bit), and keeps its window. Offsets, not checkpoint numbers:
+   *   they mean the same bytes in any index of the layer.
    * @param sparse zero the window bytes nothing references (false: keep
    *   whole windows, as clip did before format version 5)
    */
@@ -317,10 +320,12 @@ export class CheckpointBuilder {
     if (this.candidate && this.candidate.outputLength === 0) this.reject();
     if (this.candidate || this.checkpoints.length === 0) return;
     const last = this.checkpoints[this.checkpoints.length - 1]!;
-    if (this.outPos - last.out < this.spanSize) return;
+    // A read known to begin here (a profile's) fetches from here, not from up to a span before.
+    const wanted = this.outPos > last.out && this.windowAt.has(this.outPos);
+    if (this.outPos - last.out < this.spanSize && !wanted) return;
     this.candidate = {
       in: this.inPos,
-      anyBit: this.outPos - last.out >= 2 * this.spanSize,
+      anyBit: wanted || this.outPos - last.out >= 2 * this.spanSize,
       lastByte: this.lastByte,
       out: this.outPos,
       window: Buffer.from(this.ring.window()),

@@ -22,6 +22,13 @@
 // largest offset read there plus one (start < until <= end). A mount of an
 // index with marks (format v6) then fetches that span only up to the chunk
 // covering `until`. Absent: the whole span (as in profiles written before).
+//
+// And where the first read there began: `from`, a block boundary of the
+// layer (one of the index's marks, start < from < until) at or before it,
+// when the read began past the span's first mark. An index made with the
+// profile places a checkpoint at `from`, so that a read fetches from where
+// it begins, not from up to a span before (an entry then needs `until`:
+// the span's end when read to it).
 
 import { readFile } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
@@ -29,8 +36,8 @@ import { spanOutputRange } from '../gzip/span-reader.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import type { ClipIndex, LayerRecord } from './types.js';
 
-/** [layer digest, uncompressed start, uncompressed end, until?] of one span read (see above). */
-export type ProfileEntry = [string, number, number] | [string, number, number, number];
+/** [layer digest, uncompressed start, uncompressed end, until?, from?] of one span read (see above). */
+export type ProfileEntry = [string, number, number] | [string, number, number, number] | [string, number, number, number, number];
 
 /** Most entries an embedded profile may hold (a bound on what a hostile index makes a mount fetch and keep). */
 export const MAX_PROFILE_ENTRIES = 1_000_000;
@@ -59,6 +66,8 @@ export interface ProfiledSpan {
   span: number;
   /** The largest uncompressed offset read in the span, plus one (absent: all of it). */
   until?: number;
+  /** The smallest uncompressed offset read in the span, when past its start (recording only; saved as `from`). */
+  lowest?: number;
 }
 
 /** A profile mapped onto an index. */
@@ -85,17 +94,32 @@ export function profileEntries(index: ClipIndex, spans: readonly ProfiledSpan[])
   return spans.map((s) => {
     const layer = index.layers[s.layer]!;
     const range = spanOutputRange(layer.spans, s.span);
-    if (s.until === undefined || s.until >= range.end) return [layer.digest, range.start, range.end];
-    return [layer.digest, range.start, range.end, Math.max(range.start + 1, s.until)];
+    const until = s.until === undefined || s.until >= range.end ? range.end : Math.max(range.start + 1, s.until);
+    const from = s.lowest === undefined ? undefined : boundaryBefore(layer, s.span, s.lowest, until);
+    if (from !== undefined) return [layer.digest, range.start, range.end, until, from];
+    if (until === range.end) return [layer.digest, range.start, range.end];
+    return [layer.digest, range.start, range.end, until];
   });
 }
 
-/** Whether `e` is [digest-like string, start, end, until?] with start < until <= end. */
+/** The last mark of span i at or before `offset` and before `until` (a block boundary to resume at), if past the span's start. */
+function boundaryBefore(layer: LayerRecord, i: number, offset: number, until: number): number | undefined {
+  let from: number | undefined;
+  for (const m of layer.spans.fine?.[i]?.marks ?? []) {
+    if (m.out > offset || m.out >= until) break;
+    from = m.out;
+  }
+  return from;
+}
+
+/** Whether `e` is [digest-like string, start, end, until?, from?] with start < until <= end and start < from < until. */
 function isEntry(e: unknown): e is ProfileEntry {
-  if (!Array.isArray(e) || (e.length !== 3 && e.length !== 4) || typeof e[0] !== 'string') return false;
-  const [, start, end, until] = e as unknown[];
+  if (!Array.isArray(e) || e.length < 3 || e.length > 5 || typeof e[0] !== 'string') return false;
+  const [, start, end, until, from] = e as unknown[];
   if (!isOffset(start) || !isOffset(end) || start >= end) return false;
-  return e.length === 3 || (isOffset(until) && until > start && until <= end);
+  if (e.length === 3) return true;
+  if (!(isOffset(until) && until > start && until <= end)) return false;
+  return e.length === 4 || (isOffset(from) && from > start && from < until);
 }
 
 /** Reads a profile file: its JSON, checked for shape and image. */
@@ -144,7 +168,7 @@ function checkShape(file: string, v: unknown, manifestDigest: string): ProfileFi
   spans.forEach((entry: unknown, k) => {
     const named = Array.isArray(entry) && typeof entry[0] === 'string' && DIGEST.test(entry[0]);
     const ok = version === 2 ? named && isEntry(entry) : named && entry.length === 2 && isOffset(entry[1]);
-    const shape = version === 2 ? '[layer digest, start offset, end offset, until?]' : '[layer digest, span number]';
+    const shape = version === 2 ? '[layer digest, start offset, end offset, until?, from?]' : '[layer digest, span number]';
     if (!ok) throw bad(`"spans"[${k}]`, `is ${JSON.stringify(entry) ?? String(entry)}, not ${shape}`);
   });
   return o as unknown as ProfileFile | ProfileFileV1;
@@ -293,28 +317,36 @@ export function mergeProfiles(lists: readonly (readonly ProfileEntry[])[]): Prof
         out.push([...e]);
         continue;
       }
-      const kept = out[at]!;
-      if (kept.length === 4 && (e.length === 3 || e[3] > kept[3]))
-        out[at] = e.length === 3 ? [kept[0], kept[1], kept[2]] : [kept[0], kept[1], kept[2], e[3]];
+      out[at] = mergeEntry(out[at]!, e);
     }
   }
   return out;
 }
 
+/** One span's entries as one: read as far as the furthest (`until`), from where the first began (`from`). */
+function mergeEntry(a: ProfileEntry, b: ProfileEntry): ProfileEntry {
+  const [digest, start, end] = a;
+  const until = a.length === 3 || b.length === 3 ? end : Math.max(a[3], b[3]);
+  const from = a.length === 5 && b.length === 5 ? Math.min(a[4], b[4]) : undefined;
+  if (from !== undefined && from < until) return [digest, start, end, until, from];
+  return until >= end ? [digest, start, end] : [digest, start, end, until];
+}
+
 /**
- * Per layer digest, the uncompressed offsets where the profiled reads begin
- * (a profiled span that no profiled span ends at). The checkpoints placed
- * there keep their window, so a start fetches those spans and nothing before
- * them.
+ * Per layer digest, the uncompressed offsets where the profiled reads begin:
+ * an entry's `from`, else its start where no profiled span ends (the start
+ * of a run). The indexer places checkpoints there, with their window, so a
+ * start fetches from there and nothing before.
  */
 export function windowsAt(entries: readonly ProfileEntry[]): Map<string, Set<number>> {
   const ends = new Set(entries.map(([digest, , end]) => `${digest}:${end}`));
   const out = new Map<string, Set<number>>();
-  for (const [digest, start] of entries) {
-    if (start > 0 && !ends.has(`${digest}:${start}`)) {
-      if (!out.has(digest)) out.set(digest, new Set());
-      out.get(digest)!.add(start);
-    }
+  for (const e of entries) {
+    const [digest, start] = e;
+    const at = e.length === 5 ? e[4] : start > 0 && !ends.has(`${digest}:${start}`) ? start : undefined;
+    if (at === undefined) continue;
+    if (!out.has(digest)) out.set(digest, new Set());
+    out.get(digest)!.add(at);
   }
   return out;
 }
@@ -337,7 +369,8 @@ export function checkEmbeddedProfile(v: unknown, layers: readonly LayerRecord[])
   if (v.length > MAX_PROFILE_ENTRIES) bad(`has ${v.length} entries (at most ${MAX_PROFILE_ENTRIES})`);
   const sizes = new Map(layers.map((l) => [l.digest, l.spans.uncompressedSize]));
   v.forEach((e: unknown, k) => {
-    if (!isEntry(e)) return bad(`entry ${k} is not [layer digest, start offset, end offset, until?] (start < until <= end)`);
+    if (!isEntry(e))
+      return bad(`entry ${k} is not [layer digest, start offset, end offset, until?, from?] (start < until <= end, start < from < until)`);
     const [digest, , end] = e;
     const size = sizes.get(digest);
     if (size === undefined) return bad(`entry ${k} names layer ${JSON.stringify(digest.slice(0, 80))}, not in the index`);

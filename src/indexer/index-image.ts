@@ -16,6 +16,7 @@ import { indexLayer, refuseZstdMediaType, type IndexedLayer } from './index-laye
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
 import { mergeProfiles, readProfiles, windowsAt, type ProfileEntry } from '../index/startup-profile.js';
 import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
+import { spanAt, spanOutputRange } from '../gzip/span-reader.js';
 
 export { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
 const MIN_SPAN_SIZE = 64 * 1024;
@@ -144,25 +145,31 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
 }
 
 /**
- * The entries that name spans of these layers (offsets inside them): what the
- * index can carry. A profile of other layers was refused when read; what is
- * left out here would be skipped at mount anyway. An entry keeps its `until`
- * only where the layer has marks (only there does it fetch less; and an index
- * without marks stays readable by readers that know no `until`).
+ * The profile as this index's spans: each entry's read range (from `from`,
+ * else its start, to `until`, else its end) mapped onto the spans here that
+ * cover it, first read first, each span once. The checkpoints here were
+ * placed where the ranges begin (windowsAt), so a range starts a span; the
+ * spans after it may be placed otherwise than in the index the profile was
+ * recorded on. A profile of other layers was refused when read. An entry
+ * keeps its `until` only where the layer has marks (only there does it fetch
+ * less; and an index without marks stays readable by readers that know no
+ * `until`).
  */
-function embeddable(profile: readonly ProfileEntry[], layers: readonly LayerRecord[]): ProfileEntry[] {
-  const byDigest = new Map(
-    layers.map((l) => [
-      l.digest,
-      { starts: new Set(l.spans.checkpoints.map((c) => c.out)), size: l.spans.uncompressedSize, fine: l.spans.fine !== undefined },
-    ]),
-  );
-  return profile.flatMap((e): ProfileEntry[] => {
+export function profileOnIndex(profile: readonly ProfileEntry[], layers: readonly LayerRecord[]): ProfileEntry[] {
+  const byDigest = new Map(layers.map((l) => [l.digest, l.spans]));
+  const mapped: ProfileEntry[] = [];
+  for (const e of profile) {
     const [digest, start, end] = e;
-    const l = byDigest.get(digest);
-    if (!(l !== undefined && l.starts.has(start) && start < end && end <= l.size)) return [];
-    return [l.fine ? e : [digest, start, end]];
-  });
+    const table = byDigest.get(digest);
+    const lo = e.length === 5 ? e[4] : start;
+    const hi = Math.min(e.length === 3 ? end : e[3], table?.uncompressedSize ?? 0);
+    if (!table || lo >= hi) continue;
+    for (let i = spanAt(table, lo), last = spanAt(table, hi - 1); i <= last; i++) {
+      const range = spanOutputRange(table, i);
+      mapped.push(i === last && hi < range.end && table.fine ? [digest, range.start, range.end, hi] : [digest, range.start, range.end]);
+    }
+  }
+  return mergeProfiles([mapped]);
 }
 
 /** Indexes `ref` in memory: nothing is written. */
@@ -228,7 +235,7 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
       },
       layers,
       ...tree,
-      ...(profile.length > 0 ? { profile: embeddable(profile, layers) } : {}),
+      ...(profile.length > 0 ? { profile: profileOnIndex(profile, layers) } : {}),
     };
   } finally {
     await blobs.close();

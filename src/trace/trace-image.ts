@@ -3,8 +3,8 @@
 // a temp dir, so the node's daemon and cache are not touched), run the
 // image's command in it with runc, without network, and record the spans it
 // reads in first-read order (the daemon's --record-profile). Then index
-// again with that profile: windows where its reads begin, and the profile
-// embedded, so a later mount fetches those spans at once.
+// again with that profile: checkpoints with windows where its reads begin,
+// and the profile embedded, so a later mount fetches those ranges at once.
 
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -52,8 +52,9 @@ export interface TracedSummary extends IndexSummary {
 /** Indexes `ref` with a profile traced on it (see above); profiles given in opts.profile are merged in. */
 export async function indexTraced(ref: string, opts: IndexOptions, trace: TraceOptions): Promise<TracedSummary> {
   const started = performance.now();
-  // The first index places the same checkpoints as the final one (placement depends on the bytes and options only).
-  // The profiles given are for the final index: the trace's mount need not fetch them.
+  // The final index places checkpoints where the traced reads began as well (the profile names those offsets,
+  // block boundaries the first index marks). The profiles given are for the final index: the trace's mount need
+  // not fetch them.
   const plain: IndexOptions = { ...opts };
   delete plain.profile;
   const first = await buildIndex(ref, plain);
