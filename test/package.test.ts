@@ -150,6 +150,8 @@ describe('npm package', () => {
         await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
         await npm(['install', tarball], app);
         await mkdir(path.join(app, 'node_modules/@types'), { recursive: true });
+        // The repo's Node types (the app may have others already: protobufjs, under @grpc/proto-loader, depends on them).
+        await rm(path.join(app, 'node_modules/@types/node'), { recursive: true, force: true });
         await symlink(path.join(REPO, 'node_modules/@types/node'), path.join(app, 'node_modules/@types/node'));
         await writeFile(
           path.join(app, 'tsconfig.json'),
