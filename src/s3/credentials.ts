@@ -127,6 +127,7 @@ const NOT_SET_UP = [
   /^Could not resolve credentials using profile/,
   /^Web identity configuration not specified/,
   /^EC2 Instance Metadata Service access disabled/,
+  /not set in env, checking config file next/,
   /^Could not load credentials from any providers/,
 ];
 
