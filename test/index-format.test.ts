@@ -134,4 +134,26 @@ describe('.clip format', () => {
     assert.equal(back.nodes.length, sample(0).nodes.length + 100_000 + 1);
     assert.ok(big.length < 100_000 * 40, `index is ${big.length} bytes for 100k files`);
   });
+
+  it('registry settings: round-trip when present, absent stays absent, a wrong type or an index that reads no registry is refused', () => {
+    const index = sample();
+    for (const plainHttp of [true, false])
+      assert.deepEqual(decodeIndex(encodeIndex({ ...index, registry: { plainHttp } })).registry, { plainHttp });
+    assert.equal(decodeIndex(encodeIndex(index)).registry, undefined);
+    const refused = (bad: ClipIndex, re: RegExp) =>
+      assert.throws(
+        () => decodeIndex(encodeIndex(bad)),
+        (e: unknown) => e instanceof ClipError && e.code === 'BAD_INDEX' && re.test(e.message),
+      );
+    refused({ ...index, registry: { plainHttp: 'yes' as unknown as boolean } }, /registry\.plainHttp is not true or false/);
+    refused({ ...index, registry: {} as unknown as { plainHttp: boolean } }, /registry\.plainHttp is not true or false/);
+    refused(
+      { ...index, registry: { plainHttp: true }, image: { ...index.image, location: 'oci:/layout' } },
+      /registry settings on an index whose data is not in a registry \(oci:\/layout\)/,
+    );
+    refused(
+      { ...index, kind: 's3', registry: { plainHttp: true }, image: { ...index.image, location: 's3://b/k' } },
+      /registry settings on an index/,
+    );
+  });
 });

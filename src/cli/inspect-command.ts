@@ -35,6 +35,9 @@ export function inspectCommand(): Command {
           : [
               `image:      ${image.reference}`,
               `location:   ${image.location}`,
+              ...(report.registry
+                ? [`registry:   ${report.registry.plainHttp ? 'plain HTTP' : 'HTTPS'} (as indexed; the default for reading)`]
+                : []),
               `manifest:   ${image.manifestDigest}`,
               `config:     ${image.configDigest}`,
               `platform:   ${platform}`,

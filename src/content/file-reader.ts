@@ -60,11 +60,13 @@ export class FileReader {
       const bound = opts.cacheBytes ?? Infinity;
       layerOpts.disk = pool ? pool.diskCache(opts.cacheDir, bound) : new SpanCache(opts.cacheDir, bound);
     }
+    // How the index says its registry was reached is the default; flags (opts.plainHttp) win.
+    const registry = index.registry ? { ...opts, recordedPlainHttp: index.registry.plainHttp } : opts;
     if (pool) {
-      const lease = await pool.source(index.image.location, opts);
+      const lease = await pool.source(index.image.location, registry);
       return new FileReader(index, lease.value, lease.release, layerOpts, opts.readAhead ?? {});
     }
-    const blobs = await openBlobSource(index.image.location, opts);
+    const blobs = await openBlobSource(index.image.location, registry);
     return new FileReader(index, blobs, () => blobs.close(), layerOpts, opts.readAhead ?? {});
   }
 

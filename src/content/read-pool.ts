@@ -105,7 +105,13 @@ export class ReadPool {
  * hash, so the key holds no password.
  */
 function authKey(opts: RegistryOptions): string {
-  const settings = [opts.plainHttp ?? false, opts.username ?? null, opts.password ?? null, opts.deadline ?? null];
+  const settings = [
+    opts.plainHttp ?? null,
+    opts.recordedPlainHttp ?? null,
+    opts.username ?? null,
+    opts.password ?? null,
+    opts.deadline ?? null,
+  ];
   return createHash('sha256').update(JSON.stringify(settings)).digest('hex');
 }
 

@@ -71,7 +71,10 @@ export interface DaemonPidFile {
 
 /** Saves the table without credentials (mode 0600 in a 0700 dir all the same). */
 export async function saveTable(file: string, t: DaemonTable): Promise<void> {
-  const images = t.images.map((i) => ({ ...i, registry: { ...(i.registry.plainHttp ? { plainHttp: true } : {}) } }));
+  const images = t.images.map((i) => ({
+    ...i,
+    registry: { ...(i.registry.plainHttp !== undefined ? { plainHttp: i.registry.plainHttp } : {}) },
+  }));
   // No fsync: the mounts it names do not outlive a reboot either (the state dir is /run).
   await writeFileAtomic(file, Buffer.from(JSON.stringify({ images }, null, 2) + '\n'), { mode: 0o600, sync: false });
 }

@@ -13,7 +13,7 @@
 //    64  u64 data length, u64 reserved
 //    80  data: the archive's one layer blob (its sha256 and spans are in the body)
 //   body (deflate raw), right after the header (after the data in an archive)
-//     JSON meta (image + layer descriptors), per layer: checkpoints + span
+//     JSON meta (image + layer descriptors, optional start-up profile and registry settings), per layer: checkpoints + span
 //     digests (v6: then a flag, and when set per span its marks and chunk
 //     digests), nodes in inode order, then each directory's entries.
 
@@ -34,6 +34,7 @@ import {
   type IndexKind,
   type LayerRecord,
   type LayerSummary,
+  type RegistryReach,
 } from './types.js';
 import { checkEmbeddedProfile, type ProfileEntry } from './startup-profile.js';
 import {
@@ -42,6 +43,7 @@ import {
   checkLayerSummary,
   checkName,
   checkNode,
+  checkRegistryReach,
   checkSpanTable,
   checkTime,
   checkTree,
@@ -83,6 +85,7 @@ interface Meta {
   image: ImageRecord;
   layers: LayerSummary[];
   profile?: ProfileEntry[];
+  registry?: RegistryReach;
 }
 
 function sameTime(a: Timespec, b: Timespec): boolean {
@@ -118,6 +121,7 @@ export function encodeIndexParts(index: ClipIndex): { header: Buffer; body: Buff
     image: index.image,
     layers: index.layers.map(summarizeLayer),
     ...(index.profile ? { profile: index.profile } : {}),
+    ...(index.registry ? { registry: { plainHttp: index.registry.plainHttp } } : {}),
   };
   w.string(JSON.stringify(meta));
   const version = formatVersion(index);
@@ -379,6 +383,7 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
   const image = checkImage(meta.image, kind);
   const layers = meta.layers.map((v: unknown, li) => readLayer(r, header.version, v, li));
   const profile = meta.profile === undefined ? undefined : checkEmbeddedProfile(meta.profile, layers);
+  const registry = meta.registry === undefined ? undefined : checkRegistryReach(meta.registry, image, kind);
   const nodes = readNodes(r, layers);
   readEntries(r, nodes);
   if (!r.done) corrupt('trailing bytes');
@@ -389,11 +394,11 @@ export function decodeBody(header: IndexHeader, compressed: Buffer): ClipIndex {
       `clip archive is corrupt: its header says ${header.dataLength} bytes of data, its index ${layers[0]!.spans.compressedSize}`,
     );
   }
-  return { kind, image, layers, root: nodes[0]!, nodes, ...(profile ? { profile } : {}) };
+  return { kind, image, layers, root: nodes[0]!, nodes, ...(profile ? { profile } : {}), ...(registry ? { registry } : {}) };
 }
 
-/** The body's JSON head: the image record and the layer descriptors, each still unchecked. */
-function readMeta(r: ByteReader): { image: unknown; layers: unknown[]; profile?: unknown } {
+/** The body's JSON head: the image record, the layer descriptors and the optional parts, each still unchecked. */
+function readMeta(r: ByteReader): { image: unknown; layers: unknown[]; profile?: unknown; registry?: unknown } {
   let json: unknown;
   try {
     json = JSON.parse(r.string());
@@ -401,9 +406,14 @@ function readMeta(r: ByteReader): { image: unknown; layers: unknown[]; profile?:
     if (e instanceof ClipError) throw e;
     corrupt('bad metadata JSON');
   }
-  const meta = json as { image?: unknown; layers?: unknown; profile?: unknown };
+  const meta = json as { image?: unknown; layers?: unknown; profile?: unknown; registry?: unknown };
   if (typeof json !== 'object' || json === null || !meta.image || !Array.isArray(meta.layers)) corrupt('metadata lacks image or layers');
-  return { image: meta.image, layers: meta.layers as unknown[], ...(meta.profile !== undefined ? { profile: meta.profile } : {}) };
+  return {
+    image: meta.image,
+    layers: meta.layers as unknown[],
+    ...(meta.profile !== undefined ? { profile: meta.profile } : {}),
+    ...(meta.registry !== undefined ? { registry: meta.registry } : {}),
+  };
 }
 
 /** One layer: its checked descriptor, then its checkpoints (deltas from the previous) and span digests. */

@@ -21,6 +21,8 @@ export interface InspectReport {
   /** "OCI image index", "local archive" or "S3 archive". */
   kindName: string;
   image: ClipIndex['image'];
+  /** How the registry was reached when indexing (ClipIndex.registry). */
+  registry?: ClipIndex['registry'];
   layers: LayerReport[];
   counts: Record<Node['type'], number> & { total: number; hardlinks: number };
   bytes: { compressed: number; uncompressed: number; files: number };
@@ -46,6 +48,7 @@ export function inspectIndex(index: ClipIndex): InspectReport {
     kind: index.kind,
     kindName: KIND_NAMES[index.kind],
     image: index.image,
+    ...(index.registry ? { registry: index.registry } : {}),
     layers,
     counts,
     bytes: {

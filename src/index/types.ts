@@ -72,6 +72,18 @@ export function summarizeLayer(l: LayerRecord): LayerSummary {
   return { digest: l.digest, mediaType: l.mediaType, diffId: l.diffId, compression, compressedSize, uncompressedSize };
 }
 
+/**
+ * How the registry of an 'oci' index was reached when it was indexed, the
+ * default for reading it later so that `clip cat/mount` need not be told
+ * again (flags and host settings win). In the body's JSON metadata, which
+ * older readers skip (so no new format version); keys a later version adds
+ * are ignored.
+ */
+export interface RegistryReach {
+  /** The registry answered over plain HTTP (--plain-http, or a loopback registry). */
+  plainHttp: boolean;
+}
+
 export interface ClipIndex extends ImageTree {
   kind: IndexKind;
   image: ImageRecord;
@@ -84,4 +96,6 @@ export interface ClipIndex extends ImageTree {
    * `until` only on entries of layers with marks (format v6 anyway).
    */
   profile?: ProfileEntry[];
+  /** Only for indexes read from a registry (location docker://...). */
+  registry?: RegistryReach;
 }

@@ -9,7 +9,7 @@ import { CHUNK_SIZE, MARK_SPACING, MAX_SPAN_OUTPUT, type LayerCompression, type 
 import type { Node, Platform } from '../image/types.js';
 import { isDigest } from '../util/digest.js';
 import { MAX_TIME_SEC, MIN_TIME_SEC, type Timespec } from '../tar/types.js';
-import type { ImageRecord, IndexKind, LayerSummary } from './types.js';
+import type { ImageRecord, IndexKind, LayerSummary, RegistryReach } from './types.js';
 
 const COMPRESSIONS: LayerCompression[] = ['gzip', 'gzip-flushed', 'none'];
 /** A 32 KiB window deflates to at most about 32.8 KiB; anything bigger is not one. */
@@ -51,6 +51,15 @@ function size(o: Record<string, unknown>, key: string, where: string): number {
 }
 
 /** The image record from the body's JSON, rebuilt from checked fields only. */
+/** The index's registry settings, rebuilt from checked fields only; only an index that reads a registry has them. */
+export function checkRegistryReach(v: unknown, image: ImageRecord, kind: IndexKind): RegistryReach {
+  if (!isRecord(v)) corrupt('registry settings are not an object');
+  if (kind !== 'oci' || !image.location.startsWith('docker://'))
+    corrupt(`registry settings on an index whose data is not in a registry (${image.location})`);
+  if (typeof v['plainHttp'] !== 'boolean') corrupt('registry.plainHttp is not true or false');
+  return { plainHttp: v['plainHttp'] };
+}
+
 export function checkImage(v: unknown, kind: IndexKind): ImageRecord {
   if (!isRecord(v)) corrupt('the image record is not an object');
   const p = v['platform'];

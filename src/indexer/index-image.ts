@@ -236,6 +236,8 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
       layers,
       ...tree,
       ...(profile.length > 0 ? { profile: profileOnIndex(profile, layers) } : {}),
+      // How the registry was reached: the default for reading the image later.
+      ...(image.plainHttp !== undefined ? { registry: { plainHttp: image.plainHttp } } : {}),
     };
   } finally {
     await blobs.close();

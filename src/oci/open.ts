@@ -42,6 +42,7 @@ export async function openImage(ref: string, opts: RegistryOptions = {}): Promis
       reference: formatReference(parsed),
       registry: parsed.registry,
       repository: parsed.repository,
+      plainHttp: client.plainHttp,
       ...resolved,
     };
     return { image, blobs: client };

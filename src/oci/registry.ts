@@ -41,11 +41,20 @@ export function isLocalRegistry(registry: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-/** The base URL of a registry's API ("https://registry-1.docker.io"). */
-export function registryBaseUrl(registry: string, plainHttp = false): URL {
+/**
+ * The base URL of a registry's API ("https://registry-1.docker.io"): plain
+ * HTTP when asked (`plainHttp`), else as the index recorded (`recorded`),
+ * else for loopback registries.
+ */
+export function registryBaseUrl(registry: string, plainHttp?: boolean, recorded?: boolean): URL {
   const host = registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
-  const scheme = plainHttp || isLocalRegistry(registry) ? 'http' : 'https';
+  const scheme = (plainHttp ?? recorded ?? isLocalRegistry(registry)) ? 'http' : 'https';
   return new URL(`${scheme}://${host}`);
+}
+
+/** Whether plain HTTP comes only from what an index recorded: not asked for, not a loopback registry. */
+export function plainOnRecordOnly(registry: string, opts: RegistryOptions): boolean {
+  return opts.plainHttp === undefined && opts.recordedPlainHttp === true && !isLocalRegistry(registry);
 }
 
 type Target = { kind: 'manifest'; reference: string } | { kind: 'blob'; digest: string };
@@ -68,7 +77,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
     this.registry = ref.registry;
     this.repository = ref.repository;
     this.name = `${ref.registry}/${ref.repository}`;
-    this.base = registryBaseUrl(ref.registry, opts.plainHttp);
+    this.base = registryBaseUrl(ref.registry, opts.plainHttp, opts.recordedPlainHttp);
     this.agent = agent ?? createAgent();
     this.ownsAgent = agent === undefined;
     this.scope = `repository:${ref.repository}:pull`;
@@ -80,8 +89,15 @@ export class RegistryClient implements BlobSource, ManifestSource {
       registry: ref.registry,
       repository: ref.repository,
       dispatcher: this.agent,
-      credentials: () => findCredentials(ref.registry, ref.repository, lookup),
+      // Plain HTTP on a .clip file's say-so alone (untrusted) never carries credentials: that takes --plain-http.
+      credentials: () =>
+        plainOnRecordOnly(ref.registry, opts) ? Promise.resolve(undefined) : findCredentials(ref.registry, ref.repository, lookup),
     });
+  }
+
+  /** Whether this client speaks plain HTTP to the registry (recorded in an index, the default for reading it later). */
+  get plainHttp(): boolean {
+    return this.base.protocol === 'http:';
   }
 
   /** Fetches a manifest by tag or digest; verified when fetched by digest. */

@@ -33,6 +33,8 @@ export interface ResolvedImage {
   reference: string;
   registry?: string;
   repository?: string;
+  /** From a registry: whether it answered over plain HTTP. */
+  plainHttp?: boolean;
   manifestDigest: string;
   manifestMediaType: string;
   configDigest: string;
@@ -56,8 +58,10 @@ export interface RangeOptions {
 }
 
 export interface RegistryOptions {
-  /** Force plain HTTP (also automatic for localhost, 127.0.0.0/8 and ::1). */
+  /** Force plain HTTP (true) or HTTPS (false); default: automatic for localhost, 127.0.0.0/8 and ::1. */
   plainHttp?: boolean;
+  /** How the .clip being read says its registry was reached: used only when nothing else decides (plainHttp, host settings). */
+  recordedPlainHttp?: boolean;
   username?: string;
   password?: string;
   /** Platform to pick from an index; default: linux and the host's architecture. */

@@ -1,12 +1,14 @@
 // A small S3 client over clip's HTTP layer: signed requests to one object
 // (path-style for custom endpoints, virtual-hosted for AWS), S3's XML errors
-// turned into clear messages, and credentials looked up again once when S3
-// says they expired or are unknown (a rotated session token).
+// turned into clear messages. Credentials come from the AWS default chain,
+// are kept and refreshed before they expire (credential-cache.ts), and are
+// looked up again once when S3 says they expired or are unknown.
 
 import type { Agent } from 'undici';
 import { ClipError } from '../errors.js';
 import { createAgent, discard, readBody, send, type HttpResponse, type RetryReason } from '../http/client.js';
-import { defaultRegion, endpointFromEnv, resolveCredentials, type AwsCredentials } from './credentials.js';
+import { CredentialCache } from './credential-cache.js';
+import { anonymousAccess, defaultRegion, endpointFromEnv, loadCredentials, type AwsCredentials } from './credentials.js';
 import { badKey, checkRegion, describeS3, encodeSegment, isBucketName, type S3Location } from './location.js';
 import { signRequest } from './sign.js';
 import { xmlText } from './xml.js';
@@ -28,7 +30,8 @@ export class S3Client {
 
   private constructor(
     readonly location: Required<Pick<S3Location, 'bucket' | 'key' | 'region'>> & S3Location,
-    private credentials: AwsCredentials | undefined,
+    /** Undefined: anonymous requests (AWS_NO_SIGN_REQUEST). */
+    private readonly credentials: CredentialCache | undefined,
   ) {}
 
   /** Resolves region (location, else AWS_REGION ..., else us-east-1), endpoint (location, else AWS_ENDPOINT_URL_S3 ...) and credentials. */
@@ -51,7 +54,11 @@ export class S3Client {
         throw new ClipError('BAD_ARGUMENT', `bad S3 endpoint ${endpoint}: only http and https are supported`);
     }
     const full = { ...loc, region, ...(endpoint !== undefined ? { endpoint: endpoint.replace(/\/+$/, '') } : {}) };
-    return new S3Client(full, await resolveCredentials());
+    if (anonymousAccess()) return new S3Client(full, undefined);
+    const credentials = new CredentialCache(() => loadCredentials());
+    // Looked up now, so that a missing or broken credential source fails the command at once.
+    await credentials.get();
+    return new S3Client(full, credentials);
   }
 
   /** "s3://bucket/key at endpoint", for messages. */
@@ -80,9 +87,10 @@ export class S3Client {
   async request(method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE', opts: S3RequestOptions = {}): Promise<HttpResponse> {
     const url = this.objectUrl(opts.query);
     for (let refreshed = false; ; refreshed = true) {
+      const used = await this.credentials?.get();
       const headers = signRequest(
         { method, url, headers: opts.headers ?? {}, region: this.location.region, ...(opts.body !== undefined ? { body: opts.body } : {}) },
-        this.credentials,
+        used,
       );
       const res = await send(this.agent, url, {
         method,
@@ -93,12 +101,12 @@ export class S3Client {
       }).catch((e: unknown) => {
         throw asS3Error(e);
       });
-      if (res.status !== 403 || refreshed || method === 'HEAD') return res;
-      // Credentials may have been rotated since they were read: look once more.
+      if (res.status !== 403 || refreshed || method === 'HEAD' || !this.credentials) return res;
+      // Credentials may have been rotated or revoked since they were read: look once more.
       const error = await this.errorOf(res);
-      const fresh = await resolveCredentials();
-      if (!REFRESH_CODES.has(error.code) || !fresh || sameCredentials(fresh, this.credentials)) throw this.failure(403, error, method);
-      this.credentials = fresh;
+      if (!REFRESH_CODES.has(error.code)) throw this.failure(403, error, method);
+      const fresh = await this.credentials.refresh().catch(() => undefined);
+      if (!fresh || sameCredentials(fresh, used)) throw this.failure(403, error, method);
     }
   }
 
@@ -123,9 +131,8 @@ export class S3Client {
 
   private failure(status: number, e: { code: string; message: string }, doing: string): ClipError {
     const what = `${e.code ? `${e.code}` : `HTTP ${status}`}${e.message ? `: ${e.message}` : ''}`;
-    const creds = this.credentials
-      ? `credentials from ${this.credentials.source}`
-      : 'no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials with AWS_PROFILE)';
+    const last = this.credentials?.last;
+    const creds = last ? `credentials from ${last.source}` : 'anonymous request (AWS_NO_SIGN_REQUEST)';
     if (status === 403 || status === 401) return new ClipError('UNAUTHORIZED', `S3 refused ${doing} ${this.name} (${what}; ${creds})`);
     if (status === 404)
       return new ClipError(
