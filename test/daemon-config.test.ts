@@ -137,6 +137,7 @@ describe('daemon config', () => {
     prefetch: ['"yes"', '1'],
     prefetch_rate: ['"fast"', '0', '1979-05-27'],
     read_ahead: ['"no"', '0'],
+    hosts_dir: ['"certs.d"', '5'],
   };
   it('has a bad-value case for every key', () => {
     assert.deepEqual(Object.keys(badValues).sort(), CONFIG_KEYS.map((k) => k.key).sort());

@@ -71,9 +71,19 @@ export interface DaemonPidFile {
 
 /** Saves the table without credentials (mode 0600 in a 0700 dir all the same). */
 export async function saveTable(file: string, t: DaemonTable): Promise<void> {
-  const images = t.images.map((i) => ({ ...i, registry: { ...(i.registry.plainHttp ? { plainHttp: true } : {}) } }));
+  const images = t.images.map((i) => ({ ...i, registry: withoutCredentials(i.registry) }));
   // No fsync: the mounts it names do not outlive a reboot either (the state dir is /run).
   await writeFileAtomic(file, Buffer.from(JSON.stringify({ images }, null, 2) + '\n'), { mode: 0o600, sync: false });
+}
+
+/** The settings that are no secret: how the registry is reached. */
+function withoutCredentials(r: RegistryOptions): RegistryOptions {
+  const out: RegistryOptions = {};
+  if (r.plainHttp) out.plainHttp = true;
+  if (r.hostsDir !== undefined) out.hostsDir = r.hostsDir;
+  if (r.certDir !== undefined) out.certDir = r.certDir;
+  if (r.tlsVerify === false) out.tlsVerify = false;
+  return out;
 }
 
 /** The table a dead daemon left, if any (a damaged file counts as none: the mount table is checked anyway). */
