@@ -8,9 +8,17 @@ import type { RegistryOptions } from '../oci/types.js';
 export function addRegistryOptions(cmd: Command): Command {
   return cmd
     .option('--plain-http', 'allow plain HTTP when the registry answers TLS with HTTP (always allowed for localhost and 127.0.0.0/8)')
-    .option('--hosts-dir <dir>', 'registry host settings, containerd layout DIR/HOST/hosts.toml or docker certs.d (or CLIP_HOSTS_DIR; default /etc/clip/certs.d)')
+    .option(
+      '--hosts-dir <dir>',
+      'registry host settings, containerd layout DIR/HOST/hosts.toml or docker certs.d (or CLIP_HOSTS_DIR; default /etc/clip/certs.d)',
+    )
     .option('--cert-dir <dir>', 'CA (*.crt) and client certificate (*.cert + *.key) files for the registry, as skopeo takes them')
-    .addOption(new Option('--tls-verify [bool]', 'verify the registry\'s certificate; --tls-verify=false accepts any, and allows plain HTTP').argParser(parseBool))
+    .addOption(
+      new Option(
+        '--tls-verify [bool]',
+        "verify the registry's certificate; --tls-verify=false accepts any, and allows plain HTTP",
+      ).argParser(parseBool),
+    )
     .option('--username <name>', 'registry user name (or CLIP_USERNAME)')
     .addOption(new Option('--password <secret>', 'registry password (or CLIP_PASSWORD)'))
     .option('--password-stdin', 'read the registry password from stdin');

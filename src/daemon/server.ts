@@ -92,7 +92,10 @@ export class DaemonServer {
     this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
     this.stopMirrorWatch = onMirrorFailure((f) => {
       this.metrics.mirrorFailed(f.registry, f.mirror);
-      this.log.warn({ registry: f.registry, mirror: f.mirror, skipMs: f.skipMs, reason: f.reason }, 'registry mirror failed: skipped for a while');
+      this.log.warn(
+        { registry: f.registry, mirror: f.mirror, skipMs: f.skipMs, reason: f.reason },
+        'registry mirror failed: skipped for a while',
+      );
     });
   }
 

@@ -340,9 +340,8 @@ export function networkError(url: URL, e: unknown, doing?: string, service = 're
     UND_ERR_BODY_TIMEOUT: 'response stalled (timed out)',
     UND_ERR_SOCKET: 'connection lost',
   };
-  const hint = tlsHint(e);
-  const reason =
-    e instanceof DeadlineError ? e.message : ((err.code && reasons[err.code]) ?? (hint ? `${err.message}: ${hint}` : undefined) ?? err.message ?? String(e));
+  // A TLS failure says what to do about it (OpenSSL's own text names source files, not the problem).
+  const reason = e instanceof DeadlineError ? e.message : ((err.code && reasons[err.code]) ?? tlsHint(e) ?? err.message ?? String(e));
   const message = doing
     ? `${url.host}: ${reason} while ${doing}`
     : `cannot connect to ${service} ${url.host} (${url.protocol}//${url.host}): ${reason}`;

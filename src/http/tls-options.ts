@@ -5,7 +5,7 @@
 
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { rootCertificates, type ConnectionOptions } from 'node:tls';
+import { connect, rootCertificates, type ConnectionOptions } from 'node:tls';
 import { ClipError } from '../errors.js';
 
 export interface TlsFiles {
@@ -105,4 +105,30 @@ export function tlsHint(e: unknown): string | undefined {
     return `the registry refused the TLS handshake (${code}): it may want a client certificate (client in hosts.toml, client.cert + client.key in certs.d or --cert-dir)`;
   }
   return undefined;
+}
+
+const DIAGNOSE_MS = 5000;
+
+/**
+ * Why a TLS server at `url` closed the connection, when undici only saw it
+ * close: with TLS 1.3 a refused client certificate arrives as an alert after
+ * the handshake, which undici reports as "other side closed". One direct
+ * connection with the same options reads the alert. undefined: no TLS reason found.
+ */
+export function diagnoseTlsClose(url: URL, options: ConnectionOptions = {}): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const port = Number(url.port) || 443;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const socket = connect({ ...options, host, port, servername: /^[\d.]+$|:/.test(host) ? '' : host });
+    const done = (why: string | undefined): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(undefined), DIAGNOSE_MS).unref();
+    socket.once('secureConnect', () => socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`));
+    socket.once('error', (e) => done(tlsHint(e)));
+    socket.once('data', () => done(undefined));
+    socket.once('close', () => done(undefined));
+  });
 }

@@ -122,7 +122,8 @@ export async function certDirFiles(dir: string, names?: string[]): Promise<Pick<
     const stem = n.replace(/\.(crt|cert|key)$/, '');
     if (n.endsWith('.crt')) out.ca.push(path.join(dir, n));
     if (n.endsWith('.cert')) {
-      if (!files.includes(`${stem}.key`)) throw new ClipError('BAD_ARGUMENT', `${path.join(dir, n)}: client certificate without its key ${stem}.key`);
+      if (!files.includes(`${stem}.key`))
+        throw new ClipError('BAD_ARGUMENT', `${path.join(dir, n)}: client certificate without its key ${stem}.key`);
       out.client.push({ cert: path.join(dir, n), key: path.join(dir, `${stem}.key`) });
     }
     if (n.endsWith('.key') && !files.includes(`${stem}.cert`)) {
@@ -181,7 +182,8 @@ function hostEntry(root: URL, t: Record<string, unknown>, file: string, prefix: 
     e.capabilities = new Set(list.map((c) => c.toLowerCase() as Capability));
   }
   if (t['skip_verify'] !== undefined) {
-    if (typeof t['skip_verify'] !== 'boolean') throw bad(file, `${prefix}skip_verify`, `expected true or false, got ${show(t['skip_verify'])}`);
+    if (typeof t['skip_verify'] !== 'boolean')
+      throw bad(file, `${prefix}skip_verify`, `expected true or false, got ${show(t['skip_verify'])}`);
     e.skipVerify = t['skip_verify'];
   }
   if (t['override_path'] !== undefined && typeof t['override_path'] !== 'boolean') {
@@ -236,7 +238,8 @@ function parseUrl(s: string, file: string, key: string, overridePath: unknown): 
     throw bad(file, key, `not a URL: ${JSON.stringify(s)}`);
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw bad(file, key, `unsupported scheme ${u.protocol} (http or https)`);
-  if (u.username || u.password) throw bad(file, key, 'credentials do not belong in a URL here: use docker login or CLIP_USERNAME/CLIP_PASSWORD');
+  if (u.username || u.password)
+    throw bad(file, key, 'credentials do not belong in a URL here: use docker login or CLIP_USERNAME/CLIP_PASSWORD');
   if (u.search || u.hash) throw bad(file, key, 'a host URL takes no query or fragment');
   let p = path.posix.normalize(u.pathname).replace(/\/+$/, '');
   if (overridePath !== true && !p.endsWith('/v2')) p = `${p}/v2`;
@@ -256,7 +259,7 @@ function str(v: unknown, file: string, key: string): string {
 
 function strList(v: unknown, file: string, key: string): string[] {
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw bad(file, key, `expected a list of strings, got ${show(v)}`);
-  return v as string[];
+  return v;
 }
 
 function isTable(v: unknown): v is Record<string, unknown> {

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClipError } from '../errors.js';
 import { AgentPool } from '../http/agent-pool.js';
-import { isPlainHttpAnswer } from '../http/tls-options.js';
+import { diagnoseTlsClose, isPlainHttpAnswer } from '../http/tls-options.js';
 import { Authenticator } from './auth.js';
 import { findCredentials } from './credentials.js';
 import { checkDigest, digestOf, isDigest, verifyDigest } from '../util/digest.js';
@@ -244,7 +244,8 @@ export class RegistryClient implements BlobSource, ManifestSource {
         return res;
       }
       // A mirror without the content is healthy; one that errs is skipped for a while.
-      if (res.status >= 500 || res.status === 429) markFailed(route.endpoint, this.registry, `HTTP ${res.status} for ${this.describe(target)}`);
+      if (res.status >= 500 || res.status === 429)
+        markFailed(route.endpoint, this.registry, `HTTP ${res.status} for ${this.describe(target)}`);
       await discard(res.body);
     }
     throw new Error('unreachable: the last endpoint answers');
@@ -278,8 +279,9 @@ export class RegistryClient implements BlobSource, ManifestSource {
         });
       } catch (e) {
         // A plain HTTP answer to TLS: where allowed (loopback, --plain-http, --tls-verify=false), speak HTTP.
-        if (url.protocol === 'https:' && isPlainHttpAnswer((e as Error).cause) && fallBackToHttp(endpoint)) continue;
-        throw e;
+        const cause = (e as Error).cause;
+        if (url.protocol === 'https:' && isPlainHttpAnswer(cause) && fallBackToHttp(endpoint)) continue;
+        throw await this.explainClose(e, url, endpoint);
       }
       if (res.status !== 401) return res;
       if (res.url.origin !== root.origin) {
@@ -295,8 +297,30 @@ export class RegistryClient implements BlobSource, ManifestSource {
     }
   }
 
+  /** A TLS connection the registry closed: the reason read from a direct connection, when there is one (see diagnoseTlsClose). */
+  private async explainClose(e: unknown, url: URL, endpoint: Endpoint): Promise<unknown> {
+    const code = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    const proxied = process.env['https_proxy'] || process.env['HTTPS_PROXY'] || process.env['http_proxy'] || process.env['HTTP_PROXY'];
+    if (url.protocol !== 'https:' || code !== 'UND_ERR_SOCKET' || proxied) return e;
+    const why = await diagnoseTlsClose(url, endpoint.tls);
+    return why
+      ? new ClipError('REGISTRY', `cannot connect to registry ${url.host} (${url.protocol}//${url.host}): ${why}`, { cause: e })
+      : e;
+  }
+
   /** The ClipError for an unexpected response. */
   private async failure(res: HttpResponse, target: Target): Promise<ClipError> {
+    if (res.status === 400 && res.url.protocol === 'http:') {
+      // Go's TLS servers answer a plain HTTP request with this 400.
+      const text = (await readBody(res, MAX_ERROR_BODY, 'error response').catch(() => Buffer.alloc(0))).toString('utf8');
+      const tlsServer = /HTTP request to an HTTPS server/i.test(text);
+      return new ClipError(
+        'REGISTRY',
+        tlsServer
+          ? `${res.url.host} speaks HTTPS but was asked in plain HTTP (client sent an HTTP request to an HTTPS server): give it as https:// in hosts.toml`
+          : `${res.url.host} answered HTTP 400 for ${this.describe(target)}`,
+      );
+    }
     const errors = await readErrorBody(res);
     const detail = errorSummary(errors);
     const codes = new Set(errors.map((e) => e.code));
