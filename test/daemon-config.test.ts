@@ -61,6 +61,7 @@ describe('daemon config', () => {
       prefetch: false,
       prefetchRate: DEFAULT_PREFETCH_RATE,
       readAhead: true,
+      hostsDir: '/etc/clip/certs.d',
     });
   });
 
@@ -79,6 +80,7 @@ describe('daemon config', () => {
         'prefetch = true',
         'prefetch_rate = "512KiB"',
         'read_ahead = false',
+        'hosts_dir = "/srv/certs.d"',
       ].join('\n'),
     );
     const l = await loadDaemonConfig({}, { env: {}, defaultPath: p });
@@ -95,6 +97,7 @@ describe('daemon config', () => {
       prefetch: true,
       prefetchRate: 512 * 1024,
       readAhead: false,
+      hostsDir: '/srv/certs.d',
     });
   });
 
@@ -242,6 +245,7 @@ describe('daemon config', () => {
         prefetch: false,
         prefetch_rate: DEFAULT_PREFETCH_RATE,
         read_ahead: true,
+        hosts_dir: '/etc/clip/certs.d',
       });
     });
 
