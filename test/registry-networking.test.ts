@@ -7,6 +7,7 @@
 // (docker-registry in proxy mode) serves a mount after the origin stopped.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,7 @@ import { freePort, pushImage, registryBlobPath, startRegistry, type RegistryHand
 import { makeTestCerts, type TestCerts } from './helpers/tls-certs.js';
 
 const HELLO = 'hello through the network\n';
+const CLIP_BIN = path.resolve(import.meta.dirname, '../../bin/clip.js');
 const REPO = 'net/app';
 /** No proxy from the test's own environment: each test sets what it wants (lowercase names win in undici). */
 const NO_PROXY_ENV = { HTTP_PROXY: '', http_proxy: '', HTTPS_PROXY: '', https_proxy: '', NO_PROXY: '', no_proxy: '' };
@@ -120,6 +122,35 @@ describe('TLS', () => {
   it("accepts it with docker's certs.d ca.crt, from CLIP_HOSTS_DIR", async () => {
     const d = await hostsDir('certs-d', tlsReg.host, { 'ca.crt': await readFile(certs.ca, 'utf8') });
     await indexAndCat(tlsReg.host, 'tls-certsd', [], { CLIP_HOSTS_DIR: d });
+  });
+
+  it("a mount that names no hosts dir gets the daemon's hosts_dir: its CA reaches the daemon's registry clients", async () => {
+    const d = await hostsDir('daemon-hosts', tlsReg.host, { 'hosts.toml': `ca = "${certs.ca}"\n` });
+    const index = await indexAndCat(tlsReg.host, 'daemon-hosts', ['--hosts-dir', d]);
+    const ws = await clipWorkspace('daemonhosts');
+    // No CLIP_HOSTS_DIR for the mount: the daemon's setting is what applies.
+    const env: NodeJS.ProcessEnv = { ...process.env, ...NO_PROXY_ENV, ...ws.env };
+    delete env['CLIP_HOSTS_DIR'];
+    const daemon = spawn(process.execPath, [CLIP_BIN, 'daemon', '--hosts-dir', d], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let daemonErr = '';
+    daemon.stderr.on('data', (b: Buffer) => (daemonErr += b.toString()));
+    const mp = path.join(ws.dir, 'mnt');
+    await mkdir(mp);
+    try {
+      for (let i = 0; (await runClip(['ps'], { env })).code !== 0; i++) {
+        assert.ok(i < 200 && daemon.exitCode === null, `the daemon answers: ${daemonErr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const r = await runClip(['mount', index, mp], { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await readFile(path.join(mp, 'etc/blob.bin')), blob);
+    } finally {
+      await runClip(['umount', mp], { env });
+      await runClip(['daemon', '--stop'], { env });
+      if (daemon.exitCode === null) await new Promise((r) => daemon.once('exit', r));
+      assert.deepEqual(testMounts(true), [], 'nothing left mounted');
+      await rm(ws.dir, { recursive: true, force: true });
+    }
   });
 
   it('accepts any certificate with --tls-verify=false', async () => {
