@@ -176,6 +176,9 @@ describe('TLS', () => {
       r.stderr,
       `clip: ${d}/${tlsReg.host}/hosts.toml: host."https://m.example".capabilities: unknown capability "fetch" (known: pull, resolve, push)\n`,
     );
+    const flag = await clip(['index', `${tlsReg.host}/${REPO}:${image.tag}`, '-o', path.join(work, 'bad.clip'), '--tls-verify=maybe']);
+    assert.equal(flag.code, 1);
+    assert.equal(flag.stderr, 'clip: --tls-verify: expected true or false, got "maybe"\n');
   });
 });
 

@@ -1,7 +1,8 @@
 // Registry flags shared by every command that talks to a registry.
 
 import path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { ClipError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { RegistryOptions } from '../oci/types.js';
 
@@ -13,21 +14,17 @@ export function addRegistryOptions(cmd: Command): Command {
       'registry host settings, containerd layout DIR/HOST/hosts.toml or docker certs.d (or CLIP_HOSTS_DIR; default /etc/clip/certs.d)',
     )
     .option('--cert-dir <dir>', 'CA (*.crt) and client certificate (*.cert + *.key) files for the registry, as skopeo takes them')
-    .addOption(
-      new Option(
-        '--tls-verify [bool]',
-        "verify the registry's certificate; --tls-verify=false accepts any, and allows plain HTTP",
-      ).argParser(parseBool),
-    )
+    .option('--tls-verify [bool]', "verify the registry's certificate; --tls-verify=false accepts any, and allows plain HTTP")
     .option('--username <name>', 'registry user name (or CLIP_USERNAME)')
     .addOption(new Option('--password <secret>', 'registry password (or CLIP_PASSWORD)'))
     .option('--password-stdin', 'read the registry password from stdin');
 }
 
-function parseBool(v: string): boolean {
-  if (v === 'true') return true;
+/** skopeo's spelling: --tls-verify, --tls-verify=true, --tls-verify=false. */
+function tlsVerify(v: string | boolean | undefined): boolean | undefined {
+  if (v === undefined || v === true || v === 'true') return v === undefined ? undefined : true;
   if (v === 'false') return false;
-  throw new InvalidArgumentError('expected true or false');
+  throw new ClipError('BAD_ARGUMENT', `--tls-verify: expected true or false, got ${JSON.stringify(v)}`);
 }
 
 async function readStdin(): Promise<string> {
@@ -46,7 +43,7 @@ export async function registryOptions(o: {
   platform?: string;
   hostsDir?: string;
   certDir?: string;
-  tlsVerify?: boolean;
+  tlsVerify?: string | boolean;
 }): Promise<RegistryOptions> {
   const opts: RegistryOptions = {};
   if (o.plainHttp) opts.plainHttp = true;
@@ -54,7 +51,7 @@ export async function registryOptions(o: {
   const hostsDir = o.hostsDir ?? (process.env['CLIP_HOSTS_DIR'] || undefined);
   if (hostsDir !== undefined) opts.hostsDir = path.resolve(hostsDir);
   if (o.certDir !== undefined) opts.certDir = path.resolve(o.certDir);
-  if (o.tlsVerify === false) opts.tlsVerify = false;
+  if (tlsVerify(o.tlsVerify) === false) opts.tlsVerify = false;
   if (o.username !== undefined) opts.username = o.username;
   if (o.password !== undefined) opts.password = o.password;
   if (o.passwordStdin) opts.password = await readStdin();
