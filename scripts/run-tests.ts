@@ -12,6 +12,7 @@ import path from 'node:path';
 /** Test files that need neither root (mknod, FUSE), nor a server (registry, S3, HTTP), nor external tools' images. */
 const UNIT = [
   'gzip',
+  'hosts-config',
   'index-format',
   'index-validate',
   'layer-reader',

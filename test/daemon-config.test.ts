@@ -61,6 +61,7 @@ describe('daemon config', () => {
       prefetch: false,
       prefetchRate: DEFAULT_PREFETCH_RATE,
       readAhead: true,
+      hostsDir: '/etc/clip/certs.d',
     });
   });
 
@@ -79,6 +80,7 @@ describe('daemon config', () => {
         'prefetch = true',
         'prefetch_rate = "512KiB"',
         'read_ahead = false',
+        'hosts_dir = "/srv/certs.d"',
       ].join('\n'),
     );
     const l = await loadDaemonConfig({}, { env: {}, defaultPath: p });
@@ -95,6 +97,7 @@ describe('daemon config', () => {
       prefetch: true,
       prefetchRate: 512 * 1024,
       readAhead: false,
+      hostsDir: '/srv/certs.d',
     });
   });
 
@@ -137,6 +140,7 @@ describe('daemon config', () => {
     prefetch: ['"yes"', '1'],
     prefetch_rate: ['"fast"', '0', '1979-05-27'],
     read_ahead: ['"no"', '0'],
+    hosts_dir: ['"certs.d"', '5'],
   };
   it('has a bad-value case for every key', () => {
     assert.deepEqual(Object.keys(badValues).sort(), CONFIG_KEYS.map((k) => k.key).sort());
@@ -241,6 +245,7 @@ describe('daemon config', () => {
         prefetch: false,
         prefetch_rate: DEFAULT_PREFETCH_RATE,
         read_ahead: true,
+        hosts_dir: '/etc/clip/certs.d',
       });
     });
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Agent } from 'undici';
 import { after, before, describe, it } from 'node:test';
 import { ClipError } from '../src/errors.js';
+import { AgentPool } from '../src/http/agent-pool.js';
 import { isMounted } from '../src/fuse/index.js';
 import { decodeIndex, encodeIndex } from '../src/index/format.js';
 import { loadIndex } from '../src/index/load.js';
@@ -171,17 +172,18 @@ describe('a .clip remembers how its registry was reached', () => {
         socket.once('error', (e) => cb(e, null));
       },
     });
+    const pool = new AgentPool(agent);
     const ref = { registry: `registry.clip.test:${port}`, repository: 'reach/app' };
     try {
       await pushImage(image.dir, image.tag, locked.host, 'reach/app', user);
-      const recorded = new RegistryClient(ref, { ...user, recordedPlainHttp: true }, agent);
+      const recorded = new RegistryClient(ref, { ...user, recordedPlainHttp: true }, pool);
       assert.equal(recorded.plainHttp, true, 'the record makes it plain HTTP, also for a name that is not loopback');
       await assert.rejects(recorded.fetchManifest(image.tag), (e: unknown) => e instanceof ClipError && e.code === 'UNAUTHORIZED');
-      const asked = new RegistryClient(ref, { ...user, plainHttp: true, recordedPlainHttp: true }, agent);
+      const asked = new RegistryClient(ref, { ...user, plainHttp: true, recordedPlainHttp: true }, pool);
       const fetched = await asked.fetchManifest(image.tag);
       assert.ok(fetched.bytes.length > 0);
-      assert.equal(new RegistryClient(ref, { recordedPlainHttp: false }, agent).plainHttp, false);
-      assert.equal(new RegistryClient(ref, {}, agent).plainHttp, false, 'no record, no flag: HTTPS');
+      assert.equal(new RegistryClient(ref, { recordedPlainHttp: false }, pool).plainHttp, false);
+      assert.equal(new RegistryClient(ref, {}, pool).plainHttp, false, 'no record, no flag: HTTPS');
     } finally {
       await agent.close();
       await locked.stop();

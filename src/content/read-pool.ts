@@ -1,16 +1,15 @@
 // What the readers of many images in one process share (the node daemon):
 // one memory span cache with one byte bound, one disk SpanCache per cache
 // directory, and blob sources: one registry client per repository and
-// credentials, over one connection pool (undici Agent) per registry host and
+// credentials, over one AgentPool (connections by TLS settings) per registry and
 // credentials. Sources and agents are counted by user; the last reader to
 // close one closes it. Caches are keyed by span identity, so only indexes
 // that describe a span alike share it (see span-memory.ts).
 
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { Agent } from 'undici';
 import { ClipError } from '../errors.js';
-import { closeAgent, createAgent } from '../http/client.js';
+import { AgentPool } from '../http/agent-pool.js';
 import { parseReference } from '../oci/reference.js';
 import type { BlobSource, RegistryOptions } from '../oci/types.js';
 import { RefCounted, type Lease } from '../util/ref-counted.js';
@@ -27,13 +26,13 @@ export interface ReadPoolOptions {
 
 interface SharedSource {
   source: BlobSource;
-  agent?: Lease<Agent>;
+  agent?: Lease<AgentPool>;
 }
 
 export class ReadPool {
   readonly memory: SpanMemory;
   private readonly disks = new Map<string, SpanCache>();
-  private readonly agents = new RefCounted<Agent>(closeAgent);
+  private readonly agents = new RefCounted<AgentPool>((a) => a.close());
   private readonly sources = new RefCounted<SharedSource>(async ({ source, agent }) => {
     await source.close();
     await agent?.release();
@@ -77,7 +76,7 @@ export class ReadPool {
     const lease = await this.sources.acquire(`${location}\n${auth}`, async () => {
       if (!location.startsWith('docker://')) return { source: await openBlobSource(location, opts) };
       const registry = parseReference(location.slice('docker://'.length)).registry;
-      const agent = await this.agents.acquire(`${registry}\n${auth}`, async () => createAgent());
+      const agent = await this.agents.acquire(`${registry}\n${auth}`, async () => new AgentPool());
       try {
         return { source: await openRegistrySource(location, opts, agent.value), agent };
       } catch (e) {
@@ -111,6 +110,9 @@ function authKey(opts: RegistryOptions): string {
     opts.username ?? null,
     opts.password ?? null,
     opts.deadline ?? null,
+    opts.hostsDir ?? null,
+    opts.certDir ?? null,
+    opts.tlsVerify ?? true,
   ];
   return createHash('sha256').update(JSON.stringify(settings)).digest('hex');
 }

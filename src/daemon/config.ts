@@ -1,5 +1,5 @@
 // The settings of `clip daemon`: a TOML file (default /etc/clip/config.toml),
-// then the environment (CLIP_STATE_DIR, CLIP_DATA_DIR), then flags, each
+// then the environment (CLIP_STATE_DIR, CLIP_DATA_DIR, CLIP_HOSTS_DIR), then flags, each
 // overriding the one before, over the defaults of today's `clip mount`. One
 // table of keys drives parsing, validation, flags and the printed settings.
 
@@ -9,6 +9,7 @@ import { parse, TomlError } from 'smol-toml';
 import { DEFAULT_MEMORY_CACHE } from '../content/layer-reader.js';
 import { DEFAULT_MEMORY_BOUND_TEXT } from '../content/memory-bound.js';
 import { ClipError } from '../errors.js';
+import { DEFAULT_HOSTS_DIR } from '../oci/hosts-config.js';
 import { pathProblem } from '../util/path-errors.js';
 import { DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountLogLevel } from '../mount/settings.js';
 import { parseByteSize, SIZE_SYNTAX } from '../util/size.js';
@@ -39,6 +40,8 @@ export interface DaemonConfig {
   prefetchRate: number;
   /** After a read misses, fetch the rest of its file in the background (content/read-ahead.ts). */
   readAhead: boolean;
+  /** Registry host settings (hosts.toml / certs.d) for mounts that name none. */
+  hostsDir: string;
 }
 
 /** The daemon's flags as commander hands them over: raw strings (checked here, like file values); undefined: not given. */
@@ -55,6 +58,7 @@ export interface DaemonFlags {
   prefetch?: boolean;
   prefetchRate?: string;
   readAhead?: boolean;
+  hostsDir?: string;
 }
 
 type Kind = 'path' | 'size' | 'level' | 'format' | 'addr' | 'bool';
@@ -170,6 +174,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     kind: 'bool',
     defaultText: 'true',
     help: 'after a read misses, fetch the rest of its file in the background (bounded by what proved useful)',
+  },
+  {
+    key: 'hosts_dir',
+    field: 'hostsDir',
+    flag: '--hosts-dir',
+    flagField: 'hostsDir',
+    kind: 'path',
+    defaultText: '$CLIP_HOSTS_DIR, else /etc/clip/certs.d',
+    help: "registry host settings (containerd's DIR/HOST/hosts.toml, docker's certs.d) for mounts that name none",
   },
 ];
 
@@ -362,6 +375,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
   for (const [name, field] of [
     ['CLIP_STATE_DIR', 'stateDir'],
     ['CLIP_DATA_DIR', 'dataDir'],
+    ['CLIP_HOSTS_DIR', 'hostsDir'],
   ] as const) {
     const v = env[name];
     if (v !== undefined) fromEnv[field] = parseValue('path', v, { flag: `$${name}` }) as string;
@@ -379,6 +393,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
     prefetch: merged.prefetch ?? false,
     prefetchRate: merged.prefetchRate ?? DEFAULT_PREFETCH_RATE,
     readAhead: merged.readAhead ?? true,
+    hostsDir: merged.hostsDir ?? DEFAULT_HOSTS_DIR,
   };
   if (merged.metricsAddr !== undefined) config.metricsAddr = merged.metricsAddr;
   return { config, ...(file !== undefined ? { file } : {}) };

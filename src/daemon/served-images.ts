@@ -71,12 +71,20 @@ export interface DaemonPidFile {
 
 /** Saves the table without credentials (mode 0600 in a 0700 dir all the same). */
 export async function saveTable(file: string, t: DaemonTable): Promise<void> {
-  const images = t.images.map((i) => ({
-    ...i,
-    registry: { ...(i.registry.plainHttp !== undefined ? { plainHttp: i.registry.plainHttp } : {}) },
-  }));
+  const images = t.images.map((i) => ({ ...i, registry: withoutCredentials(i.registry) }));
   // No fsync: the mounts it names do not outlive a reboot either (the state dir is /run).
   await writeFileAtomic(file, Buffer.from(JSON.stringify({ images }, null, 2) + '\n'), { mode: 0o600, sync: false });
+}
+
+/** The settings that are no secret: how the registry is reached. */
+function withoutCredentials(r: RegistryOptions): RegistryOptions {
+  const out: RegistryOptions = {};
+  // false too: --no-plain-http holds after a restart (the record of an index is read from the index again).
+  if (r.plainHttp !== undefined) out.plainHttp = r.plainHttp;
+  if (r.hostsDir !== undefined) out.hostsDir = r.hostsDir;
+  if (r.certDir !== undefined) out.certDir = r.certDir;
+  if (r.tlsVerify === false) out.tlsVerify = false;
+  return out;
 }
 
 /** The table a dead daemon left, if any (a damaged file counts as none: the mount table is checked anyway). */

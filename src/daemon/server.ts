@@ -23,6 +23,7 @@ import type { ApiError, MountReply, MountRequest, PsReply, StatsReply, UmountRep
 import { LiveImage } from './live-image.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { ReadPool } from '../content/read-pool.js';
+import { onMirrorFailure } from '../oci/endpoints.js';
 import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
 import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
@@ -89,7 +90,16 @@ export class DaemonServer {
     this.paths = daemonPaths(runtime.config.stateDir);
     const { cacheDir, cacheBytes, memoryCacheBytes, readAhead } = runtime.config;
     this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
+    this.stopMirrorWatch = onMirrorFailure((f) => {
+      this.metrics.mirrorFailed(f.registry, f.mirror);
+      this.log.warn(
+        { registry: f.registry, mirror: f.mirror, skipMs: f.skipMs, reason: f.reason },
+        'registry mirror failed: skipped for a while',
+      );
+    });
   }
+
+  private readonly stopMirrorWatch: () => void;
 
   /** The new serving process of an upgrade died before it served: this one goes on, and takes changes again. */
   upgradeFailed(reason: string): void {
@@ -410,7 +420,8 @@ export class DaemonServer {
       index: req.index,
       loadFrom: req.index,
       image: req.index,
-      registry: req.registry ?? {},
+      // Host settings the mount did not name are the daemon's.
+      registry: { hostsDir: this.config.hostsDir, ...(req.registry ?? {}) },
       settings,
       mounts: [],
       rootfs: [],
@@ -504,6 +515,7 @@ export class DaemonServer {
   async stopAll(tell = true): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.stopMirrorWatch();
     this.log.info('stopping: unmounting everything');
     this.api?.close();
     await this.closeMetrics?.().catch(() => undefined);

@@ -3,9 +3,11 @@
 // Authorization header never reaches another host (registries redirect blobs
 // to object storage).
 
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { ConnectionOptions } from 'node:tls';
 import { ClipError } from '../errors.js';
+import { tlsHint } from './tls-options.js';
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
 
@@ -34,6 +36,8 @@ export interface SendOptions {
   expectedBytes?: number;
   /** How long a response may take, headers and body (default: RESPONSE_DEADLINE from the environment). */
   deadline?: ResponseDeadline;
+  /** Tries after the first on transient failures (default CLIP_RETRIES, 5); a mirror with a fallback gets fewer. */
+  retries?: number;
 }
 
 /**
@@ -93,25 +97,46 @@ export function backoff(attempt: number, retryAfter?: string): number {
 
 const CLOSE_GRACE_MS = 2000;
 
+const CONNECT_TIMEOUT_MS = Math.min(STALL_TIMEOUT_MS, 10_000);
+const AGENT_OPTIONS = {
+  keepAliveTimeout: 30_000,
+  keepAliveMaxTimeout: 300_000,
+  // Requests per registry host are bounded; the rest queue.
+  connections: 16,
+  headersTimeout: STALL_TIMEOUT_MS,
+  bodyTimeout: STALL_TIMEOUT_MS,
+};
+
+/** Direct connections (S3). */
 export function createAgent(): Agent {
-  return new Agent({
-    keepAliveTimeout: 30_000,
-    keepAliveMaxTimeout: 300_000,
-    // Requests per registry host are bounded; the rest queue.
-    connections: 16,
-    connect: { timeout: Math.min(STALL_TIMEOUT_MS, 10_000) },
-    headersTimeout: STALL_TIMEOUT_MS,
-    bodyTimeout: STALL_TIMEOUT_MS,
-  });
+  return new Agent({ ...AGENT_OPTIONS, connect: { timeout: CONNECT_TIMEOUT_MS } });
+}
+
+/**
+ * Connections to registry hosts with `tls` (CAs, client certificates,
+ * verification), through HTTPS_PROXY / HTTP_PROXY unless NO_PROXY names the
+ * host (undici's rules, read when the agent is made: loopback is not exempt,
+ * lowercase names win). https goes through a CONNECT tunnel, with `tls` for
+ * the registry inside it; http is forwarded as a plain proxy request.
+ */
+export function createRegistryAgent(tls: ConnectionOptions = {}): Dispatcher {
+  const connect = { timeout: CONNECT_TIMEOUT_MS, ...tls };
+  return new EnvHttpProxyAgent({
+    ...AGENT_OPTIONS,
+    connect,
+    requestTls: connect,
+    proxyTls: { timeout: CONNECT_TIMEOUT_MS },
+    proxyTunnel: false,
+  } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
 }
 
 /** Closes an agent's connections, waiting briefly for requests in flight (an unread blob stream must not hang it). */
-export async function closeAgent(agent: Agent): Promise<void> {
+export async function closeAgent(agent: Dispatcher): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS).unref()));
   await Promise.race([agent.close(), timeout]);
   clearTimeout(timer);
-  if (!agent.destroyed) await agent.destroy();
+  if (!(agent as { destroyed?: boolean }).destroyed) await agent.destroy();
 }
 
 /** First value of a response header (names are lowercase in undici). */
@@ -133,7 +158,7 @@ export async function send(dispatcher: Dispatcher, url: URL, opts: SendOptions =
   if (opts.authorization && opts.authorization.origin === url.origin) headers['authorization'] = opts.authorization.value;
   const started = Date.now();
   for (let attempt = 0; ; attempt++) {
-    const retry = method !== 'POST' && attempt < MAX_RETRIES;
+    const retry = method !== 'POST' && attempt < (opts.retries ?? MAX_RETRIES);
     let delay: number;
     // An upload's bytes count too: a large PUT gets the time its body needs.
     const sent = opts.body === undefined ? 0 : Buffer.byteLength(opts.body);
@@ -315,7 +340,8 @@ export function networkError(url: URL, e: unknown, doing?: string, service = 're
     UND_ERR_BODY_TIMEOUT: 'response stalled (timed out)',
     UND_ERR_SOCKET: 'connection lost',
   };
-  const reason = e instanceof DeadlineError ? e.message : ((err.code && reasons[err.code]) ?? err.message ?? String(e));
+  // A TLS failure says what to do about it (OpenSSL's own text names source files, not the problem).
+  const reason = e instanceof DeadlineError ? e.message : ((err.code && reasons[err.code]) ?? tlsHint(e) ?? err.message ?? String(e));
   const message = doing
     ? `${url.host}: ${reason} while ${doing}`
     : `cannot connect to ${service} ${url.host} (${url.protocol}//${url.host}): ${reason}`;

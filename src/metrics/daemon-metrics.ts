@@ -228,6 +228,13 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
 
+  private readonly mirrorFailures = new Counter({
+    name: 'clip_mirror_failures_total',
+    help: 'Requests a registry mirror failed (it is then skipped for a while)',
+    labelNames: ['registry', 'mirror'],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     new Gauge({
@@ -268,6 +275,11 @@ export class DaemonMetrics {
     if (!m) return;
     this.images.delete(image);
     m.drop();
+  }
+
+  /** A mirror of `registry` failed (see oci/endpoints.ts). */
+  mirrorFailed(registry: string, mirror: string): void {
+    this.mirrorFailures.inc({ registry, mirror });
   }
 
   /** The FUSE session's observer. */

@@ -1,17 +1,19 @@
 // A client for one repository of a registry (distribution API v2): manifests,
 // whole blobs and byte ranges of blobs, with authentication and docker's
-// conventions (docker.io -> registry-1.docker.io, plain HTTP for localhost).
+// conventions (docker.io -> registry-1.docker.io). Requests go to the
+// registry's endpoints (endpoints.ts: hosts.toml mirrors, then the upstream),
+// each with its own connections, TLS settings and authentication.
 
 import type { Readable } from 'node:stream';
-import type { Agent } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ClipError } from '../errors.js';
+import { AgentPool } from '../http/agent-pool.js';
+import { diagnoseTlsClose, isPlainHttpAnswer } from '../http/tls-options.js';
 import { Authenticator } from './auth.js';
 import { findCredentials } from './credentials.js';
 import { checkDigest, digestOf, isDigest, verifyDigest } from '../util/digest.js';
 import {
   backoff,
-  closeAgent,
-  createAgent,
   discard,
   header,
   headerList,
@@ -22,39 +24,37 @@ import {
   type HttpResponse,
   type RetryReason,
 } from '../http/client.js';
+import {
+  candidates,
+  currentRoot,
+  fallBackToHttp,
+  markFailed,
+  markHealthy,
+  registryEndpoints,
+  type Capability,
+  type Endpoint,
+} from './endpoints.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
-import { DOCKER_HUB } from './reference.js';
 import { MAX_MANIFEST_BYTES, type FetchedManifest, type ManifestSource } from './resolve.js';
 import { checkRange, readRangeRetrying } from '../http/range-read.js';
 import { resumableBlob } from '../http/resumable-blob.js';
 import type { BlobSource, RangeOptions, Reference, RegistryOptions, ResponseDeadline } from './types.js';
 
+import { plainOnRecordOnly } from './registry-host.js';
+
+export { isLocalRegistry, plainOnRecordOnly, registryBaseUrl } from './registry-host.js';
+
 const MAX_AUTH_ATTEMPTS = 4;
 const MAX_ERROR_BODY = 64 * 1024;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
+/** A mirror with somewhere to fall back to gets this many tries after the first: failing over beats waiting. */
+const MIRROR_RETRIES = 1;
 
-/** True for localhost, 127.0.0.0/8 and ::1, with or without a port. */
-export function isLocalRegistry(registry: string): boolean {
-  let host = registry.toLowerCase();
-  if (host.startsWith('[')) host = host.slice(1, host.indexOf(']'));
-  else if (host.split(':').length === 2) host = host.slice(0, host.indexOf(':'));
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
-/**
- * The base URL of a registry's API ("https://registry-1.docker.io"): plain
- * HTTP when asked (`plainHttp`), else as the index recorded (`recorded`),
- * else for loopback registries.
- */
-export function registryBaseUrl(registry: string, plainHttp?: boolean, recorded?: boolean): URL {
-  const host = registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
-  const scheme = (plainHttp ?? recorded ?? isLocalRegistry(registry)) ? 'http' : 'https';
-  return new URL(`${scheme}://${host}`);
-}
-
-/** Whether plain HTTP comes only from what an index recorded: not asked for, not a loopback registry. */
-export function plainOnRecordOnly(registry: string, opts: RegistryOptions): boolean {
-  return opts.plainHttp === undefined && opts.recordedPlainHttp === true && !isLocalRegistry(registry);
+/** One endpoint as this client uses it: its connections and its authentication state. */
+interface Route {
+  endpoint: Endpoint;
+  agent: Dispatcher;
+  auth: Authenticator;
 }
 
 type Target = { kind: 'manifest'; reference: string } | { kind: 'blob'; digest: string };
@@ -64,40 +64,62 @@ export class RegistryClient implements BlobSource, ManifestSource {
   readonly repository: string;
   readonly name: string;
   readonly badContent = 'REGISTRY' as const;
-  private readonly base: URL;
-  private readonly agent: Agent;
-  /** False when the agent was lent (a ReadPool's, shared by the clients of one registry): its owner closes it. */
-  private readonly ownsAgent: boolean;
-  private readonly auth: Authenticator;
+  private readonly opts: RegistryOptions;
+  private readonly agents: AgentPool;
+  /** False when the agents were lent (a ReadPool's, shared by the clients of one registry): their owner closes them. */
+  private readonly ownsAgents: boolean;
   private readonly scope: string;
   private readonly deadline: ResponseDeadline | undefined;
+  private routes: Promise<Route[]> | undefined;
+  /** The API root the last answer came from. */
+  private lastRoot: URL | undefined;
 
-  /** `agent`: connections to share with other clients of the same registry (not closed by close()). */
-  constructor(ref: Pick<Reference, 'registry' | 'repository'>, opts: RegistryOptions = {}, agent?: Agent) {
+  /** `agents`: connections to share with other clients of the same registry and settings (not closed by close()). */
+  constructor(ref: Pick<Reference, 'registry' | 'repository'>, opts: RegistryOptions = {}, agents?: AgentPool) {
     this.registry = ref.registry;
     this.repository = ref.repository;
     this.name = `${ref.registry}/${ref.repository}`;
-    this.base = registryBaseUrl(ref.registry, opts.plainHttp, opts.recordedPlainHttp);
-    this.agent = agent ?? createAgent();
-    this.ownsAgent = agent === undefined;
+    this.opts = opts;
+    this.agents = agents ?? new AgentPool();
+    this.ownsAgents = agents === undefined;
     this.scope = `repository:${ref.repository}:pull`;
     this.deadline = opts.deadline;
-    const lookup: { username?: string; password?: string } = {};
-    if (opts.username !== undefined) lookup.username = opts.username;
-    if (opts.password !== undefined) lookup.password = opts.password;
-    this.auth = new Authenticator({
-      registry: ref.registry,
-      repository: ref.repository,
-      dispatcher: this.agent,
-      // Plain HTTP on a .clip file's say-so alone (untrusted) never carries credentials: that takes --plain-http.
-      credentials: () =>
-        plainOnRecordOnly(ref.registry, opts) ? Promise.resolve(undefined) : findCredentials(ref.registry, ref.repository, lookup),
-    });
   }
 
-  /** Whether this client speaks plain HTTP to the registry (recorded in an index, the default for reading it later). */
+  /** The endpoints with their connections and authentication, loaded (hosts.toml, certificates) on first use. */
+  private loadRoutes(): Promise<Route[]> {
+    this.routes ??= registryEndpoints(this.registry, this.opts).then((endpoints) =>
+      endpoints.map((endpoint) => {
+        const agent = this.agents.get(endpoint.tlsKey, endpoint.tls);
+        // Explicit credentials are for the registry named; a mirror gets what is stored for its own host.
+        const lookup: { username?: string; password?: string } = {};
+        if (!endpoint.mirror && this.opts.username !== undefined) lookup.username = this.opts.username;
+        if (!endpoint.mirror && this.opts.password !== undefined) lookup.password = this.opts.password;
+        const host = endpoint.mirror ? endpoint.host : this.registry;
+        // Plain HTTP on a .clip file's say-so alone (untrusted) never carries credentials: that takes --plain-http.
+        const withheld = !endpoint.mirror && plainOnRecordOnly(this.registry, this.opts);
+        const auth = new Authenticator({
+          registry: host,
+          repository: this.repository,
+          dispatcher: agent,
+          credentials: () => (withheld ? Promise.resolve(undefined) : findCredentials(host, this.repository, lookup)),
+        });
+        return { endpoint, agent, auth };
+      }),
+    );
+    // A bad hosts.toml is reported by every call, not remembered as a broken client.
+    this.routes.catch(() => (this.routes = undefined));
+    return this.routes;
+  }
+
+  /**
+   * Whether this client speaks plain HTTP to the registry (recorded in an
+   * index, the default for reading it later): as the last answer came, else
+   * as it will start (--plain-http, or the record of the index being read).
+   */
   get plainHttp(): boolean {
-    return this.base.protocol === 'http:';
+    if (this.lastRoot) return this.lastRoot.protocol === 'http:';
+    return this.opts.plainHttp ?? this.opts.recordedPlainHttp ?? false;
   }
 
   /** Fetches a manifest by tag or digest; verified when fetched by digest. */
@@ -184,9 +206,9 @@ export class RegistryClient implements BlobSource, ManifestSource {
     });
   }
 
-  /** Closes the connections (unless the agent was lent), waiting briefly for requests in flight. */
+  /** Closes the connections (unless the agents were lent), waiting briefly for requests in flight. */
   async close(): Promise<void> {
-    if (this.ownsAgent) await closeAgent(this.agent);
+    if (this.ownsAgents) await this.agents.close();
   }
 
   private blobRequest(
@@ -199,7 +221,11 @@ export class RegistryClient implements BlobSource, ManifestSource {
     return this.get(`blobs/${digest}`, { 'accept-encoding': 'identity', ...extra }, { kind: 'blob', digest }, onRetry, expectedBytes);
   }
 
-  /** GET /v2/<repository>/<path>, answering authentication challenges; returns any non-401 response. */
+  /**
+   * GET <root>/<repository>/<path> from the first endpoint that can do it:
+   * mirrors in order (one that fails is skipped for a while; one that lacks
+   * the content is passed over), then the upstream, whose answer is final.
+   */
   private async get(
     path: string,
     headers: Record<string, string>,
@@ -207,33 +233,111 @@ export class RegistryClient implements BlobSource, ManifestSource {
     onRetry?: (reason: RetryReason) => void,
     expectedBytes?: number,
   ): Promise<HttpResponse> {
-    const url = new URL(`/v2/${this.repository}/${path}`, this.base);
-    const startGeneration = this.auth.currentGeneration;
+    // containerd's rule: a tag is resolved, content by digest is pulled.
+    const capability: Capability = target.kind === 'manifest' && !isDigest(target.reference) ? 'resolve' : 'pull';
+    const routes = await this.loadRoutes();
+    const usable = candidates(
+      routes.map((r) => r.endpoint),
+      capability,
+    );
+    if (usable.length === 0) {
+      const source = routes[0]?.endpoint.source;
+      throw new ClipError('REGISTRY', `no host of ${this.registry} can ${capability}${source ? ` (see ${source})` : ''}`);
+    }
+    for (let i = 0; i < usable.length; i++) {
+      const route = routes.find((r) => r.endpoint === usable[i])!;
+      const last = i === usable.length - 1;
+      if (last) return this.getFrom(route, path, headers, target, onRetry, expectedBytes);
+      let res: HttpResponse;
+      try {
+        res = await this.getFrom(route, path, headers, target, onRetry, expectedBytes, MIRROR_RETRIES);
+      } catch (e) {
+        markFailed(route.endpoint, this.registry, (e as Error).message);
+        continue;
+      }
+      if (res.status === 200 || res.status === 206) {
+        markHealthy(route.endpoint);
+        return res;
+      }
+      // A mirror without the content is healthy; one that errs is skipped for a while.
+      if (res.status >= 500 || res.status === 429)
+        markFailed(route.endpoint, this.registry, `HTTP ${res.status} for ${this.describe(target)}`);
+      await discard(res.body);
+    }
+    throw new Error('unreachable: the last endpoint answers');
+  }
+
+  /** One endpoint's answer, authentication challenges answered; any non-401 response is returned. */
+  private async getFrom(
+    route: Route,
+    path: string,
+    headers: Record<string, string>,
+    target: Target,
+    onRetry?: (reason: RetryReason) => void,
+    expectedBytes?: number,
+    retries?: number,
+  ): Promise<HttpResponse> {
+    const { endpoint, auth, agent } = route;
+    const startGeneration = auth.currentGeneration;
     for (let attempt = 1; ; attempt++) {
-      const authorization = await this.auth.authorization(this.scope);
-      const res = await sendFollowingRedirects(this.agent, url, {
-        headers,
-        ...(authorization ? { authorization: { origin: this.base.origin, value: authorization } } : {}),
-        ...(onRetry ? { onRetry } : {}),
-        ...(expectedBytes !== undefined ? { expectedBytes } : {}),
-        ...(this.deadline ? { deadline: this.deadline } : {}),
-      });
+      const root = currentRoot(endpoint);
+      const url = new URL(`${root.pathname}/${this.repository}/${path}`, root);
+      const authorization = await auth.authorization(this.scope);
+      let res: HttpResponse;
+      try {
+        res = await sendFollowingRedirects(agent, url, {
+          headers: { ...endpoint.headers, ...headers },
+          ...(authorization ? { authorization: { origin: root.origin, value: authorization } } : {}),
+          ...(onRetry ? { onRetry } : {}),
+          ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+          ...(this.deadline ? { deadline: this.deadline } : {}),
+          ...(retries !== undefined ? { retries } : {}),
+        });
+      } catch (e) {
+        // A plain HTTP answer to TLS: where allowed (loopback, --plain-http, --tls-verify=false), speak HTTP.
+        const cause = (e as Error).cause;
+        if (url.protocol === 'https:' && isPlainHttpAnswer(cause) && fallBackToHttp(endpoint)) continue;
+        throw await this.explainClose(e, url, endpoint);
+      }
+      this.lastRoot = root;
       if (res.status !== 401) return res;
-      if (res.url.origin !== this.base.origin) {
+      if (res.url.origin !== root.origin) {
         await discard(res.body);
-        throw new ClipError('REGISTRY', `${res.url.host} (redirected from ${this.registry}) refused ${this.describe(target)} with 401`);
+        throw new ClipError('REGISTRY', `${res.url.host} (redirected from ${endpoint.host}) refused ${this.describe(target)} with 401`);
       }
       const detail = errorSummary(await readErrorBody(res));
       if (attempt >= MAX_AUTH_ATTEMPTS) {
         throw new ClipError('UNAUTHORIZED', `access to ${this.name} denied${detail ? ` (${detail})` : ''}`);
       }
-      await this.auth.unauthorized(this.scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
+      await auth.unauthorized(this.scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
       if (authorization) onRetry?.('auth'); // a credential or token was refused (tokens expire)
     }
   }
 
+  /** A TLS connection the registry closed: the reason read from a direct connection, when there is one (see diagnoseTlsClose). */
+  private async explainClose(e: unknown, url: URL, endpoint: Endpoint): Promise<unknown> {
+    const code = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    const proxied = process.env['https_proxy'] || process.env['HTTPS_PROXY'] || process.env['http_proxy'] || process.env['HTTP_PROXY'];
+    if (url.protocol !== 'https:' || code !== 'UND_ERR_SOCKET' || proxied) return e;
+    const why = await diagnoseTlsClose(url, endpoint.tls);
+    return why
+      ? new ClipError('REGISTRY', `cannot connect to registry ${url.host} (${url.protocol}//${url.host}): ${why}`, { cause: e })
+      : e;
+  }
+
   /** The ClipError for an unexpected response. */
   private async failure(res: HttpResponse, target: Target): Promise<ClipError> {
+    if (res.status === 400 && res.url.protocol === 'http:') {
+      // Go's TLS servers answer a plain HTTP request with this 400.
+      const text = (await readBody(res, MAX_ERROR_BODY, 'error response').catch(() => Buffer.alloc(0))).toString('utf8');
+      const tlsServer = /HTTP request to an HTTPS server/i.test(text);
+      return new ClipError(
+        'REGISTRY',
+        tlsServer
+          ? `${res.url.host} speaks HTTPS but was asked in plain HTTP (client sent an HTTP request to an HTTPS server): give it as https:// in hosts.toml`
+          : `${res.url.host} answered HTTP 400 for ${this.describe(target)}`,
+      );
+    }
     const errors = await readErrorBody(res);
     const detail = errorSummary(errors);
     const codes = new Set(errors.map((e) => e.code));

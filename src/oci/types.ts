@@ -58,10 +58,16 @@ export interface RangeOptions {
 }
 
 export interface RegistryOptions {
-  /** Force plain HTTP (true) or HTTPS (false); default: automatic for localhost, 127.0.0.0/8 and ::1. */
+  /** true: plain HTTP from the start (and after a TLS attempt answered in HTTP); false: never, also not on loopback; default: TLS first, plain HTTP allowed for localhost, 127.0.0.0/8 and ::1. */
   plainHttp?: boolean;
   /** How the .clip being read says its registry was reached: used only when nothing else decides (plainHttp, host settings). */
   recordedPlainHttp?: boolean;
+  /** containerd's hosts config path: `<hostsDir>/<host>/hosts.toml` or docker's certs.d files (default $CLIP_HOSTS_DIR, else /etc/clip/certs.d). */
+  hostsDir?: string;
+  /** skopeo's --cert-dir: *.crt CAs and *.cert/*.key client pairs for the registry (instead of its hosts directory's). */
+  certDir?: string;
+  /** false: accept any certificate, and allow plain HTTP (skopeo's --tls-verify=false). */
+  tlsVerify?: boolean;
   username?: string;
   password?: string;
   /** Platform to pick from an index; default: linux and the host's architecture. */

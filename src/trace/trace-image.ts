@@ -126,6 +126,9 @@ function onlyRegistry(o: RegistryOptions): RegistryOptions {
   if (o.password !== undefined) r.password = o.password;
   if (o.platform !== undefined) r.platform = o.platform;
   if (o.deadline !== undefined) r.deadline = o.deadline;
+  if (o.hostsDir !== undefined) r.hostsDir = o.hostsDir;
+  if (o.certDir !== undefined) r.certDir = o.certDir;
+  if (o.tlsVerify !== undefined) r.tlsVerify = o.tlsVerify;
   return r;
 }
 

@@ -1,12 +1,13 @@
 // A throwaway local registry (CNCF distribution, /usr/bin/docker-registry) on a
-// free 127.0.0.1 port, optionally with htpasswd Basic auth; byte-identical pushes
+// free 127.0.0.1 port, optionally with htpasswd Basic auth, TLS (and client
+// certificates), another registry's storage, or as a pull-through mirror; byte-identical pushes
 // of OCI layouts (skopeo --preserve-digests, or plain HTTP); blob corruption.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from './exec.js';
@@ -56,7 +57,18 @@ export function freePort(): Promise<number> {
   });
 }
 
-function configYaml(dir: string, port: number, htpasswdFile?: string): string {
+export interface RegistryOptions {
+  /** Basic auth with exactly that user. */
+  htpasswd?: Credentials;
+  /** Serve TLS with this certificate and key (PEM files); `clientCas`: require client certificates signed by these. */
+  tls?: { cert: string; key: string; clientCas?: string[] };
+  /** Serve another registry's storage root (its `dir`) instead of an empty one of its own. */
+  storage?: string;
+  /** Pull-through mirror of this registry URL ("http://127.0.0.1:PORT"). */
+  proxyRemote?: string;
+}
+
+function configYaml(dir: string, port: number, htpasswdFile: string | undefined, opts: RegistryOptions): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -65,20 +77,42 @@ function configYaml(dir: string, port: number, htpasswdFile?: string): string {
     '    disabled: true',
     'storage:',
     '  filesystem:',
-    `    rootdirectory: ${dir}`,
+    `    rootdirectory: ${opts.storage ?? dir}`,
     '  delete:',
     '    enabled: true',
     'http:',
     `  addr: 127.0.0.1:${port}`,
   ];
+  if (opts.tls) {
+    lines.push('  tls:', `    certificate: ${opts.tls.cert}`, `    key: ${opts.tls.key}`);
+    if (opts.tls.clientCas) lines.push('    clientcas:', ...opts.tls.clientCas.map((c) => `      - ${c}`));
+  }
   if (htpasswdFile) lines.push('auth:', '  htpasswd:', '    realm: clip-test', `    path: ${htpasswdFile}`);
+  if (opts.proxyRemote) lines.push('proxy:', `  remoteurl: ${opts.proxyRemote}`);
   return lines.join('\n') + '\n';
 }
 
-async function waitReady(host: string, child: ChildProcess, withAuth: boolean, timeoutMs: number): Promise<void> {
+/** True once something accepts TCP connections at host (a TLS registry may want a client certificate before it answers). */
+function listening(host: string): Promise<boolean> {
+  const [h, p] = [host.slice(0, host.lastIndexOf(':')), Number(host.slice(host.lastIndexOf(':') + 1))];
+  return new Promise((res) => {
+    const s = connect(p, h, () => {
+      s.destroy();
+      res(true);
+    });
+    s.on('error', () => res(false));
+  });
+}
+
+async function waitReady(host: string, child: ChildProcess, withAuth: boolean, timeoutMs: number, tls = false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error('registry exited during startup');
+    if (tls) {
+      if (await listening(host)) return;
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
     try {
       const r = await httpGet(`http://${host}/v2/`);
       if (r.status === 200 || (withAuth && r.status === 401)) return;
@@ -115,7 +149,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Start a registry; `htpasswd` enables Basic auth with exactly that user. */
-export async function startRegistry(opts: { htpasswd?: Credentials } = {}): Promise<RegistryHandle> {
+export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryHandle> {
   installExitHook();
   let lastErr: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -129,7 +163,7 @@ export async function startRegistry(opts: { htpasswd?: Credentials } = {}): Prom
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
     const configFile = join(dir, 'config.yml');
-    await writeFile(configFile, configYaml(dir, port, htpasswdFile));
+    await writeFile(configFile, configYaml(dir, port, htpasswdFile, opts));
     const logFile = join(dir, 'registry.log');
     const logFd = openSync(logFile, 'a');
     // The registry reads every REGISTRY_* variable as configuration (a test's
@@ -146,7 +180,7 @@ export async function startRegistry(opts: { htpasswd?: Credentials } = {}): Prom
     child.unref();
     child.once('exit', () => live.delete(pid));
     try {
-      await waitReady(host, child, !!opts.htpasswd, 20_000);
+      await waitReady(host, child, !!opts.htpasswd, 20_000, opts.tls !== undefined);
     } catch (e) {
       const log = await readFile(logFile, 'utf8').catch(() => '');
       await stopChild(child);
