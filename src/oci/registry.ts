@@ -48,7 +48,20 @@ export function registryBaseUrl(registry: string, plainHttp = false): URL {
   return new URL(`${scheme}://${host}`);
 }
 
-type Target = { kind: 'manifest'; reference: string } | { kind: 'blob'; digest: string };
+type Target = { kind: 'manifest'; reference: string } | { kind: 'blob'; digest: string } | { kind: 'other'; what: string };
+
+/** A request of push.ts / referrers.ts, sent to the upstream registry (never a mirror). */
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  /** Under /v2/<repository>/ ("blobs/uploads/"), or an absolute URL the registry handed out (an upload's Location). */
+  path: string | URL;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** Ask for push access (the token scope becomes pull,push). */
+  push?: boolean;
+  /** For messages: "manifest PUT of sha256-...". */
+  what: string;
+}
 
 export class RegistryClient implements BlobSource, ManifestSource {
   readonly registry: string;
@@ -168,6 +181,37 @@ export class RegistryClient implements BlobSource, ManifestSource {
     });
   }
 
+  /**
+   * One request to the upstream registry for writes and referrer look-ups,
+   * answering authentication challenges; returns any non-401 response.
+   */
+  async requestUpstream(req: UpstreamRequest): Promise<HttpResponse> {
+    const url = req.path instanceof URL ? req.path : new URL(`/v2/${this.repository}/${req.path}`, this.base);
+    const scope = req.push ? `repository:${this.repository}:pull,push` : this.scope;
+    const startGeneration = this.auth.currentGeneration;
+    for (let attempt = 1; ; attempt++) {
+      const authorization = await this.auth.authorization(scope);
+      const res = await sendFollowingRedirects(this.agent, url, {
+        method: req.method,
+        headers: req.headers ?? {},
+        ...(req.body !== undefined ? { body: req.body } : {}),
+        ...(authorization ? { authorization: { origin: this.base.origin, value: authorization } } : {}),
+        ...(this.deadline ? { deadline: this.deadline } : {}),
+      });
+      if (res.status !== 401) return res;
+      const detail = errorSummary(await readErrorBody(res));
+      if (attempt >= MAX_AUTH_ATTEMPTS || res.url.origin !== this.base.origin) {
+        throw new ClipError('UNAUTHORIZED', `${req.what}: access to ${this.name} denied${detail ? ` (${detail})` : ''}`);
+      }
+      await this.auth.unauthorized(scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
+    }
+  }
+
+  /** The ClipError for an unexpected answer to requestUpstream (its body is read for the registry's error). */
+  upstreamError(res: HttpResponse, what: string): Promise<ClipError> {
+    return this.failure(res, { kind: 'other', what });
+  }
+
   /** Closes the connections (unless the agent was lent), waiting briefly for requests in flight. */
   async close(): Promise<void> {
     if (this.ownsAgent) await closeAgent(this.agent);
@@ -237,6 +281,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
 
   private describe(target: Target): string {
     if (target.kind === 'blob') return `blob ${target.digest} of ${this.name}`;
+    if (target.kind === 'other') return `${target.what} of ${this.name}`;
     return isDigest(target.reference) ? `${this.name}@${target.reference}` : `${this.name}:${target.reference}`;
   }
 }
