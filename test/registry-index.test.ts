@@ -264,6 +264,27 @@ describe('indexes in the registry: docker-registry 2.8 (referrers tag schema)', 
     assert.equal(await exists(storedPath(ws, amd().manifestDigest)), true, 'the index built is kept in the store');
   });
 
+  it('a referrers tag that holds something other than an image index is neither used nor replaced', async () => {
+    const ws = await workspace('weirdtag');
+    await pushImage(busybox.dir, busybox.tag, registry.host, 'ri/weird');
+    const raw = await getJson(registry.host, 'ri/weird', busybox.tag);
+    const manifestBytes = Buffer.from(JSON.stringify(raw.json));
+    await pushRawManifest(registry.host, 'ri/weird', tagOf(busybox.manifestDigest), manifestBytes, OCI_MANIFEST);
+    const before = await httpRequest('GET', `http://${registry.host}/v2/ri/weird/manifests/${tagOf(busybox.manifestDigest)}`, {
+      Accept: OCI_MANIFEST,
+    });
+    const r = await runClip(['index', image('ri/weird'), '--push'], { env: ws.env });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /referrers tag sha256-[0-9a-f]{64} holds something other than an OCI image index; refusing to use or replace it/,
+    );
+    const after = await httpRequest('GET', `http://${registry.host}/v2/ri/weird/manifests/${tagOf(busybox.manifestDigest)}`, {
+      Accept: OCI_MANIFEST,
+    });
+    assert.ok(after.body.equals(before.body), 'the tag is as it was');
+  });
+
   it('an index pushed for one manifest is never used for another: each mismatch is refused with a message naming both digests', async () => {
     const armIndex = storedPath(
       workspaces.find((w) => w.dir.includes('clip-multipush-'))!,
@@ -373,5 +394,36 @@ describe('indexes in the registry: the referrers API (a fake registry that has i
     const served = fake.log.slice(before);
     assert.ok(served.includes(`GET /v2/api/busybox/referrers/${busybox.manifestDigest}`), served.join('\n'));
     assert.ok((await readFile(storedPath(fresh, busybox.manifestDigest))).equals(await readFile(storedPath(ws, busybox.manifestDigest))));
+  });
+
+  it('an artifact whose .clip blob is larger than clip accepts is refused before any of it is fetched', async () => {
+    const other = await buildBusyboxImage(
+      [{ type: 'file', path: 'etc/other', data: 'other\n', mtime: { sec: 1_700_000_000, nsec: 0 } }],
+      'other',
+    );
+    try {
+      await httpPushImage(other.dir, other.tag, fake.host, 'api/big');
+      const client = new RegistryClient({ registry: fake.host, repository: 'api/big' });
+      try {
+        await pushBlob(client, OCI_EMPTY_DATA);
+        const manifest = artifactManifest({
+          subject: { mediaType: other.manifestMediaType, digest: other.manifestDigest, size: other.manifestSize },
+          blob: { digest: 'sha256:' + 'ab'.repeat(32), size: 4 * 1024 ** 3 },
+          annotations: {},
+        });
+        await pushManifest(client, sha256(manifest), manifest, OCI_MANIFEST);
+      } finally {
+        await client.close();
+      }
+      const ws = await clipWorkspace('bigblob');
+      workspaces.push(ws);
+      const before = fake.log.length;
+      const r = await runClip(['ls', `${fake.host}/api/big:other`, '--index-only'], { env: ws.env });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /its \.clip blob is 4294967296 bytes, more than the \d+ clip accepts/);
+      assert.ok(!fake.log.slice(before).some((l) => l.includes('/blobs/sha256:' + 'ab'.repeat(32))), 'the blob was never asked for');
+    } finally {
+      await rm(other.dir, { recursive: true, force: true });
+    }
   });
 });
