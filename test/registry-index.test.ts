@@ -219,6 +219,15 @@ describe('indexes in the registry: docker-registry 2.8 (referrers tag schema)', 
       const c = await runContainer(rootfs, ['/bin/sh', '-c', 'cat /etc/hello && wc -c < /usr/share/random.bin']);
       assert.equal(c.code, 0, c.stderr);
       assert.equal(c.stdout, `${HELLO}${2 * 1024 * 1024}\n`);
+      // The runtime's call shape (`clip mount X --rootfs DIR`) with a reference, the daemon running: served from the store.
+      const second = path.join(ws.dir, 'rootfs2');
+      await mkdir(second);
+      const m2 = await runClip(['mount', image('ri/busybox'), '--rootfs', second], { env: ws.env });
+      assert.equal(m2.code, 0, m2.stderr);
+      mounted.push({ mp: second, ws });
+      assert.equal(await readFile(path.join(second, 'etc/hello'), 'utf8'), HELLO);
+      const u2 = await runClip(['umount', second], { env: ws.env });
+      assert.equal(u2.code, 0, u2.stderr);
     } finally {
       const u = await runClip(['umount', rootfs], { env: ws.env });
       assert.equal(u.code, 0, u.stderr);
