@@ -10,6 +10,8 @@ import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../src/fuse/index.js';
+import { encodeIndex } from '../src/index/format.js';
+import { loadIndex } from '../src/index/load.js';
 import { DEFAULT_SPAN_SIZE } from '../src/indexer/span-size.js';
 import { isIndexFileArgument } from '../src/cli/index-argument.js';
 import { RegistryClient } from '../src/oci/registry.js';
@@ -347,7 +349,34 @@ describe('indexes in the registry: docker-registry 2.8 (referrers tag schema)', 
     assert.equal(r2.code, 1);
     assert.ok(r2.stderr.includes(`was pushed for manifest ${armDigest}, not for ${bb}`), r2.stderr);
 
-    // (3) A local store file under busybox's digest that indexes another manifest.
+    // (3) An index that names busybox's manifest but reads a layer blob the image does not have.
+    await pushImage(busybox.dir, busybox.tag, registry.host, 'ri/mixed3');
+    const good = await loadIndex(storedPath(workspaces[0]!, bb));
+    const swapped = encodeIndex({
+      ...good,
+      layers: [{ ...good.layers[0]!, digest: 'sha256:' + 'cd'.repeat(32) }, ...good.layers.slice(1)],
+    });
+    const third = new RegistryClient({ registry: registry.host, repository: 'ri/mixed3' });
+    try {
+      await pushBlob(third, OCI_EMPTY_DATA);
+      const blob = await pushBlob(third, swapped);
+      const annotations = { 'org.opencontainers.image.created': new Date().toISOString() };
+      const manifest = artifactManifest({
+        subject: { mediaType: busybox.manifestMediaType, digest: bb, size: busybox.manifestSize },
+        blob,
+        annotations,
+      });
+      const pushed = await pushManifest(third, sha256(manifest), manifest, OCI_MANIFEST);
+      await addReferrer(third, bb, referrerEntry(manifest, pushed.digest, annotations));
+    } finally {
+      await third.close();
+    }
+    const r4 = await runClip(['ls', image('ri/mixed3'), '--index-only'], { env: ws1.env });
+    assert.equal(r4.code, 1);
+    assert.match(r4.stderr, /names manifest sha256:[0-9a-f]{64} but lists other layers than it has/);
+    assert.equal(await exists(storedPath(ws1, bb)), false, 'nothing was stored');
+
+    // (4) A local store file under busybox's digest that indexes another manifest.
     const ws3 = await workspace('badstore');
     const planted = storedPath(ws3, bb);
     await mkdir(path.dirname(planted), { recursive: true });

@@ -11,18 +11,21 @@ import type { Referrer } from '../oci/referrers.js';
 import { checkArtifact } from './artifact.js';
 import { commitTemp, storeTempPath } from './local-store.js';
 
-/** Downloads the index that referrer `entry` carries for `subject` into the store; returns the stored path. */
+/**
+ * Downloads the index that referrer `entry` carries for `subject` (an image
+ * manifest of these `layers`) into the store; returns the stored path.
+ */
 export async function downloadIndex(
   client: RegistryClient,
   entry: Referrer,
-  subject: string,
+  subject: { digest: string; layers: readonly string[] },
   dataDir: string,
   onProgress?: (done: number, total: number) => void,
 ): Promise<string> {
   const where = `${client.name}@${entry.digest}`;
   const manifest = await client.fetchManifest(entry.digest);
-  const blob = checkArtifact(manifest.bytes, subject, where);
-  const tmp = await storeTempPath(dataDir, subject);
+  const blob = checkArtifact(manifest.bytes, subject.digest, where);
+  const tmp = await storeTempPath(dataDir, subject.digest);
   try {
     const hash = createHash('sha256');
     const fh = await open(tmp, 'wx', 0o644);
@@ -54,5 +57,5 @@ export async function downloadIndex(
     await rm(tmp, { force: true });
     throw e;
   }
-  return commitTemp(dataDir, subject, tmp);
+  return commitTemp(dataDir, subject.digest, tmp, subject.layers, `the index downloaded from ${where}`);
 }

@@ -9,7 +9,9 @@ import { openImage } from '../oci/open.js';
 import { parseReference, repositoryName } from '../oci/reference.js';
 import { listReferrers } from '../oci/referrers.js';
 import { RegistryClient } from '../oci/registry.js';
-import type { Platform, RegistryOptions } from '../oci/types.js';
+import type { Platform, RegistryOptions, ResolvedImage } from '../oci/types.js';
+import { hostPlatform } from '../oci/platform.js';
+import { resolveManifest } from '../oci/resolve.js';
 import { checkDigest } from '../util/digest.js';
 import type { BuildOptions } from '../indexer/index-image.js';
 import { clipReferrers } from './artifact.js';
@@ -57,7 +59,8 @@ export async function findImageIndex(opts: FindIndexOptions): Promise<FoundIndex
   const dataDir = opts.dataDir ?? defaultDataDir();
   const registry: RegistryOptions = { ...opts.registry, ...(opts.platform ? { platform: opts.platform } : {}) };
   const isLayout = opts.reference.startsWith('oci:');
-  const manifestDigest = opts.manifestDigest ?? (await resolveDigest(opts.reference, registry));
+  const resolved = opts.manifestDigest === undefined ? await resolveImage(opts.reference, registry) : undefined;
+  const manifestDigest = opts.manifestDigest ?? resolved!.manifestDigest;
   checkDigest(manifestDigest, 'image manifest digest');
 
   const local = await findLocalIndex(dataDir, manifestDigest);
@@ -71,7 +74,12 @@ export async function findImageIndex(opts: FindIndexOptions): Promise<FoundIndex
       // The newest first; a bad or mismatched one is refused loudly, never skipped for an older one.
       const [newest] = clipReferrers(referrers);
       if (newest !== undefined) {
-        const path = await downloadIndex(client, newest, manifestDigest, dataDir, (done, total) =>
+        // The image's layers: a downloaded index must list exactly these (it reads no other blob).
+        const layers = (
+          resolved ?? (await resolveManifest(client, await client.fetchManifest(manifestDigest), registry.platform ?? hostPlatform()))
+        ).layers;
+        const subject = { digest: manifestDigest, layers: layers.map((l) => l.digest) };
+        const path = await downloadIndex(client, newest, subject, dataDir, (done, total) =>
           opts.onProgress?.({ stage: 'download', done, total }),
         );
         return { path, manifestDigest, source: 'registry' };
@@ -102,12 +110,12 @@ export async function findImageIndex(opts: FindIndexOptions): Promise<FoundIndex
   return { path, manifestDigest, source: 'built' };
 }
 
-/** The digest of the platform image manifest `reference` resolves to. */
-async function resolveDigest(reference: string, registry: RegistryOptions): Promise<string> {
+/** The platform image manifest `reference` resolves to. */
+async function resolveImage(reference: string, registry: RegistryOptions): Promise<ResolvedImage> {
   // As `clip index` resolves it: a platform asked for must match; else the host's is preferred.
   const { image, blobs } = await openImage(reference, registry);
   await blobs.close();
-  return image.manifestDigest;
+  return image;
 }
 
 function stripScheme(reference: string): string {

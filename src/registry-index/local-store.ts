@@ -35,14 +35,33 @@ export async function storeTempPath(dataDir: string, manifestDigest: string): Pr
   return path.join(path.dirname(final), `.${path.basename(final)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
-/** Throws unless `file` is a valid OCI image .clip index made from `manifestDigest`. */
-export async function checkIndexNames(file: string, manifestDigest: string, what: string): Promise<void> {
-  const index = await loadIndex(file);
+/**
+ * Throws unless `file` is a valid OCI image .clip index made from
+ * `manifestDigest` (and, when given, of exactly these layer digests, in order:
+ * a downloaded index must not read blobs the image does not have).
+ */
+export async function checkIndexNames(file: string, manifestDigest: string, what: string, layers?: readonly string[]): Promise<void> {
+  let index;
+  try {
+    index = await loadIndex(file);
+  } catch (e) {
+    // Named by what it is (a temp file's name would tell a user nothing).
+    if (e instanceof ClipError)
+      throw new ClipError(e.code, `${what}: ${e.message.startsWith(`${file}: `) ? e.message.slice(file.length + 2) : e.message}`);
+    throw e;
+  }
   if (index.kind !== 'oci') throw new ClipError('BAD_INDEX', `${what} is a ${index.kind} index, not an image's`);
   if (index.image.manifestDigest !== manifestDigest) {
     throw new ClipError(
       'DIGEST_MISMATCH',
       `${what} was made from image manifest ${index.image.manifestDigest}, not ${manifestDigest}; refusing to use it for that image`,
+    );
+  }
+  const named = index.layers.map((l) => l.digest);
+  if (layers !== undefined && (named.length !== layers.length || named.some((d, i) => d !== layers[i]))) {
+    throw new ClipError(
+      'DIGEST_MISMATCH',
+      `${what} names manifest ${manifestDigest} but lists other layers than it has (${named.join(', ')} instead of ${layers.join(', ')}); refusing it`,
     );
   }
 }
@@ -60,9 +79,15 @@ export async function findLocalIndex(dataDir: string, manifestDigest: string): P
 }
 
 /** Moves a checked temp file (from storeTempPath) into place; returns the stored path. */
-export async function commitTemp(dataDir: string, manifestDigest: string, tmp: string): Promise<string> {
+export async function commitTemp(
+  dataDir: string,
+  manifestDigest: string,
+  tmp: string,
+  layers?: readonly string[],
+  what = `the index for ${manifestDigest}`,
+): Promise<string> {
   try {
-    await checkIndexNames(tmp, manifestDigest, `the index for ${manifestDigest}`);
+    await checkIndexNames(tmp, manifestDigest, what, layers);
     const final = localIndexPath(dataDir, manifestDigest);
     await rename(tmp, final);
     return final;
