@@ -434,6 +434,33 @@ describe('indexes in the registry: the referrers API (a fake registry that has i
     assert.ok((await readFile(storedPath(fresh, busybox.manifestDigest))).equals(await readFile(storedPath(ws, busybox.manifestDigest))));
   });
 
+  it('with token auth, the push asks for a pull,push token and the lookup needs only pull', async () => {
+    const img = await buildBusyboxImage(
+      [{ type: 'file', path: 'etc/tokens', data: 'tokens\n', mtime: { sec: 1_700_000_000, nsec: 0 } }],
+      'tokens',
+    );
+    try {
+      await httpPushImage(img.dir, img.tag, fake.host, 'api/tokens');
+      fake.requireTokens = true;
+      const ws = await clipWorkspace('tokenpush');
+      workspaces.push(ws);
+      const ref = `${fake.host}/api/tokens:tokens`;
+      const r = await runClip(['index', ref, '--push'], { env: ws.env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(fake.tokenScopes.includes('repository:api/tokens:pull,push'), fake.tokenScopes.join(' '));
+      const fresh = await clipWorkspace('tokennode');
+      workspaces.push(fresh);
+      const asked = fake.tokenScopes.length;
+      const cat = await runClip(['cat', ref, '/etc/tokens', '--index-only'], { env: fresh.env });
+      assert.equal(cat.code, 0, cat.stderr);
+      assert.equal(cat.stdout.toString(), 'tokens\n');
+      assert.deepEqual(new Set(fake.tokenScopes.slice(asked)), new Set(['repository:api/tokens:pull']), 'reading asks for pull only');
+    } finally {
+      fake.requireTokens = false;
+      await rm(img.dir, { recursive: true, force: true });
+    }
+  });
+
   it('an artifact whose .clip blob is larger than clip accepts is refused before any of it is fetched', async () => {
     const other = await buildBusyboxImage(
       [{ type: 'file', path: 'etc/other', data: 'other\n', mtime: { sec: 1_700_000_000, nsec: 0 } }],

@@ -2,7 +2,9 @@
 // (Debian's docker-registry 2.8 has not): /v2/ manifests (GET, HEAD, PUT,
 // answering OCI-Subject for a manifest with a subject), blobs (GET with
 // Range, HEAD, monolithic POST + PUT uploads) and GET /referrers/<digest>.
-// It keeps a log of the requests it served, for tests to assert on.
+// It keeps a log of the requests it served, for tests to assert on. With
+// `requireTokens` set it demands Bearer tokens from its /token endpoint, and
+// a token whose scope has push for writes.
 
 import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -20,6 +22,10 @@ export interface ReferrersRegistry {
   host: string;
   /** "METHOD /path" of every request served, in order. */
   log: string[];
+  /** From now on, /v2/ requests need a Bearer token (writes: one with push scope). */
+  requireTokens: boolean;
+  /** The scopes tokens were asked for, in order. */
+  tokenScopes: string[];
   stop(): Promise<void>;
 }
 
@@ -33,6 +39,8 @@ export async function startReferrersRegistry(): Promise<ReferrersRegistry> {
   const tags = new Map<string, string>();
   const uploads = new Set<string>();
   const log: string[] = [];
+  const tokens = new Map<string, string>();
+  const state = { requireTokens: false, tokenScopes: [] as string[] };
 
   const json = (res: http.ServerResponse, status: number, body: unknown, type = 'application/json'): void => {
     const data = Buffer.from(JSON.stringify(body));
@@ -50,6 +58,25 @@ export async function startReferrersRegistry(): Promise<ReferrersRegistry> {
       const url = new URL(req.url ?? '/', 'http://fake');
       const method = req.method ?? 'GET';
       log.push(`${method} ${url.pathname}`);
+      if (url.pathname === '/token') {
+        const scope = url.searchParams.get('scope') ?? '';
+        state.tokenScopes.push(scope);
+        const token = randomUUID();
+        tokens.set(token, scope);
+        return json(res, 200, { token });
+      }
+      if (state.requireTokens) {
+        const repoOf = /^\/v2\/(.+)\/(?:manifests|blobs|referrers)\//.exec(url.pathname)?.[1] ?? '';
+        const write = method === 'POST' || method === 'PUT';
+        const wanted = `repository:${repoOf}:${write ? 'pull,push' : 'pull'}`;
+        const granted = tokens.get((req.headers['authorization'] ?? '').replace(/^Bearer /, ''));
+        const ok = granted !== undefined && granted.startsWith(`repository:${repoOf}:`) && (!write || granted.endsWith('push'));
+        if (!ok) {
+          const challenge = `Bearer realm="http://${req.headers['host']}/token",service="fake",scope="${wanted}"`;
+          res.writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' });
+          return res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'token needed' }] }));
+        }
+      }
       if (url.pathname === '/v2/' || url.pathname === '/v2') return json(res, 200, {});
       const m = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/(.*)$/.exec(url.pathname);
       if (!m) return error(res, 404, 'NAME_UNKNOWN');
@@ -129,6 +156,13 @@ export async function startReferrersRegistry(): Promise<ReferrersRegistry> {
   return {
     host: `127.0.0.1:${port}`,
     log,
+    get requireTokens() {
+      return state.requireTokens;
+    },
+    set requireTokens(v: boolean) {
+      state.requireTokens = v;
+    },
+    tokenScopes: state.tokenScopes,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
