@@ -275,6 +275,25 @@ describe('indexes in the registry: docker-registry 2.8 (referrers tag schema)', 
     assert.equal(await exists(storedPath(ws, amd().manifestDigest)), true, 'the index built is kept in the store');
   });
 
+  it('of several clip indexes for one manifest, a node takes the newest (by its created annotation)', async () => {
+    await pushImage(busybox.dir, busybox.tag, registry.host, 'ri/two');
+    const ws = await workspace('twopush');
+    const first = await runClip(['index', image('ri/two'), '--push'], { env: ws.env });
+    assert.equal(first.code, 0, first.stderr);
+    const second = await runClip(['index', image('ri/two'), '--push', '--span-size', '256K'], { env: ws.env });
+    assert.equal(second.code, 0, second.stderr);
+    const tag = await getJson(registry.host, 'ri/two', tagOf(busybox.manifestDigest));
+    assert.deepEqual(
+      (tag.json!['manifests'] as { annotations: Record<string, string> }[]).map((m) => m.annotations['dev.clip.span-size']),
+      [String(DEFAULT_SPAN_SIZE), String(256 * 1024)],
+      'both are listed, the older first',
+    );
+    const fresh = await workspace('twonode');
+    const r = await runClip(['ls', image('ri/two'), '--index-only'], { env: fresh.env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await loadIndex(storedPath(fresh, busybox.manifestDigest))).image.spanSize, 256 * 1024);
+  });
+
   it('a referrers tag that holds something other than an image index is neither used nor replaced', async () => {
     const ws = await workspace('weirdtag');
     await pushImage(busybox.dir, busybox.tag, registry.host, 'ri/weird');
