@@ -72,7 +72,11 @@ export async function addReferrer(
   return 'tag';
 }
 
-/** The referrers API's list, or undefined where the registry has no such API (404, 405). */
+/**
+ * The referrers API's list, or undefined where the registry has no such API:
+ * 404 (the spec's answer), or the 400/405/406 some registries give a path they do
+ * not know (the digest sent is well-formed, so a 400 cannot be about it).
+ */
 async function referrersFromApi(client: RegistryClient, subject: string): Promise<Referrer[] | undefined> {
   checkDigest(subject, 'subject digest');
   const what = `referrers of ${subject}`;
@@ -80,7 +84,7 @@ async function referrersFromApi(client: RegistryClient, subject: string): Promis
   let path: string | URL = `referrers/${subject}`;
   for (let page = 0; page < MAX_PAGES; page++) {
     const res = await client.requestUpstream({ method: 'GET', path, headers: { accept: OCI_INDEX }, what });
-    if (page === 0 && (res.status === 404 || res.status === 405)) {
+    if (page === 0 && [400, 404, 405, 406].includes(res.status)) {
       await discard(res.body);
       return undefined;
     }
