@@ -66,3 +66,10 @@ export type {
 export type { BindMount, ImageSettings, RootfsMount, ServedImage } from './daemon/served-images.js';
 export { DaemonMetrics, ImageMetrics } from './metrics/daemon-metrics.js';
 export type { LayerStats, Series } from './metrics/daemon-metrics.js';
+export { findImageIndex } from './registry-index/find-index.js';
+export type { FindIndexOptions, FindIndexProgress, FoundIndex, FoundIndexSource } from './registry-index/find-index.js';
+export { pushIndex } from './registry-index/push-index.js';
+export type { PushIndexOptions, PushedIndex } from './registry-index/push-index.js';
+export { defaultDataDir, findLocalIndex, localIndexPath, storeIndexFile } from './registry-index/local-store.js';
+export { CLIP_ARTIFACT_TYPE } from './registry-index/artifact.js';
+export type { Subject } from './registry-index/artifact.js';

@@ -15,6 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { daemonPaths } from '../daemon/paths.js';
+import { isIndexFileArgument } from './index-argument.js';
 import { stateDir } from '../mount/state-dir.js';
 
 /** The arguments this path takes, or undefined for the full CLI. */
@@ -85,6 +86,8 @@ function dechunk(body: Buffer): Buffer {
 export async function fastMount(args: string[]): Promise<boolean> {
   const simple = simpleMount(args);
   if (!simple || (typeof process.geteuid === 'function' && process.geteuid() !== 0)) return false;
+  // An image reference goes the full way (it is resolved against the registry).
+  if (!isIndexFileArgument(simple.index)) return false;
   let index: string;
   try {
     index = realpathSync(simple.index);

@@ -1,10 +1,12 @@
-// clip index IMAGE -o FILE: index an image into a .clip file.
+// clip index IMAGE -o FILE [--push]: index an image into a .clip file, keep a
+// copy in the local index store, and with --push store it in the registry.
 
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_MAX_ENTRIES } from '../image/layer-entries.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from '../indexer/span-size.js';
 import { ClipError } from '../errors.js';
 import { checkOutputFile } from '../util/output-file.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
 import type { IndexOptions, IndexSummary } from '../indexer/index-image.js';
@@ -26,7 +28,8 @@ export function indexCommand(): Command {
   const cmd = new Command('index')
     .description('index an image (registry reference or oci:DIR[:TAG]) into a metadata-only .clip file')
     .argument('<image>', 'image reference, e.g. alpine:3.20, localhost:5000/app@sha256:..., oci:./layout:tag')
-    .requiredOption('-o, --output <file>', 'where to write the .clip index (-: to stdout, the summary then goes to stderr)')
+    .option('-o, --output <file>', 'where to write the .clip index (-: to stdout, the summary then goes to stderr); optional with --push')
+    .option('--push', "store the index in the image's repository as an OCI artifact (a referrer of the image manifest)")
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
     .option(
       '--span-size <bytes>',
@@ -71,6 +74,7 @@ export function indexCommand(): Command {
       throw new ClipError('BAD_ARGUMENT', '--trace-cmd and --trace-timeout go with --trace');
     const traceCmd = o.traceCmd !== undefined ? parseTraceCmd(o.traceCmd) : undefined;
     if (o.trace) requireRoot('index --trace');
+    if (o.output === undefined && !o.push) throw new ClipError('BAD_ARGUMENT', 'missing -o FILE (or --push)');
     const toStdout = o.output === '-';
     if (toStdout && process.stdout.isTTY) {
       throw new ClipError(
@@ -79,7 +83,10 @@ export function indexCommand(): Command {
       );
     }
     // Before any work: `-o /dev/null` must not replace the device after a long indexing run.
-    if (!toStdout) await checkOutputFile(o.output);
+    if (!toStdout && o.output !== undefined) await checkOutputFile(o.output);
+    const { defaultDataDir, storeIndexBytes } = await import('../registry-index/local-store.js');
+    const dataDir = defaultDataDir();
+    let encoded: Buffer | undefined;
     // With the index on stdout, the summary goes to stderr: stdout stays the index's bytes.
     const report = toStdout ? process.stderr : process.stdout;
     // Loaded here, not at start-up: the registry client is most of clip's start-up time.
@@ -89,12 +96,17 @@ export function indexCommand(): Command {
       import('./progress.js'),
     ]);
     const progress = byteProgress('indexing');
-    let summary: IndexSummary & { trace?: TracedSummary['trace'] };
+    let summary: IndexSummary & { trace?: TracedSummary['trace']; pushed?: string };
     try {
       const opts: IndexOptions = {
         ...(await registryOptions(o)),
-        output: toStdout ? '(stdout)' : o.output,
-        ...(toStdout ? { write: writeStdout } : {}),
+        output: toStdout ? '(stdout)' : (o.output ?? '(local index store)'),
+        // The encoded index goes to -o and into the local store (keyed by the manifest digest, known only once indexed).
+        write: async (data: Buffer) => {
+          encoded = data;
+          if (toStdout) await writeStdout(data);
+          else if (o.output !== undefined) await writeFileAtomic(o.output, data);
+        },
         ...(o.spanSize !== undefined ? { spanSize: o.spanSize } : {}),
         ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
         ...(o.profile !== undefined ? { profile: o.profile } : {}),
@@ -115,6 +127,16 @@ export function indexCommand(): Command {
     } finally {
       progress.stop();
     }
+    const stored = await storeLocally(dataDir, summary.manifestDigest, encoded!, storeIndexBytes, o.push === true);
+    if (o.output === undefined) summary.output = stored ?? '(not written)';
+    if (o.push) {
+      const { pushIndex } = await import('../registry-index/push-index.js');
+      const pushed = await pushIndex(stored!, {
+        registry: await registryOptions({ ...o, platform: undefined }),
+        ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
+      });
+      summary.pushed = pushed.reference;
+    }
     if (o.json) {
       report.write(JSON.stringify(summary, null, 2) + '\n');
       return;
@@ -128,10 +150,31 @@ export function indexCommand(): Command {
         `  spans:   ${summary.checkpoints}`,
         `  index:   ${summary.output}, ${formatBytes(summary.indexBytes)} (${pct}% of the compressed image)`,
         ...(summary.trace ? [traceLine(summary.trace)] : []),
+        ...(summary.pushed ? [`  pushed:  ${summary.pushed}`] : []),
         `  time:    ${summary.seconds.toFixed(2)} s`,
       ].join('\n') + '\n',
     );
   });
+}
+
+/**
+ * Keeps a copy in the local index store. Needed for --push (it pushes the stored
+ * file); otherwise a store that cannot be written (not root) costs only a warning.
+ */
+async function storeLocally(
+  dataDir: string,
+  digest: string,
+  data: Buffer,
+  store: (dataDir: string, digest: string, data: Buffer) => Promise<string>,
+  required: boolean,
+): Promise<string | undefined> {
+  try {
+    return await store(dataDir, digest, data);
+  } catch (e) {
+    if (required || !(e instanceof ClipError && e.code === 'IO')) throw e;
+    process.stderr.write(`clip: warning: the index was not kept in the local index store (${e.message})\n`);
+    return undefined;
+  }
 }
 
 /** Resolves once `data` is handed to stdout (an EPIPE rejects: main.ts treats it as the reader leaving). */

@@ -1,10 +1,15 @@
-// clip ls FILE [PATH]: list the image's tree from the index (no network).
+// clip ls INDEX [PATH]: list the image's tree from the index (no network for a
+// .clip file; an image reference is looked up as clip mount looks it up).
 
 import { Command } from 'commander';
 import { loadIndex } from '../index/load.js';
 import { lookupPath } from '../image/lookup.js';
 import { listNode, type ListEntry } from '../index/inspect.js';
 import { modeString } from './format.js';
+import { addImageIndexOptions, indexForArgument, type ImageIndexFlags } from './image-index.js';
+import { addRegistryOptions, registryOptions } from './registry-options.js';
+
+type RegistryFlags = Parameters<typeof registryOptions>[0];
 
 /** ls shows names inside the listed directory; a recursive listing shows paths. */
 function displayName(e: ListEntry, recursive: boolean): string {
@@ -18,15 +23,18 @@ function longLine(e: ListEntry, recursive: boolean): string {
 }
 
 export function lsCommand(): Command {
-  return new Command('ls')
+  const cmd = new Command('ls')
     .description('list files of an indexed image')
-    .argument('<file>', '.clip index')
+    .argument('<index>', '.clip index file, or an image reference (its index is found in the local store or the registry)')
     .argument('[path]', 'directory or file in the image', '/')
     .option('-l, --long', 'long listing (mode, links, owner, size, mtime)')
     .option('-R, --recursive', 'list subdirectories recursively')
-    .option('--json', 'print as JSON')
-    .action(async (file: string, path: string, o: { long?: boolean; recursive?: boolean; json?: boolean }) => {
-      const index = await loadIndex(file);
+    .option('--json', 'print as JSON');
+  addImageIndexOptions(cmd);
+  addRegistryOptions(cmd);
+  return cmd.action(
+    async (file: string, path: string, o: { long?: boolean; recursive?: boolean; json?: boolean } & ImageIndexFlags & RegistryFlags) => {
+      const index = await loadIndex(await indexForArgument(file, o, await registryOptions(o)));
       // Like ls: a symlink named last is listed itself, unless the path ends in "/".
       const node = lookupPath(index, path, path.endsWith('/'));
       const clean = path
@@ -41,5 +49,6 @@ export function lsCommand(): Command {
       const recursive = o.recursive === true;
       const lines = entries.map((e) => (o.long ? longLine(e, recursive) : displayName(e, recursive)));
       if (lines.length > 0) process.stdout.write(lines.join('\n') + '\n');
-    });
+    },
+  );
 }

@@ -11,6 +11,7 @@ import { MountError } from '../fuse/mount.js';
 // own start, so it must not load the indexer, the archiver and the registry client.
 const COMMANDS: Record<string, () => Promise<Command>> = {
   index: async () => (await import('./index-command.js')).indexCommand(),
+  push: async () => (await import('./push-command.js')).pushCommand(),
   archive: async () => (await import('./archive-command.js')).archiveCommand(),
   extract: async () => (await import('./extract-command.js')).extractCommand(),
   inspect: async () => (await import('./inspect-command.js')).inspectCommand(),

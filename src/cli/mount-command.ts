@@ -9,13 +9,14 @@ import { pathProblem } from '../util/path-errors.js';
 import { askedSettings, DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountFlags } from '../mount/settings.js';
 import { stateDir } from '../mount/state.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
+import { addImageIndexOptions, indexForArgument, type ImageIndexFlags } from './image-index.js';
 import { requireRoot } from './require-root.js';
 import { formatBytes, parseSize } from './format.js';
 import { checkOutputFile } from '../util/output-file.js';
 import type { AskedDaemonSettings, MountReply, MountRequest } from '../daemon/api.js';
 import type { ImageSettings } from '../daemon/served-images.js';
 
-interface Flags extends MountFlags {
+interface Flags extends MountFlags, ImageIndexFlags {
   rootfs?: string;
   upperDir?: string;
   workDir?: string;
@@ -23,12 +24,13 @@ interface Flags extends MountFlags {
   username?: string;
   password?: string;
   passwordStdin?: boolean;
+  platform?: string;
 }
 
 export function mountCommand(): Command {
   const cmd = new Command('mount')
     .description('mount an indexed image read-only (FUSE), or a writable container rootfs over it (--rootfs)')
-    .argument('<file>', '.clip index')
+    .argument('<index>', '.clip index file, or an image reference (its index is found in the local store or the registry)')
     .argument('[mountpoint]', 'directory to mount the image on (read-only)')
     .option('--rootfs <dir>', 'mount a writable rootfs (overlayfs over the read-only image) on this directory')
     .option('--upper-dir <dir>', 'with --rootfs: where writes go (default: under /var/lib/clip/rootfs, removed at umount)')
@@ -52,6 +54,7 @@ export function mountCommand(): Command {
     .option('--profile <file>', 'start-up profile (from --record-profile): fetch the spans it lists right after mounting, all together')
     .option('--record-profile <file>', 'write the spans read, in first-read order, to this start-up profile at unmount')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`);
+  addImageIndexOptions(cmd);
   addRegistryOptions(cmd);
   return cmd.action(async (file: string, mountpoint: string | undefined, o: Flags) => {
     // Every setting is checked here, before a daemon starts: the daemon would find out only later (at unmount, or in a log).
@@ -64,8 +67,9 @@ export function mountCommand(): Command {
     if (o.rootfs === undefined && (o.upperDir !== undefined || o.workDir !== undefined))
       throw new ClipError('BAD_ARGUMENT', '--upper-dir and --work-dir go with --rootfs');
     const registry = await registryOptions(o);
-    const index = await realpath(file).catch((e: unknown) => {
-      throw new ClipError('IO', `cannot read index ${file}: ${pathProblem(file, e)}`);
+    const indexFile = await indexForArgument(file, o, registry);
+    const index = await realpath(indexFile).catch((e: unknown) => {
+      throw new ClipError('IO', `cannot read index ${indexFile}: ${pathProblem(indexFile, e)}`);
     });
     const daemon: AskedDaemonSettings = {};
     const flags: string[] = [];

@@ -57,7 +57,20 @@ interface Route {
   auth: Authenticator;
 }
 
-type Target = { kind: 'manifest'; reference: string } | { kind: 'blob'; digest: string };
+type Target = { kind: 'manifest'; reference: string } | { kind: 'blob'; digest: string } | { kind: 'other'; what: string };
+
+/** A request of push.ts / referrers.ts, sent to the upstream registry (never a mirror). */
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  /** Under /v2/<repository>/ ("blobs/uploads/"), or an absolute URL the registry handed out (an upload's Location). */
+  path: string | URL;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** Ask for push access (the token scope becomes pull,push). */
+  push?: boolean;
+  /** For messages: "manifest PUT of sha256-...". */
+  what: string;
+}
 
 export class RegistryClient implements BlobSource, ManifestSource {
   readonly registry: string;
@@ -204,6 +217,50 @@ export class RegistryClient implements BlobSource, ManifestSource {
       what,
       onRetry: opts.onRetry,
     });
+  }
+
+  /**
+   * One request to the upstream registry (never a mirror: writes and
+   * referrer look-ups), answering authentication challenges; returns any
+   * non-401 response.
+   */
+  async requestUpstream(req: UpstreamRequest): Promise<HttpResponse> {
+    const route = (await this.loadRoutes()).find((r) => !r.endpoint.mirror)!;
+    const { endpoint, auth, agent } = route;
+    const scope = req.push ? `repository:${this.repository}:pull,push` : this.scope;
+    const startGeneration = auth.currentGeneration;
+    for (let attempt = 1; ; attempt++) {
+      const root = currentRoot(endpoint);
+      const url = req.path instanceof URL ? req.path : new URL(`${root.pathname}/${this.repository}/${req.path}`, root);
+      const authorization = await auth.authorization(scope);
+      let res: HttpResponse;
+      try {
+        res = await sendFollowingRedirects(agent, url, {
+          method: req.method,
+          headers: { ...endpoint.headers, ...(req.headers ?? {}) },
+          ...(req.body !== undefined ? { body: req.body } : {}),
+          ...(authorization ? { authorization: { origin: root.origin, value: authorization } } : {}),
+          ...(this.deadline ? { deadline: this.deadline } : {}),
+        });
+      } catch (e) {
+        // A plain HTTP answer to TLS, where allowed (as for reads): speak HTTP.
+        if (url.protocol === 'https:' && isPlainHttpAnswer((e as Error).cause) && fallBackToHttp(endpoint) && !(req.path instanceof URL))
+          continue;
+        throw await this.explainClose(e, url, endpoint);
+      }
+      this.lastRoot = root;
+      if (res.status !== 401) return res;
+      const detail = errorSummary(await readErrorBody(res));
+      if (attempt >= MAX_AUTH_ATTEMPTS || res.url.origin !== root.origin) {
+        throw new ClipError('UNAUTHORIZED', `${req.what}: access to ${this.name} denied${detail ? ` (${detail})` : ''}`);
+      }
+      await auth.unauthorized(scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
+    }
+  }
+
+  /** The ClipError for an unexpected answer to requestUpstream (its body is read for the registry's error). */
+  upstreamError(res: HttpResponse, what: string): Promise<ClipError> {
+    return this.failure(res, { kind: 'other', what });
   }
 
   /** Closes the connections (unless the agents were lent), waiting briefly for requests in flight. */
@@ -357,6 +414,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
 
   private describe(target: Target): string {
     if (target.kind === 'blob') return `blob ${target.digest} of ${this.name}`;
+    if (target.kind === 'other') return `${target.what} of ${this.name}`;
     return isDigest(target.reference) ? `${this.name}@${target.reference}` : `${this.name}:${target.reference}`;
   }
 }
