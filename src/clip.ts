@@ -7,7 +7,7 @@ export type { BuildOptions, IndexOptions, IndexSummary } from './indexer/index-i
 export { encodeIndex, decodeIndex } from './index/format.js';
 export { loadIndex } from './index/load.js';
 export { writeIndex } from './index/write.js';
-export type { ClipIndex, ImageRecord, LayerRecord } from './index/types.js';
+export type { ClipIndex, ImageRecord, LayerRecord, RegistryReach } from './index/types.js';
 export type { Node, NodeType, ImageTree } from './image/types.js';
 export { mergeLayers } from './image/merge.js';
 export { lookupPath, walk } from './image/lookup.js';

@@ -23,6 +23,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['index'], // the .clip format, inspect, the start-up profile format
   ['oci', 's3'], // registries and OCI layouts; S3
   ['indexer'], // image -> ClipIndex
+  ['registry-index'], // indexes as OCI artifacts in the registry, the node's local index store, the lookup
   ['content'], // where bytes come from (sources/), verified range reads, span cache
   ['archive'], // clip archive / extract
   ['fs', 'metrics'], // the image as a FUSE filesystem; mount metrics
