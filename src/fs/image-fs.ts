@@ -9,9 +9,9 @@ import { FuseError, type Attr, type DirEntry, type Entry, type FileSystem, type 
 import type { Node } from '../image/types.js';
 import type { ClipIndex } from '../index/types.js';
 import { attrOf, modeOf } from './attributes.js';
+import { IMAGE_TIMEOUT, encodeSharedTree } from './shared-tree.js';
 
-/** The image is immutable: let the kernel cache for a day. */
-const TIMEOUT = 86400;
+const TIMEOUT = IMAGE_TIMEOUT;
 
 export interface ImageFsLogger {
   error(fields: Record<string, unknown>, message: string): void;
@@ -116,6 +116,11 @@ export class ImageFileSystem implements FileSystem {
       if (plus) e.entry = this.entry(child);
       yield e;
     }
+  }
+
+  /** The tree as reader threads answer from it (tree-responder.ts); same inode numbers, same listings. */
+  sharedTree(): SharedArrayBuffer {
+    return encodeSharedTree(this.index.nodes, this.inoBase, this.statfs());
   }
 
   private totals: StatFs | undefined;
