@@ -403,7 +403,8 @@ export class DaemonServer {
   /** A slot no image had on this FUSE connection (see DaemonTable.nextSlot). */
   private freeSlot(): number {
     const s = Math.max(this.table.nextSlot ?? 1, ...this.table.images.map((i) => i.slot + 1));
-    if (s > MAX_SLOT) throw new ClipError('UNSUPPORTED', `the daemon has served ${MAX_SLOT} images since it started; restart it (clip daemon --stop)`);
+    if (s > MAX_SLOT)
+      throw new ClipError('UNSUPPORTED', `the daemon has served ${MAX_SLOT} images since it started; restart it (clip daemon --stop)`);
     return s;
   }
 

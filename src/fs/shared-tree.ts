@@ -53,7 +53,14 @@ export const enum NodeKind {
   Symlink,
 }
 
-const KIND = { file: NodeKind.File, dir: NodeKind.Dir, symlink: NodeKind.Symlink, char: NodeKind.Other, block: NodeKind.Other, fifo: NodeKind.Other };
+const KIND = {
+  file: NodeKind.File,
+  dir: NodeKind.Dir,
+  symlink: NodeKind.Symlink,
+  char: NodeKind.Other,
+  block: NodeKind.Other,
+  fifo: NodeKind.Other,
+};
 
 /** FNV-1a over the name, seeded with the parent inode. */
 export function nameHash(parent: number, name: Uint8Array, start: number, end: number): number {
@@ -71,7 +78,11 @@ function align8(n: number): number {
  * number reported as `inoBase + ino`. Throws if the tree does not fit 32-bit
  * offsets (the caller then serves it from the main thread).
  */
-export function encodeSharedTree(nodes: readonly Node[], inoBase: number, statfs: Parameters<typeof encodeStatfsOut>[0]): SharedArrayBuffer {
+export function encodeSharedTree(
+  nodes: readonly Node[],
+  inoBase: number,
+  statfs: Parameters<typeof encodeStatfsOut>[0],
+): SharedArrayBuffer {
   const count = nodes.length;
   const pool: Buffer[] = [];
   let poolLength = 0;
@@ -176,13 +187,13 @@ export function encodeSharedTree(nodes: readonly Node[], inoBase: number, statfs
     out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), off);
   };
   put(header, 0);
-  put(attrs, header[H.Attrs]!);
-  put(info, header[H.Info]!);
-  put(entries, header[H.EntryTable]!);
-  put(hash, header[H.Hash]!);
-  put(xattrs, header[H.XattrTable]!);
-  put(encodeStatfsOut(statfs), header[H.Statfs]!);
-  let p = header[H.Pool]!;
+  put(attrs, header[H.Attrs]);
+  put(info, header[H.Info]);
+  put(entries, header[H.EntryTable]);
+  put(hash, header[H.Hash]);
+  put(xattrs, header[H.XattrTable]);
+  put(encodeStatfsOut(statfs), header[H.Statfs]);
+  let p = header[H.Pool];
   for (const b of pool) {
     out.set(b, p);
     p += b.length;
@@ -210,10 +221,10 @@ export class TreeView {
     this.nodes = header[H.Nodes]!;
     this.hashMask = header[H.HashMask]!;
     this.attrs = header[H.Attrs]!;
-    this.info = new Uint32Array(sab, header[H.Info]!, this.nodes * NODE_WORDS);
-    this.entries = new Uint32Array(sab, header[H.EntryTable]!, header[H.Entries]! * ENTRY_WORDS);
-    this.hash = new Uint32Array(sab, header[H.Hash]!, this.hashMask + 1);
-    this.xattrs = new Uint32Array(sab, header[H.XattrTable]!, header[H.Xattrs]! * XATTR_WORDS);
+    this.info = new Uint32Array(sab, header[H.Info], this.nodes * NODE_WORDS);
+    this.entries = new Uint32Array(sab, header[H.EntryTable], header[H.Entries]! * ENTRY_WORDS);
+    this.hash = new Uint32Array(sab, header[H.Hash], this.hashMask + 1);
+    this.xattrs = new Uint32Array(sab, header[H.XattrTable], header[H.Xattrs]! * XATTR_WORDS);
     this.statfs = header[H.Statfs]!;
     this.pool = header[H.Pool]!;
   }
@@ -223,7 +234,7 @@ export class TreeView {
   }
 
   kind(ino: number): NodeKind {
-    return this.info[(ino - 1) * NODE_WORDS]! as NodeKind;
+    return this.info[(ino - 1) * NODE_WORDS]!;
   }
 
   /** Copies the fuse_attr record of `ino` to `out` at `off`. */
