@@ -86,6 +86,14 @@ describe('metadata in the reader threads', () => {
 
     assert.deepEqual(Object.fromEntries(calls), {}, 'no metadata call reached the main thread');
   });
+
+  it('encodes the same tree from the same index (what a takeover relies on: same inodes, same offsets)', async () => {
+    const a = Buffer.from(new ImageFileSystem(index, await FileReader.open(index), undefined, 7 * 2 ** 32).sharedTree());
+    const b = Buffer.from(
+      new ImageFileSystem(await loadIndex(path.join(dir, 'image.clip')), await FileReader.open(index), undefined, 7 * 2 ** 32).sharedTree(),
+    );
+    assert.ok(a.equals(b), 'byte-identical encodings');
+  });
 });
 
 describe('daemon: a new image after an old one went', () => {

@@ -101,11 +101,17 @@ export class LayerReader {
   }
 
   async read(layerIndex: number, offset: number, length: number): Promise<Buffer> {
+    const parts = await this.readParts(layerIndex, offset, length);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** As read(), as views of the spans it covers, in order (no copy: a FUSE reply writes them as they are). */
+  async readParts(layerIndex: number, offset: number, length: number): Promise<Buffer[]> {
     const layer = this.layers[layerIndex];
     if (!layer) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
     const table = layer.spans;
     const end = Math.min(offset + length, table.uncompressedSize);
-    if (offset >= end) return Buffer.alloc(0);
+    if (offset >= end) return [];
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
     this.opts.onRead?.(layerIndex, first, last, end < spanOutputRange(table, last).end ? end : undefined);
@@ -127,7 +133,7 @@ export class LayerReader {
       const range = spanOutputRange(table, i);
       parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return parts;
   }
 
   /**

@@ -28,7 +28,7 @@ import { UNIQUE_RESEND, canResend, encodeNotifyResend } from './takeover.js';
 import { type OpIn, type OpName, type OpcodeInfo, OPCODES, OPS } from './opcodes.js';
 import type { ConnectionInfo, RequestContext } from './types.js';
 import { RequestSignal } from './request-signal.js';
-import { type InHeader, BodyReader, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
+import { type InHeader, BodyReader, IN_HEADER_SIZE, OUT_HEADER_SIZE, WireError, decodeInHeader } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** Where the session's log lines go (e.g. `(level, msg) => pino[level](msg)`). */
@@ -41,7 +41,10 @@ export interface Channel {
    * until the connection ends: onEnd() after unmount, onEnd(error) otherwise.
    */
   start(onRequest: (req: Buffer) => void, onEnd: (error?: Error) => void): void;
-  /** Writes one reply, all chunks in one system call. Throws (with a `code`) when the kernel refuses it. */
+  /**
+   * Writes one reply, all chunks in one system call. Throws (with a `code`)
+   * when the kernel refuses it. The chunks are the caller's again on return (copy to keep them).
+   */
   write(chunks: Buffer[]): void;
   close(): void;
   /** INIT is done (a channel whose readers answer requests may let them now). */
@@ -183,6 +186,7 @@ export class FuseSession extends EventEmitter {
   /** When each request arrived, for the onOp observer. */
   private readonly startTimes = new Map<bigint, number>();
   private readonly handlers: Handlers;
+  private readonly replyHeader = Buffer.alloc(OUT_HEADER_SIZE);
   private started = false;
   private ended = false;
   private resolveClosed!: () => void;
@@ -473,7 +477,12 @@ export class FuseSession extends EventEmitter {
     }
     if (this.opts.debug) this.log('debug', formatReply(h, error, out));
     try {
-      this.channel.write([encodeOutHeader(error ? 0 : len, error, h.unique), ...(error ? [] : chunks)]);
+      // One header buffer for every reply: the write is synchronous, so it is free again when write() returns.
+      const head = this.replyHeader;
+      head.writeUInt32LE(OUT_HEADER_SIZE + (error ? 0 : len), 0);
+      head.writeInt32LE(-error, 4);
+      head.writeBigUInt64LE(h.unique, 8);
+      this.channel.write(error || chunks.length === 0 ? [head] : chunks.length === 1 ? [head, chunks[0]!] : [head, ...chunks]);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
