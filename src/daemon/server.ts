@@ -120,7 +120,6 @@ export class DaemonServer {
           const img = await LiveImage.open(spec, spec.loadFrom, this.read, this.metrics, this.log, false);
           this.live.set(spec.key, img);
           this.root.add(spec.slot, spec.key, img.fs, () => img.metrics.firstRead());
-          this.shareTree(spec.slot, img);
           await img.startBackground(this.log, false);
         } catch (e) {
           // Its files now answer ENOENT; the rest of the node keeps working.
@@ -137,7 +136,7 @@ export class DaemonServer {
     this.session = new FuseSession(fd, this.root, {
       resume: connection,
       // Metadata of the served images is answered in the reader threads, from trees shared with them.
-      responder: { module: TREE_RESPONDER_MODULE, init: { trees: [...this.trees] } satisfies TreesInit },
+      responder: { module: TREE_RESPONDER_MODULE, init: { trees: [] } satisfies TreesInit },
       readers: READER_THREADS,
       log: fuseLog,
       debug: this.config.logLevel === 'debug' || this.config.logLevel === 'trace',
@@ -154,6 +153,11 @@ export class DaemonServer {
       (e: unknown) => this.log.error({ err: (e as Error).message }, 'FUSE session failed'),
     );
     this.log.info({ resent: this.session.resentRequests }, 'serving');
+    // After the takeover's resend, not before: the trees are built while the images are already served.
+    for (const spec of this.table.images) {
+      const img = this.live.get(spec.key);
+      if (img) this.shareTree(spec.slot, img);
+    }
     await this.listen();
     if (this.runtime.idleExit) {
       // Started for a mount that never came (its client died): do not linger.
@@ -410,16 +414,20 @@ export class DaemonServer {
 
   /** The image's tree, shared with the FUSE reader threads (a tree too large to share is served from here). */
   private readonly trees = new Map<number, SharedArrayBuffer>();
+  /**
+   * Builds the tree in steps, serving meanwhile (until it is there, the reader
+   * threads pass the image's requests on to this thread, which answers them the same).
+   */
   private shareTree(slot: number, img: LiveImage): void {
-    let tree: SharedArrayBuffer;
-    try {
-      tree = img.fs.sharedTree();
-    } catch (e) {
-      this.log.warn({ image: img.metrics.image, err: (e as Error).message }, 'metadata served from the main thread');
-      return;
-    }
-    this.trees.set(slot, tree);
-    this.session?.tellReaders({ add: slot, tree } satisfies TreesUpdate);
+    img.fs.sharedTreeAsync().then(
+      (tree) => {
+        // Gone (unmounted) while it was being built: nothing to share.
+        if (this.live.get(img.spec.key) !== img || this.stopping) return;
+        this.trees.set(slot, tree);
+        this.session?.tellReaders({ add: slot, tree } satisfies TreesUpdate);
+      },
+      (e: unknown) => this.log.warn({ image: img.metrics.image, err: (e as Error).message }, 'metadata served from the main thread'),
+    );
   }
 
   private unshareTree(slot: number): void {

@@ -9,7 +9,7 @@ import { FuseError, type Attr, type DirEntry, type Entry, type FileSystem, type 
 import type { Node } from '../image/types.js';
 import type { ClipIndex } from '../index/types.js';
 import { attrOf, modeOf } from './attributes.js';
-import { IMAGE_TIMEOUT, encodeSharedTree } from './shared-tree.js';
+import { IMAGE_TIMEOUT, encodeSharedTree, encodeSharedTreeAsync } from './shared-tree.js';
 
 const TIMEOUT = IMAGE_TIMEOUT;
 
@@ -122,6 +122,11 @@ export class ImageFileSystem implements FileSystem {
   /** The tree as reader threads answer from it (tree-responder.ts); same inode numbers, same listings. */
   sharedTree(): SharedArrayBuffer {
     return encodeSharedTree(this.index.nodes, this.inoBase, this.statfs());
+  }
+
+  /** sharedTree() in steps that let the event loop serve meanwhile. */
+  sharedTreeAsync(): Promise<SharedArrayBuffer> {
+    return encodeSharedTreeAsync(this.index.nodes, this.inoBase, this.statfs());
   }
 
   private totals: StatFs | undefined;

@@ -17,7 +17,8 @@
 //   pool     bytes              names, targets, xattr names and values, listxattr lists
 
 import type { Node } from '../image/types.js';
-import { ATTR_SIZE, STATFS_OUT_SIZE, encodeStatfsOut, writeAttr } from '../fuse/wire.js';
+import type { Attr, StatFs } from '../fuse/index.js';
+import { ATTR_SIZE, STATFS_OUT_SIZE, encodeStatfsOut } from '../fuse/wire.js';
 import { attrOf } from './attributes.js';
 
 /** The image is immutable: the kernel may cache names, negative lookups and attributes for a day. */
@@ -69,6 +70,41 @@ export function nameHash(parent: number, name: Uint8Array, start: number, end: n
   return h >>> 0;
 }
 
+/** A u64 as two u32 words (negative numbers, times before 1970, as two's complement). */
+function u64(words: Uint32Array, w: number, v: number): void {
+  if (v >= 0 && v < 0x1_0000_0000) {
+    words[w] = v;
+    words[w + 1] = 0;
+  } else if (v >= 0) {
+    words[w] = v % 0x1_0000_0000;
+    words[w + 1] = Math.floor(v / 0x1_0000_0000);
+  } else {
+    const b = BigInt.asUintN(64, BigInt(Math.trunc(v)));
+    words[w] = Number(b & 0xffff_ffffn);
+    words[w + 1] = Number(b >> 32n);
+  }
+}
+
+/** struct fuse_attr at word `w` (the layout of fuse/wire.ts writeAttr, with word stores: this runs per node). */
+function writeAttrWords(words: Uint32Array, w: number, a: Attr): void {
+  u64(words, w, a.ino);
+  u64(words, w + 2, a.size);
+  u64(words, w + 4, a.blocks);
+  u64(words, w + 6, a.atime.sec);
+  u64(words, w + 8, a.mtime.sec);
+  u64(words, w + 10, a.ctime.sec);
+  words[w + 12] = a.atime.nsec;
+  words[w + 13] = a.mtime.nsec;
+  words[w + 14] = a.ctime.nsec;
+  words[w + 15] = a.mode;
+  words[w + 16] = a.nlink;
+  words[w + 17] = a.uid;
+  words[w + 18] = a.gid;
+  words[w + 19] = a.rdev;
+  words[w + 20] = a.blksize;
+  words[w + 21] = 0; // flags
+}
+
 function align8(n: number): number {
   return (n + 7) & ~7;
 }
@@ -76,88 +112,48 @@ function align8(n: number): number {
 /**
  * Encodes `nodes` (nodes[i] has inode i + 1, the root first) with every inode
  * number reported as `inoBase + ino`. Throws if the tree does not fit 32-bit
- * offsets (the caller then serves it from the main thread).
+ * offsets (the caller then serves it from the main thread). Two passes: sizes,
+ * then everything written in place (a 100k-node tree is a takeover's stall).
  */
-export function encodeSharedTree(
-  nodes: readonly Node[],
-  inoBase: number,
-  statfs: Parameters<typeof encodeStatfsOut>[0],
-): SharedArrayBuffer {
+export function encodeSharedTree(nodes: readonly Node[], inoBase: number, statfs: StatFs): SharedArrayBuffer {
+  const steps = encodeSteps(nodes, inoBase, statfs);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Nodes encoded between two yields of encodeSharedTreeAsync. */
+const NODES_PER_STEP = 8192;
+
+/** encodeSharedTree in steps, letting the event loop run between them (the daemon keeps serving meanwhile). */
+export async function encodeSharedTreeAsync(nodes: readonly Node[], inoBase: number, statfs: StatFs): Promise<SharedArrayBuffer> {
+  const steps = encodeSteps(nodes, inoBase, statfs);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+function* encodeSteps(nodes: readonly Node[], inoBase: number, statfs: StatFs): Generator<void, SharedArrayBuffer> {
   const count = nodes.length;
-  const pool: Buffer[] = [];
-  let poolLength = 0;
-  const intern = (b: Buffer): number => {
-    const at = poolLength;
-    pool.push(b);
-    poolLength += b.length;
-    return at;
-  };
   let entryCount = 0;
   let xattrCount = 0;
+  let poolLength = 0;
   for (const n of nodes) {
-    if (n.type === 'dir') entryCount += n.children!.size;
-    if (n.xattrs) xattrCount += n.xattrs.size;
+    if (n.type === 'dir') {
+      entryCount += n.children!.size;
+      for (const name of n.children!.keys()) poolLength += Buffer.byteLength(name, 'utf8');
+    } else if (n.type === 'symlink') poolLength += Buffer.byteLength(n.target ?? '', 'utf8');
+    if (n.xattrs) {
+      xattrCount += n.xattrs.size;
+      // Each name twice (its record and the listxattr list, NUL-terminated there) and the value.
+      for (const [name, value] of n.xattrs) poolLength += 2 * Buffer.byteLength(name, 'utf8') + 1 + value.length;
+    }
   }
   let hashSize = 1;
   while (hashSize < entryCount * 2) hashSize *= 2;
-
-  const info = new Uint32Array(count * NODE_WORDS);
-  const entries = new Uint32Array(entryCount * ENTRY_WORDS);
-  const hash = new Uint32Array(hashSize);
-  const xattrs = new Uint32Array(xattrCount * XATTR_WORDS);
-  const attrs = Buffer.alloc(count * ATTR_SIZE);
-  let e = 0;
-  let x = 0;
-  for (let i = 0; i < count; i++) {
-    const n = nodes[i]!;
-    if (n.ino !== i + 1) throw new Error(`tree node ${i} has inode ${n.ino}`);
-    const a = attrOf(n);
-    a.ino += inoBase;
-    writeAttr(attrs, i * ATTR_SIZE, a);
-    const w = i * NODE_WORDS;
-    info[w] = KIND[n.type];
-    if (n.type === 'dir') {
-      info[w + 1] = e;
-      info[w + 2] = n.children!.size;
-      for (const [name, child] of n.children!) {
-        const bytes = Buffer.from(name, 'utf8');
-        const o = e * ENTRY_WORDS;
-        entries[o] = intern(bytes);
-        entries[o + 1] = bytes.length;
-        entries[o + 2] = child.ino;
-        entries[o + 3] = n.ino;
-        if (child.type === 'dir') info[(child.ino - 1) * NODE_WORDS + 3] = n.ino;
-        let slot = nameHash(n.ino, bytes, 0, bytes.length) & (hashSize - 1);
-        while (hash[slot] !== 0) slot = (slot + 1) & (hashSize - 1);
-        hash[slot] = e + 1;
-        e++;
-      }
-    } else if (n.type === 'symlink') {
-      const target = Buffer.from(n.target ?? '', 'utf8');
-      info[w + 1] = intern(target);
-      info[w + 2] = target.length;
-    }
-    if (n.xattrs && n.xattrs.size > 0) {
-      info[w + 4] = x;
-      info[w + 5] = n.xattrs.size;
-      const list: Buffer[] = [];
-      for (const [name, value] of n.xattrs) {
-        const nb = Buffer.from(name, 'utf8');
-        const o = x * XATTR_WORDS;
-        xattrs[o] = intern(nb);
-        xattrs[o + 1] = nb.length;
-        xattrs[o + 2] = intern(value);
-        xattrs[o + 3] = value.length;
-        list.push(nb, Buffer.alloc(1));
-        x++;
-      }
-      const joined = Buffer.concat(list);
-      info[w + 6] = intern(joined);
-      info[w + 7] = joined.length;
-    }
-  }
-  // The root's ".." is the root itself (the kernel only uses its type).
-  if (count > 0) info[3] = 1;
 
   const header = new Uint32Array(H.Words);
   let at = align8(HEADER_BYTES);
@@ -171,11 +167,11 @@ export function encodeSharedTree(
   header[H.Entries] = entryCount;
   header[H.HashMask] = hashSize - 1;
   header[H.Xattrs] = xattrCount;
-  header[H.Attrs] = place(attrs.length);
-  header[H.Info] = place(info.byteLength);
-  header[H.EntryTable] = place(entries.byteLength);
-  header[H.Hash] = place(hash.byteLength);
-  header[H.XattrTable] = place(xattrs.byteLength);
+  header[H.Attrs] = place(count * ATTR_SIZE);
+  header[H.Info] = place(count * NODE_WORDS * 4);
+  header[H.EntryTable] = place(entryCount * ENTRY_WORDS * 4);
+  header[H.Hash] = place(hashSize * 4);
+  header[H.XattrTable] = place(xattrCount * XATTR_WORDS * 4);
   header[H.Statfs] = place(STATFS_OUT_SIZE);
   header[H.Pool] = place(poolLength);
   header[H.PoolLength] = poolLength;
@@ -183,21 +179,80 @@ export function encodeSharedTree(
 
   const sab = new SharedArrayBuffer(at);
   const out = Buffer.from(sab);
-  const put = (src: ArrayBufferView, off: number): void => {
-    out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), off);
+  new Uint32Array(sab, 0, H.Words).set(header);
+  const attrs = header[H.Attrs];
+  const words = new Uint32Array(sab);
+  const info = new Uint32Array(sab, header[H.Info], count * NODE_WORDS);
+  const entries = new Uint32Array(sab, header[H.EntryTable], entryCount * ENTRY_WORDS);
+  const hash = new Uint32Array(sab, header[H.Hash], hashSize);
+  const xattrs = new Uint32Array(sab, header[H.XattrTable], xattrCount * XATTR_WORDS);
+  const pool = header[H.Pool];
+  let p = 0; // pool bytes written
+  const putString = (text: string): number => {
+    const o = p;
+    p += out.write(text, pool + p, 'utf8');
+    return o;
   };
-  put(header, 0);
-  put(attrs, header[H.Attrs]);
-  put(info, header[H.Info]);
-  put(entries, header[H.EntryTable]);
-  put(hash, header[H.Hash]);
-  put(xattrs, header[H.XattrTable]);
-  put(encodeStatfsOut(statfs), header[H.Statfs]);
-  let p = header[H.Pool];
-  for (const b of pool) {
-    out.set(b, p);
-    p += b.length;
+  encodeStatfsOut(statfs).copy(out, header[H.Statfs]);
+
+  let e = 0;
+  let x = 0;
+  for (let i = 0; i < count; i++) {
+    if (i % NODES_PER_STEP === NODES_PER_STEP - 1) yield;
+    const n = nodes[i]!;
+    if (n.ino !== i + 1) throw new Error(`tree node ${i} has inode ${n.ino}`);
+    const a = attrOf(n);
+    a.ino += inoBase;
+    writeAttrWords(words, (attrs + i * ATTR_SIZE) >>> 2, a);
+    const w = i * NODE_WORDS;
+    info[w] = KIND[n.type];
+    if (n.type === 'dir') {
+      info[w + 1] = e;
+      info[w + 2] = n.children!.size;
+      for (const [name, child] of n.children!) {
+        const o = e * ENTRY_WORDS;
+        const nameAt = putString(name);
+        entries[o] = nameAt;
+        entries[o + 1] = p - nameAt;
+        entries[o + 2] = child.ino;
+        entries[o + 3] = n.ino;
+        if (child.type === 'dir') info[(child.ino - 1) * NODE_WORDS + 3] = n.ino;
+        let slot = nameHash(n.ino, out, pool + nameAt, pool + p) & (hashSize - 1);
+        while (hash[slot] !== 0) slot = (slot + 1) & (hashSize - 1);
+        hash[slot] = e + 1;
+        e++;
+      }
+    } else if (n.type === 'symlink') {
+      const targetAt = putString(n.target ?? '');
+      info[w + 1] = targetAt;
+      info[w + 2] = p - targetAt;
+    }
+    if (n.xattrs && n.xattrs.size > 0) {
+      info[w + 4] = x;
+      info[w + 5] = n.xattrs.size;
+      for (const [name, value] of n.xattrs) {
+        const o = x * XATTR_WORDS;
+        const nameAt = putString(name);
+        xattrs[o] = nameAt;
+        xattrs[o + 1] = p - nameAt;
+        xattrs[o + 2] = p;
+        xattrs[o + 3] = value.length;
+        value.copy(out, pool + p);
+        p += value.length;
+        x++;
+      }
+      const listAt = p;
+      for (const name of n.xattrs.keys()) {
+        putString(name);
+        out[pool + p++] = 0;
+      }
+      info[w + 6] = listAt;
+      info[w + 7] = p - listAt;
+    }
   }
+  // The root's ".." is the root itself (the kernel only uses its type).
+  if (count > 0) info[3] = 1;
+  if (p !== poolLength) throw new Error(`image tree pool: wrote ${p} of ${poolLength} bytes`);
   return sab;
 }
 
