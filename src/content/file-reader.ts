@@ -87,13 +87,19 @@ export class FileReader {
 
   /** Reads up to `length` bytes of a regular file from `offset` (short at end of file). */
   async read(node: Node, offset: number, length: number): Promise<Buffer> {
+    const parts = await this.readParts(node, offset, length);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** As read(), as views of the cached spans it covers (no copy; empty at end of file). */
+  async readParts(node: Node, offset: number, length: number): Promise<Buffer[]> {
     if (node.type !== 'file') throw new ClipError('BAD_ARGUMENT', `inode ${node.ino} is a ${node.type}, not a regular file`);
     const end = Math.min(node.size, offset + length);
-    if (node.layer < 0 || offset >= end) return Buffer.alloc(0);
+    if (node.layer < 0 || offset >= end) return [];
     const at = node.offset + offset;
     // Planned before the read registers its fetch (which it then does first), started after.
     const ahead = this.ahead?.plan(node.layer, at, node.offset + end, node.offset + node.size);
-    const data = this.layers.read(node.layer, at, end - offset, ahead?.continueSpan ?? false);
+    const data = this.layers.readParts(node.layer, at, end - offset, ahead?.continueSpan ?? false);
     this.ahead?.start(ahead);
     return data;
   }

@@ -100,17 +100,24 @@ export class LayerReader {
     this.memory = opts.memory ?? new SpanMemory(opts.memoryBytes ?? DEFAULT_MEMORY_CACHE);
   }
 
-  /**
-   * `continueSpan`: when the last span is read as a prefix, also fetch the
-   * rest of it, in a second request alongside (read-ahead: the next read of
-   * the file would otherwise wait one more round trip for it).
-   */
   async read(layerIndex: number, offset: number, length: number, continueSpan = false): Promise<Buffer> {
+    const parts = await this.readParts(layerIndex, offset, length, continueSpan);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
+   * As read(), as views of the spans it covers, in order (no copy: a FUSE
+   * reply writes them as they are). `continueSpan`: when the last span is
+   * read as a prefix, also fetch the rest of it, in a second request
+   * alongside (read-ahead: the next read of the file would otherwise wait
+   * one more round trip for it).
+   */
+  async readParts(layerIndex: number, offset: number, length: number, continueSpan = false): Promise<Buffer[]> {
     const layer = this.layers[layerIndex];
     if (!layer) throw new ClipError('BAD_INDEX', `no layer ${layerIndex} in the index`);
     const table = layer.spans;
     const end = Math.min(offset + length, table.uncompressedSize);
-    if (offset >= end) return Buffer.alloc(0);
+    if (offset >= end) return [];
     const first = spanAt(table, offset);
     const last = spanAt(table, end - 1);
     if (this.opts.onRead) {
@@ -135,7 +142,7 @@ export class LayerReader {
       const range = spanOutputRange(table, i);
       parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return parts;
   }
 
   /**

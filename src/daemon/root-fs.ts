@@ -114,7 +114,7 @@ export class RootFileSystem implements FileSystem {
     return this.imageOf(ino).open(ino);
   }
 
-  async read(ino: number, fh: number, offset: number, size: number): Promise<Buffer> {
+  async read(ino: number, fh: number, offset: number, size: number): Promise<Buffer[]> {
     const s = this.served(ino);
     const data = await s.fs.read(ino, fh, offset, size);
     s.onRead?.();

@@ -57,6 +57,12 @@ export interface ServedImage {
 
 export interface DaemonTable {
   images: ServedImage[];
+  /**
+   * The slot the next image gets. Slots are not reused while the FUSE
+   * connection lives: the kernel may still cache inodes, names and pages of an
+   * image that went, under the same inode numbers.
+   */
+  nextSlot?: number;
 }
 
 export const EMPTY_TABLE: DaemonTable = { images: [] };
@@ -73,7 +79,8 @@ export interface DaemonPidFile {
 export async function saveTable(file: string, t: DaemonTable): Promise<void> {
   const images = t.images.map((i) => ({ ...i, registry: withoutCredentials(i.registry) }));
   // No fsync: the mounts it names do not outlive a reboot either (the state dir is /run).
-  await writeFileAtomic(file, Buffer.from(JSON.stringify({ images }, null, 2) + '\n'), { mode: 0o600, sync: false });
+  const next = t.nextSlot !== undefined ? { nextSlot: t.nextSlot } : {};
+  await writeFileAtomic(file, Buffer.from(JSON.stringify({ images, ...next }, null, 2) + '\n'), { mode: 0o600, sync: false });
 }
 
 /** The settings that are no secret: how the registry is reached. */

@@ -28,6 +28,7 @@ import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
 import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
 import { bindImage, mountRootfs, notAClipMount, takeDown } from './stacked-mounts.js';
+import { TREE_RESPONDER_MODULE, type TreesInit, type TreesUpdate } from '../fs/tree-responder.js';
 
 /** What the supervisor tells its serving process about the daemon (environment CLIP_DAEMON, JSON). */
 export interface DaemonRuntime {
@@ -86,7 +87,7 @@ export class DaemonServer {
     private readonly supervisor: SupervisorLink,
     table: DaemonTable,
   ) {
-    this.table = { images: table.images.map((i) => ({ ...i })) };
+    this.table = { images: table.images.map((i) => ({ ...i })), ...(table.nextSlot !== undefined ? { nextSlot: table.nextSlot } : {}) };
     this.paths = daemonPaths(runtime.config.stateDir);
     const { cacheDir, cacheBytes, memoryCacheBytes, readAhead } = runtime.config;
     this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
@@ -144,6 +145,9 @@ export class DaemonServer {
     const fuseLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string): void => this.log[level]({ fuse: true }, message);
     this.session = new FuseSession(fd, this.root, {
       resume: connection,
+      // Metadata of the served images is answered in the reader threads, from trees shared with them.
+      responder: { module: TREE_RESPONDER_MODULE, init: { trees: [] } satisfies TreesInit },
+      readers: READER_THREADS,
       log: fuseLog,
       debug: this.config.logLevel === 'debug' || this.config.logLevel === 'trace',
       closeFd: false,
@@ -159,6 +163,11 @@ export class DaemonServer {
       (e: unknown) => this.log.error({ err: (e as Error).message }, 'FUSE session failed'),
     );
     this.log.info({ resent: this.session.resentRequests }, 'serving');
+    // After the takeover's resend, not before: the trees are built while the images are already served.
+    for (const spec of this.table.images) {
+      const img = this.live.get(spec.key);
+      if (img) this.shareTree(spec.slot, img);
+    }
     await this.listen();
     if (this.runtime.idleExit) {
       // Started for a mount that never came (its client died): do not linger.
@@ -405,10 +414,35 @@ export class DaemonServer {
     return s;
   }
 
+  /** A slot no image had on this FUSE connection (see DaemonTable.nextSlot). */
   private freeSlot(): number {
-    const used = new Set(this.table.images.map((i) => i.slot));
-    for (let s = 1; s <= MAX_SLOT; s++) if (!used.has(s)) return s;
-    throw new ClipError('UNSUPPORTED', `the daemon serves ${MAX_SLOT} images already`);
+    const s = Math.max(this.table.nextSlot ?? 1, ...this.table.images.map((i) => i.slot + 1));
+    if (s > MAX_SLOT)
+      throw new ClipError('UNSUPPORTED', `the daemon has served ${MAX_SLOT} images since it started; restart it (clip daemon --stop)`);
+    return s;
+  }
+
+  /** The image's tree, shared with the FUSE reader threads (a tree too large to share is served from here). */
+  private readonly trees = new Map<number, SharedArrayBuffer>();
+  /**
+   * Builds the tree in steps, serving meanwhile (until it is there, the reader
+   * threads pass the image's requests on to this thread, which answers them the same).
+   */
+  private shareTree(slot: number, img: LiveImage): void {
+    img.fs.sharedTreeAsync().then(
+      (tree) => {
+        // Gone (unmounted) while it was being built: nothing to share.
+        if (this.live.get(img.spec.key) !== img || this.stopping) return;
+        this.trees.set(slot, tree);
+        this.session?.tellReaders({ add: slot, tree } satisfies TreesUpdate);
+      },
+      (e: unknown) => this.log.warn({ image: img.metrics.image, err: (e as Error).message }, 'metadata served from the main thread'),
+    );
+  }
+
+  private unshareTree(slot: number): void {
+    if (!this.trees.delete(slot)) return;
+    this.session?.tellReaders({ remove: slot } satisfies TreesUpdate);
   }
 
   private async addImage(key: string, req: MountRequest, settings: ImageSettings): Promise<ServedImage> {
@@ -438,10 +472,13 @@ export class DaemonServer {
       }
       this.live.set(key, img);
       this.root.add(spec.slot, key, img.fs, () => img.metrics.firstRead());
+      this.table.nextSlot = spec.slot + 1;
+      this.shareTree(spec.slot, img);
       await img.startBackground(this.log, true);
     } catch (e) {
       this.live.delete(key);
       this.root.remove(spec.slot);
+      this.unshareTree(spec.slot);
       await img.close(this.log, this.metrics);
       throw e;
     }
@@ -452,6 +489,7 @@ export class DaemonServer {
   private async removeImage(spec: ServedImage): Promise<void> {
     this.table.images = this.table.images.filter((i) => i !== spec);
     this.root.remove(spec.slot);
+    this.unshareTree(spec.slot);
     const img = this.live.get(spec.key);
     this.live.delete(spec.key);
     await img?.close(this.log, this.metrics);
@@ -531,6 +569,8 @@ export class DaemonServer {
 }
 
 const MAX_BODY = 1024 * 1024;
+/** Reader threads of the FUSE session: they answer metadata themselves, so two use both cores. */
+const READER_THREADS = 2;
 /** How long a daemon started by `clip mount` waits for its first mount. */
 const IDLE_START_MS = 30_000;
 

@@ -53,6 +53,10 @@ export async function mountRootfs(lower: string, target: string, dataDir: string
   );
   await mkdir(upper, { recursive: true, mode: 0o755 });
   await mkdir(work, { recursive: true, mode: 0o700 });
+  // No option changes what overlayfs asks the lower (FUSE) layer on Linux 6.18: a warm runc + python
+  // start made 104 GETXATTRs (trusted.overlay.metacopy and .origin, ENODATA) with the defaults and
+  // with each of userxattr (user.overlay.* instead), metacopy=off, redirect_dir=off, index=off,
+  // xino=off, uuid=off; the reader threads answer them from the shared tree, so none is set.
   const options = `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
   let driver: RootfsMount['driver'] = 'overlay';
   const failure = await run('mount', ['-t', 'overlay', 'overlay', '-o', options, target]);

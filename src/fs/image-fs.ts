@@ -9,9 +9,9 @@ import { FuseError, type Attr, type DirEntry, type Entry, type FileSystem, type 
 import type { Node } from '../image/types.js';
 import type { ClipIndex } from '../index/types.js';
 import { attrOf, modeOf } from './attributes.js';
+import { IMAGE_TIMEOUT, encodeSharedTree, encodeSharedTreeAsync } from './shared-tree.js';
 
-/** The image is immutable: let the kernel cache for a day. */
-const TIMEOUT = 86400;
+const TIMEOUT = IMAGE_TIMEOUT;
 
 export interface ImageFsLogger {
   error(fields: Record<string, unknown>, message: string): void;
@@ -81,11 +81,12 @@ export class ImageFileSystem implements FileSystem {
     return { keepCache: true };
   }
 
-  async read(ino: number, _fh: number, offset: number, size: number): Promise<Buffer> {
+  /** The bytes as views of the cached spans they sit in: a reply is written from them without a copy. */
+  async read(ino: number, _fh: number, offset: number, size: number): Promise<Buffer[]> {
     const n = this.node(ino);
     if (n.type !== 'file') throw new FuseError('EINVAL');
     try {
-      return await this.reader.read(n, offset, size);
+      return await this.reader.readParts(n, offset, size);
     } catch (e) {
       // Never serve bytes that could not be fetched and verified.
       this.log?.error({ ino, offset, size, err: (e as Error).message }, 'read failed');
@@ -116,6 +117,16 @@ export class ImageFileSystem implements FileSystem {
       if (plus) e.entry = this.entry(child);
       yield e;
     }
+  }
+
+  /** The tree as reader threads answer from it (tree-responder.ts); same inode numbers, same listings. */
+  sharedTree(): SharedArrayBuffer {
+    return encodeSharedTree(this.index.nodes, this.inoBase, this.statfs());
+  }
+
+  /** sharedTree() in steps that let the event loop serve meanwhile. */
+  sharedTreeAsync(): Promise<SharedArrayBuffer> {
+    return encodeSharedTreeAsync(this.index.nodes, this.inoBase, this.statfs());
   }
 
   private totals: StatFs | undefined;

@@ -56,7 +56,7 @@ export function bridgeHandlers(filesystem: FileSystem, opts: BridgeOptions): Han
       if ((a.flags & O_ACCMODE) !== 0) throw new FuseError('EROFS');
       return filesystem.open ? filesystem.open(n, a.flags, ctx) : d.open();
     },
-    READ: (n, a, ctx) => map(filesystem.read(n, a.fh, a.offset, a.size, ctx), (data) => toBuffer(data).subarray(0, a.size)),
+    READ: (n, a, ctx) => map(filesystem.read(n, a.fh, a.offset, a.size, ctx), (data) => capped(data, a.size)),
     FLUSH: (n, a, ctx) => (filesystem.flush ? filesystem.flush(n, a.fh, ctx) : d.flush()),
     RELEASE: (n, a, ctx) => (filesystem.release ? filesystem.release(n, a.fh, ctx) : d.release()),
     OPENDIR: (n, a, ctx) => (filesystem.opendir ? filesystem.opendir(n, a.flags, ctx) : d.opendir()),
@@ -117,6 +117,22 @@ function map<T, U>(v: Awaitable<T>, f: (t: T) => U): Awaitable<U> {
 
 export function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** A READ reply of at most `size` bytes, as one buffer or the list given (views, never copies). */
+function capped(data: Buffer | Uint8Array | Buffer[], size: number): Buffer | Buffer[] {
+  if (!Array.isArray(data)) return toBuffer(data).subarray(0, size);
+  let total = 0;
+  for (const d of data) total += d.length;
+  if (total <= size) return data;
+  const out: Buffer[] = [];
+  let left = size;
+  for (const d of data) {
+    if (left <= 0) break;
+    out.push(d.length <= left ? d : d.subarray(0, left));
+    left -= d.length;
+  }
+  return out;
 }
 
 function toBuffer(data: Buffer | Uint8Array): Buffer {

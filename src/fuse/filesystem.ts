@@ -38,8 +38,11 @@ export interface FileSystem {
 
   /** `flags` are open(2) flags; opens for writing never get here (EROFS). */
   open?(ino: number, flags: number, ctx: RequestContext): Awaitable<OpenResult>;
-  /** Up to `size` bytes at `offset`; fewer only at end of file. */
-  read(ino: number, fh: number, offset: number, size: number, ctx: RequestContext): Awaitable<Buffer | Uint8Array>;
+  /**
+   * Up to `size` bytes at `offset`; fewer only at end of file. A list of
+   * buffers is sent as it is, in one write (no copy into one buffer).
+   */
+  read(ino: number, fh: number, offset: number, size: number, ctx: RequestContext): Awaitable<Buffer | Uint8Array | Buffer[]>;
   flush?(ino: number, fh: number, ctx: RequestContext): Awaitable<void>;
   release?(ino: number, fh: number, ctx: RequestContext): Awaitable<void>;
 

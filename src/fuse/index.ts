@@ -19,7 +19,17 @@ export type {
 export { makedev, devMajor, devMinor } from './types.js';
 export { type FileSystem, DEFAULT_ANSWERS, attr } from './filesystem.js';
 export { FuseError, errnoOf, errnoName } from './errors.js';
-export { FuseSession, DeviceChannel, type Channel, type Logger, type LogLevel, type SessionOptions } from './session.js';
+export {
+  FuseSession,
+  DeviceChannel,
+  type Channel,
+  type Logger,
+  type LogLevel,
+  type ReaderEvents,
+  type ResponderSpec,
+  type SessionOptions,
+} from './session.js';
+export { ReplyWriter, type ReaderResponder, type ResponderFactory } from './reader-responder.js';
 export { type InitOptions, type InitDecision, negotiateInit, DEFAULT_MAX_WRITE, DEFAULT_MAX_PAGES } from './init.js';
 export {
   mountFuse,

@@ -121,7 +121,7 @@ export const OPS = {
   RENAME: spec({ code: 12, mutates: true, decode: (r) => ({ newdir: r.u64(), name: r.cstring(), newName: r.cstring() }) }),
   LINK: spec({ code: 13, mutates: true, decode: (r) => ({ oldNodeid: r.u64(), name: r.cstring() }) }),
   OPEN: spec({ code: 14, decode: openIn, encode: (o: OpenResult) => encodeOpenOut(o) }),
-  READ: spec({ code: 15, decode: readIn, encode: (data: Buffer) => data }),
+  READ: spec({ code: 15, decode: readIn, encode: (data: Buffer | Buffer[]) => data }),
   WRITE: spec({
     code: 16,
     mutates: true,

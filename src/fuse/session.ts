@@ -15,8 +15,9 @@
 
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
-import { Worker } from 'node:worker_threads';
-import type { ReaderEnd } from './device-reader.js';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import type { ReaderData, ReaderEnd } from './device-reader.js';
+import { type ReaderLink, READER_CONNECTED, READER_STATE_WORDS, READER_UPDATES } from './reader-responder.js';
 import { type Handler, type Handlers, bridgeHandlers, isPromiseLike } from './bridge.js';
 import { errno } from './constants.js';
 import { FuseError, errnoName, errnoOf, sanitizeErrno } from './errors.js';
@@ -27,7 +28,7 @@ import { UNIQUE_RESEND, canResend, encodeNotifyResend } from './takeover.js';
 import { type OpIn, type OpName, type OpcodeInfo, OPCODES, OPS } from './opcodes.js';
 import type { ConnectionInfo, RequestContext } from './types.js';
 import { RequestSignal } from './request-signal.js';
-import { type InHeader, BodyReader, IN_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
+import { type InHeader, BodyReader, IN_HEADER_SIZE, OUT_HEADER_SIZE, WireError, decodeInHeader } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** Where the session's log lines go (e.g. `(level, msg) => pino[level](msg)`). */
@@ -40,16 +41,41 @@ export interface Channel {
    * until the connection ends: onEnd() after unmount, onEnd(error) otherwise.
    */
   start(onRequest: (req: Buffer) => void, onEnd: (error?: Error) => void): void;
-  /** Writes one reply, all chunks in one system call. Throws (with a `code`) when the kernel refuses it. */
+  /**
+   * Writes one reply, all chunks in one system call. Throws (with a `code`)
+   * when the kernel refuses it. The chunks are the caller's again on return (copy to keep them).
+   */
   write(chunks: Buffer[]): void;
   close(): void;
+  /** INIT is done (a channel whose readers answer requests may let them now). */
+  connected?(): void;
+  /** An update for the readers' responders (SessionOptions.responder). */
+  tell?(message: unknown): void;
+}
+
+/** A module the reader threads load to answer requests themselves (see reader-responder.ts). */
+export interface ResponderSpec {
+  /** URL of a module exporting `createResponder(init)`. */
+  module: string;
+  /** Handed to createResponder in every thread (structured clone: SharedArrayBuffers stay shared). */
+  init: unknown;
+}
+
+/** What the reader threads report besides requests. */
+export interface ReaderEvents {
+  /** Requests a thread answered itself: (opcode, seconds, errno, bytes) each. */
+  onAnswered?: (batch: Float64Array) => void;
+  onLog?: (message: string) => void;
 }
 
 /** A Channel over an open /dev/fuse descriptor: reader threads with blocking reads, writev for replies. */
 export class DeviceChannel implements Channel {
+  private readonly state = new SharedArrayBuffer(READER_STATE_WORDS * 4);
+  private readonly ports: MessagePort[] = [];
+
   constructor(
     readonly fd: number,
-    private readonly opts: { readers: number; bufferSize: number },
+    private readonly opts: { readers: number; bufferSize: number; responder?: ResponderSpec; observe?: boolean; events?: ReaderEvents },
   ) {}
 
   start(onRequest: (req: Buffer) => void, onEnd: (error?: Error) => void): void {
@@ -59,9 +85,20 @@ export class DeviceChannel implements Channel {
       failure ??= error;
       if (--running === 0) onEnd(failure);
     };
+    const events = this.opts.events ?? {};
     for (let i = 0; i < this.opts.readers; i++) {
+      const data: ReaderData = { fd: this.fd, size: this.opts.bufferSize };
+      const transfer: MessagePort[] = [];
+      if (this.opts.responder) {
+        const { port1, port2 } = new MessageChannel();
+        this.ports.push(port1);
+        transfer.push(port2);
+        const link: ReaderLink = { ...this.opts.responder, control: port2, state: this.state, observe: this.opts.observe ?? false };
+        data.link = link;
+      }
       const w = new Worker(new URL('./device-reader.js', import.meta.url), {
-        workerData: { fd: this.fd, size: this.opts.bufferSize },
+        workerData: data,
+        transferList: transfer,
         execArgv: [], // the host's flags (--input-type, loaders) are not for this plain module
       });
       let ended = false;
@@ -71,13 +108,26 @@ export class DeviceChannel implements Channel {
           stopped(error);
         }
       };
-      w.on('message', (m: ArrayBuffer | ReaderEnd) => {
+      w.on('message', (m: ArrayBuffer | Float64Array | ReaderEnd | { log: string }) => {
         if (m instanceof ArrayBuffer) onRequest(Buffer.from(m));
+        else if (m instanceof Float64Array) events.onAnswered?.(m);
+        else if ('log' in m) events.onLog?.(m.log);
         else end(m.end === 'ENODEV' ? undefined : Object.assign(new Error(`reading /dev/fuse: ${m.message}`), { code: m.end }));
       });
       w.on('error', (e) => end(e));
       w.on('exit', (code) => end(code === 0 ? undefined : new Error(`FUSE reader thread exited with ${code}`)));
     }
+  }
+
+  /** INIT is answered: the reader threads may answer requests themselves from now on. */
+  connected(): void {
+    Atomics.store(new Int32Array(this.state), READER_CONNECTED, 1);
+  }
+
+  /** Sends an update to every reader thread's responder; it is in force for every request read afterwards. */
+  tell(message: unknown): void {
+    for (const p of this.ports) p.postMessage(message);
+    Atomics.add(new Int32Array(this.state), READER_UPDATES, 1);
   }
 
   write(chunks: Buffer[]): void {
@@ -86,6 +136,7 @@ export class DeviceChannel implements Channel {
   }
 
   close(): void {
+    for (const p of this.ports) p.close();
     fs.closeSync(this.fd);
   }
 }
@@ -101,6 +152,12 @@ export interface SessionOptions extends InitOptions {
   readers?: number;
   /** Seconds the kernel may cache a failed LOOKUP (ENOENT) as "no such name". Default 0: not cached. */
   negativeTimeout?: number;
+  /**
+   * A module the reader threads load to answer requests themselves (metadata
+   * from shared memory, say); what it declines comes to the filesystem as
+   * usual. Not used with `debug` (every request is logged here then).
+   */
+  responder?: ResponderSpec;
   /** Close the descriptor when the loop ends. Default true. */
   closeFd?: boolean;
   /**
@@ -129,6 +186,7 @@ export class FuseSession extends EventEmitter {
   /** When each request arrived, for the onOp observer. */
   private readonly startTimes = new Map<bigint, number>();
   private readonly handlers: Handlers;
+  private readonly replyHeader = Buffer.alloc(OUT_HEADER_SIZE);
   private started = false;
   private ended = false;
   private resolveClosed!: () => void;
@@ -148,6 +206,12 @@ export class FuseSession extends EventEmitter {
             readers: Math.max(1, Math.floor(options.readers ?? 1)),
             // The kernel refuses reads into buffers smaller than max_write + headers.
             bufferSize: Math.max(8192, (options.maxWrite ?? DEFAULT_MAX_WRITE) + 4096),
+            ...(options.responder && !options.debug ? { responder: options.responder } : {}),
+            observe: options.onOp !== undefined,
+            events: {
+              onAnswered: (batch) => this.answeredInReaders(batch),
+              onLog: (message) => this.log('error', message),
+            },
           })
         : device;
     this.opts = options;
@@ -212,6 +276,21 @@ export class FuseSession extends EventEmitter {
     }
     this.resolveReady(conn);
     this.emit('init', conn);
+    this.channel.connected?.();
+  }
+
+  /** Passes a message to the responder of every reader thread (see SessionOptions.responder). */
+  tellReaders(message: unknown): void {
+    this.channel.tell?.(message);
+  }
+
+  /** Requests the reader threads answered, for the onOp observer. */
+  private answeredInReaders(batch: Float64Array): void {
+    const onOp = this.opts.onOp;
+    if (!onOp) return;
+    for (let i = 0; i + 3 < batch.length; i += 4) {
+      onOp(OPCODES.get(batch[i]!)?.name ?? String(batch[i]), batch[i + 1]!, batch[i + 2]!, batch[i + 3]!);
+    }
   }
 
   private finish(error?: Error): void {
@@ -297,6 +376,7 @@ export class FuseSession extends EventEmitter {
     }
     this.resolveReady(d.conn);
     this.emit('init', d.conn);
+    this.channel.connected?.();
   }
 
   /** FORGET, BATCH_FORGET, INTERRUPT, NOTIFY_REPLY: the kernel waits for no answer. */
@@ -397,7 +477,12 @@ export class FuseSession extends EventEmitter {
     }
     if (this.opts.debug) this.log('debug', formatReply(h, error, out));
     try {
-      this.channel.write([encodeOutHeader(error ? 0 : len, error, h.unique), ...(error ? [] : chunks)]);
+      // One header buffer for every reply: the write is synchronous, so it is free again when write() returns.
+      const head = this.replyHeader;
+      head.writeUInt32LE(OUT_HEADER_SIZE + (error ? 0 : len), 0);
+      head.writeInt32LE(-error, 4);
+      head.writeBigUInt64LE(h.unique, 8);
+      this.channel.write(error || chunks.length === 0 ? [head] : chunks.length === 1 ? [head, chunks[0]!] : [head, ...chunks]);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {

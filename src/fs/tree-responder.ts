@@ -1,0 +1,236 @@
+// The reader-thread responder of served image trees (fuse/reader-responder.ts):
+// answers LOOKUP, GETATTR, READLINK, OPEN, OPENDIR, READDIR, READDIRPLUS,
+// GETXATTR, LISTXATTR, STATFS, RELEASE(DIR) and FLUSH for inodes of the trees
+// it was given (shared-tree.ts), exactly as ImageFileSystem would, and passes
+// on everything else (READ, INIT, INTERRUPT, inodes it does not know). Trees
+// are keyed by the high 32 bits of their inode numbers (the daemon's slot;
+// 0 for a filesystem of one image).
+//
+// Answers differ from ImageFileSystem's in one way only: a missing name is a
+// cached negative entry, not ENOENT (the image never changes).
+
+import { DIRENT_HEADER_SIZE, ENTRY_OUT_SIZE, OUT_HEADER_SIZE, direntType } from '../fuse/wire.js';
+import type { ReaderResponder, ReplyWriter } from '../fuse/reader-responder.js';
+import { IMAGE_TIMEOUT, NodeKind, TreeView } from './shared-tree.js';
+
+/** The responder's init and update messages. */
+export interface TreesInit {
+  trees: Array<[high: number, tree: SharedArrayBuffer]>;
+}
+export type TreesUpdate = { add: number; tree: SharedArrayBuffer } | { remove: number };
+
+export const TREE_RESPONDER_MODULE = new URL('./tree-responder.js', import.meta.url).href;
+
+const OP = {
+  LOOKUP: 1,
+  FORGET: 2,
+  GETATTR: 3,
+  READLINK: 5,
+  OPEN: 14,
+  STATFS: 17,
+  RELEASE: 18,
+  GETXATTR: 22,
+  LISTXATTR: 23,
+  FLUSH: 25,
+  OPENDIR: 27,
+  READDIR: 28,
+  RELEASEDIR: 29,
+  BATCH_FORGET: 42,
+  READDIRPLUS: 44,
+} as const;
+
+const E = { ENOENT: 2, EISDIR: 21, ENOTDIR: 20, EINVAL: 22, EROFS: 30, ENOSYS: 38, ERANGE: 34, ENODATA: 61 } as const;
+const FOPEN_KEEP_CACHE = 1 << 1;
+const FOPEN_CACHE_DIR = 1 << 3;
+const O_ACCMODE = 3;
+const P = OUT_HEADER_SIZE;
+
+export function createResponder(init: unknown): ReaderResponder {
+  return new TreeResponder(init as TreesInit);
+}
+
+class TreeResponder implements ReaderResponder {
+  private readonly trees = new Map<number, TreeView>();
+
+  constructor(init: TreesInit) {
+    for (const [high, sab] of init.trees) this.trees.set(high, new TreeView(sab));
+  }
+
+  update(message: unknown): void {
+    const m = message as TreesUpdate;
+    if ('add' in m) this.trees.set(m.add, new TreeView(m.tree));
+    else this.trees.delete(m.remove);
+  }
+
+  respond(req: Buffer, n: number, out: ReplyWriter): boolean {
+    const opcode = req.readUInt32LE(4);
+    // The image filesystems keep no per-lookup state: a FORGET needs neither work nor an answer.
+    if (opcode === OP.FORGET || opcode === OP.BATCH_FORGET) return true;
+    // Resent requests (bit 63 of unique) go to the session, which counts them.
+    if (req.readUInt32LE(12) & 0x8000_0000) return false;
+    const high = req.readUInt32LE(20);
+    const tree = this.trees.get(high);
+    if (!tree) return false;
+    const ino = req.readUInt32LE(16);
+    if (!tree.has(ino)) return false;
+    const end = n - req.readUInt16LE(36) * 8;
+    const b = out.buf;
+    switch (opcode) {
+      case OP.LOOKUP: {
+        if (tree.kind(ino) !== NodeKind.Dir) return reply(out, req, E.ENOTDIR);
+        const nul = req.indexOf(0, 40);
+        const stop = nul < 0 || nul > end ? end : nul;
+        const child = tree.find(ino, req, 40, stop);
+        if (child === 0) {
+          // A cached "no such name": nodeid 0, entry timeout set.
+          b.fill(0, P, P + ENTRY_OUT_SIZE);
+          writeTimeouts(b, P + 16, IMAGE_TIMEOUT, 0);
+          out.ok(req, ENTRY_OUT_SIZE);
+          return true;
+        }
+        writeEntry(b, P, tree, high, child);
+        out.ok(req, ENTRY_OUT_SIZE);
+        return true;
+      }
+      case OP.GETATTR:
+        b.writeUInt32LE(IMAGE_TIMEOUT, P);
+        b.writeUInt32LE(0, P + 4);
+        b.writeUInt32LE(0, P + 8);
+        b.writeUInt32LE(0, P + 12);
+        tree.copyAttr(ino, b, P + 16);
+        out.ok(req, 104);
+        return true;
+      case OP.READLINK: {
+        if (tree.kind(ino) !== NodeKind.Symlink) return reply(out, req, E.EINVAL);
+        const [at, len] = tree.target(ino);
+        tree.bytes.copy(b, P, at, at + len);
+        out.ok(req, len);
+        return true;
+      }
+      case OP.OPEN:
+        if ((req.readUInt32LE(40) & O_ACCMODE) !== 0) return reply(out, req, E.EROFS);
+        if (tree.kind(ino) === NodeKind.Dir) return reply(out, req, E.EISDIR);
+        return openReply(out, req, FOPEN_KEEP_CACHE);
+      case OP.OPENDIR:
+        if (tree.kind(ino) !== NodeKind.Dir) return reply(out, req, E.ENOTDIR);
+        return openReply(out, req, FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE);
+      case OP.READDIR:
+      case OP.READDIRPLUS:
+        if (tree.kind(ino) !== NodeKind.Dir) return reply(out, req, E.ENOTDIR);
+        out.ok(req, readdir(tree, high, ino, req, out, opcode === OP.READDIRPLUS));
+        return true;
+      case OP.RELEASE:
+      case OP.RELEASEDIR:
+        return reply(out, req, 0);
+      case OP.FLUSH:
+        // Nothing to flush on a read-only image; ENOSYS tells the kernel to stop asking.
+        return reply(out, req, E.ENOSYS);
+      case OP.STATFS:
+        tree.bytes.copy(b, P, tree.statfs, tree.statfs + 80);
+        out.ok(req, 80);
+        return true;
+      case OP.GETXATTR: {
+        const size = req.readUInt32LE(40);
+        const nul = req.indexOf(0, 48);
+        const v = tree.xattr(ino, req, 48, nul < 0 || nul > end ? end : nul);
+        if (!v) return reply(out, req, E.ENODATA);
+        return sized(out, req, tree, v, size);
+      }
+      case OP.LISTXATTR:
+        return sized(out, req, tree, tree.xattrList(ino), req.readUInt32LE(40));
+      default:
+        return false;
+    }
+  }
+}
+
+function reply(out: ReplyWriter, req: Buffer, errno: number): true {
+  if (errno === 0) out.ok(req, 0);
+  else out.error(req, errno);
+  return true;
+}
+
+function openReply(out: ReplyWriter, req: Buffer, flags: number): true {
+  const b = out.buf;
+  b.fill(0, P, P + 16);
+  b.writeUInt32LE(flags, P + 8);
+  out.ok(req, 16);
+  return true;
+}
+
+/** GETXATTR/LISTXATTR size rules: size 0 asks for the length; a smaller buffer is ERANGE. */
+function sized(out: ReplyWriter, req: Buffer, tree: TreeView, [at, len]: [number, number], size: number): true {
+  const b = out.buf;
+  if (size === 0) {
+    b.writeUInt32LE(len, P);
+    b.writeUInt32LE(0, P + 4);
+    out.ok(req, 8);
+  } else if (len > size) {
+    out.error(req, E.ERANGE);
+  } else {
+    tree.bytes.copy(b, P, at, at + len);
+    out.ok(req, len);
+  }
+  return true;
+}
+
+function writeTimeouts(b: Buffer, off: number, entry: number, attr: number): void {
+  b.writeUInt32LE(entry, off);
+  b.writeUInt32LE(0, off + 4);
+  b.writeUInt32LE(attr, off + 8);
+  b.writeUInt32LE(0, off + 12);
+  b.writeUInt32LE(0, off + 16);
+  b.writeUInt32LE(0, off + 20);
+}
+
+/** fuse_entry_out of local inode `ino` at `off`. */
+function writeEntry(b: Buffer, off: number, tree: TreeView, high: number, ino: number): void {
+  b.writeUInt32LE(ino, off);
+  b.writeUInt32LE(high, off + 4);
+  b.writeUInt32LE(0, off + 8); // generation
+  b.writeUInt32LE(0, off + 12);
+  writeTimeouts(b, off + 16, IMAGE_TIMEOUT, IMAGE_TIMEOUT);
+  tree.copyAttr(ino, b, off + 40);
+}
+
+/** Packs dirents from the request's offset (1 after ".", 2 after "..", 3 + i after child i) into the reply; returns its length. */
+function readdir(tree: TreeView, high: number, dir: number, req: Buffer, out: ReplyWriter, plus: boolean): number {
+  const offset = req.readUInt32LE(48) + req.readUInt32LE(52) * 0x1_0000_0000;
+  const capacity = Math.min(req.readUInt32LE(56), out.capacity);
+  const b = out.buf;
+  const mode = tree.mode(dir);
+  let used = 0;
+  const add = (ino: number, entryOf: number, nextOffset: number, nameAt: number, nameLen: number, childMode: number): boolean => {
+    const head = plus ? ENTRY_OUT_SIZE + DIRENT_HEADER_SIZE : DIRENT_HEADER_SIZE;
+    const size = (head + nameLen + 7) & ~7;
+    if (used + size > capacity) return false;
+    let o = P + used;
+    if (plus) {
+      if (entryOf === 0) b.fill(0, o, o + ENTRY_OUT_SIZE);
+      else writeEntry(b, o, tree, high, entryOf);
+      o += ENTRY_OUT_SIZE;
+    }
+    b.writeUInt32LE(ino, o);
+    b.writeUInt32LE(high, o + 4);
+    b.writeUInt32LE(nextOffset, o + 8);
+    b.writeUInt32LE(0, o + 12);
+    b.writeUInt32LE(nameLen, o + 16);
+    b.writeUInt32LE(direntType(childMode), o + 20);
+    if (nameAt < 0) b.fill(0x2e, o + 24, o + 24 + nameLen);
+    else tree.bytes.copy(b, o + 24, nameAt, nameAt + nameLen);
+    b.fill(0, o + 24 + nameLen, P + used + size);
+    used += size;
+    return true;
+  };
+  // "." and ".." carry no entry: the kernel does not count them as lookups.
+  if (offset < 1 && !add(dir, 0, 1, -1, 1, mode)) return used;
+  if (offset < 2 && !add(tree.parent(dir), 0, 2, -1, 2, mode)) return used;
+  const [first, count] = tree.dirRange(dir);
+  for (let i = Math.max(0, offset - 2); i < count; i++) {
+    const e = first + i;
+    const child = tree.entryChild(e);
+    const [at, len] = tree.entryName(e);
+    if (!add(child, plus ? child : 0, i + 3, at, len, tree.mode(child))) break;
+  }
+  return used;
+}
