@@ -62,6 +62,18 @@ export class ContainerdClient {
     );
   }
 
+  /** A server-streaming call's messages, e.g. stream('snapshots.v1.Snapshots', 'List', {...}). */
+  stream(service: string, method: string, req: Req): Promise<Reply[]> {
+    const c = this.client(service) as unknown as Record<string, (req: Req, md: grpc.Metadata) => grpc.ClientReadableStream<Reply>>;
+    const call = c[method]!.call(this.client(service), req, this.metadata());
+    return new Promise((resolve, reject) => {
+      const out: Reply[] = [];
+      call.on('data', (m: Reply) => out.push(m));
+      call.on('error', (e: grpc.ServiceError) => reject(this.explain(e)));
+      call.on('end', () => resolve(out));
+    });
+  }
+
   private explain(err: grpc.ServiceError): Error {
     if (err.code === grpc.status.UNAVAILABLE) return new ClipError('IO', `cannot reach containerd at ${this.address}: ${err.details}`);
     return err;

@@ -105,7 +105,8 @@ export async function serveSnapshotter(sn: Snapshotter, socket: string, log: Sna
         for (let i = 0; i < infos.length; i += LIST_BATCH) call.write({ info: infos.slice(i, i + LIST_BATCH) });
         call.end();
       } catch (e) {
-        call.destroy(Object.assign(new Error(), toStatus('List', call.request, e, log)));
+        // grpc-js ends a server stream with this status on 'error'.
+        call.emit('error', toStatus('List', call.request, e, log));
       }
     },
   });
