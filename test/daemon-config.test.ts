@@ -61,6 +61,7 @@ describe('daemon config', () => {
       prefetch: false,
       prefetchRate: DEFAULT_PREFETCH_RATE,
       readAhead: true,
+      snapshotterSocket: '/run/clip/snapshotter.sock',
     });
   });
 
@@ -79,6 +80,7 @@ describe('daemon config', () => {
         'prefetch = true',
         'prefetch_rate = "512KiB"',
         'read_ahead = false',
+        'snapshot_socket = "/run/clip-t/snap.sock"',
       ].join('\n'),
     );
     const l = await loadDaemonConfig({}, { env: {}, defaultPath: p });
@@ -95,6 +97,7 @@ describe('daemon config', () => {
       prefetch: true,
       prefetchRate: 512 * 1024,
       readAhead: false,
+      snapshotterSocket: '/run/clip-t/snap.sock',
     });
   });
 
@@ -137,6 +140,7 @@ describe('daemon config', () => {
     prefetch: ['"yes"', '1'],
     prefetch_rate: ['"fast"', '0', '1979-05-27'],
     read_ahead: ['"no"', '0'],
+    snapshot_socket: ['"snap.sock"', '1'],
   };
   it('has a bad-value case for every key', () => {
     assert.deepEqual(Object.keys(badValues).sort(), CONFIG_KEYS.map((k) => k.key).sort());
@@ -241,6 +245,7 @@ describe('daemon config', () => {
         prefetch: false,
         prefetch_rate: DEFAULT_PREFETCH_RATE,
         read_ahead: true,
+        snapshot_socket: '/run/clip-config-test/snapshotter.sock',
       });
     });
 

@@ -57,7 +57,7 @@ export interface DaemonFlags {
   prefetch?: boolean;
   prefetchRate?: string;
   readAhead?: boolean;
-  snapshotterSocket?: string;
+  snapshotSocket?: string;
 }
 
 type Kind = 'path' | 'size' | 'level' | 'format' | 'addr' | 'bool';
@@ -175,10 +175,10 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     help: 'after a read misses, fetch the rest of its file in the background (bounded by what proved useful)',
   },
   {
-    key: 'snapshotter_socket',
+    key: 'snapshot_socket',
     field: 'snapshotterSocket',
-    flag: '--snapshotter-socket',
-    flagField: 'snapshotterSocket',
+    flag: '--snapshot-socket',
+    flagField: 'snapshotSocket',
     kind: 'path',
     defaultText: 'STATE_DIR/snapshotter.sock',
     help: "containerd's snapshots API (the address of [proxy_plugins.clip] in containerd's config)",
