@@ -62,6 +62,7 @@ describe('daemon config', () => {
       prefetchRate: DEFAULT_PREFETCH_RATE,
       readAhead: true,
       hostsDir: '/etc/clip/certs.d',
+      snapshotterSocket: '/run/clip/snapshotter.sock',
     });
   });
 
@@ -81,6 +82,7 @@ describe('daemon config', () => {
         'prefetch_rate = "512KiB"',
         'read_ahead = false',
         'hosts_dir = "/srv/certs.d"',
+        'snapshot_socket = "/run/clip-t/snap.sock"',
       ].join('\n'),
     );
     const l = await loadDaemonConfig({}, { env: {}, defaultPath: p });
@@ -98,6 +100,7 @@ describe('daemon config', () => {
       prefetchRate: 512 * 1024,
       readAhead: false,
       hostsDir: '/srv/certs.d',
+      snapshotterSocket: '/run/clip-t/snap.sock',
     });
   });
 
@@ -141,6 +144,7 @@ describe('daemon config', () => {
     prefetch_rate: ['"fast"', '0', '1979-05-27'],
     read_ahead: ['"no"', '0'],
     hosts_dir: ['"certs.d"', '5'],
+    snapshot_socket: ['"snap.sock"', '1'],
   };
   it('has a bad-value case for every key', () => {
     assert.deepEqual(Object.keys(badValues).sort(), CONFIG_KEYS.map((k) => k.key).sort());
@@ -246,6 +250,7 @@ describe('daemon config', () => {
         prefetch_rate: DEFAULT_PREFETCH_RATE,
         read_ahead: true,
         hosts_dir: '/etc/clip/certs.d',
+        snapshot_socket: '/run/clip-config-test/snapshotter.sock',
       });
     });
 

@@ -121,13 +121,18 @@ describe('npm package', () => {
           'dist/src/clip.js',
           'dist/src/clip.d.ts',
           'dist/src/cli/main.js',
+          // containerd's API definitions, loaded at run time by the snapshotter and clip pull.
+          'proto/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.proto',
         ]) {
           assert.ok(files.includes(f), `the package has ${f}`);
         }
         const stray = files.filter(
-          (f) => !/^dist\/src\/.*\.(js|d\.ts)$/.test(f) && !['LICENSE', 'README.md', 'package.json', 'bin/clip', 'bin/clip.js'].includes(f),
+          (f) =>
+            !/^dist\/src\/.*\.(js|d\.ts)$/.test(f) &&
+            !/^proto\/.*\.proto$/.test(f) &&
+            !['LICENSE', 'README.md', 'package.json', 'bin/clip', 'bin/clip.js'].includes(f),
         );
-        assert.deepEqual(stray, [], 'nothing but the built library, the command and the documents');
+        assert.deepEqual(stray, [], 'nothing but the built library, its protos, the command and the documents');
 
         // Global install into an empty prefix; the command is named clip and runs from anywhere.
         const prefix = path.join(root, 'prefix');

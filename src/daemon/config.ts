@@ -42,6 +42,8 @@ export interface DaemonConfig {
   readAhead: boolean;
   /** Registry host settings (hosts.toml / certs.d) for mounts that name none. */
   hostsDir: string;
+  /** Where containerd's snapshots API is served (containerd's [proxy_plugins.clip] address; absolute). */
+  snapshotterSocket: string;
 }
 
 /** The daemon's flags as commander hands them over: raw strings (checked here, like file values); undefined: not given. */
@@ -59,6 +61,7 @@ export interface DaemonFlags {
   prefetchRate?: string;
   readAhead?: boolean;
   hostsDir?: string;
+  snapshotSocket?: string;
 }
 
 type Kind = 'path' | 'size' | 'level' | 'format' | 'addr' | 'bool';
@@ -183,6 +186,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     kind: 'path',
     defaultText: '$CLIP_HOSTS_DIR, else /etc/clip/certs.d',
     help: "registry host settings (containerd's DIR/HOST/hosts.toml, docker's certs.d) for mounts that name none",
+  },
+  {
+    key: 'snapshot_socket',
+    field: 'snapshotterSocket',
+    flag: '--snapshot-socket',
+    flagField: 'snapshotSocket',
+    kind: 'path',
+    defaultText: 'STATE_DIR/snapshotter.sock',
+    help: "containerd's snapshots API (the address of [proxy_plugins.clip] in containerd's config)",
   },
 ];
 
@@ -382,8 +394,9 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
   }
   const merged = { ...fromFile, ...fromEnv, ...fromFlags };
   const dataDir = merged.dataDir ?? '/var/lib/clip';
+  const stateDir = merged.stateDir ?? '/run/clip';
   const config: DaemonConfig = {
-    stateDir: merged.stateDir ?? '/run/clip',
+    stateDir,
     dataDir,
     cacheDir: merged.cacheDir ?? path.join(dataDir, 'cache'),
     cacheBytes: merged.cacheBytes ?? DEFAULT_CACHE_BYTES,
@@ -394,6 +407,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
     prefetchRate: merged.prefetchRate ?? DEFAULT_PREFETCH_RATE,
     readAhead: merged.readAhead ?? true,
     hostsDir: merged.hostsDir ?? DEFAULT_HOSTS_DIR,
+    snapshotterSocket: merged.snapshotterSocket ?? path.join(stateDir, 'snapshotter.sock'),
   };
   if (merged.metricsAddr !== undefined) config.metricsAddr = merged.metricsAddr;
   return { config, ...(file !== undefined ? { file } : {}) };

@@ -57,12 +57,8 @@ export interface ServedImage {
 
 export interface DaemonTable {
   images: ServedImage[];
-  /**
-   * The slot the next image gets. Slots are not reused while the FUSE
-   * connection lives: the kernel may still cache inodes, names and pages of an
-   * image that went, under the same inode numbers.
-   */
-  nextSlot?: number;
+  /** The slot given last (slots are not reused right away: see DaemonServer.freeSlot). */
+  lastSlot?: number;
 }
 
 export const EMPTY_TABLE: DaemonTable = { images: [] };
@@ -79,8 +75,8 @@ export interface DaemonPidFile {
 export async function saveTable(file: string, t: DaemonTable): Promise<void> {
   const images = t.images.map((i) => ({ ...i, registry: withoutCredentials(i.registry) }));
   // No fsync: the mounts it names do not outlive a reboot either (the state dir is /run).
-  const next = t.nextSlot !== undefined ? { nextSlot: t.nextSlot } : {};
-  await writeFileAtomic(file, Buffer.from(JSON.stringify({ images, ...next }, null, 2) + '\n'), { mode: 0o600, sync: false });
+  const doc = t.lastSlot !== undefined ? { images, lastSlot: t.lastSlot } : { images };
+  await writeFileAtomic(file, Buffer.from(JSON.stringify(doc, null, 2) + '\n'), { mode: 0o600, sync: false });
 }
 
 /** The settings that are no secret: how the registry is reached. */

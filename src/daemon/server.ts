@@ -29,6 +29,8 @@ import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
 import { bindImage, mountRootfs, notAClipMount, takeDown } from './stacked-mounts.js';
 import { TREE_RESPONDER_MODULE, type TreesInit, type TreesUpdate } from '../fs/tree-responder.js';
+import { startSnapshotter } from './snapshotter-host.js';
+import type { SnapshotServer } from '../snapshotter/grpc-server.js';
 
 /** What the supervisor tells its serving process about the daemon (environment CLIP_DAEMON, JSON). */
 export interface DaemonRuntime {
@@ -75,6 +77,7 @@ export class DaemonServer {
   private table: DaemonTable;
   private session: FuseSession | undefined;
   private api: http.Server | undefined;
+  private snapshotter: SnapshotServer | undefined;
   private readonly paths;
   /** API changes run one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -87,7 +90,9 @@ export class DaemonServer {
     private readonly supervisor: SupervisorLink,
     table: DaemonTable,
   ) {
-    this.table = { images: table.images.map((i) => ({ ...i })), ...(table.nextSlot !== undefined ? { nextSlot: table.nextSlot } : {}) };
+    const lastSlot = table.lastSlot;
+    const validSlot = Number.isSafeInteger(lastSlot) && lastSlot! >= 1 && lastSlot! <= MAX_SLOT;
+    this.table = { images: table.images.map((i) => ({ ...i })), ...(validSlot ? { lastSlot: lastSlot! } : {}) };
     this.paths = daemonPaths(runtime.config.stateDir);
     const { cacheDir, cacheBytes, memoryCacheBytes, readAhead } = runtime.config;
     this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
@@ -169,6 +174,8 @@ export class DaemonServer {
       if (img) this.shareTree(spec.slot, img);
     }
     await this.listen();
+    // containerd's snapshotter: a daemon `clip mount` started for itself has no business serving it.
+    if (!this.runtime.idleExit) this.snapshotter = await startSnapshotter(this.config, this.snapshotImages(), this.log);
     if (this.runtime.idleExit) {
       // Started for a mount that never came (its client died): do not linger.
       setTimeout(() => {
@@ -182,6 +189,30 @@ export class DaemonServer {
         return undefined;
       });
     }
+  }
+
+  /** The snapshotter's way to the served images: its image layers are bind mounts of them, made and taken down as `clip mount` / `clip umount` do. */
+  private snapshotImages() {
+    const attached = (target: string): boolean => {
+      const spec = this.imageAt(target);
+      const m = spec?.mounts.find((x) => x.mountpoint === target);
+      const now = m && findMount(target);
+      return now !== undefined && isSameMount(m!.mount, mountIdentity(now));
+    };
+    return {
+      attach: async (index: string, target: string): Promise<void> => {
+        await this.serially(() => this.mount({ index, mountpoint: target, registry: {}, image: {}, daemon: {} }));
+      },
+      detach: async (target: string): Promise<void> => {
+        if (!this.imageAt(target)) return;
+        await this.serially(() => this.umount({ mountpoint: target })).catch(async (e: unknown) => {
+          // In use (a container's overlay still over it): detached now, the image served until nothing uses it.
+          if (!isClipError(e) || !/busy/.test(e.message)) throw e;
+          await this.serially(() => this.umount({ mountpoint: target, lazy: true }));
+        });
+      },
+      attached,
+    };
   }
 
   private async listen(): Promise<void> {
@@ -414,12 +445,21 @@ export class DaemonServer {
     return s;
   }
 
-  /** A slot no image had on this FUSE connection (see DaemonTable.nextSlot). */
+  /** A slot, not the one an image had last: they go round (see DaemonTable.lastSlot). */
   private freeSlot(): number {
-    const s = Math.max(this.table.nextSlot ?? 1, ...this.table.images.map((i) => i.slot + 1));
-    if (s > MAX_SLOT)
-      throw new ClipError('UNSUPPORTED', `the daemon has served ${MAX_SLOT} images since it started; restart it (clip daemon --stop)`);
-    return s;
+    const used = new Set(this.table.images.map((i) => i.slot));
+    // Not the lowest free slot: the kernel may still cache inodes of the image that last had it
+    // (same inode numbers, other files: the next image's directory would show the old one's
+    // entries). Slots go round, after the one given last.
+    const last = this.table.lastSlot ?? 0;
+    for (let i = 1; i <= MAX_SLOT; i++) {
+      const s = ((last + i - 1) % MAX_SLOT) + 1;
+      if (!used.has(s)) {
+        this.table.lastSlot = s;
+        return s;
+      }
+    }
+    throw new ClipError('UNSUPPORTED', `the daemon serves ${MAX_SLOT} images already`);
   }
 
   /** The image's tree, shared with the FUSE reader threads (a tree too large to share is served from here). */
@@ -472,7 +512,6 @@ export class DaemonServer {
       }
       this.live.set(key, img);
       this.root.add(spec.slot, key, img.fs, () => img.metrics.firstRead());
-      this.table.nextSlot = spec.slot + 1;
       this.shareTree(spec.slot, img);
       await img.startBackground(this.log, true);
     } catch (e) {
@@ -556,6 +595,7 @@ export class DaemonServer {
     this.stopMirrorWatch();
     this.log.info('stopping: unmounting everything');
     this.api?.close();
+    await this.snapshotter?.close().catch(() => undefined);
     await this.closeMetrics?.().catch(() => undefined);
     await rm(this.paths.socket, { force: true });
     for (const spec of this.table.images) {
