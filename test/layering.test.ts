@@ -28,6 +28,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['archive'], // clip archive / extract
   ['fs', 'metrics'], // the image as a FUSE filesystem; mount metrics
   ['mount'], // daemon, rootfs, unmount
+  ['snapshotter'], // containerd's snapshots API: the store, lazy layers, the gRPC service
+  ['containerd'], // clip pull: containerd's content, images and snapshots through its API
   ['daemon'], // the node daemon: its configuration
   ['trace'], // clip index --trace: runs the image's command on a private daemon's mount
   ['cli'],

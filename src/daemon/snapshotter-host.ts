@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ClipError } from '../errors.js';
-import { localIndexLookup, type FindImageIndex } from '../snapshotter/index-lookup.js';
+import { registryIndexLookup, type FindImageIndex } from '../snapshotter/index-lookup.js';
 import { serveSnapshotter, type SnapshotServer } from '../snapshotter/grpc-server.js';
 import { Snapshotter, type ImageMounts } from '../snapshotter/snapshotter.js';
 import type { DaemonConfig } from './config.js';
@@ -26,7 +26,10 @@ export async function startSnapshotter(
   const sn = await Snapshotter.open({
     root: snapshotterRoot(config.dataDir),
     findIndex:
-      findIndex ?? localIndexLookup(config.dataDir, (file, why) => slog.warn({ file, why }, 'snapshotter: not using a stored index')),
+      findIndex ??
+      registryIndexLookup(config.dataDir, { hostsDir: config.hostsDir }, (image, why) =>
+        slog.info({ image, why }, 'snapshotter: no clip index, unpacking'),
+      ),
     images,
     log: slog,
   });

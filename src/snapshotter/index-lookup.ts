@@ -1,41 +1,45 @@
-// Where the snapshotter finds the .clip index of an image: by default the
-// node's local store, $CLIP_DATA_DIR/indexes/sha256/<hex>.clip, named by the
-// manifest digest, and trusted only if the index says it is of that manifest.
-// (The registry-native lookup, local store then the registry's referrers,
-// plugs in through the same function type.)
+// Where the snapshotter finds the .clip index of an image: the node's local
+// store, $CLIP_DATA_DIR/indexes/sha256/<hex>.clip, named by the manifest
+// digest, then the manifest's referrers in the registry (findImageIndex,
+// which downloads into the store); trusted only if the index says it is of
+// that manifest. Never built on the spot: without an index, a layer is
+// unpacked as containerd's own snapshotters do.
 
 import { stat } from 'node:fs/promises';
-import path from 'node:path';
 import { loadIndex } from '../index/load.js';
+import type { RegistryOptions } from '../oci/types.js';
+import { findImageIndex } from '../registry-index/find-index.js';
 import { isSha256Digest } from './labels.js';
 
 /** The path of a .clip index of that manifest, if one is known. */
 export type FindImageIndex = (imageRef: string, manifestDigest: string) => Promise<string | undefined>;
 
-export function localIndexPath(dataDir: string, manifestDigest: string): string {
-  if (!isSha256Digest(manifestDigest)) throw new Error(`not a sha256 digest: ${manifestDigest}`);
-  return path.join(dataDir, 'indexes', 'sha256', `${manifestDigest.slice('sha256:'.length)}.clip`);
-}
+/** How long a manifest found to have no index is not looked up again (every layer's Prepare asks). */
+const NO_INDEX_MS = 60_000;
 
-/** The local-store lookup; `onReject` hears of a file there that is not an index of that manifest. */
-export function localIndexLookup(dataDir: string, onReject: (file: string, why: string) => void = () => undefined): FindImageIndex {
-  return async (_imageRef, manifestDigest) => {
+/**
+ * The local store, then the registry's referrers (registry settings as
+ * `registry`); what cannot be had (no index, the registry unreachable) is
+ * heard by `onMiss` and means a normal unpack.
+ */
+export function registryIndexLookup(
+  dataDir: string,
+  registry: RegistryOptions,
+  onMiss: (imageRef: string, why: string) => void = () => undefined,
+): FindImageIndex {
+  const missing = new Map<string, number>();
+  return async (imageRef, manifestDigest) => {
     if (!isSha256Digest(manifestDigest)) return undefined;
-    const file = localIndexPath(dataDir, manifestDigest);
+    const since = missing.get(manifestDigest);
+    if (since !== undefined && Date.now() - since < NO_INDEX_MS) return undefined;
     try {
-      if (!(await stat(file)).isFile()) return undefined;
-    } catch {
-      return undefined;
-    }
-    try {
-      const index = await loadIndex(file);
-      if (index.image.manifestDigest !== manifestDigest) {
-        onReject(file, `it indexes manifest ${index.image.manifestDigest}`);
-        return undefined;
-      }
-      return file;
+      const found = await findImageIndex({ reference: imageRef, manifestDigest, dataDir, registry, indexOnly: true });
+      missing.delete(manifestDigest);
+      return found.path;
     } catch (e) {
-      onReject(file, (e as Error).message);
+      missing.set(manifestDigest, Date.now());
+      if (missing.size > 1024) missing.delete(missing.keys().next().value!);
+      onMiss(imageRef, (e as Error).message);
       return undefined;
     }
   };
