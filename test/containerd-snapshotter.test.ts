@@ -1,6 +1,6 @@
 // clip as containerd's snapshotter, end to end with Debian's containerd 1.6:
 // `clip pull` + `ctr run --snapshotter clip` start an image lazily (its
-// index in the node's local store) fetching a fraction of it; images
+// index in the node's local store, or a referrer in the registry) fetching a fraction of it; images
 // sharing base layers share their snapshots; removing images leaves nothing
 // mounted; an image without an index unpacks normally through the same
 // snapshotter; a container keeps running and reading across restarts of the
@@ -137,6 +137,33 @@ describe('clip as a containerd snapshotter', () => {
       [],
       'the daemon serves neither image any more',
     );
+  });
+
+  it("an image whose index is only in the registry (a referrer) starts lazily too: the snapshotter downloads it to the node's store", async () => {
+    const img = await buildBusyboxImage([{ type: 'file', path: 'etc/remote', mode: 0o644, data: 'remote index\n' }], 'remote');
+    built.push(img);
+    const pushed = await pushImage(img.dir, img.tag, registry.host, 'ctrd/remote');
+    refs.set('remote', pushed.reference);
+    // Indexed and pushed on another node: this node's store has nothing.
+    const r = await runClip(['index', pushed.reference, '--push', '--span-size', '256K'], {
+      env: { ...ws.env, CLIP_DATA_DIR: path.join(ws.dir, 'other-node') },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const stored = path.join(ws.env['CLIP_DATA_DIR']!, 'indexes', 'sha256', `${img.manifestDigest.slice('sha256:'.length)}.clip`);
+    assert.ok(!existsSync(stored), 'no index in the local store before the pull');
+    const out = await pull('remote');
+    assert.match(out, /lazily \(3 lazy, 0 unpacked, 0 already there\)/);
+    assert.ok(existsSync(stored), "the referrer's index was downloaded to the store");
+    assert.equal(
+      await ctr(['run', '--rm', '--snapshotter', 'clip', refs.get('remote')!, 'remote-1', 'cat', '/etc/remote']),
+      'remote index\n',
+    );
+    await ctr(['image', 'rm', '--sync', refs.get('remote')!]);
+    await waitFor(
+      async () => (await ctr(['snapshot', '--snapshotter', 'clip', 'ls'])).trim().split('\n').length === 1,
+      'the snapshots to go',
+    );
+    assert.deepEqual(snapMounts(), []);
   });
 
   it('an image without an index unpacks normally through the clip snapshotter (ctr pull and clip pull) and runs', async () => {
