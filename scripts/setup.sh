@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/check-node.sh
 
-packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap squashfs-tools squashfuse)  # debootstrap: images of bench:coldstart; squashfs-tools, squashfuse: bench:archive
+packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap squashfs-tools squashfuse runsc)  # debootstrap: images of bench:coldstart; squashfs-tools, squashfuse: bench:archive; runsc: the gVisor test
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
