@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   umount: async () => (await import('./umount-command.js')).umountCommand(),
   stats: async () => (await import('./stats-command.js')).statsCommand(),
   ps: async () => (await import('./ps-command.js')).psCommand(),
+  pull: async () => (await import('./pull-command.js')).pullCommand(),
   daemon: async () => (await import('./daemon-command.js')).daemonCommand(),
 };
 const ALIASES: Record<string, string> = { unmount: 'umount' };

@@ -39,6 +39,8 @@ export interface DaemonConfig {
   prefetchRate: number;
   /** After a read misses, fetch the rest of its file in the background (content/read-ahead.ts). */
   readAhead: boolean;
+  /** Where containerd's snapshots API is served (containerd's [proxy_plugins.clip] address; absolute). */
+  snapshotterSocket: string;
 }
 
 /** The daemon's flags as commander hands them over: raw strings (checked here, like file values); undefined: not given. */
@@ -55,6 +57,7 @@ export interface DaemonFlags {
   prefetch?: boolean;
   prefetchRate?: string;
   readAhead?: boolean;
+  snapshotterSocket?: string;
 }
 
 type Kind = 'path' | 'size' | 'level' | 'format' | 'addr' | 'bool';
@@ -170,6 +173,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     kind: 'bool',
     defaultText: 'true',
     help: 'after a read misses, fetch the rest of its file in the background (bounded by what proved useful)',
+  },
+  {
+    key: 'snapshotter_socket',
+    field: 'snapshotterSocket',
+    flag: '--snapshotter-socket',
+    flagField: 'snapshotterSocket',
+    kind: 'path',
+    defaultText: 'STATE_DIR/snapshotter.sock',
+    help: "containerd's snapshots API (the address of [proxy_plugins.clip] in containerd's config)",
   },
 ];
 
@@ -368,8 +380,9 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
   }
   const merged = { ...fromFile, ...fromEnv, ...fromFlags };
   const dataDir = merged.dataDir ?? '/var/lib/clip';
+  const stateDir = merged.stateDir ?? '/run/clip';
   const config: DaemonConfig = {
-    stateDir: merged.stateDir ?? '/run/clip',
+    stateDir,
     dataDir,
     cacheDir: merged.cacheDir ?? path.join(dataDir, 'cache'),
     cacheBytes: merged.cacheBytes ?? DEFAULT_CACHE_BYTES,
@@ -379,6 +392,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
     prefetch: merged.prefetch ?? false,
     prefetchRate: merged.prefetchRate ?? DEFAULT_PREFETCH_RATE,
     readAhead: merged.readAhead ?? true,
+    snapshotterSocket: merged.snapshotterSocket ?? path.join(stateDir, 'snapshotter.sock'),
   };
   if (merged.metricsAddr !== undefined) config.metricsAddr = merged.metricsAddr;
   return { config, ...(file !== undefined ? { file } : {}) };

@@ -27,6 +27,8 @@ import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
 import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
 import { bindImage, mountRootfs, notAClipMount, takeDown } from './stacked-mounts.js';
+import { startSnapshotter } from './snapshotter-host.js';
+import type { SnapshotServer } from '../snapshotter/grpc-server.js';
 
 /** What the supervisor tells its serving process about the daemon (environment CLIP_DAEMON, JSON). */
 export interface DaemonRuntime {
@@ -73,6 +75,7 @@ export class DaemonServer {
   private table: DaemonTable;
   private session: FuseSession | undefined;
   private api: http.Server | undefined;
+  private snapshotter: SnapshotServer | undefined;
   private readonly paths;
   /** API changes run one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -150,6 +153,8 @@ export class DaemonServer {
     );
     this.log.info({ resent: this.session.resentRequests }, 'serving');
     await this.listen();
+    // containerd's snapshotter: a daemon `clip mount` started for itself has no business serving it.
+    if (!this.runtime.idleExit) this.snapshotter = await startSnapshotter(this.config, this.snapshotImages(), this.log);
     if (this.runtime.idleExit) {
       // Started for a mount that never came (its client died): do not linger.
       setTimeout(() => {
@@ -163,6 +168,30 @@ export class DaemonServer {
         return undefined;
       });
     }
+  }
+
+  /** The snapshotter's way to the served images: its image layers are bind mounts of them, made and taken down as `clip mount` / `clip umount` do. */
+  private snapshotImages() {
+    const attached = (target: string): boolean => {
+      const spec = this.imageAt(target);
+      const m = spec?.mounts.find((x) => x.mountpoint === target);
+      const now = m && findMount(target);
+      return now !== undefined && isSameMount(m!.mount, mountIdentity(now));
+    };
+    return {
+      attach: async (index: string, target: string): Promise<void> => {
+        await this.serially(() => this.mount({ index, mountpoint: target, registry: {}, image: {}, daemon: {} }));
+      },
+      detach: async (target: string): Promise<void> => {
+        if (!this.imageAt(target)) return;
+        await this.serially(() => this.umount({ mountpoint: target })).catch(async (e: unknown) => {
+          // In use (a container's overlay still over it): detached now, the image served until nothing uses it.
+          if (!isClipError(e) || !/busy/.test(e.message)) throw e;
+          await this.serially(() => this.umount({ mountpoint: target, lazy: true }));
+        });
+      },
+      attached,
+    };
   }
 
   private async listen(): Promise<void> {
@@ -506,6 +535,7 @@ export class DaemonServer {
     this.stopping = true;
     this.log.info('stopping: unmounting everything');
     this.api?.close();
+    await this.snapshotter?.close().catch(() => undefined);
     await this.closeMetrics?.().catch(() => undefined);
     await rm(this.paths.socket, { force: true });
     for (const spec of this.table.images) {
