@@ -5,14 +5,21 @@
 // and gVisor's runsc run by containerd's runc shim.
 
 import assert from 'node:assert/strict';
-import { chmod, rm, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildBusyboxImage, HELLO } from './helpers/busybox-image.js';
+import { indexImage } from '../src/indexer/index-image.js';
+import { localIndexPath } from '../src/snapshotter/index-lookup.js';
+import { BUSYBOX, buildBusyboxImage, HELLO } from './helpers/busybox-image.js';
 import { startCriContainerd, type CriContainerd } from './helpers/cri-containerd.js';
 import { criClient, readCriLog, type CriClient, type LogLine } from './helpers/cri.js';
-import type { BuiltImage } from './helpers/image-builder.js';
+import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { buildImage, type BuiltImage } from './helpers/image-builder.js';
+import { clipWorkspace, daemonLog, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
+import type { TarEntrySpec } from './helpers/tar-writer.js';
 
 /** What kubelet does for a one-container pod, start to teardown; resolves with the container's exit code and log. */
 async function runPod(
@@ -41,6 +48,30 @@ async function runPod(
   }
 }
 
+const CLIP_BIN = path.resolve(import.meta.dirname, '../../bin/clip.js');
+
+/** A one-layer image of busybox plus `files`: its layer is no other image's (containerd shares snapshots by layer chain). */
+function oneLayerImage(tag: string, files: Record<string, string>, cmd: string[]): Promise<BuiltImage> {
+  const entries: TarEntrySpec[] = [
+    { type: 'dir', path: 'bin', mode: 0o755 },
+    { type: 'dir', path: 'etc', mode: 0o755 },
+    { type: 'file', path: 'bin/busybox', mode: 0o755, data: readFileSync(BUSYBOX) },
+    ...['sh', 'cat', 'sleep'].map((t): TarEntrySpec => ({ type: 'symlink', path: `bin/${t}`, target: 'busybox' })),
+    ...Object.entries(files).map(([p, data]): TarEntrySpec => ({ type: 'file', path: p, mode: 0o644, data })),
+  ];
+  return buildImage({ tag, layers: [{ entries }], cmd });
+}
+
+/** The runc shim runs its runtime binary with runc's flags only: runsc's own go in a wrapper script. */
+async function runscWrapper(dir: string): Promise<string> {
+  const file = path.join(dir, 'runsc-ptrace');
+  await writeFile(file, '#!/bin/sh\nexec /usr/bin/runsc --platform=ptrace --network=none "$@"\n');
+  await chmod(file, 0o755);
+  return file;
+}
+
+const configSize = (img: BuiltImage): number => (img.manifest['config'] as { size: number }).size;
+
 const lines = (log: LogLine[], stream: 'stdout' | 'stderr'): string[] => log.filter((l) => l.stream === stream).map((l) => l.text);
 
 describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
@@ -59,10 +90,7 @@ describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
     built.push(pauseImage, appImage);
     const pause = (await pushImage(pauseImage.dir, pauseImage.tag, registry.host, 'cri/pause')).reference;
     app = (await pushImage(appImage.dir, appImage.tag, registry.host, 'cri/app')).reference;
-    // The runc shim runs its runtime binary with runc's flags only: runsc's own go in a wrapper.
-    runsc = path.join(appImage.dir, 'runsc-ptrace');
-    await writeFile(runsc, '#!/bin/sh\nexec /usr/bin/runsc --platform=ptrace --network=none "$@"\n');
-    await chmod(runsc, 0o755);
+    runsc = await runscWrapper(appImage.dir);
     containerd = await startCriContainerd({ registries: [registry.host], sandboxImage: pause });
     cri = criClient(containerd.socket);
   });
@@ -103,5 +131,128 @@ describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
     const [hello, dmesg] = out.split('\n');
     assert.equal(hello, HELLO.trimEnd());
     assert.match(dmesg ?? '', /Starting gVisor/, 'dmesg is the gVisor kernel log, not the host kernel');
+  });
+});
+
+describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
+  let registry: RegistryHandle;
+  let proxy: FaultProxy;
+  let ws: ClipWorkspace;
+  let daemon: ChildProcess | undefined;
+  let containerd: CriContainerd | undefined;
+  let cri: CriClient | undefined;
+  const built: BuiltImage[] = [];
+  let appImage: BuiltImage;
+  let app = '';
+  let plain = '';
+
+  before(async () => {
+    sweepClipMounts();
+    registry = await startRegistry();
+    // Everything is pulled through the proxy, which counts the blob bytes.
+    proxy = await startFaultProxy(registry.host);
+    ws = await clipWorkspace('cri');
+    // Pause and plain share no layer with app: the app's layers must not be there before its pull.
+    const pauseImage = await oneLayerImage('pause', { 'etc/pause': 'pause\n' }, ['/bin/busybox', 'sleep', '86400']);
+    appImage = await buildBusyboxImage([], 'app');
+    // An image clip has no index of: the snapshotter unpacks it as containerd's overlayfs would.
+    const plainImage = await oneLayerImage('plain', { 'etc/plain': 'unpacked, not lazy\n', 'etc/hello': HELLO }, ['/bin/sh']);
+    built.push(pauseImage, appImage, plainImage);
+    await pushImage(pauseImage.dir, pauseImage.tag, registry.host, 'cri/pause');
+    await pushImage(appImage.dir, appImage.tag, registry.host, 'cri/app');
+    await pushImage(plainImage.dir, plainImage.tag, registry.host, 'cri/plain');
+    app = `${proxy.host}/cri/app:${appImage.tag}`;
+    plain = `${proxy.host}/cri/plain:${plainImage.tag}`;
+    // The node's local index store, where the snapshotter looks for an index of a pulled manifest.
+    const stored = localIndexPath(ws.env['CLIP_DATA_DIR']!, appImage.manifestDigest);
+    await mkdir(path.dirname(stored), { recursive: true });
+    await indexImage(app, { output: stored });
+
+    daemon = spawn(process.execPath, [CLIP_BIN, 'daemon'], { env: { ...process.env, ...ws.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon.stderr!.resume();
+    const socket = path.join(ws.env['CLIP_STATE_DIR']!, 'snapshotter.sock');
+    for (let waited = 0; !existsSync(socket); waited += 50) {
+      if (daemon.exitCode !== null || waited > 30_000) throw new Error(`clip daemon did not serve ${socket}:\n${await daemonLog(ws)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    containerd = await startCriContainerd({
+      registries: [proxy.host],
+      sandboxImage: `${proxy.host}/cri/pause:${pauseImage.tag}`,
+      snapshotter: 'clip',
+      proxySnapshotters: { clip: socket },
+    });
+    cri = criClient(containerd.socket);
+  });
+
+  after(async () => {
+    cri?.close();
+    await containerd?.stop();
+    if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
+      const exited = new Promise((r) => daemon!.once('exit', r));
+      daemon.kill('SIGTERM');
+      await exited;
+    }
+    sweepClipMounts();
+    await proxy?.close();
+    await registry?.stop();
+    for (const b of built) await rm(b.dir, { recursive: true, force: true });
+    if (ws) await rm(ws.dir, { recursive: true, force: true });
+  });
+
+  it('PullImage fetches no layer; the pod prints a line read lazily from the registry, a fraction of the image', async (t) => {
+    // The sandbox image first (no index: unpacked), so that only the app's bytes are counted below.
+    await cri!.pullImage(`${proxy.host}/cri/pause:pause`);
+    const start = proxy.blobBytes;
+    await cri!.pullImage(app);
+    const pulled = proxy.blobBytes - start;
+    // The config, and at most a probe: the smallest layer is hundreds of KiB.
+    assert.ok(pulled < configSize(appImage) + 4096, `PullImage fetched ${pulled} blob bytes (config: ${configSize(appImage)})`);
+
+    const r = await runPod(cri!, containerd!.dir, 'pod-lazy', app, ['/bin/sh', '-c', 'cat /etc/hello']);
+    assert.equal(r.exitCode, 0, lines(r.log, 'stderr').join('\n'));
+    assert.deepEqual(lines(r.log, 'stdout'), [HELLO.trimEnd()]);
+    const fetched = proxy.blobBytes - start - pulled;
+    const [base, data] = appImage.layers as [BuiltImage['layers'][0], BuiltImage['layers'][0]];
+    t.diagnostic(`pull: ${pulled} B, run: ${fetched} B; layers ${base.size} + ${data.size} B`);
+    assert.ok(fetched > 0, 'the container read its files from the registry after the pull');
+    assert.ok(
+      fetched < data.size,
+      `the container fetched ${fetched} bytes: it needs the base layer (${base.size}), not the data layer (${data.size})`,
+    );
+    const served = (await mountRecords(ws)).map((m) => m.image);
+    assert.ok(
+      served.some((i) => i.includes('cri/app')),
+      `the clip daemon serves the image: ${served.join(', ')}`,
+    );
+  });
+
+  it('gVisor through containerd on the lazily pulled image: ctr run --snapshotter clip with runsc', async () => {
+    const runsc = await runscWrapper(ws.dir);
+    const out = await containerd!.ctr([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'clip',
+      '--runc-binary',
+      runsc,
+      app,
+      `gvisor-clip-${process.pid}`,
+      '/bin/sh',
+      '-c',
+      'cat /etc/hello; /bin/busybox dmesg | head -n 1',
+    ]);
+    const [hello, dmesg] = out.split('\n');
+    assert.equal(hello, HELLO.trimEnd());
+    assert.match(dmesg ?? '', /Starting gVisor/);
+  });
+
+  it('an image without an index is unpacked normally by the same snapshotter and runs', async () => {
+    const start = proxy.blobBytes;
+    await cri!.pullImage(plain);
+    const image = built[2]!;
+    assert.equal(proxy.blobBytes - start, image.layers[0]!.size + configSize(image), 'the layer blob was downloaded whole');
+    const r = await runPod(cri!, containerd!.dir, 'pod-plain', plain, ['/bin/sh', '-c', 'cat /etc/plain /etc/hello']);
+    assert.equal(r.exitCode, 0, lines(r.log, 'stderr').join('\n'));
+    assert.deepEqual(lines(r.log, 'stdout'), ['unpacked, not lazy', HELLO.trimEnd()]);
   });
 });
