@@ -97,7 +97,7 @@ describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
 
   after(async () => {
     cri?.close();
-    await containerd?.stop();
+    await containerd?.destroy();
     await registry?.stop();
     for (const b of built) await rm(b.dir, { recursive: true, force: true });
   });
@@ -109,7 +109,7 @@ describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
     assert.equal(r.exitCode, 0);
     assert.deepEqual(lines(r.log, 'stdout'), [HELLO.trimEnd()]);
     assert.deepEqual(lines(r.log, 'stderr'), ['to-stderr']);
-    assert.equal((await containerd!.ctr(['containers', 'list', '-q'])).trim(), '', 'no container is left in containerd');
+    assert.equal((await containerd!.ctr(['containers', 'list', '-q'])).stdout.toString().trim(), '', 'no container is left in containerd');
   });
 
   it("gVisor through containerd: ctr run with runsc as the runc shim's runtime binary, on the image the CRI pulled", async () => {
@@ -117,7 +117,7 @@ describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
     // container; it cannot follow the containers of a CRI pod inside one gVisor sandbox (it tracks each
     // task by a host pid, and all of a pod's are the sandbox's), so pods with a runsc RuntimeClass are not tested.
     await cri!.pullImage(app);
-    const out = await containerd!.ctr([
+    const { stdout } = await containerd!.ctr([
       'run',
       '--rm',
       '--runc-binary',
@@ -128,7 +128,7 @@ describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
       '-c',
       'cat /etc/hello; /bin/busybox dmesg | head -n 1',
     ]);
-    const [hello, dmesg] = out.split('\n');
+    const [hello, dmesg] = stdout.toString().split('\n');
     assert.equal(hello, HELLO.trimEnd());
     assert.match(dmesg ?? '', /Starting gVisor/, 'dmesg is the gVisor kernel log, not the host kernel');
   });
@@ -178,15 +178,14 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
     containerd = await startCriContainerd({
       registries: [proxy.host],
       sandboxImage: `${proxy.host}/cri/pause:${pauseImage.tag}`,
-      snapshotter: 'clip',
-      proxySnapshotters: { clip: socket },
+      clipSocket: socket,
     });
     cri = criClient(containerd.socket);
   });
 
   after(async () => {
     cri?.close();
-    await containerd?.stop();
+    await containerd?.destroy();
     if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
       const exited = new Promise((r) => daemon!.once('exit', r));
       daemon.kill('SIGTERM');
@@ -228,7 +227,7 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
 
   it('gVisor through containerd on the lazily pulled image: ctr run --snapshotter clip with runsc', async () => {
     const runsc = await runscWrapper(ws.dir);
-    const out = await containerd!.ctr([
+    const { stdout } = await containerd!.ctr([
       'run',
       '--rm',
       '--snapshotter',
@@ -241,7 +240,7 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
       '-c',
       'cat /etc/hello; /bin/busybox dmesg | head -n 1',
     ]);
-    const [hello, dmesg] = out.split('\n');
+    const [hello, dmesg] = stdout.toString().split('\n');
     assert.equal(hello, HELLO.trimEnd());
     assert.match(dmesg ?? '', /Starting gVisor/);
   });
