@@ -16,7 +16,7 @@ import { BUSYBOX, buildBusyboxImage, HELLO } from './helpers/busybox-image.js';
 import { startCriContainerd, type CriContainerd } from './helpers/cri-containerd.js';
 import { criClient, readCriLog, type CriClient, type LogLine } from './helpers/cri.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
-import { buildImage, type BuiltImage } from './helpers/image-builder.js';
+import { buildImage, sha256, type BuiltImage } from './helpers/image-builder.js';
 import { clipWorkspace, daemonLog, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 import type { TarEntrySpec } from './helpers/tar-writer.js';
@@ -253,5 +253,26 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
     const r = await runPod(cri!, containerd!.dir, 'pod-plain', plain, ['/bin/sh', '-c', 'cat /etc/plain /etc/hello']);
     assert.equal(r.exitCode, 0, lines(r.log, 'stderr').join('\n'));
     assert.deepEqual(lines(r.log, 'stdout'), ['unpacked, not lazy', HELLO.trimEnd()]);
+  });
+
+  it("RemoveImage (kubelet's image GC) of the lazy image: the daemon stops serving it", async () => {
+    const serving = async (): Promise<boolean> => (await mountRecords(ws)).some((m) => m.image.includes('cri/app'));
+    // Committed layer snapshots are named by chain id (the image spec's ChainID).
+    const chain = appImage.layers.reduce<string[]>(
+      (ids, l) => [...ids, ids.length === 0 ? l.diffId : sha256(`${ids.at(-1)!} ${l.diffId}`)],
+      [],
+    );
+    const snapshots = async (): Promise<string> => (await containerd!.ctr(['snapshots', '--snapshotter', 'clip', 'ls'])).stdout.toString();
+    const before = await snapshots();
+    for (const id of chain) assert.ok(before.includes(id), `snapshot ${id} is there before the removal:\n${before}`);
+    assert.ok(await serving(), 'served before the removal');
+    await cri!.removeImage(app);
+    // The CRI deletes the image with a synchronous GC (its snapshots are removed); the daemon then lets the mount go.
+    for (let waited = 0; await serving(); waited += 100) {
+      if (waited > 30_000) assert.fail(`still served 30 s after RemoveImage:\n${(await daemonLog(ws)).slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const left = await snapshots();
+    for (const id of chain) assert.ok(!left.includes(id), `snapshot ${id} of the removed image is gone:\n${left}`);
   });
 });
