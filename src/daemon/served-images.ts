@@ -57,6 +57,8 @@ export interface ServedImage {
 
 export interface DaemonTable {
   images: ServedImage[];
+  /** The slot given last (slots are not reused right away: see DaemonServer.freeSlot). */
+  lastSlot?: number;
 }
 
 export const EMPTY_TABLE: DaemonTable = { images: [] };
@@ -73,7 +75,8 @@ export interface DaemonPidFile {
 export async function saveTable(file: string, t: DaemonTable): Promise<void> {
   const images = t.images.map((i) => ({ ...i, registry: { ...(i.registry.plainHttp ? { plainHttp: true } : {}) } }));
   // No fsync: the mounts it names do not outlive a reboot either (the state dir is /run).
-  await writeFileAtomic(file, Buffer.from(JSON.stringify({ images }, null, 2) + '\n'), { mode: 0o600, sync: false });
+  const doc = t.lastSlot !== undefined ? { images, lastSlot: t.lastSlot } : { images };
+  await writeFileAtomic(file, Buffer.from(JSON.stringify(doc, null, 2) + '\n'), { mode: 0o600, sync: false });
 }
 
 /** The table a dead daemon left, if any (a damaged file counts as none: the mount table is checked anyway). */

@@ -88,7 +88,9 @@ export class DaemonServer {
     private readonly supervisor: SupervisorLink,
     table: DaemonTable,
   ) {
-    this.table = { images: table.images.map((i) => ({ ...i })) };
+    const lastSlot = table.lastSlot;
+    const validSlot = Number.isSafeInteger(lastSlot) && lastSlot! >= 1 && lastSlot! <= MAX_SLOT;
+    this.table = { images: table.images.map((i) => ({ ...i })), ...(validSlot ? { lastSlot: lastSlot! } : {}) };
     this.paths = daemonPaths(runtime.config.stateDir);
     const { cacheDir, cacheBytes, memoryCacheBytes, readAhead } = runtime.config;
     this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
@@ -426,7 +428,17 @@ export class DaemonServer {
 
   private freeSlot(): number {
     const used = new Set(this.table.images.map((i) => i.slot));
-    for (let s = 1; s <= MAX_SLOT; s++) if (!used.has(s)) return s;
+    // Not the lowest free slot: the kernel may still cache inodes of the image that last had it
+    // (same inode numbers, other files: the next image's directory would show the old one's
+    // entries). Slots go round, after the one given last.
+    const last = this.table.lastSlot ?? 0;
+    for (let i = 1; i <= MAX_SLOT; i++) {
+      const s = ((last + i - 1) % MAX_SLOT) + 1;
+      if (!used.has(s)) {
+        this.table.lastSlot = s;
+        return s;
+      }
+    }
     throw new ClipError('UNSUPPORTED', `the daemon serves ${MAX_SLOT} images already`);
   }
 

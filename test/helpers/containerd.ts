@@ -4,6 +4,7 @@
 // stopped by its pid. `ctr` runs against it.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,7 +17,11 @@ export interface ContainerdOptions {
   cri?: boolean;
   /** TOML appended to the config as is (e.g. CRI settings). */
   extraConfig?: string;
-  /** Namespace `ctr` uses (default "clip-test"). */
+  /**
+   * Namespace `ctr` uses (default "clip-test-" and random hex: runc keeps its
+   * state in /run/containerd/runc/NAMESPACE whatever containerd's state dir,
+   * so two containerds using one namespace would share container IDs).
+   */
   namespace?: string;
 }
 
@@ -96,7 +101,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const config = path.join(dir, 'config.toml');
   const logFile = path.join(dir, 'containerd.log');
   let child: ChildProcess | undefined;
-  const namespace = opts.namespace ?? 'clip-test';
+  const namespace = opts.namespace ?? `clip-test-${randomBytes(4).toString('hex')}`;
   const h: ContainerdHandle = {
     dir,
     socket,
@@ -124,10 +129,9 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       // Containers first (their shims outlive containerd), then containerd, then its mounts.
       await run('ctr', ['--address', socket, '-n', namespace, 'task', 'ls', '-q'], { timeoutMs: 10_000 })
         .then(async (r) => {
+          // Killed and deleted: a shim whose task is never deleted outlives containerd.
           for (const id of r.stdout.toString().split('\n').filter(Boolean))
-            await run('ctr', ['--address', socket, '-n', namespace, 'task', 'kill', '-s', 'SIGKILL', id], { timeoutMs: 10_000 }).catch(
-              () => undefined,
-            );
+            await run('ctr', ['--address', socket, '-n', namespace, 'task', 'rm', '-f', id], { timeoutMs: 20_000 }).catch(() => undefined);
         })
         .catch(() => undefined);
       await h.stop();
@@ -138,6 +142,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
         .sort((a, b) => b.length - a.length);
       for (const mp of mounts) await run('umount', ['-l', mp]).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+      await rm(path.join('/run/containerd/runc', namespace), { recursive: true, force: true });
     },
   };
   async function start(): Promise<void> {
