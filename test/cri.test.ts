@@ -5,19 +5,19 @@
 // and gVisor's runsc run by containerd's runc shim.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { indexImage } from '../src/indexer/index-image.js';
 import { localIndexPath } from '../src/snapshotter/index-lookup.js';
 import { BUSYBOX, buildBusyboxImage, HELLO } from './helpers/busybox-image.js';
+import { startClipDaemon, type ClipDaemon } from './helpers/clip-daemon.js';
 import { startCriContainerd, type CriContainerd } from './helpers/cri-containerd.js';
 import { criClient, readCriLog, type CriClient, type LogLine } from './helpers/cri.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { buildImage, sha256, type BuiltImage } from './helpers/image-builder.js';
-import { clipWorkspace, daemonLog, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
+import { clipWorkspace, mountRecords, sweepClipMounts, type ClipWorkspace } from './helpers/mounts.js';
 import { pushImage, startRegistry, type RegistryHandle } from './helpers/registry.js';
 import type { TarEntrySpec } from './helpers/tar-writer.js';
 
@@ -47,8 +47,6 @@ async function runPod(
     await cri.removePodSandbox(sandbox);
   }
 }
-
-const CLIP_BIN = path.resolve(import.meta.dirname, '../../bin/clip.js');
 
 /** A one-layer image of busybox plus `files`: its layer is no other image's (containerd shares snapshots by layer chain). */
 function oneLayerImage(tag: string, files: Record<string, string>, cmd: string[]): Promise<BuiltImage> {
@@ -122,6 +120,8 @@ describe('CRI: kubelet against containerd (overlayfs snapshotter)', () => {
       '--rm',
       '--runc-binary',
       runsc,
+      '--runc-root',
+      containerd!.runcRoot,
       app,
       `gvisor-${process.pid}`,
       '/bin/sh',
@@ -138,7 +138,7 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
   let registry: RegistryHandle;
   let proxy: FaultProxy;
   let ws: ClipWorkspace;
-  let daemon: ChildProcess | undefined;
+  let daemon: ClipDaemon | undefined;
   let containerd: CriContainerd | undefined;
   let cri: CriClient | undefined;
   const built: BuiltImage[] = [];
@@ -168,17 +168,11 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
     await mkdir(path.dirname(stored), { recursive: true });
     await indexImage(app, { output: stored });
 
-    daemon = spawn(process.execPath, [CLIP_BIN, 'daemon'], { env: { ...process.env, ...ws.env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    daemon.stderr!.resume();
-    const socket = path.join(ws.env['CLIP_STATE_DIR']!, 'snapshotter.sock');
-    for (let waited = 0; !existsSync(socket); waited += 50) {
-      if (daemon.exitCode !== null || waited > 30_000) throw new Error(`clip daemon did not serve ${socket}:\n${await daemonLog(ws)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    daemon = await startClipDaemon(ws.env);
     containerd = await startCriContainerd({
       registries: [proxy.host],
       sandboxImage: `${proxy.host}/cri/pause:${pauseImage.tag}`,
-      clipSocket: socket,
+      clipSocket: daemon.snapshotterSocket,
     });
     cri = criClient(containerd.socket);
   });
@@ -186,11 +180,7 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
   after(async () => {
     cri?.close();
     await containerd?.destroy();
-    if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
-      const exited = new Promise((r) => daemon!.once('exit', r));
-      daemon.kill('SIGTERM');
-      await exited;
-    }
+    await daemon?.stop();
     sweepClipMounts();
     await proxy?.close();
     await registry?.stop();
@@ -234,6 +224,8 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
       'clip',
       '--runc-binary',
       runsc,
+      '--runc-root',
+      containerd!.runcRoot,
       app,
       `gvisor-clip-${process.pid}`,
       '/bin/sh',
@@ -269,7 +261,7 @@ describe('CRI: kubelet against containerd with snapshotter = "clip"', () => {
     await cri!.removeImage(app);
     // The CRI deletes the image with a synchronous GC (its snapshots are removed); the daemon then lets the mount go.
     for (let waited = 0; await serving(); waited += 100) {
-      if (waited > 30_000) assert.fail(`still served 30 s after RemoveImage:\n${(await daemonLog(ws)).slice(-2000)}`);
+      if (waited > 30_000) assert.fail(`still served 30 s after RemoveImage:\n${daemon!.output().slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     const left = await snapshots();

@@ -142,7 +142,8 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
         .sort((a, b) => b.length - a.length);
       for (const mp of mounts) await run('umount', ['-l', mp]).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
-      await rm(path.join('/run/containerd/runc', namespace), { recursive: true, force: true });
+      // Only a namespace of its own: a given one (k8s.io, the CRI's) may be other containerds' too.
+      if (opts.namespace === undefined) await rm(path.join('/run/containerd/runc', namespace), { recursive: true, force: true });
     },
   };
   async function start(): Promise<void> {

@@ -22,9 +22,12 @@ export interface CriContainerdOptions {
 }
 
 /** The containerd handle; `ctr` runs in namespace k8s.io, where the CRI keeps its images and containers. */
-export type CriContainerd = ContainerdHandle;
+export interface CriContainerd extends ContainerdHandle {
+  /** runc's state dir for this containerd's containers (runc's default, /run/containerd/runc/k8s.io, is every CRI's). */
+  runcRoot: string;
+}
 
-function criConfig(cniDir: string, o: CriContainerdOptions): string {
+function criConfig(own: string, o: CriContainerdOptions): string {
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
   return [
     `[${cri}]`,
@@ -38,9 +41,14 @@ function criConfig(cniDir: string, o: CriContainerdOptions): string {
     `  snapshotter = "${o.clipSocket !== undefined ? 'clip' : 'overlayfs'}"`,
     // The labels (cri.image-ref, cri.layer-digest, ...) that remote snapshotters need on Prepare.
     '  disable_snapshot_annotations = false',
+    // A runtimes table replaces containerd's default one: runc, as by default, with a state dir of its own.
+    `[${cri}.containerd.runtimes.runc]`,
+    '  runtime_type = "io.containerd.runc.v2"',
+    `[${cri}.containerd.runtimes.runc.options]`,
+    `  Root = ${JSON.stringify(path.join(own, 'runc'))}`,
     `[${cri}.cni]`,
-    `  bin_dir = ${JSON.stringify(path.join(cniDir, 'bin'))}`,
-    `  conf_dir = ${JSON.stringify(path.join(cniDir, 'net.d'))}`,
+    `  bin_dir = ${JSON.stringify(path.join(own, 'cni', 'bin'))}`,
+    `  conf_dir = ${JSON.stringify(path.join(own, 'cni', 'net.d'))}`,
     ...o.registries.flatMap((host) => [`[${cri}.registry.mirrors."${host}"]`, `  endpoint = ["http://${host}"]`]),
     '',
   ].join('\n');
@@ -48,24 +56,27 @@ function criConfig(cniDir: string, o: CriContainerdOptions): string {
 
 /** Starts containerd with the CRI and waits until the CRI answers; the caller must `destroy()` it. */
 export async function startCriContainerd(o: CriContainerdOptions): Promise<CriContainerd> {
-  // The CNI dirs only have to exist, empty (the CRI watches the conf dir, and creates it if missing).
-  const cniDir = await mkdtemp(path.join(tmpdir(), 'cri-cni-'));
-  await mkdir(path.join(cniDir, 'net.d'), { recursive: true });
-  await mkdir(path.join(cniDir, 'bin'), { recursive: true });
+  // runc's state and the CNI dirs (which only have to exist, empty: the CRI watches the conf dir).
+  const own = await mkdtemp(path.join(tmpdir(), 'cri-'));
+  await mkdir(path.join(own, 'cni', 'net.d'), { recursive: true });
+  await mkdir(path.join(own, 'cni', 'bin'), { recursive: true });
   const h = await startContainerd({
     cri: true,
     namespace: 'k8s.io',
-    extraConfig: criConfig(cniDir, o),
+    extraConfig: criConfig(own, o),
     ...(o.clipSocket !== undefined ? { snapshotterSocket: o.clipSocket } : {}),
   }).catch(async (e: unknown) => {
-    await rm(cniDir, { recursive: true, force: true });
+    await rm(own, { recursive: true, force: true });
     throw e;
   });
   const destroy = h.destroy.bind(h);
-  h.destroy = async () => {
-    await destroy();
-    await rm(cniDir, { recursive: true, force: true });
-  };
+  const handle: CriContainerd = Object.assign(h, {
+    runcRoot: path.join(own, 'runc'),
+    async destroy() {
+      await destroy();
+      await rm(own, { recursive: true, force: true });
+    },
+  });
   // containerd answers before its CRI plugin has loaded, and still answers if the plugin failed to load.
   const cri = criClient(h.socket);
   try {
@@ -80,10 +91,10 @@ export async function startCriContainerd(o: CriContainerdOptions): Promise<CriCo
     }
   } catch (e) {
     const log = readFileSync(h.logFile, 'utf8');
-    await h.destroy();
+    await handle.destroy();
     throw new Error(`containerd's CRI did not start: ${(e as Error).message}\n${log.split('\n').slice(-20).join('\n')}`);
   } finally {
     cri.close();
   }
-  return h;
+  return handle;
 }
