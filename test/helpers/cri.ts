@@ -1,14 +1,14 @@
 // A CRI client for tests, playing kubelet: the ImageService and RuntimeService
-// of the CRI v1 API (proto/cri/api.proto, loaded at run time) over a
-// runtime's unix socket, and the container log files that the runtime writes
-// in the CRI log format.
+// of the CRI v1 API over a runtime's unix socket, and the container log files
+// that the runtime writes in the CRI log format. The .proto is loaded at run
+// time from test/ (test-only: the package ships proto/, this is not for it).
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-const PROTO = path.resolve(import.meta.dirname, '../../../proto/cri/api.proto');
+const PROTO = path.resolve(import.meta.dirname, '../../../test/proto/cri/api.proto');
 
 /** NamespaceOption with the network, pid and ipc namespaces of the node: a host-network pod needs no CNI plugin. */
 const HOST_NAMESPACES = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' };
