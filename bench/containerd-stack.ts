@@ -5,6 +5,8 @@
 // /run/containerd; both paths are bind-mounted there from the stack's own dir,
 // so nothing of the machine's is touched and every mount dies with the stack.
 // A `sleep` holds the namespace; every daemon and command enters it (nsenter).
+// The clip daemon, when asked for, runs in that namespace too (its FUSE mounts
+// must be where containerd mounts the snapshots), as [proxy_plugins.clip].
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
@@ -16,7 +18,7 @@ const exec = promisify(execFile);
 const RUN_DIR = '/run/containerd';
 const SOCI_DIR = '/var/lib/soci-snapshotter-grpc';
 
-export type Snapshotter = 'stargz' | 'soci';
+export type Snapshotter = 'stargz' | 'soci' | 'clip';
 
 export interface StackOptions {
   /** A new directory for everything the stack keeps (content, snapshots, caches, sockets). */
@@ -29,9 +31,13 @@ export interface StackOptions {
   cert?: string;
   stargzBin?: string;
   sociBinDir?: string;
+  /** clip: bin/clip.js, run by this node. */
+  clipBin?: string;
 }
 
 export interface ContainerdStack {
+  /** clip's state and data dirs (CLIP_STATE_DIR, CLIP_DATA_DIR) when the stack runs its daemon. */
+  clipEnv: NodeJS.ProcessEnv;
   /** Runs a command inside the stack's namespace (ctr, ctr-remote, soci). */
   run(cmd: string, args: string[], opts?: { env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ stdout: string; stderr: string }>;
   stop(): Promise<void>;
@@ -79,7 +85,10 @@ async function killAndWait(pid: number, ms = 10_000): Promise<void> {
 
 export async function startContainerdStack(o: StackOptions): Promise<ContainerdStack> {
   const d = o.dir;
-  for (const sub of ['run', 'soci', 'root', 'state', 'stargz-root']) await mkdir(path.join(d, sub), { recursive: true });
+  for (const sub of ['run', 'soci', 'root', 'state', 'stargz-root', 'clip-state', 'clip-data'])
+    await mkdir(path.join(d, sub), { recursive: true });
+  const clipEnv = { ...process.env, CLIP_STATE_DIR: path.join(d, 'clip-state'), CLIP_DATA_DIR: path.join(d, 'clip-data') };
+  const clipSocket = path.join(d, 'clip-state', 'snapshotter.sock');
   // Mount points only: the machine's directories stay empty.
   await mkdir(RUN_DIR, { recursive: true });
   await mkdir(SOCI_DIR, { recursive: true });
@@ -98,6 +107,9 @@ export async function startContainerdStack(o: StackOptions): Promise<ContainerdS
       '[proxy_plugins.soci]',
       '  type = "snapshot"',
       `  address = "${d}/soci.sock"`,
+      '[proxy_plugins.clip]',
+      '  type = "snapshot"',
+      `  address = "${clipSocket}"`,
       '',
     ].join('\n'),
   );
@@ -122,6 +134,7 @@ export async function startContainerdStack(o: StackOptions): Promise<ContainerdS
   const daemons: { name: string; child: ChildProcess; log: string[] }[] = [];
   const enter = (cmd: string, args: string[]): string[] => ['-t', String(hpid), '-m', '--', cmd, ...args];
   const stack: ContainerdStack = {
+    clipEnv,
     async run(cmd, args, opts = {}) {
       try {
         const r = await exec('nsenter', enter(cmd, args), {
@@ -191,6 +204,15 @@ export async function startContainerdStack(o: StackOptions): Promise<ContainerdS
         ['-address', `${d}/soci.sock`, '-root', SOCI_DIR, '-config', `${d}/soci.toml`, '-log-level', 'warn'],
         async () => existsSync(`${d}/soci.sock`),
         o.cert ? { ...process.env, SSL_CERT_FILE: o.cert } : undefined,
+      );
+    }
+    if (o.snapshotters.includes('clip')) {
+      await daemon(
+        'clip daemon',
+        process.execPath,
+        [o.clipBin ?? path.resolve('bin/clip.js'), 'daemon', '--log-level', 'warn'],
+        async () => existsSync(clipSocket),
+        clipEnv,
       );
     }
     await daemon('containerd', 'containerd', ['--config', `${d}/containerd.toml`, '--log-level', 'warn'], () =>

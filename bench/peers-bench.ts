@@ -4,7 +4,8 @@
 //   1. full pull with containerd (overlayfs): ctr image pull + ctr run;
 //   2. stargz-snapshotter, eStargz optimized with the workload, and without;
 //   3. SOCI 0.4.1, 4 MiB and 1 MiB spans;
-//   4. clip, plain index and traced index (clip mount --rootfs + runc);
+//   4. clip, plain index and traced index (clip mount --rootfs + runc), and
+//      through containerd (clip pull + ctr run --snapshotter clip);
 // and a calibration: ctr run of an image already pulled and unpacked, against
 // runc on a local directory (how much of the containerd rows is containerd's
 // own start). Every daemon runs before the clock; each sample gets new
@@ -15,14 +16,16 @@
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { loadIndex } from '../src/index/load.js';
 import { indexImage } from '../src/indexer/index-image.js';
+import { localIndexPath } from '../src/registry-index/local-store.js';
 import { indexTraced } from '../src/trace/trace-image.js';
 import { pushImage, startRegistry, type RegistryHandle } from '../test/helpers/registry.js';
-import { clipStartFresh, localStart } from './clip-start.js';
+import { CLIP, clipStartFresh, localStart } from './clip-start.js';
 import { startContainerdStack, type ContainerdStack, type Snapshotter } from './containerd-stack.js';
 import { debianImages, type BenchImage } from './debian-images.js';
 import { startLinkEmulator, startTlsFront, PEERS_TOOLS, type LinkEmulator, type TlsFront } from './link-emulator.js';
@@ -37,7 +40,7 @@ const STARGZ_BIN = path.join(CACHE, 'stargz/containerd-stargz-grpc');
 const SOCI_DIR = path.join(CACHE, 'soci/usr/bin');
 const SECTION = '## Against the peers';
 
-const METHODS = ['full', 'stargz', 'stargz-noopt', 'soci-4m', 'soci-1m', 'clip', 'clip-traced', 'calibration'] as const;
+const METHODS = ['full', 'stargz', 'stargz-noopt', 'soci-4m', 'soci-1m', 'clip', 'clip-traced', 'clip-containerd', 'calibration'] as const;
 type Method = (typeof METHODS)[number];
 const LABELS: Record<Method, string> = {
   full: '1. full pull, containerd overlayfs: ctr image pull + ctr run',
@@ -47,6 +50,7 @@ const LABELS: Record<Method, string> = {
   'soci-1m': '3b. SOCI 0.4.1, 1 MiB spans',
   clip: '4. clip, plain index: mount --rootfs + runc',
   'clip-traced': '4b. clip, traced index (clip index --trace)',
+  'clip-containerd': '4c. clip via containerd: clip pull + ctr run --snapshotter clip',
   calibration: 'calibration: ctr run, image pulled and unpacked (warm)',
 };
 
@@ -255,6 +259,20 @@ async function sample(b: Bench, m: Method, img: BenchImage, clipIndex: Record<st
         }),
       );
     }
+    case 'clip-containerd': {
+      // The node has the index in its local store before the clock, as the plain clip rows have theirs.
+      const ref = plainRef(img.name);
+      return withStack(b, ['clip'], async (stack) => {
+        const index = clipIndex['clip']!;
+        const stored = localIndexPath(stack.clipEnv['CLIP_DATA_DIR']!, (await loadIndex(index)).image.manifestDigest);
+        await mkdir(path.dirname(stored), { recursive: true });
+        await copyFile(index, stored);
+        return timed(link, async () => {
+          await stack.run(process.execPath, [CLIP, 'pull', '--plain-http', ref], { env: stack.clipEnv });
+          await ctrRun(stack, img, ref, 'clip');
+        });
+      });
+    }
     case 'clip':
     case 'clip-traced': {
       const r = await clipStartFresh(img, clipIndex[m]!, {}, link, b.work, b.clipEnv);
@@ -270,13 +288,14 @@ async function benchImage(b: Bench, img: BenchImage): Promise<string> {
   const failed = new Map<Method, string>();
   await prepare(b, img, failed).catch((e: unknown) => {
     // containerd itself did not start: every peer's row says so, clip's still run.
-    for (const m of methods) if (m !== 'clip' && m !== 'clip-traced' && !failed.has(m)) failed.set(m, `setup failed: ${reason(e)}`);
+    for (const m of methods)
+      if (m !== 'clip' && m !== 'clip-traced' && m !== 'clip-containerd' && !failed.has(m)) failed.set(m, `setup failed: ${reason(e)}`);
   });
   // clip's indexes name the image by the link's host, as an index made on a node names its registry.
   const clipIndex: Record<string, string> = {};
   const ref = `${b.link.host}/bench/${img.name}:${img.tag}`;
   let tracedPercent = '';
-  if (has('clip') || has('clip-traced')) {
+  if (has('clip') || has('clip-traced') || has('clip-containerd')) {
     clipIndex['clip'] = path.join(b.work, `${img.name}.clip`);
     await indexImage(ref, { output: clipIndex['clip'] });
   }
@@ -366,13 +385,14 @@ Every method reads through the same link emulator (\`shared/peers/linkproxy.py\`
 one token bucket for all connections, one round trip per request; it counts
 body bytes and responses) in front of Debian's docker-registry on loopback;
 SOCI's index fetches go through a TLS front to the same emulator. The
-daemons (containerd 1.6 with stargz-snapshotter 0.12 and SOCI 0.4.1 as proxy
-plugins, or \`clip daemon\`) are started before the clock, new for each sample
+daemons (containerd 1.6 with stargz-snapshotter 0.12, SOCI 0.4.1 or clip's
+snapshotter as proxy plugins, or \`clip daemon\` alone) are started before the clock, new for each sample
 with new caches, page cache dropped; times are the median of ${RUNS}, from the
 pull (or \`clip mount --rootfs\`) until the container exited after printing its
 ready line. The containerd rows include containerd's own container start
-(\`ctr run\`); clip runs runc directly: the calibration rows show the
-difference. Conversions (\`ctr-remote image optimize\`, \`soci create\` + push)
+(\`ctr run\`); rows 4 and 4b run runc directly (the calibration rows show the
+difference), row 4c goes through containerd like the peers, its index in the
+node's local store beforehand. Conversions (\`ctr-remote image optimize\`, \`soci create\` + push)
 and clip's indexes are made beforehand. A row that could not run says why.
 Percentages are of the image's gzip layers as built. The eStargz images are
 converted from a copy whose upper layers also carry their parent

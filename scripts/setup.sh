@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/check-node.sh
 
-packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap squashfs-tools squashfuse openssl)  # debootstrap: images of bench:coldstart; squashfs-tools, squashfuse: bench:archive; openssl: the TLS registries of the networking tests
+packages=(docker-registry skopeo umoci runc fuse-overlayfs archivemount busybox-static apache2-utils attr libcap2-bin zstd tar gzip curl debootstrap squashfs-tools squashfuse openssl containerd runsc python3)  # debootstrap: images of bench:coldstart; squashfs-tools, squashfuse: bench:archive; openssl: the TLS registries of the networking tests; containerd (ctr too): the snapshotter and CRI tests; runsc: the gVisor tests; python3: bench:fuse's GETATTR storm
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

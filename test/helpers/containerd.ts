@@ -142,7 +142,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
         .sort((a, b) => b.length - a.length);
       for (const mp of mounts) await run('umount', ['-l', mp]).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
-      // runc's state of the helper's own namespace (a namespace given may be shared: left alone).
+      // Only a namespace of its own: a given one (k8s.io, the CRI's) may be other containerds' too.
       if (opts.namespace === undefined) await rm(path.join('/run/containerd/runc', namespace), { recursive: true, force: true });
     },
   };
