@@ -5,10 +5,10 @@
 
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { parse, TomlError } from 'smol-toml';
 import { DEFAULT_MEMORY_CACHE } from '../content/layer-reader.js';
 import { DEFAULT_MEMORY_BOUND_TEXT } from '../content/memory-bound.js';
 import { ClipError } from '../errors.js';
+import { parseToml } from '../util/toml.js';
 import { DEFAULT_HOSTS_DIR } from '../oci/hosts-config.js';
 import { pathProblem } from '../util/path-errors.js';
 import { DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountLogLevel } from '../mount/settings.js';
@@ -316,16 +316,7 @@ async function readConfigText(file: string, missingOk: boolean): Promise<string 
 
 /** The values a file sets, checked: unknown keys and bad values name the key (and its line when it can be found). */
 export function parseConfigText(text: string, file: string): Partial<DaemonConfig> {
-  let doc: Record<string, unknown>;
-  try {
-    doc = parse(text);
-  } catch (e) {
-    if (e instanceof TomlError) {
-      const reason = e.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
-      throw new ClipError('BAD_ARGUMENT', `config ${file}:${e.line}:${e.column}: not valid TOML: ${reason}`);
-    }
-    throw e;
-  }
+  const doc = parseToml(text, `config ${file}`);
   const out: Partial<Record<keyof DaemonConfig, unknown>> = {};
   for (const [key, value] of Object.entries(doc)) {
     const spec = CONFIG_KEYS.find((k) => k.key === key);

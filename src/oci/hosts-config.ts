@@ -6,8 +6,8 @@
 
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parse, TomlError } from 'smol-toml';
 import { ClipError } from '../errors.js';
+import { parseToml } from '../util/toml.js';
 import { DOCKER_HUB } from './reference.js';
 
 export const DEFAULT_HOSTS_DIR = '/etc/clip/certs.d';
@@ -135,16 +135,7 @@ export async function certDirFiles(dir: string, names?: string[]): Promise<Pick<
 
 /** Parses one hosts.toml; relative certificate paths are taken from its directory. */
 export function parseHostsToml(text: string, file: string, registry: string): HostsConfig {
-  let doc: Record<string, unknown>;
-  try {
-    doc = parse(text);
-  } catch (e) {
-    if (e instanceof TomlError) {
-      const reason = e.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
-      throw new ClipError('BAD_ARGUMENT', `${file}:${e.line}:${e.column}: not valid TOML: ${reason}`);
-    }
-    throw e;
-  }
+  const doc = parseToml(text, `${file}`);
   const base = path.dirname(file);
   const config: HostsConfig = { source: file, mirrors: [], server: entry(defaultServer(registry)), serverSchemeGiven: false };
   if (doc['server'] !== undefined) {
