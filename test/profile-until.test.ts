@@ -77,18 +77,37 @@ describe('start-up profiles with how far each span was read', () => {
     }
   }
 
-  it('an until is never past the span it names here: an entry of a longer span elsewhere is the whole span', () => {
+  it("an entry's range maps onto the spans here that cover it, the last read only to where the range ends; never past a span", () => {
     const layer = index.layers[0]!;
     const s0 = spanOutputRange(layer.spans, 0);
     const s1 = spanOutputRange(layer.spans, 1);
-    const { spans } = mapProfile(index, [
-      [layer.digest, s0.start, s1.end, s1.end - 1],
-      [layer.digest, s1.start, s1.end, s1.start + 5],
-    ]);
-    assert.deepEqual(spans, [
+    // A span elsewhere that is spans 0 and 1 here, read to just before its end.
+    assert.deepEqual(mapProfile(index, [[layer.digest, s0.start, s1.end, s1.end - 1]]).spans, [
       { layer: 0, span: 0 },
-      { layer: 0, span: 1, until: s1.start + 5 },
+      { layer: 0, span: 1, until: s1.end - 1 },
     ]);
+    // Another entry of span 1 reaching less does not shorten what is read of it; one read to its end makes it whole.
+    assert.deepEqual(
+      mapProfile(index, [
+        [layer.digest, s1.start, s1.end, s1.end - 1],
+        [layer.digest, s1.start, s1.end, s1.start + 5],
+      ]).spans,
+      [{ layer: 0, span: 1, until: s1.end - 1 }],
+    );
+    assert.deepEqual(
+      mapProfile(index, [
+        [layer.digest, s1.start, s1.end, s1.start + 5],
+        [layer.digest, s1.start, s1.end],
+      ]).spans,
+      [{ layer: 0, span: 1 }],
+    );
+    // Read from a block boundary inside span 1 (`from`): span 1 alone, whatever the entry's start.
+    assert.deepEqual(mapProfile(index, [[layer.digest, s0.start, s1.end, s1.start + 100, s1.start + 10]]).spans, [
+      { layer: 0, span: 1, until: s1.start + 100 },
+    ]);
+    // Past the layer's end: nothing to read there.
+    const size = layer.spans.uncompressedSize;
+    assert.deepEqual(mapProfile(index, [[layer.digest, size, size + 10]]), { spans: [], skipped: 1 });
   });
 
   it('a span read part way whose profiled successor resumes from its whole output is warmed whole, not fetched twice', async () => {

@@ -80,7 +80,7 @@ export class LiveImage {
       const { spans, skipped } =
         settings.profile !== undefined ? await loadProfile(settings.profile, this.index) : mapProfile(this.index, embedded!);
       // Offsets that start no span here: the profile was recorded on an index placed otherwise.
-      if (skipped > 0) log.warn({ ...fields, skipped, file: source }, 'start-up profile entries that start no span of this index skipped');
+      if (skipped > 0) log.warn({ ...fields, skipped, file: source }, 'start-up profile entries outside the layers of this index skipped');
       const started = performance.now();
       // At most 8 requests at a time of the agent's 16 connections: on-demand reads never queue behind the profile's.
       warmFromProfile(this.reader.layerReader, spans).then(

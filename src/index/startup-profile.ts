@@ -7,7 +7,8 @@
 // (and end, so that the indexer sees where runs of read spans begin), not by
 // number: an offset can only ever mean the same bytes, while span numbers
 // change with every checkpoint placed otherwise (another span size, another
-// clip). At load, offsets that start no span of this index are skipped.
+// clip). At load, each entry's range is read from the spans of this index
+// that cover it (mapProfile).
 //
 // Format 1 named spans by number. It is still read where numbering cannot
 // differ between two indexes of the image with that span size (uncompressed
@@ -32,7 +33,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
-import { spanOutputRange } from '../gzip/span-reader.js';
+import { spanAt, spanOutputRange } from '../gzip/span-reader.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import type { ClipIndex, LayerRecord } from './types.js';
 
@@ -90,7 +91,7 @@ export async function saveProfile(file: string, index: ClipIndex, spans: readonl
 }
 
 /** The entries naming `spans` of `index` by offset (with how far each was read, where not to its end). */
-export function profileEntries(index: ClipIndex, spans: readonly ProfiledSpan[]): ProfileEntry[] {
+export function profileEntries(index: Pick<ClipIndex, 'layers'>, spans: readonly ProfiledSpan[]): ProfileEntry[] {
   return spans.map((s) => {
     const layer = index.layers[s.layer]!;
     const range = spanOutputRange(layer.spans, s.span);
@@ -204,52 +205,52 @@ export async function loadProfile(file: string, index: ClipIndex): Promise<Loade
 }
 
 /**
- * Maps entries onto this index's spans, first read first, once each; an
- * entry whose offset starts no span here is skipped (counted). Entries of
- * layers not in the index are skipped too (the callers refuse them first).
- * A span's `until` is the largest its entries give (none: the whole span),
- * never past the span's end here: a profile cannot make a mount fetch or
- * inflate more than the span. An entry read to its end means all of the span
- * here, which may be longer (placed otherwise: the entries after it may start
- * no span here).
+ * Maps entries onto this index's spans, first read first, once each: the
+ * range an entry says was read (from its `from`, else its start, to its
+ * `until`, else its end) is read from the spans here that cover it, the last
+ * of them only up to where the range ends inside it. So a profile recorded
+ * on an index placed otherwise (another span size, checkpoints where a
+ * profile's reads began) brings what was read all the same, and never makes
+ * a mount fetch more than the spans covering the ranges it names. Entries of
+ * layers not in the index (the callers refuse them first) or past a layer's
+ * end are skipped (counted), as are those beyond a bound on the work (a few
+ * visits per span of the index: a hostile list of huge ranges costs no more).
  */
-export function mapProfile(index: ClipIndex, entries: readonly ProfileEntry[]): LoadedProfile {
+export function mapProfile(index: Pick<ClipIndex, 'layers'>, entries: readonly ProfileEntry[]): LoadedProfile {
   const layers = new Map(index.layers.map((l, i) => [l.digest, i]));
-  // Per layer, span number by start offset: built for the layers named only.
-  const starts = new Map<number, Map<number, number>>();
   const seen = new Map<string, ProfiledSpan>();
   const spans: ProfiledSpan[] = [];
   let skipped = 0;
-  for (const [digest, start, end, until] of entries) {
+  let budget = entries.length + 4 * index.layers.reduce((n, l) => n + l.spans.checkpoints.length, 0);
+  for (const e of entries) {
+    const [digest, start, end] = e;
     const layer = layers.get(digest);
-    if (layer === undefined) {
+    const table = layer === undefined ? undefined : index.layers[layer]!.spans;
+    const lo = e.length === 5 ? e[4] : start;
+    const hi = Math.min(e.length === 3 ? end : e[3], table?.uncompressedSize ?? 0);
+    if (layer === undefined || table === undefined || lo >= hi) {
       skipped++;
       continue;
     }
-    let byStart = starts.get(layer);
-    if (!byStart) {
-      byStart = new Map(index.layers[layer]!.spans.checkpoints.map((c, i) => [c.out, i]));
-      starts.set(layer, byStart);
-    }
-    const span = byStart.get(start);
-    if (span === undefined) {
-      skipped++;
-      continue;
-    }
-    const range = spanOutputRange(index.layers[layer]!.spans, span);
-    const reach = until === undefined || until >= end || until >= range.end ? undefined : until;
-    const key = `${layer}:${span}`;
-    const known = seen.get(key);
-    if (known) {
-      if (known.until !== undefined && (reach === undefined || reach > known.until)) {
-        if (reach === undefined) delete known.until;
-        else known.until = reach;
+    for (let i = spanAt(table, lo), last = spanAt(table, hi - 1); i <= last; i++) {
+      if (budget-- <= 0) {
+        skipped++;
+        break;
       }
-      continue;
+      const reach = i === last && hi < spanOutputRange(table, i).end ? hi : undefined;
+      const key = `${layer}:${i}`;
+      const known = seen.get(key);
+      if (known) {
+        if (known.until !== undefined && (reach === undefined || reach > known.until)) {
+          if (reach === undefined) delete known.until;
+          else known.until = reach;
+        }
+        continue;
+      }
+      const s: ProfiledSpan = reach === undefined ? { layer, span: i } : { layer, span: i, until: reach };
+      seen.set(key, s);
+      spans.push(s);
     }
-    const s: ProfiledSpan = reach === undefined ? { layer, span } : { layer, span, until: reach };
-    seen.set(key, s);
-    spans.push(s);
   }
   return { spans, skipped };
 }

@@ -14,9 +14,8 @@ import { VERSION } from '../version.js';
 import type { Readable } from 'node:stream';
 import { indexLayer, refuseZstdMediaType, type IndexedLayer } from './index-layer.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
-import { mergeProfiles, readProfiles, windowsAt, type ProfileEntry } from '../index/startup-profile.js';
+import { mapProfile, mergeProfiles, profileEntries, readProfiles, windowsAt, type ProfileEntry } from '../index/startup-profile.js';
 import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
-import { spanAt, spanOutputRange } from '../gzip/span-reader.js';
 
 export { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
 const MIN_SPAN_SIZE = 64 * 1024;
@@ -145,31 +144,17 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
 }
 
 /**
- * The profile as this index's spans: each entry's read range (from `from`,
- * else its start, to `until`, else its end) mapped onto the spans here that
- * cover it, first read first, each span once. The checkpoints here were
- * placed where the ranges begin (windowsAt), so a range starts a span; the
- * spans after it may be placed otherwise than in the index the profile was
- * recorded on. A profile of other layers was refused when read. An entry
- * keeps its `until` only where the layer has marks (only there does it fetch
- * less; and an index without marks stays readable by readers that know no
- * `until`).
+ * The profile as this index's spans (mapProfile: each entry's read range
+ * onto the spans here that cover it, first read first, each span once). The
+ * checkpoints here were placed where the ranges begin (windowsAt), so a
+ * range starts a span. A span keeps its `until` only where the layer has
+ * marks (only there does it fetch less; and an index without marks stays
+ * readable by readers that know no `until`).
  */
 export function profileOnIndex(profile: readonly ProfileEntry[], layers: readonly LayerRecord[]): ProfileEntry[] {
-  const byDigest = new Map(layers.map((l) => [l.digest, l.spans]));
-  const mapped: ProfileEntry[] = [];
-  for (const e of profile) {
-    const [digest, start, end] = e;
-    const table = byDigest.get(digest);
-    const lo = e.length === 5 ? e[4] : start;
-    const hi = Math.min(e.length === 3 ? end : e[3], table?.uncompressedSize ?? 0);
-    if (!table || lo >= hi) continue;
-    for (let i = spanAt(table, lo), last = spanAt(table, hi - 1); i <= last; i++) {
-      const range = spanOutputRange(table, i);
-      mapped.push(i === last && hi < range.end && table.fine ? [digest, range.start, range.end, hi] : [digest, range.start, range.end]);
-    }
-  }
-  return mergeProfiles([mapped]);
+  const onIndex = { layers: [...layers] };
+  const spans = mapProfile(onIndex, profile).spans.map((s) => (layers[s.layer]!.spans.fine ? s : { layer: s.layer, span: s.span }));
+  return profileEntries(onIndex, spans);
 }
 
 /** Indexes `ref` in memory: nothing is written. */
