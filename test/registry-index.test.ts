@@ -240,6 +240,23 @@ describe('indexes in the registry: docker-registry 2.8 (referrers tag schema)', 
     assert.equal(cat.stdout.toString(), HELLO);
   });
 
+  it('an index pushed to another repository that holds the image: a node finds it there and reads the blobs from there', async () => {
+    await pushImage(busybox.dir, busybox.tag, registry.host, 'ri/copy');
+    const made = storedPath(workspaces[0]!, busybox.manifestDigest); // indexed from ri/busybox
+    assert.equal((await loadIndex(made)).image.location, `docker://${registry.host}/ri/busybox`);
+    const p = await runClip(['push', made, `${registry.host}/ri/copy`], { env: workspaces[0]!.env });
+    assert.equal(p.code, 0, p.stderr);
+    const ws = await workspace('copynode');
+    const cat = await runClip(['cat', image('ri/copy'), '/usr/share/random.bin', '--index-only'], { env: ws.env });
+    assert.equal(cat.code, 0, cat.stderr);
+    assert.equal(cat.stdout.length, 2 * 1024 * 1024);
+    const e = busybox.layers[1]!.tarLayout.find((x) => x.path.endsWith('usr/share/random.bin'))!;
+    assert.ok(cat.stdout.equals(busybox.layers[1]!.tar.subarray(e.dataOffset, e.dataOffset + e.size)));
+    const stored = await loadIndex(storedPath(ws, busybox.manifestDigest));
+    assert.equal(stored.image.location, `docker://${registry.host}/ri/copy`, 'the stored index reads from the repository it was found in');
+    assert.equal(stored.image.manifestDigest, busybox.manifestDigest);
+  });
+
   it('a multi-platform image: the subject is the platform manifest that was indexed, and a node picks it by --platform', async () => {
     const ws = await workspace('multipush');
     const r = await runClip(['index', `${registry.host}/ri/multi:multi`, '--platform', 'linux/arm64/v8', '--push'], { env: ws.env });
