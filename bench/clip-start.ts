@@ -54,7 +54,11 @@ export async function startDaemon(cacheDir: string, env: NodeJS.ProcessEnv, flag
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
   for (let waited = 0; !(await daemonAnswers(env['CLIP_STATE_DIR']!)); waited += 50) {
-    if (child.exitCode !== null || waited > 20_000) throw new Error(`clip daemon did not start: ${err}`);
+    if (child.exitCode !== null || waited > 20_000) {
+      // The supervisor unmounts and stops its serving processes on SIGTERM.
+      child.kill('SIGTERM');
+      throw new Error(`clip daemon did not start: ${err}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   await new Promise((r) => setTimeout(r, 2000));

@@ -12,6 +12,7 @@
 //
 //   npm run bench:coldstart -- [--link 50e6:20 --link 200e6:5] [--runs 3] [--image python --image big] [--no-write]
 
+import { parseByteSize, SIZE_SYNTAX } from '../src/util/size.js';
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -43,9 +44,9 @@ const { values: args } = parseArgs({
   },
 });
 const sizeArg = (v: string): number => {
-  const m = /^(\d+)([KM]?)$/i.exec(v.trim());
-  if (!m) throw new Error(`--spacing ${v}: expected a byte count like 512K or 4M`);
-  return Number(m[1]) * (m[2]!.toUpperCase() === 'M' ? 1 << 20 : m[2] ? 1 << 10 : 1);
+  const n = parseByteSize(v);
+  if (n === undefined) throw new Error(`--spacing ${v}: ${SIZE_SYNTAX}`);
+  return n;
 };
 const spacings = args.spacing ? args.spacing.split(',').map(sizeArg) : [];
 const links = args.link.map((l) => {

@@ -8,6 +8,8 @@
 // The clip daemon, when asked for, runs in that namespace too (its FUSE mounts
 // must be where containerd mounts the snapshots), as [proxy_plugins.clip].
 
+import { readMounts } from '../src/fuse/index.js';
+import { isAlive } from '../src/util/process.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -66,21 +68,13 @@ function processesIn(holder: number): number[] {
 }
 
 async function killAndWait(pid: number, ms = 10_000): Promise<void> {
-  const alive = (): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     return;
   }
-  for (let waited = 0; alive() && waited < ms; waited += 50) await sleep(50);
-  if (alive()) process.kill(pid, 'SIGKILL');
+  for (let waited = 0; isAlive(pid) && waited < ms; waited += 50) await sleep(50);
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 export async function startContainerdStack(o: StackOptions): Promise<ContainerdStack> {
@@ -156,9 +150,8 @@ export async function startContainerdStack(o: StackOptions): Promise<ContainerdS
       for (const dmn of daemons.reverse()) if (dmn.child.exitCode === null) await killAndWait(dmn.child.pid!);
       for (const pid of processesIn(hpid)) await killAndWait(pid, 2000);
       // What the daemons left mounted (snapshots, FUSE layers), deepest first, before the namespace goes.
-      const mounts = readFileSync(`/proc/${hpid}/mountinfo`, 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[4] ?? '')
+      const mounts = readMounts(`/proc/${hpid}/mountinfo`)
+        .map((m) => m.mountPoint)
         .filter((m) => m.startsWith(`${d}/`) || m.startsWith(`${RUN_DIR}/`) || m.startsWith(`${SOCI_DIR}/`));
       for (const m of mounts.reverse()) await exec('nsenter', enter('umount', ['-l', m])).catch(() => undefined);
       await killAndWait(hpid);

@@ -12,28 +12,25 @@
 //
 //   npm run bench:ml -- [--image torch] [--link 50e6:20] [--runs 1] [--span-size 4M] [--memory-cache-size 2G]
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { daemonAnswers } from '../src/daemon/client.js';
 import { spanRange } from '../src/gzip/span-reader.js';
 import { loadIndex } from '../src/index/load.js';
 import { loadProfile } from '../src/index/startup-profile.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { parseByteSize } from '../src/util/size.js';
 import { freePort, pushImage, startRegistry } from '../test/helpers/registry.js';
-import { runContainer } from '../test/helpers/runc.js';
 import { debianImages, type BenchImage } from './debian-images.js';
 import { dropCaches, machineDescription, median } from './machine.js';
 import { startThrottleProxy, type ThrottleProxy } from './throttle-proxy.js';
+import { CLIP, CLIP_COMMAND, clipUmount, runReady, startDaemon, stopDaemon } from './clip-start.js';
+import { metric } from '../test/helpers/prometheus.js';
 
 const exec = promisify(execFile);
-const CLIP = path.resolve('bin/clip.js');
-/** The installed command (a sh wrapper of bin/clip.js), as a runtime runs it. */
-const CLIP_COMMAND = path.resolve('bin/clip');
 /** Profiles every process of the daemon (BENCH_PROF). */
 const HOOK = new URL('./cpu-prof-hook.js', import.meta.url).href;
 
@@ -80,15 +77,6 @@ function cpuSeconds(statFile: string): number {
   return (Number(f[11]) + Number(f[12])) / HZ;
 }
 
-/** Sum of a Prometheus counter's series in a text exposition. */
-function metric(text: string, name: string): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith(name + ' ') || line.startsWith(name + '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
-
 class Daemon {
   private constructor(
     private readonly child: ChildProcess,
@@ -105,22 +93,11 @@ class Daemon {
       childEnv['NODE_OPTIONS'] = `${env['NODE_OPTIONS'] ?? ''} --import ${HOOK}`.trim();
     }
     const memory = args['memory-cache-size'] ? ['--memory-cache-size', args['memory-cache-size']] : [];
-    const child = spawn(process.execPath, [CLIP, 'daemon', '--cache-dir', cacheDir, '--metrics-addr', metricsAddr, ...memory], {
-      env: childEnv,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let err = '';
-    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
+    const child = await startDaemon(cacheDir, childEnv, ['--metrics-addr', metricsAddr, ...memory]);
     try {
-      for (let waited = 0; !(await daemonAnswers(env['CLIP_STATE_DIR']!)); waited += 50) {
-        if (child.exitCode !== null || waited > 20_000) throw new Error(`clip daemon did not start: ${err}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      await new Promise((r) => setTimeout(r, 2000));
       const ps = JSON.parse((await exec(process.execPath, [CLIP, 'ps', '--json'], { env })).stdout) as { daemon: { pid: number } };
       return new Daemon(child, metricsAddr, ps.daemon.pid);
     } catch (e) {
-      // The supervisor unmounts and stops its serving processes on SIGTERM.
       child.kill('SIGTERM');
       throw e;
     }
@@ -137,20 +114,8 @@ class Daemon {
     };
   }
 
-  async stop(env: NodeJS.ProcessEnv): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    const exited = new Promise((r) => this.child.once('exit', r));
-    await exec(process.execPath, [CLIP, 'daemon', '--stop'], { env });
-    await exited;
-  }
-}
-
-async function runReady(img: BenchImage, rootfs: string): Promise<void> {
-  const r = await runContainer(rootfs, img.command);
-  if (r.code !== 0 || r.stdout.trim() !== img.readyOutput) {
-    throw new Error(
-      `${img.name}: ${img.command.join(' ')} exited ${r.code} with ${JSON.stringify(r.stdout.trim())} (stderr: ${r.stderr.trim()})`,
-    );
+  stop(env: NodeJS.ProcessEnv): Promise<void> {
+    return stopDaemon(this.child, env);
   }
 }
 
@@ -181,11 +146,6 @@ async function clipStart(
     requests: after.requests - before.requests,
     served: after.served - before.served,
   };
-}
-
-async function clipUmount(rootfs: string, env: NodeJS.ProcessEnv): Promise<void> {
-  await exec(process.execPath, [CLIP, 'umount', rootfs], { env });
-  await rm(rootfs, { recursive: true, force: true });
 }
 
 const [img] = await debianImages({ log, names: [args.image] });

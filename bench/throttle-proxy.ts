@@ -5,21 +5,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface ProxiedRequest {
-  method: string;
-  url: string;
-  range: string | undefined;
-  /** performance.now() when the request came, and when its response ended. */
-  start: number;
-  end: number;
-  bytes: number;
-}
-
 export interface ThrottleProxy {
   host: string;
   bytes: number;
-  /** Every request since it was last emptied (a timeline: how many fetches, how many at once). */
-  timeline: ProxiedRequest[];
   /** Off: forward at full speed with no added round trip (for setting up). */
   throttled: boolean;
   close(): Promise<void>;
@@ -34,25 +22,13 @@ function withoutHopByHop(headers: http.IncomingHttpHeaders): http.OutgoingHttpHe
 export async function startThrottleProxy(target: string, bytesPerSecond: number, rttMs: number): Promise<ThrottleProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   let nextFree = 0; // when the shared link is free again (ms, performance.now clock)
-  const state = { bytes: 0, throttled: true, timeline: [] as ProxiedRequest[] };
+  const state = { bytes: 0, throttled: true };
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   const server = http.createServer((req, res) => {
     const body = new Promise<Buffer>((resolve) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => resolve(Buffer.concat(chunks)));
-    });
-    const record: ProxiedRequest = {
-      method: req.method ?? '',
-      url: req.url ?? '',
-      range: req.headers.range,
-      start: performance.now(),
-      end: 0,
-      bytes: 0,
-    };
-    res.on('close', () => {
-      record.end = performance.now();
-      state.timeline.push(record);
     });
     void (async () => {
       const throttled = state.throttled;
@@ -61,7 +37,6 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
         { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: withoutHopByHop(req.headers) },
         (up) => {
           res.writeHead(up.statusCode ?? 502, withoutHopByHop(up.headers));
-          up.on('data', (chunk: Buffer) => (record.bytes += chunk.length));
           if (!throttled) {
             up.pipe(res);
             return;
@@ -109,12 +84,6 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number,
     },
     set bytes(v: number) {
       state.bytes = v;
-    },
-    get timeline() {
-      return state.timeline;
-    },
-    set timeline(v: ProxiedRequest[]) {
-      state.timeline = v;
     },
     get throttled() {
       return state.throttled;

@@ -15,6 +15,8 @@ export type ClipErrorCode =
   | 'UNSUPPORTED'
   | 'BAD_INDEX'
   | 'BAD_ARGUMENT'
+  /** A mount is in use (by a process, or another mount over it). */
+  | 'BUSY'
   | 'IO';
 
 export class ClipError extends Error {

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isClipError } from '../src/errors.js';
 import { normalizePlatform, parsePlatform, parseWwwAuthenticate } from '../src/oci/index.js';
-import { isLocalRegistry, registryBaseUrl } from '../src/oci/registry.js';
+import { isLocalRegistry } from '../src/oci/registry.js';
+import { defaultServer } from '../src/oci/hosts-config.js';
 import { selectPlatform, type Descriptor } from '../src/oci/resolve.js';
 
 test('parses a Docker Hub bearer challenge', () => {
@@ -42,15 +43,15 @@ test('parses basic, unquoted values, spaces, escapes and several challenges', ()
   assert.deepEqual(parseWwwAuthenticate(undefined), []);
 });
 
-test('plain HTTP for loopback registries only, docker.io mapped to registry-1', () => {
+test('loopback registries (plain HTTP may follow TLS there), docker.io mapped to registry-1, TLS first everywhere', () => {
   for (const r of ['localhost', 'localhost:5000', '127.0.0.1', '127.1.2.3:80', '[::1]', '[::1]:5000']) {
     assert.equal(isLocalRegistry(r), true, r);
   }
   for (const r of ['example.com', 'localhost.example.com', '128.0.0.1:5000', '10.0.0.1']) assert.equal(isLocalRegistry(r), false, r);
-  assert.equal(registryBaseUrl('docker.io').href, 'https://registry-1.docker.io/');
-  assert.equal(registryBaseUrl('localhost:5000').href, 'http://localhost:5000/');
-  assert.equal(registryBaseUrl('[::1]:5000').href, 'http://[::1]:5000/');
-  assert.equal(registryBaseUrl('ghcr.io', true).href, 'http://ghcr.io/');
+  assert.equal(defaultServer('docker.io').href, 'https://registry-1.docker.io/v2');
+  assert.equal(defaultServer('localhost:5000').href, 'https://localhost:5000/v2');
+  assert.equal(defaultServer('[::1]:5000').href, 'https://[::1]:5000/v2');
+  assert.equal(defaultServer('ghcr.io').href, 'https://ghcr.io/v2');
 });
 
 test('platforms: parsing, normalisation and selection from an index', () => {

@@ -16,7 +16,7 @@ import { NO_EVENTS, type ReadEvents } from '../src/content/read-events.js';
 import { loadProfile, ProfileRecorder, warmFromProfile } from '../src/content/startup-profile.js';
 import { needsWindow, spanRange } from '../src/gzip/span-reader.js';
 import type { SpanTable } from '../src/gzip/types.js';
-import { profileWindows } from '../src/index/startup-profile.js';
+import { profileReadStarts } from '../src/index/startup-profile.js';
 import type { ClipIndex } from '../src/index/types.js';
 import { buildIndex } from '../src/indexer/index-image.js';
 import { buildImage, type BuiltImage } from './helpers/image-builder.js';
@@ -191,7 +191,7 @@ describe('start-up profiles by offset', () => {
   });
 
   it('clip index --profile keeps windows at the offsets where profiled runs begin', async () => {
-    const at = (await profileWindows(profile, image.manifestDigest, SPAN)).get(image.layers[1]!.digest);
+    const at = (await profileReadStarts(profile, image.manifestDigest, SPAN)).get(image.layers[1]!.digest);
     const table = indexA.layers[1]!.spans;
     // Windows far apart (4 MiB), so that those the profile adds show.
     const sparseWindows = { spanSize: SPAN, windowEvery: 4 * 1024 * KiB };

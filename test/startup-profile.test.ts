@@ -12,7 +12,7 @@ import { isMounted } from '../src/fuse/index.js';
 import { indexImage } from '../src/indexer/index-image.js';
 import { needsWindow, spanRange } from '../src/gzip/span-reader.js';
 import { loadIndex } from '../src/index/load.js';
-import { windowsAt, type ProfileEntry } from '../src/index/startup-profile.js';
+import { readStarts, type ProfileEntry } from '../src/index/startup-profile.js';
 import { buildBusyboxImage } from './helpers/busybox-image.js';
 import { runClip } from './helpers/cli.js';
 import type { BuiltImage } from './helpers/image-builder.js';
@@ -118,7 +118,7 @@ describe('start-up profiles', () => {
     const digest = image.layers[1]!.digest;
     const layer = idx.layers.find((l) => l.digest === digest)!;
     // Where the profiled reads begin: a span starts there in the new index, and keeps its window.
-    const begins = [...(windowsAt(recorded.spans).get(digest) ?? [])];
+    const begins = [...(readStarts(recorded.spans).get(digest) ?? [])];
     assert.ok(begins.length > 0);
     const spanOf = new Map(layer.spans.checkpoints.map((c, i) => [c.out, i]));
     for (const at of begins) {

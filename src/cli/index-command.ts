@@ -9,6 +9,7 @@ import { checkOutputFile } from '../util/output-file.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { formatBytes, parseSize } from './format.js';
 import { addRegistryOptions, registryOptions } from './registry-options.js';
+import type { RegistryOptions } from '../oci/types.js';
 import type { IndexOptions, IndexSummary } from '../indexer/index-image.js';
 import { parseTraceCmd } from '../trace/command.js';
 import type { TracedSummary } from '../trace/trace-image.js';
@@ -97,9 +98,11 @@ export function indexCommand(): Command {
     ]);
     const progress = byteProgress('indexing');
     let summary: IndexSummary & { trace?: TracedSummary['trace']; pushed?: string };
+    // Once: --password-stdin reads stdin, which a second call would find empty (the push needs the password too).
+    const registry = await registryOptions(o);
     try {
       const opts: IndexOptions = {
-        ...(await registryOptions(o)),
+        ...registry,
         output: toStdout ? '(stdout)' : (o.output ?? '(local index store)'),
         // The encoded index goes to -o and into the local store (keyed by the manifest digest, known only once indexed).
         write: async (data: Buffer) => {
@@ -132,7 +135,7 @@ export function indexCommand(): Command {
     if (o.push) {
       const { pushIndex } = await import('../registry-index/push-index.js');
       const pushed = await pushIndex(stored!, {
-        registry: await registryOptions({ ...o, platform: undefined }),
+        registry: withoutPlatform(registry),
         ...(o.windowEvery !== undefined ? { windowEvery: o.windowEvery } : {}),
       });
       summary.pushed = pushed.reference;
@@ -199,4 +202,10 @@ function parseRatio(value: string): number {
   if (value.trim() === '' || !Number.isFinite(n) || n < 0)
     throw new InvalidArgumentError(`bad ratio "${value}": expected a number >= 0 (0: no bound)`);
   return n;
+}
+
+/** The registry settings without the platform (a push names its manifest by digest). */
+function withoutPlatform(r: RegistryOptions): RegistryOptions {
+  const { platform: _platform, ...rest } = r;
+  return rest;
 }

@@ -207,7 +207,7 @@ export class DaemonServer {
         if (!this.imageAt(target)) return;
         await this.serially(() => this.umount({ mountpoint: target })).catch(async (e: unknown) => {
           // In use (a container's overlay still over it): detached now, the image served until nothing uses it.
-          if (!isClipError(e) || !/busy/.test(e.message)) throw e;
+          if (!isClipError(e) || e.code !== 'BUSY') throw e;
           await this.serially(() => this.umount({ mountpoint: target, lazy: true }));
         });
       },
@@ -462,8 +462,8 @@ export class DaemonServer {
     throw new ClipError('UNSUPPORTED', `the daemon serves ${MAX_SLOT} images already`);
   }
 
-  /** The image's tree, shared with the FUSE reader threads (a tree too large to share is served from here). */
-  private readonly trees = new Map<number, SharedArrayBuffer>();
+  /** Slots whose image tree the FUSE reader threads hold (a tree too large to share is served from here). */
+  private readonly trees = new Set<number>();
   /**
    * Builds the tree in steps, serving meanwhile (until it is there, the reader
    * threads pass the image's requests on to this thread, which answers them the same).
@@ -473,7 +473,7 @@ export class DaemonServer {
       (tree) => {
         // Gone (unmounted) while it was being built: nothing to share.
         if (this.live.get(img.spec.key) !== img || this.stopping) return;
-        this.trees.set(slot, tree);
+        this.trees.add(slot);
         this.session?.tellReaders({ add: slot, tree } satisfies TreesUpdate);
       },
       (e: unknown) => this.log.warn({ image: img.metrics.image, err: (e as Error).message }, 'metadata served from the main thread'),

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ClipError } from '../errors.js';
-import { registryIndexLookup, type FindImageIndex } from '../snapshotter/index-lookup.js';
+import { registryIndexLookup } from '../snapshotter/index-lookup.js';
 import { serveSnapshotter, type SnapshotServer } from '../snapshotter/grpc-server.js';
 import { Snapshotter, type ImageMounts } from '../snapshotter/snapshotter.js';
 import type { DaemonConfig } from './config.js';
@@ -16,20 +16,13 @@ export function snapshotterRoot(dataDir: string): string {
 }
 
 /** Opens the snapshotter's store, restores its image mounts, and serves it on the configured socket. */
-export async function startSnapshotter(
-  config: DaemonConfig,
-  images: ImageMounts,
-  log: Logger,
-  findIndex?: FindImageIndex,
-): Promise<SnapshotServer> {
+export async function startSnapshotter(config: DaemonConfig, images: ImageMounts, log: Logger): Promise<SnapshotServer> {
   const slog = log.child({ snapshotter: true });
   const sn = await Snapshotter.open({
     root: snapshotterRoot(config.dataDir),
-    findIndex:
-      findIndex ??
-      registryIndexLookup(config.dataDir, { hostsDir: config.hostsDir }, (image, why) =>
-        slog.info({ image, why }, 'snapshotter: no clip index, unpacking'),
-      ),
+    findIndex: registryIndexLookup(config.dataDir, { hostsDir: config.hostsDir }, (image, why) =>
+      slog.info({ image, why }, 'snapshotter: no clip index, unpacking'),
+    ),
     images,
     log: slog,
   });

@@ -92,7 +92,7 @@ export async function takeDown(m: BindMount | RootfsMount, opts: TakeDownOptions
         await unmount(m.mountpoint, { ifBusy: 'refuse' });
       } catch (e) {
         if (e instanceof MountError && e.code === 'BUSY')
-          throw new ClipError('BAD_ARGUMENT', `${m.mountpoint} is busy (in use by a process); close it or use --lazy`);
+          throw new ClipError('BUSY', `${m.mountpoint} is busy (in use by a process); close it or use --lazy`);
         throw e;
       }
     }

@@ -339,7 +339,7 @@ function mergeEntry(a: ProfileEntry, b: ProfileEntry): ProfileEntry {
  * of a run). The indexer places checkpoints there, with their window, so a
  * start fetches from there and nothing before.
  */
-export function windowsAt(entries: readonly ProfileEntry[]): Map<string, Set<number>> {
+export function readStarts(entries: readonly ProfileEntry[]): Map<string, Set<number>> {
   const ends = new Set(entries.map(([digest, , end]) => `${digest}:${end}`));
   const out = new Map<string, Set<number>>();
   for (const e of entries) {
@@ -352,9 +352,9 @@ export function windowsAt(entries: readonly ProfileEntry[]): Map<string, Set<num
   return out;
 }
 
-/** windowsAt of one profile file. */
-export async function profileWindows(file: string, manifestDigest: string, spanSize: number): Promise<Map<string, Set<number>>> {
-  return windowsAt(mergeProfiles(await readProfiles([file], manifestDigest, spanSize)));
+/** readStarts of one profile file. */
+export async function profileReadStarts(file: string, manifestDigest: string, spanSize: number): Promise<Map<string, Set<number>>> {
+  return readStarts(mergeProfiles(await readProfiles([file], manifestDigest, spanSize)));
 }
 
 /**

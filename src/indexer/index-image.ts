@@ -14,7 +14,7 @@ import { VERSION } from '../version.js';
 import type { Readable } from 'node:stream';
 import { indexLayer, refuseZstdMediaType, type IndexedLayer } from './index-layer.js';
 import { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY } from './span-size.js';
-import { mapProfile, mergeProfiles, profileEntries, readProfiles, windowsAt, type ProfileEntry } from '../index/startup-profile.js';
+import { mapProfile, mergeProfiles, profileEntries, readProfiles, readStarts, type ProfileEntry } from '../index/startup-profile.js';
 import { MAX_SPAN_OUTPUT } from '../gzip/types.js';
 
 export { DEFAULT_MAX_RATIO, DEFAULT_SPAN_SIZE, DEFAULT_WINDOW_EVERY };
@@ -146,7 +146,7 @@ export async function indexImage(ref: string, opts: IndexOptions): Promise<Index
 /**
  * The profile as this index's spans (mapProfile: each entry's read range
  * onto the spans here that cover it, first read first, each span once). The
- * checkpoints here were placed where the ranges begin (windowsAt), so a
+ * checkpoints here were placed where the ranges begin (readStarts), so a
  * range starts a span. A span keeps its `until` only where the layer has
  * marks (only there does it fetch less; and an index without marks stays
  * readable by readers that know no `until`).
@@ -183,14 +183,14 @@ export async function buildIndex(ref: string, opts: BuildOptions = {}): Promise<
     const files = opts.profile === undefined ? [] : typeof opts.profile === 'string' ? [opts.profile] : opts.profile;
     const lists = files.length > 0 ? await readProfiles(files, image.manifestDigest, spanSize) : [];
     const profile = mergeProfiles([...lists, opts.profileEntries ?? []]);
-    const windowStarts = windowsAt(profile);
+    const starts = readStarts(profile);
     const total = image.layers.reduce((a, l) => a + l.size, 0);
     const readPerLayer = image.layers.map(() => 0);
     let read = 0;
     // Refused before any blob is fetched: the media type already says it.
     for (const layer of image.layers) refuseZstdMediaType(layer);
     const results = await indexLayers(image.layers, blobs, (layer, blob, i) => {
-      const windows = { every: windowEvery, at: windowStarts.get(layer.digest) ?? new Set<number>(), sparse: opts.fullWindows !== true };
+      const windows = { every: windowEvery, at: starts.get(layer.digest) ?? new Set<number>(), sparse: opts.fullWindows !== true };
       return indexLayer(layer, blob, spanSize, windows, maxRatio, budget, (n) => {
         read += n - readPerLayer[i]!;
         readPerLayer[i] = n;

@@ -7,7 +7,7 @@ export { parseReference, formatReference, repositoryName, DOCKER_HUB } from './r
 export { hostPlatform, parsePlatform, formatPlatform, normalizePlatform } from './platform.js';
 export { parseWwwAuthenticate, type Challenge } from './auth.js';
 export { findCredentials, credentialFiles, type Credentials } from './credentials.js';
-export { RegistryClient, isLocalRegistry, registryBaseUrl } from './registry.js';
+export { RegistryClient, isLocalRegistry } from './registry.js';
 export { OciLayout, parseLayoutReference } from './layout.js';
 export { loadHostsConfig, parseHostsToml, DEFAULT_HOSTS_DIR, type HostsConfig, type HostEntry, type Capability } from './hosts-config.js';
 export { registryEndpoints, onMirrorFailure, type Endpoint, type MirrorFailure } from './endpoints.js';

@@ -3,11 +3,10 @@
 // registry already has. Always to the upstream host, never to a mirror.
 
 import { ClipError } from '../errors.js';
+import { isTag } from './reference.js';
 import { discard, header } from '../http/client.js';
 import { checkDigest, digestOf } from '../util/digest.js';
 import type { RegistryClient } from './registry.js';
-
-const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
 export interface PushedBlob {
   digest: string;
@@ -74,7 +73,7 @@ export async function pushManifest(client: RegistryClient, reference: string, by
   const digest = digestOf(bytes);
   if (reference.includes(':')) {
     if (reference !== digest) throw new ClipError('BAD_ARGUMENT', `manifest pushed as ${reference} hashes to ${digest}`);
-  } else if (!TAG_RE.test(reference)) {
+  } else if (!isTag(reference)) {
     throw new ClipError('BAD_ARGUMENT', `invalid tag ${JSON.stringify(reference)} for ${client.name}`);
   }
   const what = `manifest PUT of ${reference}`;

@@ -10,6 +10,9 @@ const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
 const DOMAIN_RE = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:.]+\\])(?::[0-9]+)?$`);
 const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
+
+/** Whether `s` is a tag as docker's grammar has it. */
+export const isTag = (s: string): boolean => TAG_RE.test(s);
 const HEX64_RE = /^[a-f0-9]{64}$/;
 const MAX_NAME_LENGTH = 255;
 

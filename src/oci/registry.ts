@@ -7,6 +7,7 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClipError } from '../errors.js';
+import { isTag } from './reference.js';
 import { AgentPool } from '../http/agent-pool.js';
 import { diagnoseTlsClose, isPlainHttpAnswer } from '../http/tls-options.js';
 import { Authenticator } from './auth.js';
@@ -42,11 +43,10 @@ import type { BlobSource, RangeOptions, Reference, RegistryOptions, ResponseDead
 
 import { plainOnRecordOnly } from './registry-host.js';
 
-export { isLocalRegistry, plainOnRecordOnly, registryBaseUrl } from './registry-host.js';
+export { isLocalRegistry } from './registry-host.js';
 
 const MAX_AUTH_ATTEMPTS = 4;
 const MAX_ERROR_BODY = 64 * 1024;
-const TAG_RE = /^[\w][\w.-]{0,127}$/;
 /** A mirror with somewhere to fall back to gets this many tries after the first: failing over beats waiting. */
 const MIRROR_RETRIES = 1;
 
@@ -137,7 +137,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
 
   /** Fetches a manifest by tag or digest; verified when fetched by digest. */
   async fetchManifest(reference: string): Promise<FetchedManifest> {
-    if (!isDigest(reference) && !TAG_RE.test(reference)) {
+    if (!isDigest(reference) && !isTag(reference)) {
       throw new ClipError('BAD_ARGUMENT', `invalid tag or digest ${JSON.stringify(reference)} for ${this.name}`);
     }
     const target: Target = { kind: 'manifest', reference };
@@ -226,36 +226,9 @@ export class RegistryClient implements BlobSource, ManifestSource {
    */
   async requestUpstream(req: UpstreamRequest): Promise<HttpResponse> {
     const route = (await this.loadRoutes()).find((r) => !r.endpoint.mirror)!;
-    const { endpoint, auth, agent } = route;
     const scope = req.push ? `repository:${this.repository}:pull,push` : this.scope;
-    const startGeneration = auth.currentGeneration;
-    for (let attempt = 1; ; attempt++) {
-      const root = currentRoot(endpoint);
-      const url = req.path instanceof URL ? req.path : new URL(`${root.pathname}/${this.repository}/${req.path}`, root);
-      const authorization = await auth.authorization(scope);
-      let res: HttpResponse;
-      try {
-        res = await sendFollowingRedirects(agent, url, {
-          method: req.method,
-          headers: { ...endpoint.headers, ...(req.headers ?? {}) },
-          ...(req.body !== undefined ? { body: req.body } : {}),
-          ...(authorization ? { authorization: { origin: root.origin, value: authorization } } : {}),
-          ...(this.deadline ? { deadline: this.deadline } : {}),
-        });
-      } catch (e) {
-        // A plain HTTP answer to TLS, where allowed (as for reads): speak HTTP.
-        if (url.protocol === 'https:' && isPlainHttpAnswer((e as Error).cause) && fallBackToHttp(endpoint) && !(req.path instanceof URL))
-          continue;
-        throw await this.explainClose(e, url, endpoint);
-      }
-      this.lastRoot = root;
-      if (res.status !== 401) return res;
-      const detail = errorSummary(await readErrorBody(res));
-      if (attempt >= MAX_AUTH_ATTEMPTS || res.url.origin !== root.origin) {
-        throw new ClipError('UNAUTHORIZED', `${req.what}: access to ${this.name} denied${detail ? ` (${detail})` : ''}`);
-      }
-      await auth.unauthorized(scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
-    }
+    const body = req.body !== undefined ? { body: req.body } : {};
+    return this.sendTo(route, req.path, req.headers ?? {}, { kind: 'other', what: req.what }, { method: req.method, scope, ...body });
   }
 
   /** The ClipError for an unexpected answer to requestUpstream (its body is read for the registry's error). */
@@ -325,7 +298,7 @@ export class RegistryClient implements BlobSource, ManifestSource {
   }
 
   /** One endpoint's answer, authentication challenges answered; any non-401 response is returned. */
-  private async getFrom(
+  private getFrom(
     route: Route,
     path: string,
     headers: Record<string, string>,
@@ -334,26 +307,54 @@ export class RegistryClient implements BlobSource, ManifestSource {
     expectedBytes?: number,
     retries?: number,
   ): Promise<HttpResponse> {
+    return this.sendTo(route, path, headers, target, {
+      ...(onRetry ? { onRetry } : {}),
+      ...(expectedBytes !== undefined ? { expectedBytes } : {}),
+      ...(retries !== undefined ? { retries } : {}),
+    });
+  }
+
+  /**
+   * One request to one endpoint (`path` under <root>/<repository>/, or an
+   * absolute URL the registry handed out), authentication challenges
+   * answered, plain HTTP after a TLS attempt answered in HTTP where allowed;
+   * any non-401 response is returned.
+   */
+  private async sendTo(
+    route: Route,
+    path: string | URL,
+    headers: Record<string, string>,
+    target: Target,
+    opts: {
+      method?: UpstreamRequest['method'];
+      body?: Buffer;
+      scope?: string;
+      onRetry?: (reason: RetryReason) => void;
+      expectedBytes?: number;
+      retries?: number;
+    },
+  ): Promise<HttpResponse> {
     const { endpoint, auth, agent } = route;
+    const { scope = this.scope, onRetry, ...send } = opts;
     const startGeneration = auth.currentGeneration;
     for (let attempt = 1; ; attempt++) {
       const root = currentRoot(endpoint);
-      const url = new URL(`${root.pathname}/${this.repository}/${path}`, root);
-      const authorization = await auth.authorization(this.scope);
+      const url = path instanceof URL ? path : new URL(`${root.pathname}/${this.repository}/${path}`, root);
+      const authorization = await auth.authorization(scope);
       let res: HttpResponse;
       try {
         res = await sendFollowingRedirects(agent, url, {
+          ...send,
           headers: { ...endpoint.headers, ...headers },
           ...(authorization ? { authorization: { origin: root.origin, value: authorization } } : {}),
           ...(onRetry ? { onRetry } : {}),
-          ...(expectedBytes !== undefined ? { expectedBytes } : {}),
           ...(this.deadline ? { deadline: this.deadline } : {}),
-          ...(retries !== undefined ? { retries } : {}),
         });
       } catch (e) {
-        // A plain HTTP answer to TLS: where allowed (loopback, --plain-http, --tls-verify=false), speak HTTP.
+        // A plain HTTP answer to TLS: where allowed (loopback, --plain-http, --tls-verify=false), speak HTTP
+        // (not to a URL the registry handed out: that names its scheme).
         const cause = (e as Error).cause;
-        if (url.protocol === 'https:' && isPlainHttpAnswer(cause) && fallBackToHttp(endpoint)) continue;
+        if (!(path instanceof URL) && url.protocol === 'https:' && isPlainHttpAnswer(cause) && fallBackToHttp(endpoint)) continue;
         throw await this.explainClose(e, url, endpoint);
       }
       this.lastRoot = root;
@@ -364,9 +365,10 @@ export class RegistryClient implements BlobSource, ManifestSource {
       }
       const detail = errorSummary(await readErrorBody(res));
       if (attempt >= MAX_AUTH_ATTEMPTS) {
-        throw new ClipError('UNAUTHORIZED', `access to ${this.name} denied${detail ? ` (${detail})` : ''}`);
+        const what = target.kind === 'other' ? `${target.what}: ` : '';
+        throw new ClipError('UNAUTHORIZED', `${what}access to ${this.name} denied${detail ? ` (${detail})` : ''}`);
       }
-      await auth.unauthorized(this.scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
+      await auth.unauthorized(scope, headerList(res.headers, 'www-authenticate'), authorization, startGeneration, detail);
       if (authorization) onRetry?.('auth'); // a credential or token was refused (tokens expire)
     }
   }

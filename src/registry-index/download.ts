@@ -5,10 +5,8 @@
 // it reads its blobs from the repository it was found in.
 
 import { createHash } from 'node:crypto';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { ClipError } from '../errors.js';
-import { decodeIndex, encodeIndex } from '../index/format.js';
-import type { ClipIndex } from '../index/types.js';
 import type { RegistryClient } from '../oci/registry.js';
 import type { Referrer } from '../oci/referrers.js';
 import { checkArtifact } from './artifact.js';
@@ -60,23 +58,9 @@ export async function downloadIndex(
     await rm(tmp, { force: true });
     throw e;
   }
-  await readFromHere(tmp, client).catch(async (e: unknown) => {
-    await rm(tmp, { force: true });
-    throw e;
-  });
-  return commitTemp(dataDir, subject.digest, tmp, subject.layers, `the index downloaded from ${where}`);
-}
-
-/**
- * An index made from another repository (pushed here with `clip push FILE
- * HOST/REPO`, or copied with the image) reads its blobs from where it was
- * found: this repository holds the manifest it names and its layers (checked
- * at commit), the other may be unreachable from this node.
- */
-async function readFromHere(tmp: string, client: RegistryClient): Promise<void> {
-  const index = decodeIndex(await readFile(tmp));
-  const here = `docker://${client.name}`;
-  if (index.kind !== 'oci' || index.image.location === here) return;
-  const moved: ClipIndex = { ...index, image: { ...index.image, location: here }, registry: { plainHttp: client.plainHttp } };
-  await writeFile(tmp, encodeIndex(moved));
+  // An index made from another repository (pushed here with `clip push FILE HOST/REPO`, or copied with the
+  // image) reads its blobs from here: this repository holds the manifest it names and its layers (checked
+  // at commit); the other may be unreachable from this node.
+  const here = { location: `docker://${client.name}`, plainHttp: client.plainHttp };
+  return commitTemp(dataDir, subject.digest, tmp, subject.layers, `the index downloaded from ${where}`, here);
 }

@@ -36,10 +36,8 @@ export interface FindIndexOptions {
   registry?: RegistryOptions;
   /** Where the local index store is (default $CLIP_DATA_DIR, else /var/lib/clip). */
   dataDir?: string;
-  /** Index the image on the spot when no index is found (reads the whole image once). */
+  /** Index the image on the spot when no index is found (reads the whole image once); else only an index that exists. */
   build?: boolean;
-  /** Use only an index that exists (local or in the registry); never build. */
-  indexOnly?: boolean;
   /** Span settings etc. for a build. */
   buildOptions?: Pick<BuildOptions, 'spanSize' | 'windowEvery' | 'maxRatio' | 'maxEntries'>;
   /** Told before a build starts (the CLI says it reads the whole image once). */
@@ -55,7 +53,6 @@ export interface FoundIndex {
 }
 
 export async function findImageIndex(opts: FindIndexOptions): Promise<FoundIndex> {
-  if (opts.build && opts.indexOnly) throw new ClipError('BAD_ARGUMENT', 'build and index-only exclude each other');
   const dataDir = opts.dataDir ?? defaultDataDir();
   const registry: RegistryOptions = { ...opts.registry, ...(opts.platform ? { platform: opts.platform } : {}) };
   const isLayout = opts.reference.startsWith('oci:');

@@ -10,6 +10,8 @@ import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ClipError } from '../errors.js';
 import { loadIndex } from '../index/load.js';
+import { encodeIndex } from '../index/format.js';
+import type { ClipIndex, RegistryReach } from '../index/types.js';
 import { checkDigest } from '../util/digest.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/clip';
@@ -40,7 +42,7 @@ export async function storeTempPath(dataDir: string, manifestDigest: string): Pr
  * `manifestDigest` (and, when given, of exactly these layer digests, in order:
  * a downloaded index must not read blobs the image does not have).
  */
-export async function checkIndexNames(file: string, manifestDigest: string, what: string, layers?: readonly string[]): Promise<void> {
+export async function checkIndexNames(file: string, manifestDigest: string, what: string, layers?: readonly string[]): Promise<ClipIndex> {
   let index;
   try {
     index = await loadIndex(file);
@@ -64,6 +66,7 @@ export async function checkIndexNames(file: string, manifestDigest: string, what
       `${what} names manifest ${manifestDigest} but lists other layers than it has (${named.join(', ')} instead of ${layers.join(', ')}); refusing it`,
     );
   }
+  return index;
 }
 
 /** The stored index of `manifestDigest`, checked, or undefined when none is stored. */
@@ -85,9 +88,19 @@ export async function commitTemp(
   tmp: string,
   layers?: readonly string[],
   what = `the index for ${manifestDigest}`,
+  relocate?: Pick<ClipIndex['image'], 'location'> & RegistryReach,
 ): Promise<string> {
   try {
-    await checkIndexNames(tmp, manifestDigest, what, layers);
+    const index = await checkIndexNames(tmp, manifestDigest, what, layers);
+    // Read from where it was found (download.ts says why), rewritten before it is visible.
+    if (relocate && index.image.location !== relocate.location) {
+      const moved: ClipIndex = {
+        ...index,
+        image: { ...index.image, location: relocate.location },
+        registry: { plainHttp: relocate.plainHttp },
+      };
+      await writeFile(tmp, encodeIndex(moved));
+    }
     const final = localIndexPath(dataDir, manifestDigest);
     await rename(tmp, final);
     return final;

@@ -9,7 +9,6 @@ import { stat } from 'node:fs/promises';
 import { loadIndex } from '../index/load.js';
 import type { RegistryOptions } from '../oci/types.js';
 import { findImageIndex } from '../registry-index/find-index.js';
-import { isSha256Digest } from './labels.js';
 
 /** The path of a .clip index of that manifest, if one is known. */
 export type FindImageIndex = (imageRef: string, manifestDigest: string) => Promise<string | undefined>;
@@ -29,11 +28,10 @@ export function registryIndexLookup(
 ): FindImageIndex {
   const missing = new Map<string, number>();
   return async (imageRef, manifestDigest) => {
-    if (!isSha256Digest(manifestDigest)) return undefined;
     const since = missing.get(manifestDigest);
     if (since !== undefined && Date.now() - since < NO_INDEX_MS) return undefined;
     try {
-      const found = await findImageIndex({ reference: imageRef, manifestDigest, dataDir, registry, indexOnly: true });
+      const found = await findImageIndex({ reference: imageRef, manifestDigest, dataDir, registry });
       missing.delete(manifestDigest);
       return found.path;
     } catch (e) {

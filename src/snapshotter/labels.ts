@@ -18,10 +18,6 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /** A reference as a registry takes it: host[:port]/path[:tag][@digest], no spaces or control characters. */
 const REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._:@/-]*$/;
 
-export function isSha256Digest(s: string): boolean {
-  return DIGEST.test(s);
-}
-
 export interface RemoteLayer {
   imageRef: string;
   manifestDigest: string;

@@ -3,6 +3,7 @@
 // plugin, CRI off unless asked (`extraConfig` can turn it on and configure it),
 // stopped by its pid. `ctr` runs against it.
 
+import { readMounts } from '../../src/fuse/index.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
@@ -135,9 +136,8 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
         })
         .catch(() => undefined);
       await h.stop();
-      const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[4] ?? '')
+      const mounts = readMounts()
+        .map((m) => m.mountPoint)
         .filter((mp) => mp.startsWith(`${dir}/`))
         .sort((a, b) => b.length - a.length);
       for (const mp of mounts) await run('umount', ['-l', mp]).catch(() => undefined);
