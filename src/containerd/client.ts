@@ -112,18 +112,15 @@ export class ContainerdClient {
     try {
       let offset = 0;
       const head = { ref, total: desc.size, expected: desc.digest };
-      if (Buffer.isBuffer(data)) {
-        await send({ ...head, action: 'COMMIT', offset: 0, data, labels });
-      } else {
-        for await (const chunk of data) {
-          for (let i = 0; i < chunk.length; i += 1 << 20) {
-            const part = chunk.subarray(i, i + (1 << 20));
-            await send({ ...head, action: 'WRITE', offset, data: part });
-            offset += part.length;
-          }
+      // 1 MiB messages, well under gRPC's bound on one message, also for a whole buffer (a config may be large).
+      for await (const chunk of Buffer.isBuffer(data) ? [data] : data) {
+        for (let i = 0; i < chunk.length; i += 1 << 20) {
+          const part = chunk.subarray(i, i + (1 << 20));
+          await send({ ...head, action: 'WRITE', offset, data: part });
+          offset += part.length;
         }
-        await send({ ...head, action: 'COMMIT', offset, labels });
       }
+      await send({ ...head, action: 'COMMIT', offset, labels });
       stream.end();
       await done;
     } catch (e) {

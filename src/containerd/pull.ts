@@ -13,7 +13,6 @@ import * as grpc from '@grpc/grpc-js';
 import { ClipError } from '../errors.js';
 import { openImage } from '../oci/open.js';
 import { RegistryClient } from '../oci/registry.js';
-import { MAX_CONFIG_BYTES } from '../oci/resolve.js';
 import type { RegistryOptions, ResolvedImage } from '../oci/types.js';
 import {
   CRI_IMAGE_LAYERS,
@@ -77,11 +76,9 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
   const ctr = new ContainerdClient(opts.address, opts.namespace);
   try {
     if (!(blobs instanceof RegistryClient)) throw new ClipError('BAD_ARGUMENT', `clip pull takes a registry reference (${ref})`);
-    const manifest = await blobs.fetchManifest(image.manifestDigest);
-    const config = await blobs.fetchBlob(image.configDigest, MAX_CONFIG_BYTES, `image config of ${image.reference}`);
     await ctr.takeLease();
     try {
-      return await pullInto(ctr, image, manifest.bytes, config, blobs, snapshotter, say);
+      return await pullInto(ctr, image, blobs, snapshotter, say);
     } finally {
       await ctr.releaseLease().catch(() => undefined);
     }
@@ -94,8 +91,6 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
 async function pullInto(
   ctr: ContainerdClient,
   image: ResolvedImage,
-  manifestBytes: Buffer,
-  configBytes: Buffer,
   blobs: RegistryClient,
   snapshotter: string,
   say: (line: string) => void,
@@ -108,7 +103,8 @@ async function pullInto(
     image.registry !== undefined && image.repository !== undefined
       ? { [`containerd.io/distribution.source.${image.registry}`]: image.repository }
       : {};
-  const configDesc: Descriptor = { mediaType: configMediaType(manifestBytes, image), digest: image.configDigest, size: configBytes.length };
+  const { manifest: manifestBytes, config: configBytes, configMediaType } = image.raw;
+  const configDesc: Descriptor = { mediaType: configMediaType, digest: image.configDigest, size: configBytes.length };
   await ctr.writeContent(configDesc, configBytes, { ...source, [`containerd.io/gc.ref.snapshot.${snapshotter}`]: top });
   const manifestLabels: Record<string, string> = { ...source, 'containerd.io/gc.ref.content.config': image.configDigest };
   image.layers.forEach((l, i) => (manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest));
@@ -180,16 +176,4 @@ async function exists(ctr: ContainerdClient, snapshotter: string, key: string): 
     if (grpcCode(e) === grpc.status.NOT_FOUND) return false;
     throw e;
   }
-}
-
-function configMediaType(manifestBytes: Buffer, image: ResolvedImage): string {
-  try {
-    const m = (JSON.parse(manifestBytes.toString('utf8')) as { config?: { mediaType?: unknown } }).config?.mediaType;
-    if (typeof m === 'string' && m.length < 256) return m;
-  } catch {
-    // resolved already: it parsed then
-  }
-  return image.manifestMediaType.startsWith('application/vnd.docker.')
-    ? 'application/vnd.docker.container.image.v1+json'
-    : 'application/vnd.oci.image.config.v1+json';
 }

@@ -9,7 +9,18 @@
 // Answers differ from ImageFileSystem's in one way only: a missing name is a
 // cached negative entry, not ENOENT (the image never changes).
 
-import { DIRENT_HEADER_SIZE, ENTRY_OUT_SIZE, OUT_HEADER_SIZE, direntType } from '../fuse/wire.js';
+import { errno, OpenFlag } from '../fuse/constants.js';
+import { OPS } from '../fuse/opcodes.js';
+import {
+  ATTR_OUT_SIZE,
+  DIRENT_HEADER_SIZE,
+  ENTRY_OUT_SIZE,
+  GETXATTR_OUT_SIZE,
+  OPEN_OUT_SIZE,
+  OUT_HEADER_SIZE,
+  STATFS_OUT_SIZE,
+  direntType,
+} from '../fuse/wire.js';
 import type { ReaderResponder, ReplyWriter } from '../fuse/reader-responder.js';
 import { IMAGE_TIMEOUT, NodeKind, TreeView } from './shared-tree.js';
 
@@ -21,27 +32,25 @@ export type TreesUpdate = { add: number; tree: SharedArrayBuffer } | { remove: n
 
 export const TREE_RESPONDER_MODULE = new URL('./tree-responder.js', import.meta.url).href;
 
+/** The opcodes answered here, from the protocol's table. */
 const OP = {
-  LOOKUP: 1,
-  FORGET: 2,
-  GETATTR: 3,
-  READLINK: 5,
-  OPEN: 14,
-  STATFS: 17,
-  RELEASE: 18,
-  GETXATTR: 22,
-  LISTXATTR: 23,
-  FLUSH: 25,
-  OPENDIR: 27,
-  READDIR: 28,
-  RELEASEDIR: 29,
-  BATCH_FORGET: 42,
-  READDIRPLUS: 44,
-} as const;
-
-const E = { ENOENT: 2, EISDIR: 21, ENOTDIR: 20, EINVAL: 22, EROFS: 30, ENOSYS: 38, ERANGE: 34, ENODATA: 61 } as const;
-const FOPEN_KEEP_CACHE = 1 << 1;
-const FOPEN_CACHE_DIR = 1 << 3;
+  LOOKUP: OPS.LOOKUP.code,
+  FORGET: OPS.FORGET.code,
+  GETATTR: OPS.GETATTR.code,
+  READLINK: OPS.READLINK.code,
+  OPEN: OPS.OPEN.code,
+  STATFS: OPS.STATFS.code,
+  RELEASE: OPS.RELEASE.code,
+  GETXATTR: OPS.GETXATTR.code,
+  LISTXATTR: OPS.LISTXATTR.code,
+  FLUSH: OPS.FLUSH.code,
+  OPENDIR: OPS.OPENDIR.code,
+  READDIR: OPS.READDIR.code,
+  RELEASEDIR: OPS.RELEASEDIR.code,
+  BATCH_FORGET: OPS.BATCH_FORGET.code,
+  READDIRPLUS: OPS.READDIRPLUS.code,
+};
+const E = errno;
 const O_ACCMODE = 3;
 const P = OUT_HEADER_SIZE;
 
@@ -98,7 +107,7 @@ class TreeResponder implements ReaderResponder {
         b.writeUInt32LE(0, P + 8);
         b.writeUInt32LE(0, P + 12);
         tree.copyAttr(ino, b, P + 16);
-        out.ok(req, 104);
+        out.ok(req, ATTR_OUT_SIZE);
         return true;
       case OP.READLINK: {
         if (tree.kind(ino) !== NodeKind.Symlink) return reply(out, req, E.EINVAL);
@@ -110,10 +119,10 @@ class TreeResponder implements ReaderResponder {
       case OP.OPEN:
         if ((req.readUInt32LE(40) & O_ACCMODE) !== 0) return reply(out, req, E.EROFS);
         if (tree.kind(ino) === NodeKind.Dir) return reply(out, req, E.EISDIR);
-        return openReply(out, req, FOPEN_KEEP_CACHE);
+        return openReply(out, req, OpenFlag.KEEP_CACHE);
       case OP.OPENDIR:
         if (tree.kind(ino) !== NodeKind.Dir) return reply(out, req, E.ENOTDIR);
-        return openReply(out, req, FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE);
+        return openReply(out, req, OpenFlag.CACHE_DIR | OpenFlag.KEEP_CACHE);
       case OP.READDIR:
       case OP.READDIRPLUS:
         if (tree.kind(ino) !== NodeKind.Dir) return reply(out, req, E.ENOTDIR);
@@ -126,8 +135,8 @@ class TreeResponder implements ReaderResponder {
         // Nothing to flush on a read-only image; ENOSYS tells the kernel to stop asking.
         return reply(out, req, E.ENOSYS);
       case OP.STATFS:
-        tree.bytes.copy(b, P, tree.statfs, tree.statfs + 80);
-        out.ok(req, 80);
+        tree.bytes.copy(b, P, tree.statfs, tree.statfs + STATFS_OUT_SIZE);
+        out.ok(req, STATFS_OUT_SIZE);
         return true;
       case OP.GETXATTR: {
         const size = req.readUInt32LE(40);
@@ -152,9 +161,9 @@ function reply(out: ReplyWriter, req: Buffer, errno: number): true {
 
 function openReply(out: ReplyWriter, req: Buffer, flags: number): true {
   const b = out.buf;
-  b.fill(0, P, P + 16);
+  b.fill(0, P, P + OPEN_OUT_SIZE);
   b.writeUInt32LE(flags, P + 8);
-  out.ok(req, 16);
+  out.ok(req, OPEN_OUT_SIZE);
   return true;
 }
 
@@ -164,7 +173,7 @@ function sized(out: ReplyWriter, req: Buffer, tree: TreeView, [at, len]: [number
   if (size === 0) {
     b.writeUInt32LE(len, P);
     b.writeUInt32LE(0, P + 4);
-    out.ok(req, 8);
+    out.ok(req, GETXATTR_OUT_SIZE);
   } else if (len > size) {
     out.error(req, E.ERANGE);
   } else {

@@ -42,7 +42,7 @@ export interface Descriptor {
 
 export type ResolvedManifest = Pick<
   ResolvedImage,
-  'manifestDigest' | 'manifestMediaType' | 'configDigest' | 'config' | 'platform' | 'layers'
+  'manifestDigest' | 'manifestMediaType' | 'configDigest' | 'config' | 'platform' | 'layers' | 'raw'
 >;
 
 type Json = Record<string, unknown>;
@@ -64,7 +64,7 @@ export async function resolveManifest(
   if (!isManifestType(mediaType)) {
     throw new ClipError('UNSUPPORTED', `${source.name}: unsupported manifest media type ${mediaType}`);
   }
-  return resolveImageManifest(source, json, mediaType, fetched.digest);
+  return resolveImageManifest(source, json, mediaType, fetched);
 }
 
 /** Picks the descriptor for `wanted` from an index's list, fetches it and resolves it. */
@@ -156,8 +156,9 @@ async function resolveImageManifest(
   source: ManifestSource,
   json: Json,
   mediaType: string,
-  manifestDigest: string,
+  fetched: FetchedManifest,
 ): Promise<ResolvedManifest> {
+  const manifestDigest = fetched.digest;
   const what = `manifest ${manifestDigest}`;
   const [configDesc] = descriptors(source, [json['config']], `${what} config`);
   if (!isConfigType(configDesc!.mediaType)) {
@@ -189,7 +190,8 @@ async function resolveImageManifest(
     architecture: typeof config['architecture'] === 'string' ? config['architecture'] : 'unknown',
   };
   if (typeof config['variant'] === 'string' && config['variant'] !== '') platform.variant = config['variant'];
-  return { manifestDigest, manifestMediaType: mediaType, configDigest: configDesc!.digest, config, platform, layers };
+  const raw = { manifest: fetched.bytes, config: configBytes, configMediaType: configDesc!.mediaType };
+  return { manifestDigest, manifestMediaType: mediaType, configDigest: configDesc!.digest, config, platform, layers, raw };
 }
 
 /** Validates a list of descriptors (digests become URL and path components). */

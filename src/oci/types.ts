@@ -42,6 +42,8 @@ export interface ResolvedImage {
   config: Record<string, unknown>;
   platform: Platform;
   layers: LayerDescriptor[];
+  /** The manifest's and config's bytes as fetched and verified (clip pull stores them in containerd as they are). */
+  raw: { manifest: Buffer; config: Buffer; configMediaType: string };
 }
 
 /** Reads blobs of one repository (or one OCI layout directory). */
