@@ -27,7 +27,7 @@ import { onMirrorFailure } from '../oci/endpoints.js';
 import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
 import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
-import { bindImage, mountRootfs, notAClipMount, takeDown } from './stacked-mounts.js';
+import { bindImage, isOurMount, mountRootfs, notAClipMount, takeDown } from './stacked-mounts.js';
 import { TREE_RESPONDER_MODULE, type TreesInit, type TreesUpdate } from '../fs/tree-responder.js';
 import { startSnapshotter } from './snapshotter-host.js';
 import type { SnapshotServer } from '../snapshotter/grpc-server.js';
@@ -196,8 +196,7 @@ export class DaemonServer {
     const attached = (target: string): boolean => {
       const spec = this.imageAt(target);
       const m = spec?.mounts.find((x) => x.mountpoint === target);
-      const now = m && findMount(target);
-      return now !== undefined && isSameMount(m!.mount, mountIdentity(now));
+      return m !== undefined && isOurMount(m);
     };
     return {
       attach: async (index: string, target: string): Promise<void> => {

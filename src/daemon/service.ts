@@ -12,19 +12,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonConfig } from './config.js';
 import { ClipError } from '../errors.js';
-import { detach, findMount, forceUnmount, isMounted } from '../fuse/index.js';
+import { detach, forceUnmount, isMounted } from '../fuse/index.js';
 import { holdLock } from '../mount/lock.js';
 import type { Logger } from 'pino';
 import { createDaemonLog } from './log.js';
 import { isSameProcess, processIdentity } from '../mount/process-identity.js';
-import { isSameMount, mountIdentity } from '../mount/state.js';
 import { Supervisor } from '../mount/supervisor.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { daemonAnswers } from './client.js';
 import type { DaemonRuntime } from './server.js';
 import { daemonPaths, loadTable, type DaemonPidFile, type DaemonTable, type RootfsMount } from './served-images.js';
-import { takeDown } from './stacked-mounts.js';
+import { isOurMount, takeDown } from './stacked-mounts.js';
 
 const SERVER_MODULE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'server-main.js');
 
@@ -72,8 +71,7 @@ async function cleanUpAfterDeadDaemon(config: DaemonConfig, log: Logger): Promis
   const table = await loadTable(paths.table);
   for (const image of table?.images ?? []) {
     for (const m of [...image.rootfs, ...image.mounts]) {
-      const now = findMount(m.mountpoint);
-      if (now && isSameMount(m.mount, mountIdentity(now))) {
+      if (isOurMount(m)) {
         log.warn({ mountpoint: m.mountpoint }, 'detaching a mount a dead clip daemon left');
         await detach(m.mountpoint).catch(() => undefined);
       }

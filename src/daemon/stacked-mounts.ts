@@ -76,6 +76,12 @@ export interface TakeDownOptions {
   lazy?: boolean;
 }
 
+/** Whether the mount at `m.mountpoint` now is the one recorded (anything else there is not clip's). */
+export function isOurMount(m: BindMount | RootfsMount): boolean {
+  const now = findMount(m.mountpoint);
+  return now !== undefined && isSameMount(m.mount, mountIdentity(now));
+}
+
 /**
  * Unmounts a bind mount or rootfs if the mount at its path is the recorded
  * one (something else there is left alone). A mount in use is refused unless
@@ -83,8 +89,7 @@ export interface TakeDownOptions {
  * may still write there.
  */
 export async function takeDown(m: BindMount | RootfsMount, opts: TakeDownOptions = {}): Promise<{ kept?: string }> {
-  const now = findMount(m.mountpoint);
-  const ours = now !== undefined && isSameMount(m.mount, mountIdentity(now));
+  const ours = isOurMount(m);
   if (ours) {
     if (opts.lazy) await detach(m.mountpoint);
     else {
