@@ -80,9 +80,10 @@ export class FileReader {
     return this.ahead?.stats;
   }
 
-  /** Resolves once the read-ahead started so far is done. */
-  readAheadIdle(): Promise<void> {
-    return this.ahead?.idle() ?? Promise.resolve();
+  /** Resolves once the read-ahead started so far is done, the rest of spans reads took a prefix of included. */
+  async readAheadIdle(): Promise<void> {
+    await this.ahead?.idle();
+    await this.layers.continuations();
   }
 
   /** Reads up to `length` bytes of a regular file from `offset` (short at end of file). */

@@ -90,6 +90,8 @@ export class LayerReader {
   private readonly pendingPrefixes = new Map<string, PendingPrefix>();
   /** Per span identity, the chunks of the longest prefix in the disk cache (0: none; absent: not looked for yet). */
   private readonly diskPrefixes = new Map<string, number>();
+  /** Continuations of spans a read took a prefix of (continueSpan), still in flight. */
+  private readonly continuing = new Set<Promise<unknown>>();
 
   constructor(
     private readonly layers: LayerRecord[],
@@ -204,7 +206,11 @@ export class LayerReader {
     if (!rest && plan.chunks > (this.prefixes.get(id) ?? 0)) this.prefixes.set(id, plan.chunks);
     // Now that this prefix is in flight, the rest continues from its chunks: fetched alongside, none twice.
     // A failure costs nothing but its bytes: the read that needs the rest fetches it again.
-    if (continueSpan && !rest) void this.readPrefix(layerIndex, i, spanOutputRange(table, i).end).catch(() => undefined);
+    if (continueSpan && !rest) {
+      const more = this.readPrefix(layerIndex, i, spanOutputRange(table, i).end).catch(() => undefined);
+      this.continuing.add(more);
+      void more.finally(() => this.continuing.delete(more));
+    }
     return data;
   }
 
@@ -668,7 +674,13 @@ export class LayerReader {
     this.store(layer, i, data);
   }
 
+  /** Resolves once the span continuations started so far have arrived (or failed). */
+  async continuations(): Promise<void> {
+    while (this.continuing.size > 0) await Promise.all(this.continuing);
+  }
+
   /** Resolves once the disk-cache writes queued so far are done (they go on after the reads that queued them return). */
+
   diskWrites(): Promise<void> {
     return this.storing;
   }
