@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_MEMORY_CACHE } from '../src/content/layer-reader.js';
-import { CONFIG_KEYS, loadDaemonConfig, type DaemonFlags, type LoadOptions } from '../src/daemon/config.js';
+import { CONFIG_KEYS, DEFAULT_KERNEL_READAHEAD, loadDaemonConfig, type DaemonFlags, type LoadOptions } from '../src/daemon/config.js';
 import { isClipError } from '../src/errors.js';
 import { DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE } from '../src/mount/settings.js';
 import { runClip } from './helpers/cli.js';
@@ -61,6 +61,7 @@ describe('daemon config', () => {
       prefetch: false,
       prefetchRate: DEFAULT_PREFETCH_RATE,
       readAhead: true,
+      kernelReadahead: DEFAULT_KERNEL_READAHEAD,
       hostsDir: '/etc/clip/certs.d',
       snapshotterSocket: '/run/clip/snapshotter.sock',
     });
@@ -81,6 +82,7 @@ describe('daemon config', () => {
         'prefetch = true',
         'prefetch_rate = "512KiB"',
         'read_ahead = false',
+        'kernel_readahead = "4M"',
         'hosts_dir = "/srv/certs.d"',
         'snapshot_socket = "/run/clip-t/snap.sock"',
       ].join('\n'),
@@ -99,6 +101,7 @@ describe('daemon config', () => {
       prefetch: true,
       prefetchRate: 512 * 1024,
       readAhead: false,
+      kernelReadahead: 4 * 1024 ** 2,
       hostsDir: '/srv/certs.d',
       snapshotterSocket: '/run/clip-t/snap.sock',
     });
@@ -143,6 +146,7 @@ describe('daemon config', () => {
     prefetch: ['"yes"', '1'],
     prefetch_rate: ['"fast"', '0', '1979-05-27'],
     read_ahead: ['"no"', '0'],
+    kernel_readahead: ['"big"', '0', 'false'],
     hosts_dir: ['"certs.d"', '5'],
     snapshot_socket: ['"snap.sock"', '1'],
   };
@@ -249,6 +253,7 @@ describe('daemon config', () => {
         prefetch: false,
         prefetch_rate: DEFAULT_PREFETCH_RATE,
         read_ahead: true,
+        kernel_readahead: DEFAULT_KERNEL_READAHEAD,
         hosts_dir: '/etc/clip/certs.d',
         snapshot_socket: '/run/clip-config-test/snapshotter.sock',
       });

@@ -56,6 +56,7 @@ export class FileReader {
     const layerOpts: LayerReaderOptions = { events: opts.events ?? NO_EVENTS };
     if (opts.onRead) layerOpts.onRead = opts.onRead;
     if (pool) layerOpts.memory = pool.memory;
+    if (pool?.blocks) layerOpts.blocks = pool.blocks;
     if (opts.cacheDir !== undefined) {
       const bound = opts.cacheBytes ?? Infinity;
       layerOpts.disk = pool ? pool.diskCache(opts.cacheDir, bound) : new SpanCache(opts.cacheDir, bound);

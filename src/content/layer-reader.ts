@@ -35,6 +35,7 @@ import { sha256 } from './sha256-async.js';
 import type { SpanCache, SpanKey } from './span-cache.js';
 import { prefixIdentity, SpanIdentities } from './span-identity.js';
 import { SpanMemory } from './span-memory.js';
+import type { SharedBlocks } from './shared-blocks.js';
 
 /** Bound on the inflated spans in memory unless told otherwise (memory-bound.ts says why). */
 export const DEFAULT_MEMORY_CACHE = defaultMemoryBound(totalmem());
@@ -55,6 +56,8 @@ export interface LayerReaderOptions {
   /** Spans in memory, shared with other readers (a ReadPool's); default: a private cache of `memoryBytes`. */
   memory?: SpanMemory;
   memoryBytes?: number;
+  /** Where the spans reads use are copied for the FUSE reader threads to serve from (a ReadPool's). */
+  blocks?: SharedBlocks;
   smallLayer?: number;
   /** Told of the spans every read needs, where it ends when inside the last and begins when inside the first (start-up profile recording). */
   onRead?: (layer: number, first: number, last: number, until?: number, from?: number) => void;
@@ -142,6 +145,8 @@ export class LayerReader {
     const parts: Buffer[] = [];
     for (let i = first; i <= last; i++) {
       const range = spanOutputRange(table, i);
+      // The next reads of these spans are answered by the FUSE reader threads.
+      this.opts.blocks?.publish(layer, i, spans[i - first]!);
       parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
     return parts;

@@ -17,11 +17,18 @@ import { DEFAULT_MEMORY_CACHE } from './layer-reader.js';
 import { openBlobSource } from './sources/open.js';
 import { openRegistrySource } from './sources/registry.js';
 import { SpanCache } from './span-cache.js';
+import { BLOCK, SharedBlocks } from './shared-blocks.js';
 import { SpanMemory } from './span-memory.js';
 
 export interface ReadPoolOptions {
   /** Bound on the inflated span bytes in memory, across every reader (default DEFAULT_MEMORY_CACHE). */
   memoryBytes?: number;
+  /**
+   * Of memoryBytes, how much is shared with FUSE reader threads
+   * (shared-blocks.ts): spans reads used, copied for the threads to answer
+   * the next reads of them. Default 0: none (the daemon asks for a share).
+   */
+  sharedBytes?: number;
 }
 
 interface SharedSource {
@@ -31,6 +38,7 @@ interface SharedSource {
 
 export class ReadPool {
   readonly memory: SpanMemory;
+  readonly blocks: SharedBlocks | undefined;
   private readonly disks = new Map<string, SpanCache>();
   private readonly agents = new RefCounted<AgentPool>((a) => a.close());
   private readonly sources = new RefCounted<SharedSource>(async ({ source, agent }) => {
@@ -43,7 +51,12 @@ export class ReadPool {
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes < 0) {
       throw new ClipError('BAD_ARGUMENT', `memory cache size ${memoryBytes} is not a byte count`);
     }
-    this.memory = new SpanMemory(memoryBytes);
+    const sharedBytes = Math.min(memoryBytes, opts.sharedBytes ?? 0);
+    if (!Number.isSafeInteger(sharedBytes) || sharedBytes < 0) {
+      throw new ClipError('BAD_ARGUMENT', `shared memory size ${sharedBytes} is not a byte count`);
+    }
+    this.blocks = sharedBytes >= BLOCK ? new SharedBlocks(sharedBytes) : undefined;
+    this.memory = new SpanMemory(memoryBytes - (this.blocks?.bytes ?? 0));
   }
 
   /** The disk cache in `dir`: one per directory, so its bound is kept by one accountant. */

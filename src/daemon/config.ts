@@ -15,6 +15,8 @@ import { DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_RATE, LOG_LEVELS, type MountLogLe
 import { parseByteSize, SIZE_SYNTAX } from '../util/size.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/clip/config.toml';
+/** The kernel's readahead on the FUSE mount: one READ of max_pages (bench:fuse chose it; fuse/read-ahead-kb.ts). */
+export const DEFAULT_KERNEL_READAHEAD = 1024 * 1024;
 export const LOG_FORMATS = ['json', 'text'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
@@ -40,6 +42,8 @@ export interface DaemonConfig {
   prefetchRate: number;
   /** After a read misses, fetch the rest of its file in the background (content/read-ahead.ts). */
   readAhead: boolean;
+  /** The kernel's readahead window on the FUSE mount, in bytes (fuse/read-ahead-kb.ts). */
+  kernelReadahead: number;
   /** Registry host settings (hosts.toml / certs.d) for mounts that name none. */
   hostsDir: string;
   /** Where containerd's snapshots API is served (containerd's [proxy_plugins.clip] address; absolute). */
@@ -60,6 +64,7 @@ export interface DaemonFlags {
   prefetch?: boolean;
   prefetchRate?: string;
   readAhead?: boolean;
+  kernelReadahead?: string;
   hostsDir?: string;
   snapshotSocket?: string;
 }
@@ -122,7 +127,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     flagField: 'memoryCacheSize',
     kind: 'size',
     defaultText: DEFAULT_MEMORY_BOUND_TEXT,
-    help: 'bound on the spans kept in memory',
+    help: 'bound on the file bytes in memory (a quarter, at most 1G, shared with the FUSE reader threads)',
   },
   {
     key: 'log_level',
@@ -177,6 +182,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     kind: 'bool',
     defaultText: 'true',
     help: 'after a read misses, fetch the rest of its file in the background (bounded by what proved useful)',
+  },
+  {
+    key: 'kernel_readahead',
+    field: 'kernelReadahead',
+    flag: '--kernel-readahead',
+    flagField: 'kernelReadahead',
+    kind: 'size',
+    defaultText: `"${DEFAULT_KERNEL_READAHEAD / (1024 * 1024)}M"`,
+    help: "the kernel's readahead window on clip's FUSE mount (larger: faster sequential reads of cached files, more fetched per page fault)",
   },
   {
     key: 'hosts_dir',
@@ -397,6 +411,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, opts: LoadOptions = {
     prefetch: merged.prefetch ?? false,
     prefetchRate: merged.prefetchRate ?? DEFAULT_PREFETCH_RATE,
     readAhead: merged.readAhead ?? true,
+    kernelReadahead: merged.kernelReadahead ?? DEFAULT_KERNEL_READAHEAD,
     hostsDir: merged.hostsDir ?? DEFAULT_HOSTS_DIR,
     snapshotterSocket: merged.snapshotterSocket ?? path.join(stateDir, 'snapshotter.sock'),
   };

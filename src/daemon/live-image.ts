@@ -15,6 +15,7 @@ import type { DaemonMetrics, ImageMetrics } from '../metrics/daemon-metrics.js';
 import type { Logger } from 'pino';
 import { slotInode } from './root-fs.js';
 import type { ServedImage } from './served-images.js';
+import type { Lease } from '../util/ref-counted.js';
 
 export interface ReadSettings {
   cacheDir: string;
@@ -34,7 +35,14 @@ export class LiveImage {
     readonly fs: ImageFileSystem,
     readonly metrics: ImageMetrics,
     private readonly recorder: ProfileRecorder | undefined,
+    /** Its layers' tables of shared blocks, for the FUSE reader threads (none without shared memory). */
+    private readonly blocks: Lease<SharedArrayBuffer[]> | undefined,
   ) {}
+
+  /** The tables the reader threads find its cached bytes through (content/shared-blocks.ts). */
+  get blockTables(): SharedArrayBuffer[] | undefined {
+    return this.blocks?.value;
+  }
 
   /** Loads the index at `file` and opens its reader; `probe`: check the registry answers first (a new mount fails early). */
   static async open(
@@ -66,7 +74,7 @@ export class LiveImage {
     }
     // Its inodes in the range of its slot of the daemon's one filesystem (root-fs.ts).
     const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }), slotInode(spec.slot, 0));
-    return new LiveImage(spec, index, reader, fs, metrics, recorder);
+    return new LiveImage(spec, index, reader, fs, metrics, recorder, read.pool.blocks?.acquire(index.layers));
   }
 
   /** Starts the fetches the image's settings ask for; `fresh`: this is its first mount (the profile is fetched once). */
@@ -111,6 +119,7 @@ export class LiveImage {
         (e: unknown) => log.error({ image: this.spec.image, err: (e as Error).message, file }, 'cannot write the start-up profile'),
       );
     }
+    await this.blocks?.release();
     await this.reader.close();
   }
 }

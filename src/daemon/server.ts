@@ -95,7 +95,8 @@ export class DaemonServer {
     this.table = { images: table.images.map((i) => ({ ...i })), ...(validSlot ? { lastSlot: lastSlot! } : {}) };
     this.paths = daemonPaths(runtime.config.stateDir);
     const { cacheDir, cacheBytes, memoryCacheBytes, readAhead } = runtime.config;
-    this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes }) };
+    const sharedBytes = Math.min(SHARED_BYTES_MAX, Math.floor(memoryCacheBytes * SHARED_SHARE));
+    this.read = { cacheDir, cacheBytes, readAhead, pool: new ReadPool({ memoryBytes: memoryCacheBytes, sharedBytes }) };
     this.stopMirrorWatch = onMirrorFailure((f) => {
       this.metrics.mirrorFailed(f.registry, f.mirror);
       this.log.warn(
@@ -151,7 +152,10 @@ export class DaemonServer {
     this.session = new FuseSession(fd, this.root, {
       resume: connection,
       // Metadata of the served images is answered in the reader threads, from trees shared with them.
-      responder: { module: TREE_RESPONDER_MODULE, init: { trees: [] } satisfies TreesInit },
+      responder: {
+        module: TREE_RESPONDER_MODULE,
+        init: { trees: [], ...(this.read.pool.blocks ? { blocks: this.read.pool.blocks.init } : {}) } satisfies TreesInit,
+      },
       readers: READER_THREADS,
       log: fuseLog,
       debug: this.config.logLevel === 'debug' || this.config.logLevel === 'trace',
@@ -473,7 +477,8 @@ export class DaemonServer {
         // Gone (unmounted) while it was being built: nothing to share.
         if (this.live.get(img.spec.key) !== img || this.stopping) return;
         this.trees.add(slot);
-        this.session?.tellReaders({ add: slot, tree } satisfies TreesUpdate);
+        const layers = img.blockTables;
+        this.session?.tellReaders({ add: slot, tree, ...(layers ? { layers } : {}) } satisfies TreesUpdate);
       },
       (e: unknown) => this.log.warn({ image: img.metrics.image, err: (e as Error).message }, 'metadata served from the main thread'),
     );
@@ -610,6 +615,13 @@ export class DaemonServer {
 const MAX_BODY = 1024 * 1024;
 /** Reader threads of the FUSE session: they answer metadata themselves, so two use both cores. */
 const READER_THREADS = 2;
+/**
+ * The share of the memory cache the reader threads serve READs from
+ * (content/shared-blocks.ts), and its ceiling: the spans reads used, copied
+ * there, so a warm read never waits for this thread.
+ */
+const SHARED_SHARE = 1 / 4;
+const SHARED_BYTES_MAX = 1024 * 1024 * 1024;
 /** How long a daemon started by `clip mount` waits for its first mount. */
 const IDLE_START_MS = 30_000;
 

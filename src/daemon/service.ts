@@ -116,7 +116,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
   let firstServing: () => void = () => {};
   const serving = new Promise<void>((res) => (firstServing = res));
   const supervisor = new Supervisor({
-    mounts: [{ mountpoint: paths.root, mount: { fsname: 'clip', subtype: 'clip' } }],
+    mounts: [{ mountpoint: paths.root, mount: { fsname: 'clip', subtype: 'clip' }, readAheadKb: Math.ceil(config.kernelReadahead / 1024) }],
     server: {
       module: SERVER_MODULE,
       env: { CLIP_DAEMON: JSON.stringify(runtime), UV_THREADPOOL_SIZE: process.env['UV_THREADPOOL_SIZE'] ?? '16' },
@@ -126,6 +126,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     spare: true,
     onEvent: (e) => {
       if (e.type === 'server-exited' && e.signal !== null) log.warn(e, 'serving process died; starting another');
+      else if (e.type === 'warning') log.warn(e.message);
       else if (e.type !== 'mounted') log.info(e, e.type);
     },
     onMessage: (m) => {

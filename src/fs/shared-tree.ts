@@ -9,7 +9,8 @@
 // Layout (little-endian): a header of u32 words (HEADER_WORDS), then
 //   attrs    nodes x 88 bytes   fuse_attr of node i (index inode i + 1)
 //   info     nodes x 8 u32      type, a, b, parent, xattr start, xattr count, list offset, list length
-//            (dir: a = first entry, b = entries; symlink: a = target offset, b = length)
+//            (dir: a = first entry, b = entries; symlink: a = target offset, b = length;
+//            file: a = layer + 1 (0: no data), b and the parent word = data offset in the layer's output, low and high)
 //   entries  n x 4 u32          name offset, name length, child inode, parent inode (in listing order)
 //   hash     2^k u32            entry index + 1 (0: empty), keyed by (parent, name)
 //   xattrs   n x 4 u32          name offset, name length, value offset, value length
@@ -222,6 +223,13 @@ function* encodeSteps(nodes: readonly Node[], inoBase: number, statfs: StatFs): 
         hash[slot] = e + 1;
         e++;
       }
+    } else if (n.type === 'file') {
+      // Where its bytes are, for READs answered from shared blocks (content/shared-blocks.ts).
+      if (n.layer >= 0) {
+        info[w + 1] = n.layer + 1;
+        info[w + 2] = n.offset % 0x1_0000_0000;
+        info[w + 3] = Math.floor(n.offset / 0x1_0000_0000);
+      }
     } else if (n.type === 'symlink') {
       const targetAt = putString(n.target ?? '');
       info[w + 1] = targetAt;
@@ -335,6 +343,14 @@ export class TreeView {
       const at = this.pool + this.entries[o]!;
       if (this.bytes.compare(req, start, end, at, at + len) === 0) return this.entries[o + 2]!;
     }
+  }
+
+  /** A file's layer (-1: no data), the offset of its data in the layer's output, and its size. */
+  fileData(ino: number): [layer: number, offset: number, size: number] {
+    const w = (ino - 1) * NODE_WORDS;
+    const a = this.attrs + (ino - 1) * ATTR_SIZE + 8;
+    const size = this.bytes.readUInt32LE(a) + this.bytes.readUInt32LE(a + 4) * 0x1_0000_0000;
+    return [this.info[w + 1]! - 1, this.info[w + 2]! + this.info[w + 3]! * 0x1_0000_0000, size];
   }
 
   /** Pool offset and length of a symlink's target. */

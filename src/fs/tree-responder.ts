@@ -1,8 +1,9 @@
 // The reader-thread responder of served image trees (fuse/reader-responder.ts):
 // answers LOOKUP, GETATTR, READLINK, OPEN, OPENDIR, READDIR, READDIRPLUS,
 // GETXATTR, LISTXATTR, STATFS, RELEASE(DIR) and FLUSH for inodes of the trees
-// it was given (shared-tree.ts), exactly as ImageFileSystem would, and passes
-// on everything else (READ, INIT, INTERRUPT, inodes it does not know). Trees
+// it was given (shared-tree.ts), exactly as ImageFileSystem would, READs
+// whose bytes are all in shared blocks (content/shared-blocks.ts), and passes
+// on everything else (other READs, INIT, INTERRUPT, inodes it does not know). Trees
 // are keyed by the high 32 bits of their inode numbers (the daemon's slot;
 // 0 for a filesystem of one image).
 //
@@ -23,12 +24,20 @@ import {
 } from '../fuse/wire.js';
 import type { ReaderResponder, ReplyWriter } from '../fuse/reader-responder.js';
 import { IMAGE_TIMEOUT, NodeKind, TreeView } from './shared-tree.js';
+import { type LayerBlocksView, type SharedBlocksInit, SharedBlocksView } from '../content/shared-blocks.js';
 
-/** The responder's init and update messages. */
+/** The responder's init and update messages: trees, and where READs of cached bytes are answered from. */
 export interface TreesInit {
-  trees: Array<[high: number, tree: SharedArrayBuffer]>;
+  trees: Array<[high: number, tree: SharedArrayBuffer, layers?: SharedArrayBuffer[]]>;
+  blocks?: SharedBlocksInit;
 }
-export type TreesUpdate = { add: number; tree: SharedArrayBuffer } | { remove: number };
+/** `layers`: the image's layer tables of shared blocks (SharedBlocks.acquire), in its order. */
+export type TreesUpdate = { add: number; tree: SharedArrayBuffer; layers?: SharedArrayBuffer[] } | { remove: number };
+
+interface Served {
+  tree: TreeView;
+  layers: LayerBlocksView[];
+}
 
 export const TREE_RESPONDER_MODULE = new URL('./tree-responder.js', import.meta.url).href;
 
@@ -49,6 +58,7 @@ const OP = {
   RELEASEDIR: OPS.RELEASEDIR.code,
   BATCH_FORGET: OPS.BATCH_FORGET.code,
   READDIRPLUS: OPS.READDIRPLUS.code,
+  READ: OPS.READ.code,
 };
 const E = errno;
 const O_ACCMODE = 3;
@@ -59,15 +69,20 @@ export function createResponder(init: unknown): ReaderResponder {
 }
 
 class TreeResponder implements ReaderResponder {
-  private readonly trees = new Map<number, TreeView>();
+  private readonly trees = new Map<number, Served>();
+  private readonly blocks: SharedBlocksView | undefined;
+  /** Reused per READ: the reply's parts and the slots they pin. */
+  private readonly parts: Buffer[] = [];
+  private readonly pinned: number[] = [];
 
   constructor(init: TreesInit) {
-    for (const [high, sab] of init.trees) this.trees.set(high, new TreeView(sab));
+    for (const [high, sab, layers] of init.trees) this.trees.set(high, served(sab, layers));
+    this.blocks = init.blocks ? new SharedBlocksView(init.blocks) : undefined;
   }
 
   update(message: unknown): void {
     const m = message as TreesUpdate;
-    if ('add' in m) this.trees.set(m.add, new TreeView(m.tree));
+    if ('add' in m) this.trees.set(m.add, served(m.tree, m.layers));
     else this.trees.delete(m.remove);
   }
 
@@ -78,8 +93,9 @@ class TreeResponder implements ReaderResponder {
     // Resent requests (bit 63 of unique) go to the session, which counts them.
     if (req.readUInt32LE(12) & 0x8000_0000) return false;
     const high = req.readUInt32LE(20);
-    const tree = this.trees.get(high);
-    if (!tree) return false;
+    const served = this.trees.get(high);
+    if (!served) return false;
+    const tree = served.tree;
     const ino = req.readUInt32LE(16);
     if (!tree.has(ino)) return false;
     const end = n - req.readUInt16LE(36) * 8;
@@ -147,10 +163,42 @@ class TreeResponder implements ReaderResponder {
       }
       case OP.LISTXATTR:
         return sized(out, req, tree, tree.xattrList(ino), req.readUInt32LE(40));
+      case OP.READ:
+        return this.read(served, ino, req, out);
       default:
         return false;
     }
   }
+
+  /**
+   * A READ whose bytes are all in shared blocks, answered from them; any
+   * other (not a file, bytes not held) goes to the main thread, which reads
+   * (and fetches) them and publishes them for the next time.
+   */
+  private read({ tree, layers }: Served, ino: number, req: Buffer, out: ReplyWriter): boolean {
+    const blocks = this.blocks;
+    if (!blocks || tree.kind(ino) !== NodeKind.File) return false;
+    const [layer, dataOffset, fileSize] = tree.fileData(ino);
+    const table = layers[layer];
+    if (!table) return false;
+    // fuse_read_in: fh u64, offset u64, size u32.
+    const offset = req.readUInt32LE(48) + req.readUInt32LE(52) * 0x1_0000_0000;
+    const end = Math.min(fileSize, offset + req.readUInt32LE(56));
+    if (offset >= end) return false;
+    const { parts, pinned } = this;
+    try {
+      if (!blocks.collect(table, dataOffset + offset, dataOffset + end, parts, pinned)) return false;
+      out.okParts(req, parts);
+      return true;
+    } finally {
+      blocks.unpin(pinned);
+      parts.length = 0;
+    }
+  }
+}
+
+function served(tree: SharedArrayBuffer, layers: SharedArrayBuffer[] = []): Served {
+  return { tree: new TreeView(tree), layers: layers.map((l) => SharedBlocksView.layer(l)) };
 }
 
 function reply(out: ReplyWriter, req: Buffer, errno: number): true {

@@ -73,6 +73,24 @@ export class ReplyWriter {
     this.write(req, 0, payloadLength);
   }
 
+  /** Sends a reply whose payload is `parts` (views of shared memory, written as they are: no copy here). */
+  okParts(req: Buffer, parts: Buffer[]): void {
+    let length = 0;
+    for (const p of parts) length += p.length;
+    const b = this.buf;
+    b.writeUInt32LE(OUT_HEADER_SIZE + length, 0);
+    b.writeInt32LE(0, 4);
+    req.copy(b, 8, 8, 16);
+    this.lastError = 0;
+    this.lastLength = length;
+    parts.unshift(b.subarray(0, OUT_HEADER_SIZE));
+    try {
+      fs.writevSync(this.fd, parts);
+    } catch {
+      // As in write(): the request is gone, or the mount is.
+    }
+  }
+
   /** Sends an error reply (a positive errno). */
   error(req: Buffer, errno: number): void {
     this.write(req, errno, 0);

@@ -35,6 +35,7 @@ import {
   connectionFromJson,
   connectionToJson,
   mountFuse,
+  setReadAheadKb,
   unmount,
 } from '../fuse/index.js';
 
@@ -46,6 +47,8 @@ export interface SupervisedMount {
   mount?: MountOptions;
   /** INIT parameters (max_write, ...); every child serves with what they settled. */
   init?: InitOptions;
+  /** The kernel's readahead window for the mount, set after INIT (fuse/read-ahead-kb.ts); default: the kernel's. */
+  readAheadKb?: number;
 }
 
 export interface SupervisorOptions {
@@ -82,6 +85,7 @@ export type SupervisorEvent =
   | { type: 'server-exited'; pid: number; generation: number; code: number | null; signal: NodeJS.Signals | null }
   | { type: 'restart-delayed'; ms: number }
   | { type: 'upgraded'; pid: number; generation: number; stallMs: number }
+  | { type: 'warning'; message: string }
   | { type: 'stopped' };
 
 /** One connection as a serving child receives it. */
@@ -180,6 +184,14 @@ export class Supervisor {
           await mounted.unmount().catch(() => {});
           fs.closeSync(mounted.fd);
           throw e;
+        }
+        if (m.readAheadKb !== undefined) {
+          try {
+            setReadAheadKb(mounted.mountpoint, m.readAheadKb);
+          } catch (e) {
+            // Slower sequential reads, nothing wrong: the kernel's window stays.
+            this.emit({ type: 'warning', message: `cannot set readahead of ${mounted.mountpoint}: ${(e as Error).message}` });
+          }
         }
         this.held.push({ fd: mounted.fd, mountpoint: mounted.mountpoint, connection });
         this.emit({ type: 'mounted', mountpoint: mounted.mountpoint, connection });
