@@ -20,6 +20,8 @@ export type { ReadEvents } from './content/read-events.js';
 export { SpanCache } from './content/span-cache.js';
 export { ReadPool } from './content/read-pool.js';
 export type { ReadPoolOptions } from './content/read-pool.js';
+export { SharedBlocks, SharedBlocksView } from './content/shared-blocks.js';
+export type { SharedBlocksInit, LayerBlocksView } from './content/shared-blocks.js';
 export { SpanMemory } from './content/span-memory.js';
 export type { MemorySpan } from './content/span-memory.js';
 export type { Lease } from './util/ref-counted.js';

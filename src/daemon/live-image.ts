@@ -74,7 +74,9 @@ export class LiveImage {
     }
     // Its inodes in the range of its slot of the daemon's one filesystem (root-fs.ts).
     const fs = new ImageFileSystem(index, reader, log.child({ image: spec.image }), slotInode(spec.slot, 0));
-    return new LiveImage(spec, index, reader, fs, metrics, recorder, read.pool.blocks?.acquire(index.layers));
+    // While a start-up profile is recorded every read must reach the reader (a read answered from shared blocks is not seen).
+    const blocks = recorder ? undefined : read.pool.blocks?.acquire(index.layers);
+    return new LiveImage(spec, index, reader, fs, metrics, recorder, blocks);
   }
 
   /** Starts the fetches the image's settings ask for; `fresh`: this is its first mount (the profile is fetched once). */
