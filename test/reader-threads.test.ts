@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -145,5 +145,33 @@ describe('daemon: a new image after an old one went', () => {
       }
     }
     assert.notEqual(inodes[0], inodes[1], 'the second image got inode numbers of its own');
+  });
+
+  it('opens cost no request, and the listing of the images stays true as they come and go', async () => {
+    const root = path.join(ws.env['CLIP_STATE_DIR']!, 'fs');
+    const served: string[] = [];
+    const mps: string[] = [];
+    try {
+      for (const name of ['one', 'two']) {
+        const image = await buildImage({ dir: path.join(dir, name), layers: [{ entries: [{ type: 'file', path: 'f', data: name }] }] });
+        const file = path.join(dir, `${name}.clip`);
+        await writeIndex(file, await buildIndex(`oci:${image.dir}:latest`));
+        const mp = path.join(dir, `mnt-${name}`);
+        await mkdir(mp);
+        const r = await runClip(['mount', file, mp], { env: ws.env });
+        assert.equal(r.code, 0, r.stderr);
+        mps.push(mp);
+        // Opened and read twice: the kernel opens without asking (ENOSYS once), the bytes are right.
+        for (let i = 0; i < 2; i++) assert.equal(await readFile(path.join(mp, 'f'), 'utf8'), name);
+        const listing = await readdir(root);
+        assert.equal(listing.length, served.length + 1, `the root lists every image: ${listing.join(' ')}`);
+        served.push(...listing.filter((n) => !served.includes(n)));
+      }
+      const u = await runClip(['umount', mps.shift()!], { env: ws.env });
+      assert.equal(u.code, 0, u.stderr);
+      assert.deepEqual(await readdir(root), [served[1]], 'the listing after the first image went (the kernel was told)');
+    } finally {
+      for (const mp of mps) await runClip(['umount', mp], { env: ws.env });
+    }
   });
 });

@@ -24,6 +24,8 @@ import {
 import type { ImageFileSystem } from '../fs/image-fs.js';
 
 const ROOT = 1;
+/** The inode of the daemon filesystem's root directory (the images' directories are its entries). */
+export const ROOT_INODE = ROOT;
 const SLOT_SPAN = 2 ** 32;
 /** Slots stay below 2^20: inode numbers must stay exact in a double (2^52). */
 export const MAX_SLOT = 2 ** 20 - 1;
@@ -44,12 +46,15 @@ export class RootFileSystem implements FileSystem {
   private readonly bySlot = new Map<number, Served>();
   private readonly byKey = new Map<string, number>();
   private readonly startedAt = { sec: Math.floor(Date.now() / 1000), nsec: 0 };
+  /** Told when the root's listing changes (the kernel may cache it: see TreesUpdate's openless). */
+  onListingChange: (() => void) | undefined;
 
   add(slot: number, key: string, fs: ImageFileSystem, onRead?: () => void): void {
     if (!Number.isSafeInteger(slot) || slot < 1 || slot > MAX_SLOT) throw new Error(`bad image slot ${slot}`);
     if (this.bySlot.has(slot) || this.byKey.has(key)) throw new Error(`image slot ${slot} or key ${key} is taken`);
     this.bySlot.set(slot, { key, fs, onRead });
     this.byKey.set(key, slot);
+    this.onListingChange?.();
   }
 
   remove(slot: number): void {
@@ -57,6 +62,7 @@ export class RootFileSystem implements FileSystem {
     if (!s) return;
     this.bySlot.delete(slot);
     this.byKey.delete(s.key);
+    this.onListingChange?.();
   }
 
   /** The image an inode belongs to (each image's filesystem numbers its inodes in its own range: slotInode). */

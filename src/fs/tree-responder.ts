@@ -31,8 +31,14 @@ export interface TreesInit {
   trees: Array<[high: number, tree: SharedArrayBuffer, layers?: SharedArrayBuffer[]]>;
   blocks?: SharedBlocksInit;
 }
-/** `layers`: the image's layer tables of shared blocks (SharedBlocks.acquire), in its order. */
-export type TreesUpdate = { add: number; tree: SharedArrayBuffer; layers?: SharedArrayBuffer[] } | { remove: number };
+/**
+ * `layers`: the image's layer tables of shared blocks (SharedBlocks.acquire),
+ * in its order. `openless`: answer OPEN and OPENDIR with ENOSYS, so the
+ * kernel stops sending them (and RELEASE) for the whole connection and opens
+ * with the flags clip would give anyway (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR);
+ * only for a read-only mount of a kernel that offers FUSE_NO_OPEN(DIR)_SUPPORT.
+ */
+export type TreesUpdate = { add: number; tree: SharedArrayBuffer; layers?: SharedArrayBuffer[] } | { remove: number } | { openless: true };
 
 interface Served {
   tree: TreeView;
@@ -74,6 +80,7 @@ class TreeResponder implements ReaderResponder {
   /** Reused per READ: the reply's parts and the slots they pin. */
   private readonly parts: Buffer[] = [];
   private readonly pinned: number[] = [];
+  private openless = false;
 
   constructor(init: TreesInit) {
     for (const [high, sab, layers] of init.trees) this.trees.set(high, served(sab, layers));
@@ -83,7 +90,8 @@ class TreeResponder implements ReaderResponder {
   update(message: unknown): void {
     const m = message as TreesUpdate;
     if ('add' in m) this.trees.set(m.add, served(m.tree, m.layers));
-    else this.trees.delete(m.remove);
+    else if ('remove' in m) this.trees.delete(m.remove);
+    else this.openless = m.openless;
   }
 
   respond(req: Buffer, n: number, out: ReplyWriter): boolean {
@@ -135,9 +143,11 @@ class TreeResponder implements ReaderResponder {
       case OP.OPEN:
         if ((req.readUInt32LE(40) & O_ACCMODE) !== 0) return reply(out, req, E.EROFS);
         if (tree.kind(ino) === NodeKind.Dir) return reply(out, req, E.EISDIR);
+        if (this.openless) return reply(out, req, E.ENOSYS);
         return openReply(out, req, OpenFlag.KEEP_CACHE);
       case OP.OPENDIR:
         if (tree.kind(ino) !== NodeKind.Dir) return reply(out, req, E.ENOTDIR);
+        if (this.openless) return reply(out, req, E.ENOSYS);
         return openReply(out, req, OpenFlag.CACHE_DIR | OpenFlag.KEEP_CACHE);
       case OP.READDIR:
       case OP.READDIRPLUS:

@@ -28,7 +28,7 @@ import { UNIQUE_RESEND, canResend, encodeNotifyResend } from './takeover.js';
 import { type OpIn, type OpName, type OpcodeInfo, OPCODES, OPS } from './opcodes.js';
 import type { ConnectionInfo, RequestContext } from './types.js';
 import { RequestSignal } from './request-signal.js';
-import { type InHeader, BodyReader, IN_HEADER_SIZE, OUT_HEADER_SIZE, WireError, decodeInHeader } from './wire.js';
+import { type InHeader, BodyReader, IN_HEADER_SIZE, OUT_HEADER_SIZE, WireError, decodeInHeader, encodeOutHeader } from './wire.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** Where the session's log lines go (e.g. `(level, msg) => pino[level](msg)`). */
@@ -140,6 +140,9 @@ export class DeviceChannel implements Channel {
     fs.closeSync(this.fd);
   }
 }
+
+/** fuse_notify_code FUSE_NOTIFY_INVAL_INODE. */
+const NOTIFY_INVAL_INODE = 2;
 
 export interface SessionOptions extends InitOptions {
   /** Observer: each answered request's operation name, seconds taken and errno (0 = success). */
@@ -277,6 +280,24 @@ export class FuseSession extends EventEmitter {
     this.resolveReady(conn);
     this.emit('init', conn);
     this.channel.connected?.();
+  }
+
+  /**
+   * Tells the kernel that what it cached of inode `ino` (attributes, pages,
+   * a directory's cached listing) is stale (FUSE_NOTIFY_INVAL_INODE). False
+   * when the kernel refused it (an inode it does not know is no error).
+   */
+  invalidateInode(ino: number): boolean {
+    const payload = Buffer.alloc(24);
+    payload.writeBigUInt64LE(BigInt(ino), 0);
+    payload.writeBigInt64LE(0n, 8); // from offset 0
+    payload.writeBigInt64LE(0n, 16); // length 0: to the end
+    try {
+      this.channel.write([encodeOutHeader(payload.length, -NOTIFY_INVAL_INODE, 0n), payload]);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Passes a message to the responder of every reader thread (see SessionOptions.responder). */
