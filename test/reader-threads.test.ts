@@ -15,7 +15,8 @@ import { buildIndex, FileReader, loadIndex, writeIndex, type ClipIndex } from '.
 import { daemonAnswers } from '../src/daemon/client.js';
 import { ImageFileSystem } from '../src/fs/image-fs.js';
 import { TREE_RESPONDER_MODULE, type TreesInit } from '../src/fs/tree-responder.js';
-import { serveFuse, type FileSystem, type FuseServer } from '../src/fuse/index.js';
+import { readAheadKb, serveFuse, type FileSystem, type FuseServer } from '../src/fuse/index.js';
+import { DEFAULT_KERNEL_READAHEAD } from '../src/daemon/config.js';
 import { everythingLayers } from './helpers/fixtures.js';
 import { buildImage } from './helpers/image-builder.js';
 import { runClip } from './helpers/cli.js';
@@ -149,6 +150,7 @@ describe('daemon: a new image after an old one went', () => {
 
   it('opens cost no request, and the listing of the images stays true as they come and go', async () => {
     const root = path.join(ws.env['CLIP_STATE_DIR']!, 'fs');
+    assert.equal(readAheadKb(root), DEFAULT_KERNEL_READAHEAD / 1024, "the kernel's readahead on the daemon's mount");
     const served: string[] = [];
     const mps: string[] = [];
     try {

@@ -144,7 +144,7 @@ export class SharedBlocks {
     }
   }
 
-  /** Blocks held now (tests, metrics). */
+  /** Blocks held now (O(slots): for tests). */
   held(): number {
     let n = 0;
     for (let s = 0; s < this.slotCount; s++) if (Atomics.load(this.meta, s * META_WORDS + STATE) === VALID) n++;
