@@ -142,11 +142,13 @@ export class LayerReader {
     } finally {
       this.active--;
     }
+    // The next reads of these spans are answered by the FUSE reader threads: copied
+    // there once this read's reply is on its way (a cold read waits for no copy).
+    const blocks = this.opts.blocks;
+    if (blocks) setImmediate(() => spans.forEach((data, j) => blocks.publish(layer, first + j, data)));
     const parts: Buffer[] = [];
     for (let i = first; i <= last; i++) {
       const range = spanOutputRange(table, i);
-      // The next reads of these spans are answered by the FUSE reader threads.
-      this.opts.blocks?.publish(layer, i, spans[i - first]!);
       parts.push(spans[i - first]!.subarray(Math.max(offset, range.start) - range.start, Math.min(end, range.end) - range.start));
     }
     return parts;
