@@ -59,7 +59,7 @@ interface LayerTable {
 }
 
 /** Views of a layer table's three arrays, for either side. */
-function tableViews(sab: SharedArrayBuffer): { id: number; starts: Float64Array; base: Int32Array; slots: Int32Array } {
+function tableViews(sab: SharedArrayBuffer): LayerBlocksView {
   const h = new Int32Array(sab, 0, 3);
   const spans = h[1]!;
   const blocks = h[2]!;

@@ -13,6 +13,7 @@
 
 import {
   FuseError,
+  ROOT_ID as ROOT,
   type AttrReply,
   type DirEntry,
   type Entry,
@@ -23,9 +24,6 @@ import {
 } from '../fuse/index.js';
 import type { ImageFileSystem } from '../fs/image-fs.js';
 
-const ROOT = 1;
-/** The inode of the daemon filesystem's root directory (the images' directories are its entries). */
-export const ROOT_INODE = ROOT;
 const SLOT_SPAN = 2 ** 32;
 /** Slots stay below 2^20: inode numbers must stay exact in a double (2^52). */
 export const MAX_SLOT = 2 ** 20 - 1;

@@ -11,7 +11,7 @@ import { chmod } from 'node:fs/promises';
 import path from 'node:path';
 import type { DaemonConfig } from './config.js';
 import { ClipError, isClipError } from '../errors.js';
-import { findMount, FuseSession, InitFlag, isMounted, unmount, type ConnectionInfo } from '../fuse/index.js';
+import { findMount, FuseSession, InitFlag, isMounted, ROOT_ID, unmount, type ConnectionInfo } from '../fuse/index.js';
 import { HEADER_SIZE } from '../index/format.js';
 import { KIND_NAMES } from '../index/types.js';
 import { isSameMount, keyOf, mountIdentity } from '../mount/state.js';
@@ -25,7 +25,7 @@ import { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { ReadPool } from '../content/read-pool.js';
 import { onMirrorFailure } from '../oci/endpoints.js';
 import { serveDaemonMetrics } from '../metrics/daemon-endpoint.js';
-import { MAX_SLOT, ROOT_INODE, RootFileSystem } from './root-fs.js';
+import { MAX_SLOT, RootFileSystem } from './root-fs.js';
 import { daemonPaths, saveTable, type DaemonTable, type ImageSettings, type ServedImage } from './served-images.js';
 import { bindImage, isOurMount, mountRootfs, notAClipMount, takeDown } from './stacked-mounts.js';
 import { TREE_RESPONDER_MODULE, type TreesInit, type TreesUpdate } from '../fs/tree-responder.js';
@@ -166,7 +166,7 @@ export class DaemonServer {
     // two requests a file or directory cheaper. The kernel then caches the root's listing too: told when it changes.
     const noOpen = InitFlag.NO_OPEN_SUPPORT | InitFlag.NO_OPENDIR_SUPPORT;
     if ((connection.kernelFlags & noOpen) === noOpen) {
-      this.root.onListingChange = () => void this.session?.invalidateInode(ROOT_INODE);
+      this.root.onListingChange = () => void this.session?.invalidateInode(ROOT_ID);
       this.session.tellReaders({ openless: true } satisfies TreesUpdate);
     }
     this.session.closed.then(

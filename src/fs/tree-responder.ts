@@ -191,9 +191,8 @@ class TreeResponder implements ReaderResponder {
     const [layer, dataOffset, fileSize] = tree.fileData(ino);
     const table = layers[layer];
     if (!table) return false;
-    // fuse_read_in: fh u64, offset u64, size u32.
-    const offset = req.readUInt32LE(48) + req.readUInt32LE(52) * 0x1_0000_0000;
-    const end = Math.min(fileSize, offset + req.readUInt32LE(56));
+    const offset = readInOffset(req);
+    const end = Math.min(fileSize, offset + readInSize(req));
     if (offset >= end) return false;
     const { parts, pinned } = this;
     try {
@@ -205,6 +204,15 @@ class TreeResponder implements ReaderResponder {
       parts.length = 0;
     }
   }
+}
+
+/** fuse_read_in (READ, READDIR, READDIRPLUS) after the header: fh u64, offset u64, size u32. */
+function readInOffset(req: Buffer): number {
+  return req.readUInt32LE(48) + req.readUInt32LE(52) * 0x1_0000_0000;
+}
+
+function readInSize(req: Buffer): number {
+  return req.readUInt32LE(56);
 }
 
 function served(tree: SharedArrayBuffer, layers: SharedArrayBuffer[] = []): Served {
@@ -262,8 +270,8 @@ function writeEntry(b: Buffer, off: number, tree: TreeView, high: number, ino: n
 
 /** Packs dirents from the request's offset (1 after ".", 2 after "..", 3 + i after child i) into the reply; returns its length. */
 function readdir(tree: TreeView, high: number, dir: number, req: Buffer, out: ReplyWriter, plus: boolean): number {
-  const offset = req.readUInt32LE(48) + req.readUInt32LE(52) * 0x1_0000_0000;
-  const capacity = Math.min(req.readUInt32LE(56), out.capacity);
+  const offset = readInOffset(req);
+  const capacity = Math.min(readInSize(req), out.capacity);
   const b = out.buf;
   const mode = tree.mode(dir);
   let used = 0;

@@ -30,7 +30,7 @@ export {
   type SessionOptions,
 } from './session.js';
 export { ReplyWriter, type ReaderResponder, type ResponderFactory } from './reader-responder.js';
-export { bdiDir, readAheadKb, setReadAheadKb } from './read-ahead-kb.js';
+export { readAheadKb, setReadAheadKb } from './read-ahead-kb.js';
 export { type InitOptions, type InitDecision, negotiateInit, DEFAULT_MAX_WRITE, DEFAULT_MAX_PAGES } from './init.js';
 export {
   mountFuse,

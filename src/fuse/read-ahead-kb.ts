@@ -13,7 +13,7 @@ import { findMount } from './mountinfo.js';
  * device of its mountinfo line: a stat of the mountpoint would ask the FUSE
  * server, which may not serve yet.
  */
-export function bdiDir(mountpoint: string): string {
+function bdiDir(mountpoint: string): string {
   const m = findMount(mountpoint);
   if (!m) throw new Error(`nothing is mounted at ${mountpoint}`);
   return `/sys/class/bdi/${m.device}`;

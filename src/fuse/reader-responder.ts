@@ -77,18 +77,8 @@ export class ReplyWriter {
   okParts(req: Buffer, parts: Buffer[]): void {
     let length = 0;
     for (const p of parts) length += p.length;
-    const b = this.buf;
-    b.writeUInt32LE(OUT_HEADER_SIZE + length, 0);
-    b.writeInt32LE(0, 4);
-    req.copy(b, 8, 8, 16);
-    this.lastError = 0;
-    this.lastLength = length;
-    parts.unshift(b.subarray(0, OUT_HEADER_SIZE));
-    try {
-      fs.writevSync(this.fd, parts);
-    } catch {
-      // As in write(): the request is gone, or the mount is.
-    }
+    parts.unshift(this.header(req, 0, length).subarray(0, OUT_HEADER_SIZE));
+    this.send(() => fs.writevSync(this.fd, parts));
   }
 
   /** Sends an error reply (a positive errno). */
@@ -97,6 +87,12 @@ export class ReplyWriter {
   }
 
   private write(req: Buffer, errno: number, payloadLength: number): void {
+    const b = this.header(req, errno, payloadLength);
+    this.send(() => fs.writeSync(this.fd, b, 0, OUT_HEADER_SIZE + payloadLength));
+  }
+
+  /** The out-header of a reply to `req`, in the reply buffer. */
+  private header(req: Buffer, errno: number, payloadLength: number): Buffer {
     const b = this.buf;
     b.writeUInt32LE(OUT_HEADER_SIZE + payloadLength, 0);
     b.writeInt32LE(-errno, 4);
@@ -104,8 +100,12 @@ export class ReplyWriter {
     req.copy(b, 8, 8, 16);
     this.lastError = errno;
     this.lastLength = payloadLength;
+    return b;
+  }
+
+  private send(write: () => void): void {
     try {
-      fs.writeSync(this.fd, b, 0, OUT_HEADER_SIZE + payloadLength);
+      write();
     } catch {
       // ENOENT: the kernel gave up on the request (interrupted); ENODEV: unmounted, the next read says so.
     }
